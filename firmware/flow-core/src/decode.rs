@@ -1,0 +1,382 @@
+//! Frame decoding: link layer, VLAN/MPLS, IP (via etherparse), transport.
+//!
+//! The link layer walk is done here because it needs things etherparse does
+//! not do: more than two VLAN tags, MPLS label stacks, PPPoE, Linux cooked
+//! captures v2 and BSD loopback. From the IP header down, etherparse's lax
+//! slicer does the work (IPv4 options, IPv6 extension headers, fragments).
+//! Transport fields are read at their fixed offsets rather than through a
+//! full header parse, so a frame captured with a short snap length still
+//! gives its ports and flags.
+
+use etherparse::{Ipv6ExtensionSlice, LaxIpSlice};
+
+use crate::source::LinkType;
+use crate::stats::Anomaly;
+
+pub const ETHERTYPE_IPV4: u16 = 0x0800;
+pub const ETHERTYPE_IPV6: u16 = 0x86dd;
+pub const ETHERTYPE_ARP: u16 = 0x0806;
+const ETHERTYPE_VLAN: u16 = 0x8100;
+const ETHERTYPE_QINQ: u16 = 0x88a8;
+const ETHERTYPE_QINQ_OLD: u16 = 0x9100;
+const ETHERTYPE_MPLS: u16 = 0x8847;
+const ETHERTYPE_MPLS_MC: u16 = 0x8848;
+const ETHERTYPE_PPPOE_SESSION: u16 = 0x8864;
+/// Deeper label stacks than this are treated as garbage.
+const MAX_MPLS_LABELS: usize = 16;
+/// Deeper tag stacks than this are treated as garbage.
+const MAX_VLAN_TAGS: usize = 8;
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
+/// IP fragment information.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fragment {
+    pub id: u32,
+    /// Offset in 8-byte units.
+    pub offset: u16,
+    pub more: bool,
+}
+
+/// ICMP fields the flow engine uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IcmpFields {
+    pub icmp_type: u8,
+    pub code: u8,
+    /// Echo identifier (bytes 4-5), meaningful for query messages only.
+    pub ident: u16,
+}
+
+/// What a frame holds, as far as the flow engine cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Packet<'a> {
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub vlan: u16,
+    pub inner_vlan: u16,
+    /// IPv4 addresses occupy the first four bytes.
+    pub src_ip: [u8; 16],
+    pub dst_ip: [u8; 16],
+    pub is_v6: bool,
+    pub proto: u8,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub tcp_flags: u8,
+    pub icmp: Option<IcmpFields>,
+    /// Set when the frame is an IP fragment (not for atomic fragments).
+    pub fragment: Option<Fragment>,
+    /// Transport header cut short by the snap length or the packet itself;
+    /// whatever fields were present were still read.
+    pub l4_truncated: bool,
+    /// Transport payload bytes as far as captured.
+    pub payload: &'a [u8],
+    /// Transport payload length according to the headers (uncaptured bytes
+    /// included), used to tell data packets from pure ACKs.
+    pub payload_len: u32,
+}
+
+/// The result of decoding one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoded<'a> {
+    Ip(Packet<'a>),
+    /// A frame that carries no IP: counted per ethertype.
+    NonIp(u16),
+    /// A frame that cannot be decoded: counted per reason.
+    Malformed(Anomaly),
+}
+
+/// Link-layer facts gathered before the IP header.
+#[derive(Default)]
+struct LinkInfo {
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    vlans: [u16; 2],
+    vlan_count: usize,
+}
+
+impl LinkInfo {
+    fn push_vlan(&mut self, vid: u16) {
+        // Priority-tagged frames (VID 0) are untagged by 802.1Q's rules.
+        if vid != 0 && self.vlan_count < 2 {
+            self.vlans[self.vlan_count] = vid;
+            self.vlan_count += 1;
+        }
+    }
+}
+
+fn be16(data: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*data.get(at)?, *data.get(at + 1)?]))
+}
+
+fn mac_at(data: &[u8], at: usize) -> [u8; 6] {
+    let mut mac = [0u8; 6];
+    if let Some(src) = data.get(at..at + 6) {
+        mac.copy_from_slice(src);
+    }
+    mac
+}
+
+/// Decodes one frame. `vlan_tci` is a VLAN tag the capture layer removed from
+/// the frame (AF_PACKET rings report it beside the data).
+pub fn decode(link: LinkType, data: &[u8], vlan_tci: Option<u16>) -> Decoded<'_> {
+    let mut info = LinkInfo::default();
+    if let Some(tci) = vlan_tci {
+        info.push_vlan(tci & 0x0fff);
+    }
+    let (ethertype, rest) = match link {
+        LinkType::Ethernet => {
+            if data.len() < 14 {
+                return Decoded::Malformed(Anomaly::TruncatedLink);
+            }
+            info.dst_mac = mac_at(data, 0);
+            info.src_mac = mac_at(data, 6);
+            (be16(data, 12).unwrap_or(0), &data[14..])
+        }
+        LinkType::LinuxSll => {
+            // pkttype, arphrd, addr len, 8 address bytes, protocol.
+            if data.len() < 16 {
+                return Decoded::Malformed(Anomaly::TruncatedLink);
+            }
+            if be16(data, 4) == Some(6) {
+                info.src_mac = mac_at(data, 6);
+            }
+            (be16(data, 14).unwrap_or(0), &data[16..])
+        }
+        LinkType::LinuxSll2 => {
+            // protocol, reserved, ifindex, arphrd, pkttype, addr len, address.
+            if data.len() < 20 {
+                return Decoded::Malformed(Anomaly::TruncatedLink);
+            }
+            if data[11] == 6 {
+                info.src_mac = mac_at(data, 12);
+            }
+            (be16(data, 0).unwrap_or(0), &data[20..])
+        }
+        LinkType::RawIp => match data.first().map(|b| b >> 4) {
+            Some(4) => (ETHERTYPE_IPV4, data),
+            Some(6) => (ETHERTYPE_IPV6, data),
+            Some(_) => return Decoded::Malformed(Anomaly::BadIpVersion),
+            None => return Decoded::Malformed(Anomaly::TruncatedIp),
+        },
+        LinkType::Ipv4 => (ETHERTYPE_IPV4, data),
+        LinkType::Ipv6 => (ETHERTYPE_IPV6, data),
+        LinkType::Null => {
+            // A 4-byte address family in the capturing host's byte order.
+            let Some(family) = data.get(..4) else {
+                return Decoded::Malformed(Anomaly::TruncatedLink);
+            };
+            let le = u32::from_le_bytes([family[0], family[1], family[2], family[3]]);
+            let be = u32::from_be_bytes([family[0], family[1], family[2], family[3]]);
+            let family = if le < 256 { le } else { be };
+            match family {
+                2 => (ETHERTYPE_IPV4, &data[4..]),
+                10 | 24 | 28 | 30 => (ETHERTYPE_IPV6, &data[4..]),
+                _ => return Decoded::NonIp(0),
+            }
+        }
+    };
+    decode_ethertype(ethertype, rest, info)
+}
+
+/// Walks VLAN tags, PPPoE and MPLS labels down to IP.
+fn decode_ethertype(mut ethertype: u16, mut rest: &[u8], mut info: LinkInfo) -> Decoded<'_> {
+    let mut tags = 0;
+    loop {
+        match ethertype {
+            ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD => {
+                tags += 1;
+                if tags > MAX_VLAN_TAGS {
+                    return Decoded::Malformed(Anomaly::TooManyTags);
+                }
+                let (Some(tci), Some(next)) = (be16(rest, 0), be16(rest, 2)) else {
+                    return Decoded::Malformed(Anomaly::TruncatedVlan);
+                };
+                info.push_vlan(tci & 0x0fff);
+                ethertype = next;
+                rest = &rest[4..];
+            }
+            ETHERTYPE_PPPOE_SESSION => {
+                // 6-byte PPPoE header, then the 2-byte PPP protocol.
+                let Some(ppp) = be16(rest, 6) else {
+                    return Decoded::Malformed(Anomaly::TruncatedLink);
+                };
+                rest = &rest[8..];
+                ethertype = match ppp {
+                    0x0021 => ETHERTYPE_IPV4,
+                    0x0057 => ETHERTYPE_IPV6,
+                    _ => return Decoded::NonIp(ETHERTYPE_PPPOE_SESSION),
+                };
+            }
+            ETHERTYPE_MPLS | ETHERTYPE_MPLS_MC => {
+                return match skip_mpls(rest) {
+                    Ok((ethertype, ip)) => decode_ip(ethertype, ip, &info),
+                    Err(anomaly) => Decoded::Malformed(anomaly),
+                };
+            }
+            ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => return decode_ip(ethertype, rest, &info),
+            other => return Decoded::NonIp(other),
+        }
+    }
+}
+
+/// Skips an MPLS label stack; the payload kind is guessed from the IP version
+/// nibble, as routers and Wireshark do (MPLS itself does not say).
+fn skip_mpls(mut rest: &[u8]) -> Result<(u16, &[u8]), Anomaly> {
+    for _ in 0..MAX_MPLS_LABELS {
+        let Some(label) = rest.get(..4) else {
+            return Err(Anomaly::TruncatedMpls);
+        };
+        let bottom_of_stack = label[2] & 0x01 != 0;
+        rest = &rest[4..];
+        if bottom_of_stack {
+            return match rest.first().map(|b| b >> 4) {
+                Some(4) => Ok((ETHERTYPE_IPV4, rest)),
+                Some(6) => Ok((ETHERTYPE_IPV6, rest)),
+                Some(_) => Err(Anomaly::MplsNotIp),
+                None => Err(Anomaly::TruncatedMpls),
+            };
+        }
+    }
+    Err(Anomaly::TooManyTags)
+}
+
+fn decode_ip<'a>(ethertype: u16, bytes: &'a [u8], info: &LinkInfo) -> Decoded<'a> {
+    let version = bytes.first().map(|b| b >> 4);
+    let expected = if ethertype == ETHERTYPE_IPV4 { 4 } else { 6 };
+    match version {
+        None => return Decoded::Malformed(Anomaly::TruncatedIp),
+        Some(v) if v != expected => return Decoded::Malformed(Anomaly::BadIpVersion),
+        _ => {}
+    }
+    let ip = match LaxIpSlice::from_slice(bytes) {
+        Ok((ip, _ext_err)) => ip,
+        Err(etherparse::err::ip::LaxHeaderSliceError::Len(_)) => {
+            return Decoded::Malformed(Anomaly::TruncatedIp)
+        }
+        Err(etherparse::err::ip::LaxHeaderSliceError::Content(_)) => {
+            return Decoded::Malformed(Anomaly::BadIpHeader)
+        }
+    };
+    let mut pkt = Packet {
+        src_mac: info.src_mac,
+        dst_mac: info.dst_mac,
+        vlan: info.vlans[0],
+        inner_vlan: info.vlans[1],
+        src_ip: [0; 16],
+        dst_ip: [0; 16],
+        is_v6: false,
+        proto: 0,
+        src_port: 0,
+        dst_port: 0,
+        tcp_flags: 0,
+        icmp: None,
+        fragment: None,
+        l4_truncated: false,
+        payload: &[],
+        payload_len: 0,
+    };
+    match &ip {
+        LaxIpSlice::Ipv4(v4) => {
+            let h = v4.header();
+            pkt.src_ip[..4].copy_from_slice(&h.source());
+            pkt.dst_ip[..4].copy_from_slice(&h.destination());
+            let offset = h.fragments_offset().value();
+            if offset != 0 || h.more_fragments() {
+                pkt.fragment = Some(Fragment {
+                    id: u32::from(h.identification()),
+                    offset,
+                    more: h.more_fragments(),
+                });
+            }
+        }
+        LaxIpSlice::Ipv6(v6) => {
+            let h = v6.header();
+            pkt.is_v6 = true;
+            pkt.src_ip = h.source();
+            pkt.dst_ip = h.destination();
+            for ext in v6.extensions().clone() {
+                if let Ipv6ExtensionSlice::Fragment(frag) = ext {
+                    if frag.is_fragmenting_payload() {
+                        pkt.fragment = Some(Fragment {
+                            id: frag.identification(),
+                            offset: frag.fragment_offset().value(),
+                            more: frag.more_fragments(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let payload = ip.payload();
+    pkt.proto = payload.ip_number.0;
+    let l4 = payload.payload;
+    // Later fragments carry no transport header.
+    if pkt.fragment.is_some_and(|f| f.offset != 0) {
+        pkt.payload = l4;
+        return Decoded::Ip(pkt);
+    }
+    read_transport(&mut pkt, l4, payload.incomplete);
+    Decoded::Ip(pkt)
+}
+
+/// Reads transport fields at their fixed offsets (RFC 793/768/9260/792).
+fn read_transport<'a>(pkt: &mut Packet<'a>, l4: &'a [u8], ip_incomplete: bool) {
+    let ports = || Some((be16(l4, 0)?, be16(l4, 2)?));
+    match pkt.proto {
+        6 => {
+            if let Some((s, d)) = ports() {
+                pkt.src_port = s;
+                pkt.dst_port = d;
+            }
+            match (l4.get(12), l4.get(13)) {
+                (Some(&off), Some(&flags)) => {
+                    pkt.tcp_flags = flags;
+                    let header_len = usize::from(off >> 4) * 4;
+                    if header_len < 20 || l4.len() < header_len {
+                        pkt.l4_truncated = true;
+                    }
+                    pkt.payload = l4.get(header_len..).unwrap_or(&[]);
+                }
+                _ => pkt.l4_truncated = true,
+            }
+        }
+        17 | 132 | 33 | 136 => {
+            match ports() {
+                Some((s, d)) => {
+                    pkt.src_port = s;
+                    pkt.dst_port = d;
+                }
+                None => pkt.l4_truncated = true,
+            }
+            let header_len = if pkt.proto == 132 { 12 } else { 8 };
+            if l4.len() < header_len {
+                pkt.l4_truncated = true;
+            }
+            pkt.payload = l4.get(header_len..).unwrap_or(&[]);
+        }
+        1 | 58 => match (l4.first(), l4.get(1)) {
+            (Some(&icmp_type), Some(&code)) => {
+                pkt.icmp = Some(IcmpFields {
+                    icmp_type,
+                    code,
+                    ident: be16(l4, 4).unwrap_or(0),
+                });
+                if l4.len() < 8 {
+                    pkt.l4_truncated = true;
+                }
+                pkt.payload = l4.get(8..).unwrap_or(&[]);
+            }
+            _ => pkt.l4_truncated = true,
+        },
+        _ => pkt.payload = l4,
+    }
+    pkt.payload_len = pkt.payload.len() as u32;
+    if pkt.proto == 6 && ip_incomplete {
+        // The capture cut the packet: the IP header still tells how much
+        // payload there was, which is what tells data from a pure ACK.
+        pkt.payload_len = pkt.payload_len.max(1);
+    }
+}

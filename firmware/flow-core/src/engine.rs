@@ -1,0 +1,229 @@
+//! The flow engine: frames in, flow records out. Decoding, the flow table,
+//! fragments, timeouts and eviction, with no I/O and no allocation after
+//! `new`. Time is the packets' own, so a replay gives the same records every
+//! time.
+
+use pitap_wire::{EndReason, FlowSink};
+
+use crate::decode::{decode, Decoded, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use crate::flow::Flow;
+use crate::fragments::FragmentCache;
+use crate::key::key_of;
+use crate::source::Frame;
+use crate::stats::{Anomaly, EngineStats};
+use crate::table::{FlowTable, List};
+
+/// Engine settings; every field has a default suited to a Pi.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Flows the table holds; memory for all of them is taken at start-up.
+    pub capacity: usize,
+    /// A flow without packets for this long ends (`idle`).
+    pub idle_timeout_us: u64,
+    /// A flow older than this is reported and continues in a new part.
+    pub active_timeout_us: u64,
+    /// How long a TCP flow ended by FIN/FIN or RST waits for stragglers
+    /// (last ACKs, retransmitted RSTs) before it is reported. Zeek's
+    /// `tcp_close_delay` is 5 s too.
+    pub tcp_linger_us: u64,
+    /// First-fragment cache size.
+    pub fragment_slots: usize,
+    /// Hash key; pass something random on a live tap.
+    pub hash_seed: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            capacity: 65_536,
+            idle_timeout_us: 60_000_000,
+            active_timeout_us: 300_000_000,
+            tcp_linger_us: 5_000_000,
+            fragment_slots: 1024,
+            hash_seed: 0x5049_5441_5000_0001,
+        }
+    }
+}
+
+pub struct FlowEngine {
+    config: EngineConfig,
+    table: FlowTable,
+    fragments: FragmentCache,
+    stats: EngineStats,
+    /// The latest packet time seen; time never runs backwards for timeouts.
+    clock_us: u64,
+}
+
+impl FlowEngine {
+    pub fn new(config: EngineConfig) -> Self {
+        FlowEngine {
+            table: FlowTable::new(config.capacity, config.hash_seed),
+            fragments: FragmentCache::new(config.fragment_slots, config.hash_seed),
+            config,
+            stats: EngineStats::default(),
+            clock_us: 0,
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Flows in the table now.
+    pub fn active_flows(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Puts one frame through decoding and into its flow. Records of flows
+    /// that ended on the way go to `sink`.
+    pub fn process<S: FlowSink + ?Sized>(&mut self, frame: &Frame<'_>, sink: &mut S) {
+        self.stats.frames += 1;
+        self.stats.bytes += u64::from(frame.orig_len);
+        let now = self.clock_us.max(frame.ts_us);
+        self.expire(now, sink);
+
+        let pkt = match decode(frame.link, frame.data, frame.vlan_tci) {
+            Decoded::Ip(pkt) => pkt,
+            Decoded::NonIp(ethertype) => {
+                self.stats.non_ip.count(ethertype);
+                return;
+            }
+            Decoded::Malformed(anomaly) => {
+                self.count(anomaly);
+                return;
+            }
+        };
+        self.stats.ip_frames += 1;
+        if pkt.l4_truncated {
+            self.count(Anomaly::TruncatedL4Kept);
+        }
+
+        let mut ports = (pkt.src_port, pkt.dst_port);
+        if let Some(frag) = pkt.fragment {
+            if frag.offset == 0 {
+                self.fragments.remember(&pkt, frag.id, now);
+            } else if let Some(first) = self.fragments.ports(&pkt, frag.id, now) {
+                ports = first;
+            } else {
+                self.count(Anomaly::FragmentWithoutFirstKept);
+            }
+        }
+
+        let (key, reversed) = key_of(&pkt, ports);
+        let hash = self.table.hash(&key);
+        let mut slot = self.table.find(hash, &key);
+
+        if let Some(s) = slot {
+            let flow = self.table.get(s);
+            let pure_syn = pkt.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN;
+            if let (Some(reason), true) = (flow.tcp_ended(), pure_syn) {
+                // A new connection reuses the ports of one that ended.
+                self.emit(s, reason, sink);
+                self.table.remove(s);
+                slot = None;
+            } else if frame.ts_us.saturating_sub(flow.part_start_us) >= self.config.active_timeout_us
+            {
+                self.emit(s, EndReason::Active, sink);
+                self.table.get_mut(s).start_continuation(frame.ts_us);
+            }
+        }
+
+        let slot = match slot {
+            Some(s) => s,
+            None => {
+                self.make_room(sink);
+                let flow = Flow::start(key, &pkt, reversed, frame.ts_us);
+                let Some(s) = self.table.insert(hash, flow, List::Open) else {
+                    // make_room always frees a slot; this is unreachable but
+                    // must not panic on a tap.
+                    return;
+                };
+                self.stats.flows_created += 1;
+                s
+            }
+        };
+
+        let flow = self.table.get_mut(slot);
+        flow.update(&pkt, reversed, frame.ts_us, frame.orig_len, frame.port);
+        let list = if flow.tcp_ended().is_some() {
+            List::Ended
+        } else {
+            List::Open
+        };
+        self.table.touch(slot, list);
+        self.stats.active_flows = self.table.len() as u64;
+    }
+
+    /// Ends the flows whose time is up at `now_us`. A live tap calls this on
+    /// a timer too, so flows end while the link is quiet.
+    pub fn expire<S: FlowSink + ?Sized>(&mut self, now_us: u64, sink: &mut S) {
+        self.clock_us = self.clock_us.max(now_us);
+        let now = self.clock_us;
+        for (list, timeout) in [
+            (List::Open, self.config.idle_timeout_us),
+            (List::Ended, self.config.tcp_linger_us),
+        ] {
+            while let Some(slot) = self.table.oldest(list) {
+                let flow = self.table.get(slot);
+                if flow.last_us.saturating_add(timeout) > now {
+                    break;
+                }
+                let reason = flow.tcp_ended().unwrap_or(EndReason::Idle);
+                self.emit(slot, reason, sink);
+                self.table.remove(slot);
+            }
+        }
+        self.stats.active_flows = self.table.len() as u64;
+    }
+
+    /// Ends every flow (end of a capture, shutdown).
+    pub fn flush<S: FlowSink + ?Sized>(&mut self, sink: &mut S) {
+        for list in [List::Ended, List::Open] {
+            while let Some(slot) = self.table.oldest(list) {
+                let reason = self
+                    .table
+                    .get(slot)
+                    .tcp_ended()
+                    .unwrap_or(EndReason::Shutdown);
+                self.emit(slot, reason, sink);
+                self.table.remove(slot);
+            }
+        }
+        self.stats.active_flows = 0;
+    }
+
+    /// Frees a slot when the table is full: a TCP flow that already ended
+    /// goes first (it is done anyway), else the least recently seen flow is
+    /// evicted and reported as such.
+    fn make_room<S: FlowSink + ?Sized>(&mut self, sink: &mut S) {
+        if !self.table.is_full() {
+            return;
+        }
+        if let Some(slot) = self.table.oldest(List::Ended) {
+            let reason = self
+                .table
+                .get(slot)
+                .tcp_ended()
+                .unwrap_or(EndReason::TcpClose);
+            self.emit(slot, reason, sink);
+            self.table.remove(slot);
+        } else if let Some(slot) = self.table.oldest(List::Open) {
+            self.emit(slot, EndReason::Evicted, sink);
+            self.table.remove(slot);
+            self.stats.evictions += 1;
+        }
+    }
+
+    fn emit<S: FlowSink + ?Sized>(&mut self, slot: u32, reason: EndReason, sink: &mut S) {
+        self.stats.records += 1;
+        sink.emit(&self.table.get(slot).record(reason));
+    }
+
+    fn count(&mut self, anomaly: Anomaly) {
+        self.stats.anomalies[anomaly as usize] += 1;
+    }
+}

@@ -1,0 +1,146 @@
+//! One conversation's state, and the record it becomes.
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use pitap_wire::{proto, EndReason, Endpoint, FlowRecord, SideCounters, TapPort};
+
+use crate::decode::{Packet, TCP_ACK, TCP_SYN};
+use crate::key::{is_icmp_reply, FlowKey};
+use crate::tcp::{HistoryTracker, TcpTracker};
+
+/// A flow's state. Index 0 of the per-side arrays is the initiator.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Flow {
+    pub key: FlowKey,
+    /// Which end of the key (0 or 1) is the initiator.
+    initiator_end: u8,
+    /// Start of the current part (the flow's start unless an active timeout
+    /// split it), microseconds.
+    pub part_start_us: u64,
+    /// Last packet, microseconds.
+    pub last_us: u64,
+    sides: [SideCounters; 2],
+    macs: [[u8; 6]; 2],
+    pub tcp: TcpTracker,
+    history: HistoryTracker,
+    icmp: Option<(u8, u8)>,
+    ingress: TapPort,
+    continuation: bool,
+}
+
+impl Flow {
+    /// Starts a flow from its first packet. The initiator is the side that
+    /// sent the first SYN, or else the sender of the first packet; a first
+    /// packet that can only be an answer (SYN-ACK, ICMP echo reply) makes its
+    /// receiver the initiator, noted `^` in the history as Zeek does.
+    pub fn start(key: FlowKey, pkt: &Packet<'_>, reversed: bool, ts_us: u64) -> Flow {
+        let sender_end = u8::from(reversed);
+        let is_answer = if pkt.proto == proto::TCP {
+            pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK
+        } else {
+            is_icmp_reply(pkt.proto, pkt.icmp)
+        };
+        let mut flow = Flow {
+            key,
+            initiator_end: if is_answer { 1 - sender_end } else { sender_end },
+            part_start_us: ts_us,
+            last_us: ts_us,
+            icmp: pkt.icmp.map(|i| (i.icmp_type, i.code)),
+            ..Flow::default()
+        };
+        if is_answer {
+            flow.history.flipped();
+        }
+        flow
+    }
+
+    /// Whether a packet travelling in this direction comes from the initiator.
+    pub fn from_initiator(&self, reversed: bool) -> bool {
+        u8::from(reversed) == self.initiator_end
+    }
+
+    /// Accounts one packet to the flow.
+    pub fn update(&mut self, pkt: &Packet<'_>, reversed: bool, ts_us: u64, wire_len: u32, port: TapPort) {
+        let from_initiator = self.from_initiator(reversed);
+        let side = usize::from(!from_initiator);
+        let counters = &mut self.sides[side];
+        counters.packets += 1;
+        counters.bytes += u64::from(wire_len);
+        counters.tcp_flags |= pkt.tcp_flags;
+        if self.macs[side] == [0; 6] {
+            self.macs[side] = pkt.src_mac;
+        }
+        if from_initiator && self.ingress == TapPort::Unknown {
+            self.ingress = port;
+        }
+        self.last_us = self.last_us.max(ts_us);
+        if pkt.proto == proto::TCP && pkt.fragment.is_none_or(|f| f.offset == 0) {
+            self.tcp
+                .update(&mut self.history, from_initiator, pkt.tcp_flags, pkt.payload_len);
+        } else {
+            self.history.note_datagram(from_initiator, pkt.payload_len.max(u32::from(pkt.fragment.is_some())));
+        }
+    }
+
+    /// How the TCP connection ended, if it did.
+    pub fn tcp_ended(&self) -> Option<EndReason> {
+        if self.key.proto == proto::TCP {
+            self.tcp.ended()
+        } else {
+            None
+        }
+    }
+
+    /// Begins a new part after an active timeout: counters restart, the
+    /// connection state goes on.
+    pub fn start_continuation(&mut self, ts_us: u64) {
+        self.sides = [SideCounters::default(); 2];
+        self.part_start_us = ts_us;
+        self.last_us = ts_us;
+        self.continuation = true;
+    }
+
+    fn addr(&self, end: usize) -> IpAddr {
+        let a = self.key.addrs[end];
+        if self.key.is_v6 {
+            IpAddr::V6(Ipv6Addr::from(a))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+        }
+    }
+
+    /// The flow's record as it stands.
+    pub fn record(&self, end_reason: EndReason) -> FlowRecord {
+        let ends = [usize::from(self.initiator_end), usize::from(1 - self.initiator_end)];
+        let port = |i: usize| match self.icmp {
+            // ICMP "ports" are type and code, as in Zeek's conn.log.
+            Some((t, c)) => u16::from(if i == 0 { t } else { c }),
+            None => self.key.ports[ends[i]],
+        };
+        let endpoint = |i: usize| Endpoint {
+            addr: self.addr(ends[i]),
+            port: port(i),
+            mac: self.macs[i],
+            counters: self.sides[i],
+        };
+        FlowRecord {
+            start_ms: self.part_start_us / 1000,
+            end_ms: self.last_us / 1000,
+            proto: self.key.proto,
+            src: endpoint(0),
+            dst: endpoint(1),
+            vlan: (self.key.vlans >> 16) as u16,
+            inner_vlan: self.key.vlans as u16,
+            conn_state: if self.key.proto == proto::TCP {
+                self.tcp.conn_state(&self.history.text)
+            } else {
+                pitap_wire::ConnState::OTH
+            },
+            history: self.history.text,
+            end_reason,
+            continuation: self.continuation,
+            ingress: self.ingress,
+            icmp: self.icmp,
+        }
+    }
+}

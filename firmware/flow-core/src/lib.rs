@@ -1,0 +1,25 @@
+//! PiTap's flow engine, free of I/O so it can be tested and benchmarked on
+//! its own (the way smoltcp separates `phy`, `wire`, `iface` and `socket`):
+//!
+//! - [`source`]: the frame type and the one trait every packet source implements.
+//! - [`decode`]: link layer, VLAN/QinQ, MPLS, IPv4/IPv6, TCP/UDP/ICMP fields.
+//! - [`key`], [`flow`], [`tcp`]: bidirectional flows, Zeek-style TCP state and history.
+//! - [`table`]: the fixed-size flow table with its recency lists.
+//! - [`engine`]: frames in, [`pitap_wire::FlowRecord`]s out, with timeouts and eviction.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+pub mod decode;
+pub mod engine;
+pub mod flow;
+pub mod fragments;
+pub mod key;
+pub mod source;
+pub mod stats;
+pub mod table;
+pub mod tcp;
+
+pub use engine::{EngineConfig, FlowEngine};
+pub use source::{Frame, LinkType, PacketSource};
+pub use stats::{Anomaly, EngineStats};

@@ -1,0 +1,147 @@
+//! Counters the engine keeps: what it saw, what it could not decode and why,
+//! and which non-IP protocols went by.
+
+/// Something wrong with a frame. Frames with the first kinds are dropped
+/// (no flow can be told from them); the `*Kept` kinds are counted but the
+/// frame still goes into its flow, so no bytes are lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Anomaly {
+    /// Shorter than its link-layer header.
+    TruncatedLink = 0,
+    /// Ends inside a VLAN tag.
+    TruncatedVlan = 1,
+    /// Ends inside an MPLS label stack.
+    TruncatedMpls = 2,
+    /// MPLS payload that is not IP (pseudowire, control word).
+    MplsNotIp = 3,
+    /// More VLAN tags or MPLS labels than any sane network stacks.
+    TooManyTags = 4,
+    /// Ends inside the IP header.
+    TruncatedIp = 5,
+    /// IP version nibble does not match the ethertype.
+    BadIpVersion = 6,
+    /// IP header fields contradict each other (e.g. header length < 20).
+    BadIpHeader = 7,
+    /// Transport header cut short; the fields present were used.
+    TruncatedL4Kept = 8,
+    /// A later IP fragment whose first fragment was not seen; accounted to a
+    /// flow without ports.
+    FragmentWithoutFirstKept = 9,
+}
+
+impl Anomaly {
+    pub const COUNT: usize = 10;
+    pub const ALL: [Anomaly; Anomaly::COUNT] = [
+        Anomaly::TruncatedLink,
+        Anomaly::TruncatedVlan,
+        Anomaly::TruncatedMpls,
+        Anomaly::MplsNotIp,
+        Anomaly::TooManyTags,
+        Anomaly::TruncatedIp,
+        Anomaly::BadIpVersion,
+        Anomaly::BadIpHeader,
+        Anomaly::TruncatedL4Kept,
+        Anomaly::FragmentWithoutFirstKept,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Anomaly::TruncatedLink => "truncated_link",
+            Anomaly::TruncatedVlan => "truncated_vlan",
+            Anomaly::TruncatedMpls => "truncated_mpls",
+            Anomaly::MplsNotIp => "mpls_not_ip",
+            Anomaly::TooManyTags => "too_many_tags",
+            Anomaly::TruncatedIp => "truncated_ip",
+            Anomaly::BadIpVersion => "bad_ip_version",
+            Anomaly::BadIpHeader => "bad_ip_header",
+            Anomaly::TruncatedL4Kept => "truncated_l4",
+            Anomaly::FragmentWithoutFirstKept => "fragment_without_first",
+        }
+    }
+
+    /// Whether frames with this anomaly still count in a flow.
+    pub fn is_kept(self) -> bool {
+        matches!(
+            self,
+            Anomaly::TruncatedL4Kept | Anomaly::FragmentWithoutFirstKept
+        )
+    }
+}
+
+/// Frames per non-IP ethertype, in a fixed table: the first
+/// `ETHERTYPE_SLOTS` distinct ethertypes get their own counter, the rest
+/// share `other`.
+#[derive(Clone, Debug, Default)]
+pub struct EthertypeCounts {
+    entries: [(u16, u64); Self::SLOTS],
+    used: usize,
+    pub other: u64,
+}
+
+impl EthertypeCounts {
+    pub const SLOTS: usize = 16;
+
+    pub fn count(&mut self, ethertype: u16) {
+        if let Some(entry) = self.entries[..self.used]
+            .iter_mut()
+            .find(|(t, _)| *t == ethertype)
+        {
+            entry.1 += 1;
+        } else if self.used < Self::SLOTS {
+            self.entries[self.used] = (ethertype, 1);
+            self.used += 1;
+        } else {
+            self.other += 1;
+        }
+    }
+
+    /// (ethertype, frames) pairs in the order first seen.
+    pub fn iter(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        self.entries[..self.used].iter().copied()
+    }
+
+    pub fn get(&self, ethertype: u16) -> u64 {
+        self.iter()
+            .find(|(t, _)| *t == ethertype)
+            .map_or(0, |(_, n)| n)
+    }
+}
+
+/// Everything the engine counts.
+#[derive(Clone, Debug, Default)]
+pub struct EngineStats {
+    /// Frames offered to the engine.
+    pub frames: u64,
+    /// Their wire bytes.
+    pub bytes: u64,
+    /// Frames that went into a flow.
+    pub ip_frames: u64,
+    /// Frames that carried no IP.
+    pub non_ip: EthertypeCounts,
+    /// Per `Anomaly` (index = discriminant).
+    pub anomalies: [u64; Anomaly::COUNT],
+    /// Flows created.
+    pub flows_created: u64,
+    /// Records emitted (a flow split by the active timeout emits several).
+    pub records: u64,
+    /// Flows ended because the table was full.
+    pub evictions: u64,
+    /// Flows in the table now.
+    pub active_flows: u64,
+}
+
+impl EngineStats {
+    pub fn anomaly(&self, a: Anomaly) -> u64 {
+        self.anomalies[a as usize]
+    }
+
+    /// Frames dropped without going into any flow.
+    pub fn dropped(&self) -> u64 {
+        Anomaly::ALL
+            .iter()
+            .filter(|a| !a.is_kept())
+            .map(|a| self.anomaly(*a))
+            .sum()
+    }
+}

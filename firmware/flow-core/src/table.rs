@@ -1,0 +1,250 @@
+//! The fixed-size flow table: flow slots allocated once at start-up, a hash
+//! index over them, and two recency lists (open flows, and TCP flows that
+//! ended and linger for their last packets) for timeouts and eviction.
+//!
+//! The index is hashbrown's `HashTable` of slot numbers: made for exactly
+//! this (a caller-hashed table of small values), no_std, and given twice the
+//! slots as capacity so that deletions never make it grow: hashbrown then
+//! always rehashes in place, and the table allocates nothing after `new`.
+
+use alloc::vec::Vec;
+use core::hash::BuildHasher;
+
+use foldhash::fast::FixedState;
+use hashbrown::HashTable;
+
+use crate::flow::Flow;
+use crate::key::FlowKey;
+
+const NIL: u32 = u32::MAX;
+
+/// The recency lists a flow can be on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum List {
+    /// Open flows, expired by the idle timeout.
+    Open = 0,
+    /// TCP flows closed by FIN/FIN or RST, expired after a short linger.
+    Ended = 1,
+}
+
+#[derive(Clone, Copy)]
+struct Link {
+    prev: u32,
+    next: u32,
+    list: u8,
+}
+
+#[derive(Clone, Copy)]
+struct Ends {
+    /// Most recently touched.
+    head: u32,
+    /// Least recently touched.
+    tail: u32,
+}
+
+pub struct FlowTable {
+    flows: Vec<Flow>,
+    links: Vec<Link>,
+    index: HashTable<u32>,
+    hasher: FixedState,
+    free: Vec<u32>,
+    lists: [Ends; 2],
+}
+
+impl FlowTable {
+    /// Allocates a table for `capacity` flows (at least 1). `seed` keys the
+    /// hash so that nobody outside can aim packets at one bucket.
+    pub fn new(capacity: usize, seed: u64) -> Self {
+        let capacity = capacity.clamp(1, NIL as usize - 1);
+        let mut flows = Vec::with_capacity(capacity);
+        flows.resize(capacity, Flow::default());
+        let mut links = Vec::with_capacity(capacity);
+        links.resize(
+            capacity,
+            Link {
+                prev: NIL,
+                next: NIL,
+                list: 0,
+            },
+        );
+        // Slots are handed out lowest first, which keeps replays deterministic.
+        let free = (0..capacity as u32).rev().collect();
+        FlowTable {
+            flows,
+            links,
+            index: HashTable::with_capacity(capacity * 2),
+            hasher: FixedState::with_seed(seed),
+            free,
+            lists: [Ends {
+                head: NIL,
+                tail: NIL,
+            }; 2],
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.flows.len() - self.free.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.free.is_empty()
+    }
+
+    pub fn hash(&self, key: &FlowKey) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    pub fn find(&self, hash: u64, key: &FlowKey) -> Option<u32> {
+        let flows = &self.flows;
+        self.index
+            .find(hash, |&i| flows[i as usize].key == *key)
+            .copied()
+    }
+
+    pub fn get(&self, slot: u32) -> &Flow {
+        &self.flows[slot as usize]
+    }
+
+    pub fn get_mut(&mut self, slot: u32) -> &mut Flow {
+        &mut self.flows[slot as usize]
+    }
+
+    /// Puts a new flow at the head of `list`; `None` when the table is full.
+    pub fn insert(&mut self, hash: u64, flow: Flow, list: List) -> Option<u32> {
+        let slot = self.free.pop()?;
+        self.flows[slot as usize] = flow;
+        let (flows, hasher) = (&self.flows, &self.hasher);
+        self.index
+            .insert_unique(hash, slot, |&i| hasher.hash_one(flows[i as usize].key));
+        self.link_head(slot, list);
+        Some(slot)
+    }
+
+    /// Takes a flow out of the table.
+    pub fn remove(&mut self, slot: u32) -> Flow {
+        let flow = self.flows[slot as usize];
+        let hash = self.hash(&flow.key);
+        if let Ok(entry) = self.index.find_entry(hash, |&i| i == slot) {
+            entry.remove();
+        }
+        self.unlink(slot);
+        self.free.push(slot);
+        flow
+    }
+
+    /// Marks a flow most recently used on `list`.
+    pub fn touch(&mut self, slot: u32, list: List) {
+        self.unlink(slot);
+        self.link_head(slot, list);
+    }
+
+    /// The least recently touched flow on `list`.
+    pub fn oldest(&self, list: List) -> Option<u32> {
+        let tail = self.lists[list as usize].tail;
+        (tail != NIL).then_some(tail)
+    }
+
+    fn link_head(&mut self, slot: u32, list: List) {
+        let ends = &mut self.lists[list as usize];
+        let old_head = ends.head;
+        self.links[slot as usize] = Link {
+            prev: NIL,
+            next: old_head,
+            list: list as u8,
+        };
+        if old_head != NIL {
+            self.links[old_head as usize].prev = slot;
+        } else {
+            ends.tail = slot;
+        }
+        ends.head = slot;
+    }
+
+    fn unlink(&mut self, slot: u32) {
+        let Link { prev, next, list } = self.links[slot as usize];
+        let ends = &mut self.lists[usize::from(list)];
+        if prev != NIL {
+            self.links[prev as usize].next = next;
+        } else if ends.head == slot {
+            ends.head = next;
+        }
+        if next != NIL {
+            self.links[next as usize].prev = prev;
+        } else if ends.tail == slot {
+            ends.tail = prev;
+        }
+        self.links[slot as usize].prev = NIL;
+        self.links[slot as usize].next = NIL;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u16) -> FlowKey {
+        FlowKey {
+            ports: [n, 80],
+            proto: 6,
+            ..FlowKey::default()
+        }
+    }
+
+    fn flow(n: u16) -> Flow {
+        Flow {
+            key: key(n),
+            ..Flow::default()
+        }
+    }
+
+    #[test]
+    fn insert_find_remove_and_recency() {
+        let mut t = FlowTable::new(3, 7);
+        let slots: Vec<u32> = (0..3)
+            .map(|n| t.insert(t.hash(&key(n)), flow(n), List::Open).unwrap())
+            .collect();
+        assert!(t.is_full());
+        assert_eq!(t.insert(t.hash(&key(9)), flow(9), List::Open), None);
+        assert_eq!(t.oldest(List::Open), Some(slots[0]));
+        t.touch(slots[0], List::Open);
+        assert_eq!(t.oldest(List::Open), Some(slots[1]));
+        t.touch(slots[1], List::Ended);
+        assert_eq!(t.oldest(List::Open), Some(slots[2]));
+        assert_eq!(t.oldest(List::Ended), Some(slots[1]));
+        let removed = t.remove(slots[2]);
+        assert_eq!(removed.key, key(2));
+        assert_eq!(t.find(t.hash(&key(2)), &key(2)), None);
+        assert_eq!(t.find(t.hash(&key(0)), &key(0)), Some(slots[0]));
+        assert_eq!(t.oldest(List::Open), Some(slots[0]));
+        t.remove(slots[0]);
+        assert_eq!(t.oldest(List::Open), None);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn churn_keeps_index_and_lists_consistent() {
+        let mut t = FlowTable::new(64, 1);
+        let mut live: Vec<(u16, u32)> = Vec::new();
+        for n in 0..10_000u16 {
+            if t.is_full() {
+                let oldest = t.oldest(List::Open).unwrap();
+                let gone = t.remove(oldest);
+                live.retain(|(k, _)| key(*k) != gone.key);
+            }
+            let slot = t.insert(t.hash(&key(n)), flow(n), List::Open).unwrap();
+            live.push((n, slot));
+        }
+        assert_eq!(t.len(), 64);
+        for (n, slot) in live {
+            assert_eq!(t.find(t.hash(&key(n)), &key(n)), Some(slot));
+        }
+    }
+}

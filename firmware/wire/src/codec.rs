@@ -1,0 +1,459 @@
+//! Batches of flow records as they travel in one datagram.
+//!
+//! Layout (version 1):
+//!
+//! ```text
+//! "PTAP" | version u8 | varint len | header | { varint len | record }*
+//! record = postcard(core fields) | { varint tag | varint len | bytes }*
+//! ```
+//!
+//! Every header and record is length-prefixed, and a record's core fields are
+//! followed by tagged extensions. A decoder takes the fields it knows and skips
+//! the rest, so later versions can append header fields and add enrichment
+//! extensions (DNS name, DHCP hostname, TLS SNI) without breaking collectors
+//! already deployed, and new collectors read old records (extensions absent).
+//! Integers are postcard varints and record times are relative to the batch's
+//! base time, which keeps a typical TCP record around 60 bytes.
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::record::{ConnState, EndReason, Endpoint, FlowRecord, History, SideCounters, TapPort};
+
+pub const MAGIC: [u8; 4] = *b"PTAP";
+pub const VERSION: u8 = 1;
+/// Largest datagram a tap sends: fits a 1500-byte MTU with IPv6 + UDP headers
+/// and room for the authentication added by the secure uplink.
+pub const MAX_DATAGRAM: usize = 1400;
+/// Longest tap id.
+pub const MAX_TAP_ID: usize = 32;
+/// Header flag: the tap is shutting down; this is its last batch.
+pub const FLAG_FINAL: u8 = 0x01;
+
+const RECORD_FLAG_CONTINUATION: u8 = 0x01;
+/// Scratch space for one encoded record; the largest possible (IPv6, every
+/// counter at u64::MAX, a full history) stays well below it.
+const MAX_RECORD: usize = 256;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireError {
+    /// The datagram does not start with the PiTap magic.
+    BadMagic,
+    /// A version this decoder does not speak.
+    UnsupportedVersion(u8),
+    /// The datagram ends inside a length-prefixed part.
+    Truncated,
+    /// A field holds a value no encoder writes; names the field.
+    Malformed(&'static str),
+    /// The batch has no room for this record; send it and start another.
+    Full,
+    /// The tap id is longer than MAX_TAP_ID.
+    TapIdTooLong,
+}
+
+impl core::fmt::Display for WireError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            WireError::BadMagic => write!(f, "not a PiTap datagram (bad magic)"),
+            WireError::UnsupportedVersion(v) => write!(f, "unsupported wire version {v}"),
+            WireError::Truncated => write!(f, "datagram truncated"),
+            WireError::Malformed(field) => write!(f, "malformed field {field}"),
+            WireError::Full => write!(f, "batch full"),
+            WireError::TapIdTooLong => write!(f, "tap id longer than {MAX_TAP_ID} bytes"),
+        }
+    }
+}
+
+/// The header of one batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchHeader<'a> {
+    /// Name of the tap, chosen by its owner.
+    pub tap_id: &'a str,
+    /// Random per start of the tap process: a new value is a reboot.
+    pub boot_id: u64,
+    /// Batch sequence number, counting from 0 at each boot.
+    pub seq: u64,
+    /// Base time of the records' start times, ms since the Unix epoch.
+    pub base_ms: u64,
+    /// FLAG_* bits.
+    pub flags: u8,
+}
+
+#[derive(Serialize, Deserialize)]
+enum WireAddr {
+    V4([u8; 4]),
+    V6([u8; 16]),
+}
+
+impl From<IpAddr> for WireAddr {
+    fn from(addr: IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(a) => WireAddr::V4(a.octets()),
+            IpAddr::V6(a) => WireAddr::V6(a.octets()),
+        }
+    }
+}
+
+impl From<WireAddr> for IpAddr {
+    fn from(addr: WireAddr) -> Self {
+        match addr {
+            WireAddr::V4(o) => IpAddr::V4(Ipv4Addr::from(o)),
+            WireAddr::V6(o) => IpAddr::V6(Ipv6Addr::from(o)),
+        }
+    }
+}
+
+/// The core fields of a record as serialized; frozen for wire version 1.
+#[derive(Serialize, Deserialize)]
+struct WireFlow<'a> {
+    start_rel_ms: i64,
+    duration_ms: u64,
+    proto: u8,
+    src_addr: WireAddr,
+    src_port: u16,
+    src_mac: [u8; 6],
+    src_packets: u64,
+    src_bytes: u64,
+    src_tcp_flags: u8,
+    dst_addr: WireAddr,
+    dst_port: u16,
+    dst_mac: [u8; 6],
+    dst_packets: u64,
+    dst_bytes: u64,
+    dst_tcp_flags: u8,
+    vlan: u16,
+    inner_vlan: u16,
+    conn_state: u8,
+    history: &'a str,
+    end_reason: u8,
+    flags: u8,
+    ingress: u8,
+    icmp: Option<(u8, u8)>,
+}
+
+fn put_varint(buf: &mut [u8], pos: &mut usize, mut value: u32) -> Result<(), WireError> {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        let out = buf.get_mut(*pos).ok_or(WireError::Full)?;
+        *pos += 1;
+        if value == 0 {
+            *out = byte;
+            return Ok(());
+        }
+        *out = byte | 0x80;
+    }
+}
+
+fn take_varint(bytes: &[u8], pos: &mut usize) -> Result<u32, WireError> {
+    let mut value: u32 = 0;
+    for shift in (0..35).step_by(7) {
+        let byte = *bytes.get(*pos).ok_or(WireError::Truncated)?;
+        *pos += 1;
+        let part = u32::from(byte & 0x7f);
+        if shift == 28 && part > 0x0f {
+            return Err(WireError::Malformed("varint"));
+        }
+        value |= part << shift;
+        if byte & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err(WireError::Malformed("varint"))
+}
+
+/// Takes one length-prefixed part.
+fn take_part<'a>(bytes: &'a [u8], pos: &mut usize) -> Result<&'a [u8], WireError> {
+    let len = take_varint(bytes, pos)? as usize;
+    let end = pos.checked_add(len).ok_or(WireError::Truncated)?;
+    let part = bytes.get(*pos..end).ok_or(WireError::Truncated)?;
+    *pos = end;
+    Ok(part)
+}
+
+/// Writes one length-prefixed part.
+fn put_part(buf: &mut [u8], pos: &mut usize, part: &[u8]) -> Result<(), WireError> {
+    let mut p = *pos;
+    put_varint(buf, &mut p, part.len() as u32)?;
+    let end = p + part.len();
+    buf.get_mut(p..end)
+        .ok_or(WireError::Full)?
+        .copy_from_slice(part);
+    *pos = end;
+    Ok(())
+}
+
+/// Builds one datagram in a fixed buffer: no allocation, so the firmware can
+/// batch records on its hot path.
+pub struct BatchWriter {
+    buf: [u8; MAX_DATAGRAM],
+    len: usize,
+    base_ms: u64,
+    records: usize,
+}
+
+impl Default for BatchWriter {
+    fn default() -> Self {
+        BatchWriter {
+            buf: [0; MAX_DATAGRAM],
+            len: 0,
+            base_ms: 0,
+            records: 0,
+        }
+    }
+}
+
+impl BatchWriter {
+    /// Starts a new batch, discarding what was there.
+    pub fn start(&mut self, header: &BatchHeader<'_>) -> Result<(), WireError> {
+        if header.tap_id.len() > MAX_TAP_ID {
+            return Err(WireError::TapIdTooLong);
+        }
+        let mut scratch = [0u8; MAX_RECORD];
+        let encoded = postcard::to_slice(header, &mut scratch)
+            .map_err(|_| WireError::Malformed("header"))?;
+        self.buf[..4].copy_from_slice(&MAGIC);
+        self.buf[4] = VERSION;
+        let mut pos = 5;
+        put_part(&mut self.buf, &mut pos, encoded)?;
+        self.len = pos;
+        self.base_ms = header.base_ms;
+        self.records = 0;
+        Ok(())
+    }
+
+    /// Appends a record. `Err(WireError::Full)` leaves the batch as it was.
+    pub fn push(&mut self, record: &FlowRecord) -> Result<(), WireError> {
+        let mut scratch = [0u8; MAX_RECORD];
+        let encoded = encode_record(record, self.base_ms, &mut scratch)?;
+        let mut pos = self.len;
+        put_part(&mut self.buf, &mut pos, encoded)?;
+        self.len = pos;
+        self.records += 1;
+        Ok(())
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    pub fn record_count(&self) -> usize {
+        self.records
+    }
+
+    pub fn is_started(&self) -> bool {
+        self.len > 0
+    }
+
+    /// Forgets the batch (after it was sent).
+    pub fn clear(&mut self) {
+        self.len = 0;
+        self.records = 0;
+    }
+}
+
+/// Encodes the core fields of one record (without its length prefix).
+fn encode_record<'b>(
+    r: &FlowRecord,
+    base_ms: u64,
+    scratch: &'b mut [u8],
+) -> Result<&'b mut [u8], WireError> {
+    // Times are well inside i64 ms (year 292 million), so the difference fits.
+    let start_rel_ms = (r.start_ms as i64).wrapping_sub(base_ms as i64);
+    let wire = WireFlow {
+        start_rel_ms,
+        duration_ms: r.duration_ms(),
+        proto: r.proto,
+        src_addr: r.src.addr.into(),
+        src_port: r.src.port,
+        src_mac: r.src.mac,
+        src_packets: r.src.counters.packets,
+        src_bytes: r.src.counters.bytes,
+        src_tcp_flags: r.src.counters.tcp_flags,
+        dst_addr: r.dst.addr.into(),
+        dst_port: r.dst.port,
+        dst_mac: r.dst.mac,
+        dst_packets: r.dst.counters.packets,
+        dst_bytes: r.dst.counters.bytes,
+        dst_tcp_flags: r.dst.counters.tcp_flags,
+        vlan: r.vlan,
+        inner_vlan: r.inner_vlan,
+        conn_state: r.conn_state as u8,
+        history: r.history.as_str(),
+        end_reason: r.end_reason as u8,
+        flags: if r.continuation {
+            RECORD_FLAG_CONTINUATION
+        } else {
+            0
+        },
+        ingress: r.ingress as u8,
+        icmp: r.icmp,
+    };
+    postcard::to_slice(&wire, scratch).map_err(|_| WireError::Malformed("record"))
+}
+
+/// Decodes the core fields of one record body and skips its extensions.
+fn decode_record(body: &[u8], base_ms: u64) -> Result<FlowRecord, WireError> {
+    let (w, rest): (WireFlow<'_>, &[u8]) =
+        postcard::take_from_bytes(body).map_err(|_| WireError::Malformed("record"))?;
+    skip_extensions(rest)?;
+    let start_ms = (base_ms as i64)
+        .checked_add(w.start_rel_ms)
+        .filter(|v| *v >= 0)
+        .ok_or(WireError::Malformed("start time"))? as u64;
+    let end_ms = start_ms
+        .checked_add(w.duration_ms)
+        .ok_or(WireError::Malformed("duration"))?;
+    if w.history.len() > History::CAPACITY {
+        return Err(WireError::Malformed("history"));
+    }
+    if w.flags & !RECORD_FLAG_CONTINUATION != 0 {
+        return Err(WireError::Malformed("record flags"));
+    }
+    Ok(FlowRecord {
+        start_ms,
+        end_ms,
+        proto: w.proto,
+        src: Endpoint {
+            addr: w.src_addr.into(),
+            port: w.src_port,
+            mac: w.src_mac,
+            counters: SideCounters {
+                packets: w.src_packets,
+                bytes: w.src_bytes,
+                tcp_flags: w.src_tcp_flags,
+            },
+        },
+        dst: Endpoint {
+            addr: w.dst_addr.into(),
+            port: w.dst_port,
+            mac: w.dst_mac,
+            counters: SideCounters {
+                packets: w.dst_packets,
+                bytes: w.dst_bytes,
+                tcp_flags: w.dst_tcp_flags,
+            },
+        },
+        vlan: w.vlan,
+        inner_vlan: w.inner_vlan,
+        conn_state: ConnState::from_u8(w.conn_state).ok_or(WireError::Malformed("conn_state"))?,
+        history: History::from_text(w.history),
+        end_reason: EndReason::from_u8(w.end_reason).ok_or(WireError::Malformed("end_reason"))?,
+        continuation: w.flags & RECORD_FLAG_CONTINUATION != 0,
+        ingress: TapPort::from_u8(w.ingress).ok_or(WireError::Malformed("ingress"))?,
+        icmp: w.icmp,
+    })
+}
+
+/// Walks the tagged extensions after a record's core fields. None are defined
+/// in version 1; unknown tags are skipped so newer taps stay readable.
+fn skip_extensions(mut rest: &[u8]) -> Result<(), WireError> {
+    while !rest.is_empty() {
+        let mut pos = 0;
+        let _tag = take_varint(rest, &mut pos)?;
+        take_part(rest, &mut pos)?;
+        rest = &rest[pos..];
+    }
+    Ok(())
+}
+
+/// A decoded batch header plus an iterator over its records. Nothing is
+/// allocated: the records are decoded as the iterator is walked.
+pub struct BatchReader<'a> {
+    pub header: BatchHeader<'a>,
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> BatchReader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Result<Self, WireError> {
+        if bytes.len() < MAGIC.len() + 1 {
+            return Err(if bytes.starts_with(&MAGIC[..bytes.len().min(4)]) {
+                WireError::Truncated
+            } else {
+                WireError::BadMagic
+            });
+        }
+        if bytes[..4] != MAGIC {
+            return Err(WireError::BadMagic);
+        }
+        if bytes[4] != VERSION {
+            return Err(WireError::UnsupportedVersion(bytes[4]));
+        }
+        let mut pos = 5;
+        let header_bytes = take_part(bytes, &mut pos)?;
+        // Fields appended to the header by later versions are ignored.
+        let (header, _newer_fields): (BatchHeader<'a>, _) =
+            postcard::take_from_bytes(header_bytes).map_err(|_| WireError::Malformed("header"))?;
+        if header.tap_id.len() > MAX_TAP_ID {
+            return Err(WireError::TapIdTooLong);
+        }
+        Ok(BatchReader { header, bytes, pos })
+    }
+}
+
+impl Iterator for BatchReader<'_> {
+    type Item = Result<FlowRecord, WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.pos >= self.bytes.len() {
+            return None;
+        }
+        let result = take_part(self.bytes, &mut self.pos)
+            .and_then(|body| decode_record(body, self.header.base_ms));
+        if result.is_err() {
+            // A broken record poisons the rest of the datagram.
+            self.pos = self.bytes.len();
+        }
+        Some(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_round_trips_edges() {
+        for v in [0u32, 1, 127, 128, 16_383, 16_384, u32::MAX] {
+            let mut buf = [0u8; 5];
+            let mut pos = 0;
+            put_varint(&mut buf, &mut pos, v).unwrap();
+            let mut read = 0;
+            assert_eq!(take_varint(&buf[..pos], &mut read).unwrap(), v);
+            assert_eq!(read, pos);
+        }
+    }
+
+    #[test]
+    fn overlong_varint_is_rejected() {
+        let bytes = [0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+        assert_eq!(
+            take_varint(&bytes, &mut 0),
+            Err(WireError::Malformed("varint"))
+        );
+    }
+
+    #[test]
+    fn unknown_extensions_are_skipped() {
+        let mut scratch = [0u8; MAX_RECORD + 16];
+        let rec = FlowRecord {
+            start_ms: 5_000,
+            end_ms: 6_000,
+            proto: 6,
+            ..FlowRecord::default()
+        };
+        let len = encode_record(&rec, 4_000, &mut scratch).unwrap().len();
+        // A newer tap appends extension tag 9 with three bytes.
+        scratch[len..len + 5].copy_from_slice(&[9, 3, b'a', b'b', b'c']);
+        let decoded = decode_record(&scratch[..len + 5], 4_000).unwrap();
+        assert_eq!(decoded, rec);
+        // ...but an extension that claims more bytes than exist is an error.
+        scratch[len + 1] = 9;
+        assert_eq!(
+            decode_record(&scratch[..len + 5], 4_000),
+            Err(WireError::Truncated)
+        );
+    }
+}

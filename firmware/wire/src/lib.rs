@@ -1,0 +1,40 @@
+//! PiTap's wire format, shared by the tap firmware and the host collector.
+//!
+//! - [`record`]: the flow record, one set of fields for every part of PiTap.
+//! - [`codec`]: batches of records in one datagram (serde + postcard).
+//! - [`format`] (with `std`): the flow line and JSON line formats.
+//! - [`FlowSink`]: where records go, whatever the place.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+pub mod codec;
+#[cfg(feature = "std")]
+pub mod format;
+pub mod record;
+
+pub use codec::{BatchHeader, BatchReader, BatchWriter, WireError};
+pub use record::{
+    proto, proto_name,
+    Action, ConnState, EndReason, Endpoint, FlowRecord, History, SideCounters, TapPort,
+};
+
+/// Where flow records go: a printer, the uplink, a test's list.
+///
+/// `emit` cannot fail by design: the flow engine calls it from its hot path
+/// and has nothing better to do with an error than its sink has. A sink that
+/// can fail keeps the failure and lets its owner ask for it.
+pub trait FlowSink {
+    fn emit(&mut self, record: &FlowRecord);
+}
+
+impl<S: FlowSink + ?Sized> FlowSink for &mut S {
+    fn emit(&mut self, record: &FlowRecord) {
+        (**self).emit(record)
+    }
+}
+
+#[cfg(feature = "std")]
+impl FlowSink for Vec<FlowRecord> {
+    fn emit(&mut self, record: &FlowRecord) {
+        self.push(*record);
+    }
+}

@@ -1,0 +1,342 @@
+//! One flow record: the set of fields every part of PiTap agrees on.
+//!
+//! The flow core fills it, the uplink encodes it, the collector decodes it and
+//! the line formats print it. "src" is always the initiator of the
+//! conversation and "dst" the responder.
+
+use core::net::{IpAddr, Ipv4Addr};
+
+/// IANA protocol numbers the formats give names to.
+pub mod proto {
+    pub const ICMP: u8 = 1;
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    pub const ICMPV6: u8 = 58;
+    pub const SCTP: u8 = 132;
+}
+
+/// Counters for one side of a conversation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SideCounters {
+    pub packets: u64,
+    /// Frame bytes as on the wire (the original length, not the captured one).
+    pub bytes: u64,
+    /// OR of all TCP flags this side sent (FIN=0x01 ... CWR=0x80).
+    pub tcp_flags: u8,
+}
+
+/// One side of a conversation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub addr: IpAddr,
+    /// TCP/UDP/SCTP port; for ICMP the initiator carries the type and the
+    /// responder the code, as Zeek does.
+    pub port: u16,
+    /// All zero when the link layer carries no MAC (raw IP captures).
+    pub mac: [u8; 6],
+    pub counters: SideCounters,
+}
+
+impl Default for Endpoint {
+    fn default() -> Self {
+        Endpoint {
+            addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: 0,
+            mac: [0; 6],
+            counters: SideCounters::default(),
+        }
+    }
+}
+
+/// Zeek's `conn_state` values, with the meanings of Zeek's conn.log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum ConnState {
+    /// Connection attempt seen, no reply.
+    S0 = 0,
+    /// Connection established, not terminated.
+    S1 = 1,
+    /// Normal establishment and termination.
+    SF = 2,
+    /// Connection attempt rejected.
+    REJ = 3,
+    /// Established, originator sent FIN, no reply from the responder.
+    S2 = 4,
+    /// Established, responder sent FIN, no reply from the originator.
+    S3 = 5,
+    /// Established, originator aborted with RST.
+    RSTO = 6,
+    /// Responder sent a RST.
+    RSTR = 7,
+    /// Originator sent SYN then RST, never a SYN-ACK.
+    RSTOS0 = 8,
+    /// Responder sent SYN-ACK then RST, no SYN from the originator seen.
+    RSTRH = 9,
+    /// Originator sent SYN then FIN, no SYN-ACK.
+    SH = 10,
+    /// Responder sent SYN-ACK then FIN, no SYN from the originator.
+    SHR = 11,
+    /// No SYN seen, midstream traffic; also every non-TCP flow.
+    #[default]
+    OTH = 12,
+}
+
+impl ConnState {
+    pub const ALL: [ConnState; 13] = [
+        ConnState::S0,
+        ConnState::S1,
+        ConnState::SF,
+        ConnState::REJ,
+        ConnState::S2,
+        ConnState::S3,
+        ConnState::RSTO,
+        ConnState::RSTR,
+        ConnState::RSTOS0,
+        ConnState::RSTRH,
+        ConnState::SH,
+        ConnState::SHR,
+        ConnState::OTH,
+    ];
+
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(v)).copied()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnState::S0 => "S0",
+            ConnState::S1 => "S1",
+            ConnState::SF => "SF",
+            ConnState::REJ => "REJ",
+            ConnState::S2 => "S2",
+            ConnState::S3 => "S3",
+            ConnState::RSTO => "RSTO",
+            ConnState::RSTR => "RSTR",
+            ConnState::RSTOS0 => "RSTOS0",
+            ConnState::RSTRH => "RSTRH",
+            ConnState::SH => "SH",
+            ConnState::SHR => "SHR",
+            ConnState::OTH => "OTH",
+        }
+    }
+}
+
+/// Why a record was emitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum EndReason {
+    /// No packet for the idle timeout.
+    #[default]
+    Idle = 0,
+    /// The flow ran longer than the active timeout; it goes on in a
+    /// continuation record.
+    Active = 1,
+    /// TCP closed by FIN from both sides.
+    TcpClose = 2,
+    /// TCP aborted by RST.
+    TcpReset = 3,
+    /// The table was full and this was the least recently seen flow.
+    Evicted = 4,
+    /// The tap stopped (end of a capture file, shutdown).
+    Shutdown = 5,
+}
+
+impl EndReason {
+    pub const ALL: [EndReason; 6] = [
+        EndReason::Idle,
+        EndReason::Active,
+        EndReason::TcpClose,
+        EndReason::TcpReset,
+        EndReason::Evicted,
+        EndReason::Shutdown,
+    ];
+
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(v)).copied()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Idle => "idle",
+            EndReason::Active => "active",
+            EndReason::TcpClose => "tcp-close",
+            EndReason::TcpReset => "tcp-reset",
+            EndReason::Evicted => "evicted",
+            EndReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// The tap port on which the initiator's first packet entered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum TapPort {
+    /// Not known (a capture file without interface information).
+    #[default]
+    Unknown = 0,
+    A = 1,
+    B = 2,
+}
+
+impl TapPort {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(TapPort::Unknown),
+            1 => Some(TapPort::A),
+            2 => Some(TapPort::B),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TapPort::Unknown => "-",
+            TapPort::A => "A",
+            TapPort::B => "B",
+        }
+    }
+}
+
+/// Zeek-style connection history: one letter per event kind, upper case for
+/// the initiator and lower case for the responder, in the order first seen.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct History {
+    buf: [u8; History::CAPACITY],
+    len: u8,
+}
+
+impl History {
+    pub const CAPACITY: usize = 16;
+
+    /// Appends one ASCII letter; past the capacity letters are dropped (the
+    /// history is a summary, not a log).
+    pub fn push(&mut self, letter: u8) {
+        let len = usize::from(self.len);
+        if len < Self::CAPACITY && letter.is_ascii_graphic() {
+            self.buf[len] = letter;
+            self.len += 1;
+        }
+    }
+
+    /// Builds a history from text, keeping only the first CAPACITY printable
+    /// ASCII characters.
+    pub fn from_text(text: &str) -> Self {
+        let mut h = History::default();
+        for b in text.bytes() {
+            h.push(b);
+        }
+        h
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only printable ASCII is ever pushed, so this cannot fail.
+        core::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl core::fmt::Debug for History {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+/// A flow summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowRecord {
+    /// Time of the first packet of this part, ms since the Unix epoch.
+    pub start_ms: u64,
+    /// Time of the last packet of this part, ms since the Unix epoch.
+    pub end_ms: u64,
+    /// IP protocol number.
+    pub proto: u8,
+    /// The initiator ("src").
+    pub src: Endpoint,
+    /// The responder ("dst").
+    pub dst: Endpoint,
+    /// Outer 802.1Q VLAN id, 0 when untagged (or priority-tagged).
+    pub vlan: u16,
+    /// Inner VLAN id of a QinQ frame, 0 when there is none.
+    pub inner_vlan: u16,
+    pub conn_state: ConnState,
+    pub history: History,
+    pub end_reason: EndReason,
+    /// This record continues a flow that an active timeout split before.
+    pub continuation: bool,
+    /// Tap port on which the initiator's traffic entered.
+    pub ingress: TapPort,
+    /// ICMP/ICMPv6 type and code of the first packet, for ICMP flows.
+    pub icmp: Option<(u8, u8)>,
+}
+
+/// What the analyst reads first: did the conversation happen?
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Handshake completed, or a non-TCP flow was answered.
+    Accept,
+    /// The responder refused (TCP REJ).
+    Reject,
+    /// Nobody answered (S0 and friends, one-way UDP/ICMP).
+    NoReply,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Accept => "ACCEPT",
+            Action::Reject => "REJECT",
+            Action::NoReply => "NOREPLY",
+        }
+    }
+}
+
+impl FlowRecord {
+    pub fn action(&self) -> Action {
+        if self.proto == proto::TCP {
+            match self.conn_state {
+                ConnState::REJ => Action::Reject,
+                ConnState::S0 | ConnState::SH | ConnState::RSTOS0 => Action::NoReply,
+                ConnState::OTH if self.dst.counters.packets == 0 => Action::NoReply,
+                _ => Action::Accept,
+            }
+        } else if self.dst.counters.packets > 0 {
+            Action::Accept
+        } else {
+            Action::NoReply
+        }
+    }
+
+    pub fn duration_ms(&self) -> u64 {
+        self.end_ms.saturating_sub(self.start_ms)
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.src.counters.bytes + self.dst.counters.bytes
+    }
+
+    pub fn total_packets(&self) -> u64 {
+        self.src.counters.packets + self.dst.counters.packets
+    }
+}
+
+/// Name of an IP protocol as flow lines print it.
+pub fn proto_name(proto: u8) -> Option<&'static str> {
+    Some(match proto {
+        proto::ICMP => "ICMP",
+        proto::TCP => "TCP",
+        proto::UDP => "UDP",
+        proto::ICMPV6 => "ICMPv6",
+        proto::SCTP => "SCTP",
+        2 => "IGMP",
+        47 => "GRE",
+        50 => "ESP",
+        51 => "AH",
+        89 => "OSPF",
+        103 => "PIM",
+        112 => "VRRP",
+        _ => return None,
+    })
+}
