@@ -1,0 +1,8 @@
+//! pitapd, the PiTap firmware: packets from a source, through the flow
+//! engine, to sinks (the uplink, a printer).
+
+pub mod cli;
+pub mod replay;
+pub mod source;
+pub mod sys;
+pub mod uplink;

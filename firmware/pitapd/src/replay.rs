@@ -1,0 +1,144 @@
+//! `pitapd --read`: a capture file through the flow engine to the sinks.
+
+use std::io::{self, Write};
+use std::time::{Duration, Instant};
+
+use pitap_flow_core::{Anomaly, EngineStats, FlowEngine, PacketSource};
+use pitap_wire::format::LineSink;
+use pitap_wire::{FlowRecord, FlowSink};
+
+use crate::cli::Options;
+use crate::source::{CaptureError, CaptureReader};
+use crate::uplink::UdpUplink;
+
+/// Every sink the options asked for.
+struct Sinks {
+    print: Option<LineSink<io::BufWriter<io::Stdout>>>,
+    uplink: Option<UdpUplink>,
+}
+
+impl FlowSink for Sinks {
+    fn emit(&mut self, record: &FlowRecord) {
+        if let Some(p) = &mut self.print {
+            p.emit(record);
+        }
+        if let Some(u) = &mut self.uplink {
+            u.emit(record);
+        }
+    }
+}
+
+/// A one-line progress bar on stderr, redrawn at most five times a second.
+struct Progress {
+    last: Instant,
+}
+
+impl Progress {
+    fn show(&mut self, done: usize, total: usize, stats: &EngineStats, flows: usize) {
+        if self.last.elapsed() < Duration::from_millis(200) {
+            return;
+        }
+        self.last = Instant::now();
+        let pct = if total == 0 { 100 } else { done * 100 / total };
+        let bar = "#".repeat(pct / 4) + &".".repeat(25 - pct / 4);
+        eprint!(
+            "\r[{bar}] {pct:3}% {} frames, {} flows open, {} records   ",
+            stats.frames, flows, stats.records
+        );
+    }
+}
+
+/// Replays the capture; returns the engine's counters. A damaged file still
+/// gives the flows of everything before the damage, then the error.
+pub fn run(opts: &Options) -> Result<EngineStats, String> {
+    let path = opts.read.display().to_string();
+    let mut reader = CaptureReader::open(&opts.read).map_err(|e| format!("{path}: {e}"))?;
+    let mut sinks = Sinks {
+        print: opts
+            .print
+            .then(|| LineSink::new(io::BufWriter::new(io::stdout()), &opts.tap_id, opts.format)),
+        uplink: match opts.uplink {
+            Some(addr) => Some(
+                UdpUplink::connect(addr, &opts.tap_id)
+                    .map_err(|e| format!("uplink to {addr}: {e}"))?,
+            ),
+            None => None,
+        },
+    };
+    let mut engine = FlowEngine::new(opts.engine);
+    let mut progress = opts.progress.then(|| Progress {
+        last: Instant::now() - Duration::from_secs(1),
+    });
+    let mut read_error: Option<CaptureError> = None;
+    loop {
+        match reader.next_frame() {
+            Ok(Some(frame)) => engine.process(&frame, &mut sinks),
+            Ok(None) => break,
+            Err(e) => {
+                read_error = Some(e);
+                break;
+            }
+        }
+        if let Some(p) = &mut progress {
+            if engine.stats().frames % 4096 == 0 {
+                let (done, total) = reader.progress();
+                p.show(done, total, engine.stats(), engine.active_flows());
+            }
+        }
+    }
+    engine.flush(&mut sinks);
+    if progress.is_some() {
+        eprintln!();
+    }
+    if let Some(p) = &mut sinks.print {
+        p.finish().map_err(|e| format!("writing flows: {e}"))?;
+    }
+    if let Some(u) = &mut sinks.uplink {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        u.finish(now_ms).map_err(|e| format!("uplink: {e}"))?;
+    }
+    let stats = engine.stats().clone();
+    if !opts.quiet {
+        eprintln!("{}", summary(&path, &stats));
+    }
+    match read_error {
+        Some(e) => Err(format!("{path}: {e}")),
+        None => Ok(stats),
+    }
+}
+
+/// The end-of-run summary line.
+pub fn summary(path: &str, s: &EngineStats) -> String {
+    let mut line = format!(
+        "pitapd: {path}: {} frames ({} bytes), {} IP, {} flows, {} records, {} evicted, {} dropped",
+        s.frames,
+        s.bytes,
+        s.ip_frames,
+        s.flows_created,
+        s.records,
+        s.evictions,
+        s.dropped()
+    );
+    for a in Anomaly::ALL {
+        let n = s.anomaly(a);
+        if n > 0 {
+            line.push_str(&format!(" {}={n}", a.as_str()));
+        }
+    }
+    let non_ip: Vec<String> = s
+        .non_ip
+        .iter()
+        .map(|(t, n)| format!("0x{t:04x}={n}"))
+        .collect();
+    if !non_ip.is_empty() || s.non_ip.other > 0 {
+        line.push_str(&format!(" non_ip[{}", non_ip.join(" ")));
+        if s.non_ip.other > 0 {
+            line.push_str(&format!(" other={}", s.non_ip.other));
+        }
+        line.push(']');
+    }
+    let _ = io::stderr().flush();
+    line
+}
