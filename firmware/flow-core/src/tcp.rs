@@ -124,22 +124,24 @@ impl TcpTracker {
 
         let state = self.ends[me];
         let peer_state = self.ends[peer];
+        // A SYN from a side that was reset starts its handshake again: the
+        // RST was out of window or injected, and the connection went on.
         self.ends[me] = if rst {
             Endpoint::Reset
-        } else if state == Endpoint::Reset {
-            Endpoint::Reset
-        } else if fin {
-            Endpoint::Closed
         } else if syn && !ack {
             match state {
-                Endpoint::Inactive => Endpoint::SynSent,
+                Endpoint::Inactive | Endpoint::Reset => Endpoint::SynSent,
                 other => other,
             }
         } else if syn {
             match state {
-                Endpoint::Inactive | Endpoint::SynSent => Endpoint::SynAckSent,
+                Endpoint::Inactive | Endpoint::SynSent | Endpoint::Reset => Endpoint::SynAckSent,
                 other => other,
             }
+        } else if state == Endpoint::Reset {
+            Endpoint::Reset
+        } else if fin {
+            Endpoint::Closed
         } else {
             match state {
                 // The other side's SYN-ACK answered our SYN: handshake done.
@@ -318,6 +320,18 @@ mod tests {
         assert_eq!(t.ended(), Some(EndReason::TcpClose));
         t.update(&mut h, true, RST, 0);
         assert_eq!(t.ended(), Some(EndReason::TcpReset));
+    }
+
+    #[test]
+    fn handshake_after_an_injected_rst_revives_the_connection() {
+        let (state, hist) = run(&[
+            (true, SYN, 0),
+            (false, RSTACK, 0),
+            (false, SYNACK, 0),
+            (true, ACK, 0),
+            (true, ACK, 25),
+        ]);
+        assert_eq!((state, hist.as_str()), (ConnState::S1, "SrhAD"));
     }
 
     #[test]
