@@ -199,10 +199,9 @@ mod tests {
     }
 
     fn flow(n: u16) -> Flow {
-        Flow {
-            key: key(n),
-            ..Flow::default()
-        }
+        let mut f = Flow::default();
+        f.key = key(n);
+        f
     }
 
     #[test]

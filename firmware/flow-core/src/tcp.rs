@@ -276,7 +276,7 @@ mod tests {
             (true, ACK, 0),
         ]);
         assert_eq!(state, ConnState::SF);
-        assert_eq!(hist, "ShADadFf");
+        assert_eq!(hist, "ShADdFf");
     }
 
     #[test]

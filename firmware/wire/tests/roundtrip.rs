@@ -1,0 +1,171 @@
+//! Any record survives encoding into a batch and decoding back; any bytes at
+//! the decoder give records or an error, never a panic.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use pitap_wire::codec::{FLAG_FINAL, MAX_DATAGRAM};
+use pitap_wire::{
+    BatchHeader, BatchReader, BatchWriter, ConnState, EndReason, Endpoint, FlowRecord, History,
+    SideCounters, TapPort, WireError,
+};
+use proptest::prelude::*;
+
+fn addr() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        any::<[u8; 4]>().prop_map(|o| IpAddr::V4(Ipv4Addr::from(o))),
+        any::<[u8; 16]>().prop_map(|o| IpAddr::V6(Ipv6Addr::from(o))),
+    ]
+}
+
+fn endpoint() -> impl Strategy<Value = Endpoint> {
+    (addr(), any::<u16>(), any::<[u8; 6]>(), any::<(u64, u64, u8)>()).prop_map(
+        |(addr, port, mac, (packets, bytes, tcp_flags))| Endpoint {
+            addr,
+            port,
+            mac,
+            counters: SideCounters {
+                packets,
+                bytes,
+                tcp_flags,
+            },
+        },
+    )
+}
+
+prop_compose! {
+    fn record()(
+        start_ms in 0u64..(1u64 << 50),
+        duration in 0u64..(1u64 << 40),
+        proto in any::<u8>(),
+        src in endpoint(),
+        dst in endpoint(),
+        vlans in (0u16..4096, 0u16..4096),
+        state in 0usize..ConnState::ALL.len(),
+        history in "[A-Za-z^]{0,16}",
+        reason in 0usize..EndReason::ALL.len(),
+        continuation in any::<bool>(),
+        ingress in 0u8..3,
+        icmp in proptest::option::of(any::<(u8, u8)>()),
+    ) -> FlowRecord {
+        FlowRecord {
+            start_ms,
+            end_ms: start_ms + duration,
+            proto,
+            src,
+            dst,
+            vlan: vlans.0,
+            inner_vlan: vlans.1,
+            conn_state: ConnState::ALL[state],
+            history: History::from_text(&history),
+            end_reason: EndReason::ALL[reason],
+            continuation,
+            ingress: TapPort::from_u8(ingress).unwrap(),
+            icmp,
+        }
+    }
+}
+
+/// Encodes records into as many batches as they need.
+fn encode(records: &[FlowRecord], tap: &str) -> Vec<Vec<u8>> {
+    let mut batches = Vec::new();
+    let mut writer = BatchWriter::default();
+    let mut seq = 0;
+    for r in records {
+        loop {
+            if !writer.is_started() {
+                let header = BatchHeader { tap_id: tap, boot_id: 7, seq, base_ms: r.start_ms, flags: 0 };
+                writer.start(&header).unwrap();
+            }
+            match writer.push(r) {
+                Ok(()) => break,
+                Err(WireError::Full) => {
+                    assert!(writer.record_count() > 0, "one record must fit an empty batch");
+                    batches.push(writer.as_bytes().to_vec());
+                    writer.clear();
+                    seq += 1;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    if writer.is_started() {
+        batches.push(writer.as_bytes().to_vec());
+    }
+    batches
+}
+
+proptest! {
+    #[test]
+    fn records_round_trip(records in proptest::collection::vec(record(), 1..60), tap in "[a-z0-9-]{1,32}") {
+        let batches = encode(&records, &tap);
+        let mut decoded = Vec::new();
+        for (i, b) in batches.iter().enumerate() {
+            prop_assert!(b.len() <= MAX_DATAGRAM);
+            let reader = BatchReader::new(b).unwrap();
+            prop_assert_eq!(reader.header.tap_id, tap.as_str());
+            prop_assert_eq!(reader.header.seq, i as u64);
+            for r in reader {
+                decoded.push(r.unwrap());
+            }
+        }
+        prop_assert_eq!(decoded, records);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1500)) {
+        if let Ok(reader) = BatchReader::new(&bytes) {
+            for r in reader {
+                let _ = r;
+            }
+        }
+    }
+
+    #[test]
+    fn flipped_bits_are_rejected_or_decode(records in proptest::collection::vec(record(), 1..5), at in any::<prop::sample::Index>(), bit in 0u8..8) {
+        let mut batch = encode(&records, "t").remove(0);
+        let i = at.index(batch.len());
+        batch[i] ^= 1 << bit;
+        if let Ok(reader) = BatchReader::new(&batch) {
+            let _ = reader.count();
+        }
+    }
+}
+
+#[test]
+fn damaged_batches_give_named_errors() {
+    let rec = FlowRecord { start_ms: 1_000, end_ms: 2_000, proto: 6, ..FlowRecord::default() };
+    let good = encode(&[rec], "tap").remove(0);
+    assert_eq!(BatchReader::new(b"GET / HTTP/1.1").err(), Some(WireError::BadMagic));
+    assert_eq!(BatchReader::new(b"PT").err(), Some(WireError::Truncated));
+    let mut v2 = good.clone();
+    v2[4] = 2;
+    assert_eq!(BatchReader::new(&v2).err(), Some(WireError::UnsupportedVersion(2)));
+    // Cut inside the record: the header decodes, the record does not.
+    let cut = &good[..good.len() - 3];
+    let results: Vec<_> = BatchReader::new(cut).unwrap().collect();
+    assert_eq!(results, vec![Err(WireError::Truncated)]);
+    // A conn_state no encoder writes.
+    let mut bad_state = FlowRecord { conn_state: ConnState::OTH, ..rec };
+    bad_state.history = History::from_text("");
+    let mut bytes = encode(&[bad_state], "tap").remove(0);
+    // conn_state is followed by the empty history (length 0) and end_reason:
+    // find the OTH value (12) right before the zero-length history.
+    let pos = bytes.windows(2).rposition(|w| w == [12, 0]).unwrap();
+    bytes[pos] = 99;
+    let results: Vec<_> = BatchReader::new(&bytes).unwrap().collect();
+    assert_eq!(results, vec![Err(WireError::Malformed("conn_state"))]);
+}
+
+#[test]
+fn final_flag_and_empty_batch() {
+    let mut writer = BatchWriter::default();
+    writer
+        .start(&BatchHeader { tap_id: "t", boot_id: 1, seq: 9, base_ms: 0, flags: FLAG_FINAL })
+        .unwrap();
+    let reader = BatchReader::new(writer.as_bytes()).unwrap();
+    assert_eq!(reader.header.flags & FLAG_FINAL, FLAG_FINAL);
+    assert_eq!(reader.count(), 0);
+    let long = "x".repeat(33);
+    let header = BatchHeader { tap_id: &long, boot_id: 1, seq: 0, base_ms: 0, flags: 0 };
+    assert_eq!(writer.start(&header), Err(WireError::TapIdTooLong));
+}
