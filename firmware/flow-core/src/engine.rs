@@ -125,7 +125,8 @@ impl FlowEngine {
                 self.emit(s, reason, sink);
                 self.table.remove(s);
                 slot = None;
-            } else if frame.ts_us.saturating_sub(flow.part_start_us) >= self.config.active_timeout_us
+            } else if frame.ts_us.saturating_sub(flow.part_start_us)
+                >= self.config.active_timeout_us
             {
                 self.emit(s, EndReason::Active, sink);
                 self.table.get_mut(s).start_continuation(frame.ts_us);

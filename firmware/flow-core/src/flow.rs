@@ -42,7 +42,11 @@ impl Flow {
         };
         let mut flow = Flow {
             key,
-            initiator_end: if is_answer { 1 - sender_end } else { sender_end },
+            initiator_end: if is_answer {
+                1 - sender_end
+            } else {
+                sender_end
+            },
             part_start_us: ts_us,
             last_us: ts_us,
             icmp: pkt.icmp.map(|i| (i.icmp_type, i.code)),
@@ -60,7 +64,14 @@ impl Flow {
     }
 
     /// Accounts one packet to the flow.
-    pub fn update(&mut self, pkt: &Packet<'_>, reversed: bool, ts_us: u64, wire_len: u32, port: TapPort) {
+    pub fn update(
+        &mut self,
+        pkt: &Packet<'_>,
+        reversed: bool,
+        ts_us: u64,
+        wire_len: u32,
+        port: TapPort,
+    ) {
         let from_initiator = self.from_initiator(reversed);
         let side = usize::from(!from_initiator);
         let counters = &mut self.sides[side];
@@ -75,10 +86,17 @@ impl Flow {
         }
         self.last_us = self.last_us.max(ts_us);
         if pkt.proto == proto::TCP && pkt.fragment.is_none_or(|f| f.offset == 0) {
-            self.tcp
-                .update(&mut self.history, from_initiator, pkt.tcp_flags, pkt.payload_len);
+            self.tcp.update(
+                &mut self.history,
+                from_initiator,
+                pkt.tcp_flags,
+                pkt.payload_len,
+            );
         } else {
-            self.history.note_datagram(from_initiator, pkt.payload_len.max(u32::from(pkt.fragment.is_some())));
+            self.history.note_datagram(
+                from_initiator,
+                pkt.payload_len.max(u32::from(pkt.fragment.is_some())),
+            );
         }
     }
 
@@ -111,7 +129,10 @@ impl Flow {
 
     /// The flow's record as it stands.
     pub fn record(&self, end_reason: EndReason) -> FlowRecord {
-        let ends = [usize::from(self.initiator_end), usize::from(1 - self.initiator_end)];
+        let ends = [
+            usize::from(self.initiator_end),
+            usize::from(1 - self.initiator_end),
+        ];
         let port = |i: usize| match self.icmp {
             // ICMP "ports" are type and code, as in Zeek's conn.log.
             Some((t, c)) => u16::from(if i == 0 { t } else { c }),

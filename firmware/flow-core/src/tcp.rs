@@ -59,8 +59,11 @@ impl HistoryTracker {
         if self.seen & bit == 0 {
             self.seen |= bit;
             let c = letter.ascii();
-            self.text
-                .push(if from_initiator { c } else { c.to_ascii_lowercase() });
+            self.text.push(if from_initiator {
+                c
+            } else {
+                c.to_ascii_lowercase()
+            });
         }
     }
 
@@ -289,8 +292,14 @@ mod tests {
         );
         assert_eq!(run(&[(true, SYN, 0), (true, RST, 0)]).0, ConnState::RSTOS0);
         assert_eq!(run(&[(true, SYN, 0), (true, FINACK, 0)]).0, ConnState::SH);
-        assert_eq!(run(&[(false, SYNACK, 0), (false, RST, 0)]).0, ConnState::RSTRH);
-        assert_eq!(run(&[(false, SYNACK, 0), (false, FINACK, 0)]).0, ConnState::SHR);
+        assert_eq!(
+            run(&[(false, SYNACK, 0), (false, RST, 0)]).0,
+            ConnState::RSTRH
+        );
+        assert_eq!(
+            run(&[(false, SYNACK, 0), (false, FINACK, 0)]).0,
+            ConnState::SHR
+        );
         assert_eq!(run(&[(true, ACK, 10), (false, ACK, 10)]).0, ConnState::OTH);
     }
 

@@ -29,7 +29,10 @@ fn udp_frame(sport: u16, payload: &[u8]) -> Vec<u8> {
 }
 
 fn run(frames: &[Vec<u8>]) -> (FlowEngine, Vec<FlowRecord>) {
-    let mut engine = FlowEngine::new(EngineConfig { capacity: 64, ..EngineConfig::default() });
+    let mut engine = FlowEngine::new(EngineConfig {
+        capacity: 64,
+        ..EngineConfig::default()
+    });
     let mut out = Vec::new();
     for (i, f) in frames.iter().enumerate() {
         engine.process(&frame(f, 1_000_000 + i as u64), &mut out);
@@ -47,13 +50,17 @@ fn malformed_frames_are_counted_by_reason() {
     bad_ihl[14] = 0x43; // IHL 3 words < 20 bytes
     let vlan_cut = [&good[..12], &[0x81, 0x00, 0x00][..]].concat();
     let mpls_cut = [&good[..12], &[0x88, 0x47, 0x00, 0x01][..]].concat();
-    let mpls_not_ip = [&good[..12], &[0x88, 0x47, 0x00, 0x01, 0x01, 0x40, 0x00, 0x00, 0x00, 0x00][..]].concat();
+    let mpls_not_ip = [
+        &good[..12],
+        &[0x88, 0x47, 0x00, 0x01, 0x01, 0x40, 0x00, 0x00, 0x00, 0x00][..],
+    ]
+    .concat();
     let frames = vec![
-        good[..10].to_vec(),          // shorter than Ethernet
-        vlan_cut,                     // cut inside the VLAN tag
-        mpls_cut,                     // cut inside the label stack
-        mpls_not_ip,                  // label stack over a control word
-        good[..20].to_vec(),          // cut inside the IP header
+        good[..10].to_vec(), // shorter than Ethernet
+        vlan_cut,            // cut inside the VLAN tag
+        mpls_cut,            // cut inside the label stack
+        mpls_not_ip,         // label stack over a control word
+        good[..20].to_vec(), // cut inside the IP header
         bad_version,
         bad_ihl,
         good.clone(),
@@ -79,7 +86,13 @@ fn malformed_frames_are_counted_by_reason() {
 #[test]
 fn non_ip_is_counted_per_ethertype() {
     let arp = [&[0xff; 6][..], &[2, 0, 0, 0, 0, 1], &[0x08, 0x06], &[0; 28]].concat();
-    let lldp = [&[0x01, 0x80, 0xc2, 0, 0, 0x0e][..], &[2, 0, 0, 0, 0, 1], &[0x88, 0xcc], &[0; 30]].concat();
+    let lldp = [
+        &[0x01, 0x80, 0xc2, 0, 0, 0x0e][..],
+        &[2, 0, 0, 0, 0, 1],
+        &[0x88, 0xcc],
+        &[0; 30],
+    ]
+    .concat();
     let (engine, records) = run(&[arp.clone(), arp, lldp]);
     assert!(records.is_empty());
     assert_eq!(engine.stats().non_ip.get(0x0806), 2);
@@ -91,7 +104,9 @@ fn vlan_and_mpls_reach_the_inner_flow() {
     let inner = udp_frame(2000, b"x");
     // Three VLAN tags (only two are kept), then MPLS with two labels.
     let mut f = inner[..12].to_vec();
-    f.extend_from_slice(&[0x88, 0xa8, 0x00, 0x0a, 0x81, 0x00, 0x00, 0x14, 0x81, 0x00, 0x00, 0x1e]);
+    f.extend_from_slice(&[
+        0x88, 0xa8, 0x00, 0x0a, 0x81, 0x00, 0x00, 0x14, 0x81, 0x00, 0x00, 0x1e,
+    ]);
     f.extend_from_slice(&[0x88, 0x47, 0x00, 0x01, 0x00, 0x40, 0x00, 0x02, 0x01, 0x40]);
     f.extend_from_slice(&inner[14..]);
     let (_, records) = run(&[f]);
@@ -103,7 +118,9 @@ fn vlan_and_mpls_reach_the_inner_flow() {
 
 #[test]
 fn replays_are_deterministic() {
-    let frames: Vec<Vec<u8>> = (0..500).map(|i| udp_frame(1000 + (i % 50) as u16, &[0; 20])).collect();
+    let frames: Vec<Vec<u8>> = (0..500)
+        .map(|i| udp_frame(1000 + (i % 50) as u16, &[0; 20]))
+        .collect();
     let (_, a) = run(&frames);
     let (_, b) = run(&frames);
     assert_eq!(a, b);

@@ -48,7 +48,9 @@ pub enum Command {
 fn seconds_to_us(option: &str, value: &str) -> Result<u64, String> {
     match value.parse::<f64>() {
         Ok(s) if s > 0.0 && s.is_finite() && s < 1e9 => Ok((s * 1e6) as u64),
-        _ => Err(format!("{option}: expected a positive number of seconds, got {value:?}")),
+        _ => Err(format!(
+            "{option}: expected a positive number of seconds, got {value:?}"
+        )),
     }
 }
 
@@ -105,7 +107,8 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Strin
                 };
             }
             Long("idle-timeout") => {
-                engine.idle_timeout_us = seconds_to_us("--idle-timeout", &value(&mut parser, "--idle-timeout")?)?
+                engine.idle_timeout_us =
+                    seconds_to_us("--idle-timeout", &value(&mut parser, "--idle-timeout")?)?
             }
             Long("active-timeout") => {
                 engine.active_timeout_us =
@@ -120,7 +123,9 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Strin
     }
     let read = read.ok_or("--read FILE is required (live capture comes with the tap ports)")?;
     if !print && uplink.is_none() {
-        return Err("nothing to do with the flows: give --print, --uplink HOST:PORT or both".into());
+        return Err(
+            "nothing to do with the flows: give --print, --uplink HOST:PORT or both".into(),
+        );
     }
     Ok(Command::Run(Box::new(Options {
         read,

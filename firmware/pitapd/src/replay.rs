@@ -39,7 +39,7 @@ impl Progress {
             return;
         }
         self.last = Instant::now();
-        let pct = if total == 0 { 100 } else { done * 100 / total };
+        let pct = (done * 100).checked_div(total).unwrap_or(100).min(100);
         let bar = "#".repeat(pct / 4) + &".".repeat(25 - pct / 4);
         eprint!(
             "\r[{bar}] {pct:3}% {} frames, {} flows open, {} records   ",
@@ -80,7 +80,7 @@ pub fn run(opts: &Options) -> Result<EngineStats, String> {
             }
         }
         if let Some(p) = &mut progress {
-            if engine.stats().frames % 4096 == 0 {
+            if engine.stats().frames.is_multiple_of(4096) {
                 let (done, total) = reader.progress();
                 p.show(done, total, engine.stats(), engine.active_flows());
             }

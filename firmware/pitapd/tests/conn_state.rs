@@ -49,7 +49,9 @@ impl Capture {
     /// One TCP segment; flags from "S", "A", "F", "R", "P".
     fn tcp(&mut self, from_client: bool, flags: &str, payload: usize, after_ms: u64) -> &mut Self {
         let (sm, dm, sa, da, sp, dp) = self.endpoints(from_client);
-        let mut b = PacketBuilder::ethernet2(sm, dm).ipv4(sa, da, 64).tcp(sp, dp, 1000, 65_000);
+        let mut b = PacketBuilder::ethernet2(sm, dm)
+            .ipv4(sa, da, 64)
+            .tcp(sp, dp, 1000, 65_000);
         for flag in flags.chars() {
             b = match flag {
                 'S' => b.syn(),
@@ -79,7 +81,9 @@ impl Capture {
     }
 
     fn handshake(&mut self) -> &mut Self {
-        self.tcp(true, "S", 0, 1).tcp(false, "SA", 0, 1).tcp(true, "A", 0, 1)
+        self.tcp(true, "S", 0, 1)
+            .tcp(false, "SA", 0, 1)
+            .tcp(true, "A", 0, 1)
     }
 
     fn flows(&mut self, name: &str, extra: &[&str]) -> Vec<Value> {
@@ -129,7 +133,10 @@ fn complete_connection_is_sf_accept_closed() {
     assert_eq!(f["history"], "ShADdFf");
     assert_eq!(f["src_addr"], "10.1.2.3");
     assert_eq!(f["dst_port"], 80);
-    assert_eq!((f["src_pkts"].as_u64(), f["dst_pkts"].as_u64()), (Some(5), Some(3)));
+    assert_eq!(
+        (f["src_pkts"].as_u64(), f["dst_pkts"].as_u64()),
+        (Some(5), Some(3))
+    );
     assert_eq!(f["src_mac"], "02:00:00:00:00:01");
     assert_eq!(f["dst_mac"], "02:00:00:00:00:02");
 }
@@ -144,7 +151,9 @@ fn refused_connection_is_rej_reject() {
 #[test]
 fn unanswered_syns_are_s0_noreply() {
     let mut c = Capture::new();
-    c.tcp(true, "S", 0, 1).tcp(true, "S", 0, 1000).tcp(true, "S", 0, 2000);
+    c.tcp(true, "S", 0, 1)
+        .tcp(true, "S", 0, 1000)
+        .tcp(true, "S", 0, 2000);
     let flows = c.flows("s0", &[]);
     assert_eq!(one(&flows), s("S0", "NOREPLY", "shutdown"));
     assert_eq!(flows[0]["src_pkts"], 3);
@@ -167,7 +176,10 @@ fn resets_after_establishment() {
     assert_eq!(one(&c.flows("rstr", &[])), s("RSTR", "ACCEPT", "tcp-reset"));
     let mut c = Capture::new();
     c.tcp(true, "S", 0, 1).tcp(true, "R", 0, 1);
-    assert_eq!(one(&c.flows("rstos0", &[])), s("RSTOS0", "NOREPLY", "tcp-reset"));
+    assert_eq!(
+        one(&c.flows("rstos0", &[])),
+        s("RSTOS0", "NOREPLY", "tcp-reset")
+    );
 }
 
 #[test]
@@ -193,7 +205,9 @@ fn midstream_and_missing_syn() {
     assert_eq!(one(&c.flows("oth", &[])), s("OTH", "ACCEPT", "shutdown"));
     // The first packet seen is the SYN-ACK: its receiver initiated.
     let mut c = Capture::new();
-    c.tcp(false, "SA", 0, 1).tcp(true, "A", 0, 1).tcp(true, "PA", 5, 1);
+    c.tcp(false, "SA", 0, 1)
+        .tcp(true, "A", 0, 1)
+        .tcp(true, "PA", 5, 1);
     let flows = c.flows("flip", &[]);
     assert_eq!(flows[0]["src_addr"], "10.1.2.3");
     assert_eq!(flows[0]["history"], "^hAD");
@@ -203,13 +217,19 @@ fn midstream_and_missing_syn() {
 #[test]
 fn port_reuse_starts_a_new_flow() {
     let mut c = Capture::new();
-    c.handshake().tcp(true, "FA", 0, 1).tcp(false, "FA", 0, 1).tcp(true, "A", 0, 1);
+    c.handshake()
+        .tcp(true, "FA", 0, 1)
+        .tcp(false, "FA", 0, 1)
+        .tcp(true, "A", 0, 1);
     c.handshake().tcp(true, "RA", 0, 1);
     let flows = c.flows("reuse", &[]);
     let states: Vec<_> = flows.iter().map(summary).collect();
     assert_eq!(
         states,
-        vec![s("SF", "ACCEPT", "tcp-close"), s("RSTO", "ACCEPT", "tcp-reset")]
+        vec![
+            s("SF", "ACCEPT", "tcp-close"),
+            s("RSTO", "ACCEPT", "tcp-reset")
+        ]
     );
 }
 
@@ -231,9 +251,15 @@ fn active_timeout_reports_long_flows_in_parts() {
         c.udp(true, 10, 10_000).udp(false, 10, 1);
     }
     let flows = c.flows("active", &[]);
-    let reasons: Vec<&str> = flows.iter().map(|f| f["end_reason"].as_str().unwrap()).collect();
+    let reasons: Vec<&str> = flows
+        .iter()
+        .map(|f| f["end_reason"].as_str().unwrap())
+        .collect();
     assert_eq!(reasons, ["active", "active", "shutdown"]);
-    let conts: Vec<bool> = flows.iter().map(|f| f["continuation"].as_bool().unwrap()).collect();
+    let conts: Vec<bool> = flows
+        .iter()
+        .map(|f| f["continuation"].as_bool().unwrap())
+        .collect();
     assert_eq!(conts, [false, true, true]);
     let pkts: u64 = flows.iter().map(|f| f["pkts"].as_u64().unwrap()).sum();
     assert_eq!(pkts, 141, "no packet lost across parts");
@@ -279,6 +305,9 @@ fn real_captures_states() {
     assert_eq!(flows[0]["history"], "SrhADa");
     // The SYN is missing; the SYN-ACK's receiver is still the initiator.
     let flows = flows_json(&real_pcap("zeek__tcp_missing-syn.pcap"), &[]);
-    assert!(flows[0]["history"].as_str().unwrap().starts_with('^'), "{flows:#?}");
+    assert!(
+        flows[0]["history"].as_str().unwrap().starts_with('^'),
+        "{flows:#?}"
+    );
     assert_eq!(flows[0]["dst_port"], 80);
 }

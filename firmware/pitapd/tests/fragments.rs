@@ -14,15 +14,42 @@ type Directional = BTreeMap<(String, String), (u64, u64)>;
 
 fn expected_from_tshark(file: &str) -> (Directional, u64) {
     let out = tshark(&[
-        "-o", "ip.defragment:FALSE",
-        "-o", "ipv6.defragment:FALSE",
-        "-r", file,
-        "-T", "fields", "-E", "separator=|",
-        "-e", "ip.src", "-e", "ipv6.src", "-e", "ip.dst", "-e", "ipv6.dst",
-        "-e", "ip.id", "-e", "ipv6.fraghdr.ident",
-        "-e", "ip.frag_offset", "-e", "ipv6.fraghdr.offset",
-        "-e", "udp.srcport", "-e", "tcp.srcport",
-        "-e", "udp.dstport", "-e", "tcp.dstport", "-e", "frame.len",
+        "-o",
+        "ip.defragment:FALSE",
+        "-o",
+        "ipv6.defragment:FALSE",
+        "-r",
+        file,
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        "-e",
+        "ip.src",
+        "-e",
+        "ipv6.src",
+        "-e",
+        "ip.dst",
+        "-e",
+        "ipv6.dst",
+        "-e",
+        "ip.id",
+        "-e",
+        "ipv6.fraghdr.ident",
+        "-e",
+        "ip.frag_offset",
+        "-e",
+        "ipv6.fraghdr.offset",
+        "-e",
+        "udp.srcport",
+        "-e",
+        "tcp.srcport",
+        "-e",
+        "udp.dstport",
+        "-e",
+        "tcp.dstport",
+        "-e",
+        "frame.len",
     ]);
     let mut first_ports: BTreeMap<(String, String, String), (String, String)> = BTreeMap::new();
     let mut rows = Vec::new();
@@ -42,10 +69,13 @@ fn expected_from_tshark(file: &str) -> (Directional, u64) {
     let mut orphans = 0;
     for (src, dst, id, offset, ports, len) in rows {
         let ports = if offset > 0 {
-            first_ports.get(&(src.clone(), dst.clone(), id)).cloned().unwrap_or_else(|| {
-                orphans += 1;
-                ("0".into(), "0".into())
-            })
+            first_ports
+                .get(&(src.clone(), dst.clone(), id))
+                .cloned()
+                .unwrap_or_else(|| {
+                    orphans += 1;
+                    ("0".into(), "0".into())
+                })
         } else {
             ports
         };
@@ -87,16 +117,23 @@ fn fragments_join_their_flows() {
         let path = file.to_str().unwrap();
         let (expected, orphans) = expected_from_tshark(path);
         assert_eq!(ours(path), expected, "{name}");
-        let summary = String::from_utf8_lossy(&pitapd(&["--read", path, "--print"]).stderr).to_string();
+        let summary =
+            String::from_utf8_lossy(&pitapd(&["--read", path, "--print"]).stderr).to_string();
         if orphans > 0 {
             assert!(
                 summary.contains(&format!("fragment_without_first={orphans}")),
                 "{name}: {summary}"
             );
         } else {
-            assert!(!summary.contains("fragment_without_first"), "{name}: {summary}");
+            assert!(
+                !summary.contains("fragment_without_first"),
+                "{name}: {summary}"
+            );
         }
         orphans_seen += orphans;
     }
-    assert!(orphans_seen > 0, "the IPv6 DNS capture holds a fragment without its first");
+    assert!(
+        orphans_seen > 0,
+        "the IPv6 DNS capture holds a fragment without its first"
+    );
 }

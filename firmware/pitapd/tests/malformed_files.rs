@@ -41,17 +41,35 @@ fn expect_error(name: &str, bytes: &[u8], needle: &str) {
 #[test]
 fn foreign_and_empty_files() {
     expect_error("empty.pcap", b"", "empty");
-    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     expect_error("garbage.pcap", &garbage, "not a pcap or pcapng file");
-    expect_error("text.pcap", b"timestamp,src,dst\n", "not a pcap or pcapng file");
+    expect_error(
+        "text.pcap",
+        b"timestamp,src,dst\n",
+        "not a pcap or pcapng file",
+    );
     expect_error("short.pcap", &pcap_header(1)[..10], "truncated");
 }
 
 #[test]
 fn wrong_link_types_are_named() {
-    expect_error("wifi.pcap", &pcap_header(105), "unsupported link type 105 (IEEE802_11 (Wi-Fi))");
-    expect_error("usb.pcap", &pcap_header(220), "unsupported link type 220 (USB_LINUX_MMAPPED)");
-    expect_error("odd.pcap", &pcap_header(4000), "unsupported link type 4000 (unknown)");
+    expect_error(
+        "wifi.pcap",
+        &pcap_header(105),
+        "unsupported link type 105 (IEEE802_11 (Wi-Fi))",
+    );
+    expect_error(
+        "usb.pcap",
+        &pcap_header(220),
+        "unsupported link type 220 (USB_LINUX_MMAPPED)",
+    );
+    expect_error(
+        "odd.pcap",
+        &pcap_header(4000),
+        "unsupported link type 4000 (unknown)",
+    );
 }
 
 #[test]
@@ -61,7 +79,11 @@ fn absurd_lengths_are_refused() {
     f.extend_from_slice(&0x7fff_ffffu32.to_le_bytes());
     f.extend_from_slice(&0x7fff_ffffu32.to_le_bytes());
     f.extend_from_slice(&[0; 64]);
-    expect_error("absurd.pcap", &f, "absurd captured length 2147483647 at byte 24");
+    expect_error(
+        "absurd.pcap",
+        &f,
+        "absurd captured length 2147483647 at byte 24",
+    );
     // pcapng: a section header, then a block claiming 5 bytes.
     let mut ng = Vec::new();
     ng.extend_from_slice(&0x0a0d_0d0au32.to_le_bytes());
@@ -80,7 +102,11 @@ fn absurd_lengths_are_refused() {
     epb.extend_from_slice(&32u32.to_le_bytes());
     epb.extend_from_slice(&[0; 20]);
     epb.extend_from_slice(&32u32.to_le_bytes());
-    expect_error("noiface.pcapng", &epb, "names interface 0, which was never described");
+    expect_error(
+        "noiface.pcapng",
+        &epb,
+        "names interface 0, which was never described",
+    );
     // An interface with a link type PiTap does not read.
     let mut idb = shb;
     idb.extend_from_slice(&1u32.to_le_bytes());
@@ -88,7 +114,11 @@ fn absurd_lengths_are_refused() {
     idb.extend_from_slice(&127u16.to_le_bytes());
     idb.extend_from_slice(&[0; 6]);
     idb.extend_from_slice(&20u32.to_le_bytes());
-    expect_error("radiotap.pcapng", &idb, "unsupported link type 127 (IEEE802_11_RADIOTAP)");
+    expect_error(
+        "radiotap.pcapng",
+        &idb,
+        "unsupported link type 127 (IEEE802_11_RADIOTAP)",
+    );
 }
 
 /// A capture cut in the middle of a packet: the complete packets before the
@@ -108,7 +138,10 @@ fn truncated_file_keeps_what_came_before() {
     let mut pkts = 0;
     for line in stdout.lines() {
         for field in line.split_whitespace() {
-            if let Some(n) = field.strip_prefix("src_pkts=").or_else(|| field.strip_prefix("dst_pkts=")) {
+            if let Some(n) = field
+                .strip_prefix("src_pkts=")
+                .or_else(|| field.strip_prefix("dst_pkts="))
+            {
                 pkts += n.parse::<u64>().unwrap();
             }
         }
@@ -122,7 +155,11 @@ fn truncated_file_keeps_what_came_before() {
 #[test]
 fn every_format_gives_the_same_flows() {
     let dir = temp_dir("formats");
-    for name in ["zeek__http_bro.org.pcap", "zeek__mixed-vlan-mpls.pcap", "zeek__linux_dlt_sll2.pcap"] {
+    for name in [
+        "zeek__http_bro.org.pcap",
+        "zeek__mixed-vlan-mpls.pcap",
+        "zeek__linux_dlt_sll2.pcap",
+    ] {
         let src = real_pcap(name);
         let reference = flows_json(&src, &[]);
         assert!(!reference.is_empty());
@@ -136,7 +173,12 @@ fn every_format_gives_the_same_flows() {
         assert!(out.status.success(), "{out:?}");
         std::fs::write(&be, big_endian_copy(&std::fs::read(&src).unwrap())).unwrap();
         for variant in [&ng, &ns, &be] {
-            assert_eq!(flows_json(variant, &[]), reference, "{name} as {}", variant.display());
+            assert_eq!(
+                flows_json(variant, &[]),
+                reference,
+                "{name} as {}",
+                variant.display()
+            );
         }
     }
     let _ = std::fs::remove_dir_all(dir);

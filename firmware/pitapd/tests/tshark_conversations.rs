@@ -116,8 +116,17 @@ fn tshark_conversations(file: &Path) -> Conversations {
             unit: b_unit,
         };
         let (key, swapped) = conv_key(proto, endpoint(&a_addr, a_port), endpoint(&b_addr, b_port));
-        let sides = if swapped { [b_sent, a_sent] } else { [a_sent, b_sent] };
-        let entry = convs.entry(key).or_insert([Side { unit: 1, ..Side::default() }; 2]);
+        let sides = if swapped {
+            [b_sent, a_sent]
+        } else {
+            [a_sent, b_sent]
+        };
+        let entry = convs.entry(key).or_insert(
+            [Side {
+                unit: 1,
+                ..Side::default()
+            }; 2],
+        );
         for i in 0..2 {
             entry[i].frames += sides[i].frames;
             entry[i].bytes += sides[i].bytes;
@@ -134,8 +143,14 @@ fn pitap_conversations(flows: &[Value]) -> Conversations {
         if proto != "TCP" && proto != "UDP" {
             continue;
         }
-        let src = endpoint(f["src_addr"].as_str().unwrap(), f["src_port"].as_u64().unwrap());
-        let dst = endpoint(f["dst_addr"].as_str().unwrap(), f["dst_port"].as_u64().unwrap());
+        let src = endpoint(
+            f["src_addr"].as_str().unwrap(),
+            f["src_port"].as_u64().unwrap(),
+        );
+        let dst = endpoint(
+            f["dst_addr"].as_str().unwrap(),
+            f["dst_port"].as_u64().unwrap(),
+        );
         let src_side = Side {
             frames: f["src_pkts"].as_u64().unwrap(),
             bytes: f["src_bytes"].as_u64().unwrap(),
@@ -147,8 +162,17 @@ fn pitap_conversations(flows: &[Value]) -> Conversations {
             unit: 1,
         };
         let (key, swapped) = conv_key(proto, src, dst);
-        let sides = if swapped { [dst_side, src_side] } else { [src_side, dst_side] };
-        let entry = convs.entry(key).or_insert([Side { unit: 1, ..Side::default() }; 2]);
+        let sides = if swapped {
+            [dst_side, src_side]
+        } else {
+            [src_side, dst_side]
+        };
+        let entry = convs.entry(key).or_insert(
+            [Side {
+                unit: 1,
+                ..Side::default()
+            }; 2],
+        );
         for i in 0..2 {
             entry[i].frames += sides[i].frames;
             entry[i].bytes += sides[i].bytes;
@@ -203,7 +227,11 @@ fn every_real_capture_matches_tshark_conversations() {
     }
     let _ = std::fs::remove_dir_all(&dir);
     assert!(compared > 150, "only {compared} conversations compared");
-    assert!(mismatches.is_empty(), "mismatches:\n{}", mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "mismatches:\n{}",
+        mismatches.join("\n")
+    );
 }
 
 /// Every place where PiTap made two records of one tshark conversation is a
@@ -222,7 +250,10 @@ fn splits_are_explained() {
                 format!("{}:{}", f["src_addr"], f["src_port"]),
                 format!("{}:{}", f["dst_addr"], f["dst_port"]),
             );
-            let vlans = (f["vlan"].as_u64().unwrap(), f["inner_vlan"].as_u64().unwrap());
+            let vlans = (
+                f["vlan"].as_u64().unwrap(),
+                f["inner_vlan"].as_u64().unwrap(),
+            );
             by_conv
                 .entry((key.0, key.1, key.2, vlans.0, vlans.1))
                 .or_default()
@@ -232,7 +263,10 @@ fn splits_are_explained() {
             records.sort_by_key(|r| r["start_ms"].as_u64());
             for pair in records.windows(2) {
                 let (a, b) = (&pair[0], &pair[1]);
-                let gap = b["start_ms"].as_u64().unwrap().saturating_sub(a["end_ms"].as_u64().unwrap());
+                let gap = b["start_ms"]
+                    .as_u64()
+                    .unwrap()
+                    .saturating_sub(a["end_ms"].as_u64().unwrap());
                 let reason = a["end_reason"].as_str().unwrap();
                 let new_syn = b["history"].as_str().unwrap().starts_with('S');
                 let explained = match reason {
@@ -262,15 +296,34 @@ fn vlan_collisions_stay_apart() {
     let file = real_pcap("zeek__vlan-collisions.pcap");
     // tshark's VLAN ids per frame: "" (untagged), "42", "10,20" (QinQ).
     let mut theirs: BTreeMap<(u64, u64), u64> = BTreeMap::new();
-    for line in tshark(&["-r", file.to_str().unwrap(), "-T", "fields", "-e", "vlan.id"]).lines() {
-        let ids: Vec<u64> = line.split(',').filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
-        let key = (ids.first().copied().unwrap_or(0), ids.get(1).copied().unwrap_or(0));
+    for line in tshark(&[
+        "-r",
+        file.to_str().unwrap(),
+        "-T",
+        "fields",
+        "-e",
+        "vlan.id",
+    ])
+    .lines()
+    {
+        let ids: Vec<u64> = line
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let key = (
+            ids.first().copied().unwrap_or(0),
+            ids.get(1).copied().unwrap_or(0),
+        );
         *theirs.entry(key).or_default() += 1;
     }
     let mut ours: BTreeMap<(u64, u64), u64> = BTreeMap::new();
     let flows = flows_json(&file, &[]);
     for f in &flows {
-        let key = (f["vlan"].as_u64().unwrap(), f["inner_vlan"].as_u64().unwrap());
+        let key = (
+            f["vlan"].as_u64().unwrap(),
+            f["inner_vlan"].as_u64().unwrap(),
+        );
         *ours.entry(key).or_default() += f["pkts"].as_u64().unwrap();
     }
     assert_eq!(theirs.len(), 3, "the capture holds three VLAN variants");
@@ -285,17 +338,32 @@ fn vlan_collisions_stay_apart() {
 fn truncated_headers_are_counted_and_kept() {
     let file = real_pcap("zeek__tcp_truncated-header.pcap");
     let path = file.to_str().unwrap();
-    let short = tshark(&["-r", path, "-Y", "_ws.short", "-T", "fields", "-e", "frame.number"]);
+    let short = tshark(&[
+        "-r",
+        path,
+        "-Y",
+        "_ws.short",
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+    ]);
     let frames = tshark(&["-r", path, "-T", "fields", "-e", "frame.len"]);
     let wire_bytes: u64 = frames.lines().map(|l| l.parse::<u64>().unwrap()).sum();
     let flows = flows_json(&file, &[]);
     assert_eq!(flows.len(), 1);
-    assert_eq!(flows[0]["pkts"].as_u64().unwrap(), frames.lines().count() as u64);
+    assert_eq!(
+        flows[0]["pkts"].as_u64().unwrap(),
+        frames.lines().count() as u64
+    );
     // Byte counts use the wire length, not the 68-byte captured length.
     assert_eq!(flows[0]["bytes"].as_u64().unwrap(), wire_bytes);
     assert_eq!(flows[0]["conn_state"], "SF");
     let out = pitapd(&["--read", path, "--print"]);
     let summary = String::from_utf8_lossy(&out.stderr);
     let expected = format!("truncated_l4={}", short.lines().count());
-    assert!(summary.contains(&expected), "summary {summary:?} lacks {expected}");
+    assert!(
+        summary.contains(&expected),
+        "summary {summary:?} lacks {expected}"
+    );
 }

@@ -25,13 +25,25 @@ fn batches(records: &[FlowRecord]) -> Vec<Vec<u8>> {
     let mut w = BatchWriter::default();
     for (seq, r) in records.iter().enumerate() {
         if !w.is_started() {
-            let h = BatchHeader { tap_id: "rack3-tap1", boot_id: 42, seq: seq as u64, base_ms: r.start_ms, flags: 0 };
+            let h = BatchHeader {
+                tap_id: "rack3-tap1",
+                boot_id: 42,
+                seq: seq as u64,
+                base_ms: r.start_ms,
+                flags: 0,
+            };
             w.start(&h).unwrap();
         }
         if w.push(r) == Err(WireError::Full) {
             out.push(w.as_bytes().to_vec());
             w.clear();
-            let h = BatchHeader { tap_id: "rack3-tap1", boot_id: 42, seq: seq as u64, base_ms: r.start_ms, flags: 0 };
+            let h = BatchHeader {
+                tap_id: "rack3-tap1",
+                boot_id: 42,
+                seq: seq as u64,
+                base_ms: r.start_ms,
+                flags: 0,
+            };
             w.start(&h).unwrap();
             w.push(r).unwrap();
         }
@@ -52,7 +64,12 @@ fn bytes_per_flow_on_real_captures() {
     let total: usize = datagrams.iter().map(Vec::len).sum();
     let decoded: Vec<FlowRecord> = datagrams
         .iter()
-        .flat_map(|d| BatchReader::new(d).unwrap().map(Result::unwrap).collect::<Vec<_>>())
+        .flat_map(|d| {
+            BatchReader::new(d)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>()
+        })
         .collect();
     assert_eq!(decoded, all, "the collector gets exactly what the tap sent");
     let per_flow = total as f64 / all.len() as f64;

@@ -211,8 +211,8 @@ impl BatchWriter {
             return Err(WireError::TapIdTooLong);
         }
         let mut scratch = [0u8; MAX_RECORD];
-        let encoded = postcard::to_slice(header, &mut scratch)
-            .map_err(|_| WireError::Malformed("header"))?;
+        let encoded =
+            postcard::to_slice(header, &mut scratch).map_err(|_| WireError::Malformed("header"))?;
         self.buf[..4].copy_from_slice(&MAGIC);
         self.buf[4] = VERSION;
         let mut pos = 5;

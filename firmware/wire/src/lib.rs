@@ -13,8 +13,8 @@ pub mod record;
 
 pub use codec::{BatchHeader, BatchReader, BatchWriter, WireError};
 pub use record::{
-    proto, proto_name,
-    Action, ConnState, EndReason, Endpoint, FlowRecord, History, SideCounters, TapPort,
+    proto, proto_name, Action, ConnState, EndReason, Endpoint, FlowRecord, History, SideCounters,
+    TapPort,
 };
 
 /// Where flow records go: a printer, the uplink, a test's list.

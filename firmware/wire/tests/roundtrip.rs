@@ -18,8 +18,13 @@ fn addr() -> impl Strategy<Value = IpAddr> {
 }
 
 fn endpoint() -> impl Strategy<Value = Endpoint> {
-    (addr(), any::<u16>(), any::<[u8; 6]>(), any::<(u64, u64, u8)>()).prop_map(
-        |(addr, port, mac, (packets, bytes, tcp_flags))| Endpoint {
+    (
+        addr(),
+        any::<u16>(),
+        any::<[u8; 6]>(),
+        any::<(u64, u64, u8)>(),
+    )
+        .prop_map(|(addr, port, mac, (packets, bytes, tcp_flags))| Endpoint {
             addr,
             port,
             mac,
@@ -28,8 +33,7 @@ fn endpoint() -> impl Strategy<Value = Endpoint> {
                 bytes,
                 tcp_flags,
             },
-        },
-    )
+        })
 }
 
 prop_compose! {
@@ -73,13 +77,22 @@ fn encode(records: &[FlowRecord], tap: &str) -> Vec<Vec<u8>> {
     for r in records {
         loop {
             if !writer.is_started() {
-                let header = BatchHeader { tap_id: tap, boot_id: 7, seq, base_ms: r.start_ms, flags: 0 };
+                let header = BatchHeader {
+                    tap_id: tap,
+                    boot_id: 7,
+                    seq,
+                    base_ms: r.start_ms,
+                    flags: 0,
+                };
                 writer.start(&header).unwrap();
             }
             match writer.push(r) {
                 Ok(()) => break,
                 Err(WireError::Full) => {
-                    assert!(writer.record_count() > 0, "one record must fit an empty batch");
+                    assert!(
+                        writer.record_count() > 0,
+                        "one record must fit an empty batch"
+                    );
                     batches.push(writer.as_bytes().to_vec());
                     writer.clear();
                     seq += 1;
@@ -133,19 +146,33 @@ proptest! {
 
 #[test]
 fn damaged_batches_give_named_errors() {
-    let rec = FlowRecord { start_ms: 1_000, end_ms: 2_000, proto: 6, ..FlowRecord::default() };
+    let rec = FlowRecord {
+        start_ms: 1_000,
+        end_ms: 2_000,
+        proto: 6,
+        ..FlowRecord::default()
+    };
     let good = encode(&[rec], "tap").remove(0);
-    assert_eq!(BatchReader::new(b"GET / HTTP/1.1").err(), Some(WireError::BadMagic));
+    assert_eq!(
+        BatchReader::new(b"GET / HTTP/1.1").err(),
+        Some(WireError::BadMagic)
+    );
     assert_eq!(BatchReader::new(b"PT").err(), Some(WireError::Truncated));
     let mut v2 = good.clone();
     v2[4] = 2;
-    assert_eq!(BatchReader::new(&v2).err(), Some(WireError::UnsupportedVersion(2)));
+    assert_eq!(
+        BatchReader::new(&v2).err(),
+        Some(WireError::UnsupportedVersion(2))
+    );
     // Cut inside the record: the header decodes, the record does not.
     let cut = &good[..good.len() - 3];
     let results: Vec<_> = BatchReader::new(cut).unwrap().collect();
     assert_eq!(results, vec![Err(WireError::Truncated)]);
     // A conn_state no encoder writes.
-    let mut bad_state = FlowRecord { conn_state: ConnState::OTH, ..rec };
+    let mut bad_state = FlowRecord {
+        conn_state: ConnState::OTH,
+        ..rec
+    };
     bad_state.history = History::from_text("");
     let mut bytes = encode(&[bad_state], "tap").remove(0);
     // conn_state is followed by the empty history (length 0) and end_reason:
@@ -160,12 +187,24 @@ fn damaged_batches_give_named_errors() {
 fn final_flag_and_empty_batch() {
     let mut writer = BatchWriter::default();
     writer
-        .start(&BatchHeader { tap_id: "t", boot_id: 1, seq: 9, base_ms: 0, flags: FLAG_FINAL })
+        .start(&BatchHeader {
+            tap_id: "t",
+            boot_id: 1,
+            seq: 9,
+            base_ms: 0,
+            flags: FLAG_FINAL,
+        })
         .unwrap();
     let reader = BatchReader::new(writer.as_bytes()).unwrap();
     assert_eq!(reader.header.flags & FLAG_FINAL, FLAG_FINAL);
     assert_eq!(reader.count(), 0);
     let long = "x".repeat(33);
-    let header = BatchHeader { tap_id: &long, boot_id: 1, seq: 0, base_ms: 0, flags: 0 };
+    let header = BatchHeader {
+        tap_id: &long,
+        boot_id: 1,
+        seq: 0,
+        base_ms: 0,
+        flags: 0,
+    };
     assert_eq!(writer.start(&header), Err(WireError::TapIdTooLong));
 }

@@ -63,11 +63,19 @@ pub fn run(opts: &Options) -> Result<(), String> {
     let mut rejected: BTreeMap<String, u64> = BTreeMap::new();
     let mut buf = vec![0u8; 65_536];
     let mut last_datagram = Instant::now();
-    eprintln!("pitap: collecting on {}", socket.local_addr().map_err(|e| e.to_string())?);
+    eprintln!(
+        "pitap: collecting on {}",
+        socket.local_addr().map_err(|e| e.to_string())?
+    );
     loop {
         let (len, from) = match socket.recv_from(&mut buf) {
             Ok(got) => got,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 sink.finish().map_err(|e| format!("writing flows: {e}"))?;
                 if opts.idle_exit.is_some_and(|d| last_datagram.elapsed() >= d) {
                     break;

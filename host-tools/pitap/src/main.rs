@@ -12,7 +12,11 @@ mod collect;
 mod taps;
 
 #[derive(Parser)]
-#[command(name = "pitap", version, about = "PiTap host tools: collect and read flow records from taps")]
+#[command(
+    name = "pitap",
+    version,
+    about = "PiTap host tools: collect and read flow records from taps"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -90,7 +90,13 @@ mod tests {
         assert_eq!(taps.arrive(&header("a", 2, 0), 1), Arrival::New);
         let a = &taps.taps["a"];
         assert_eq!(
-            (a.batches, a.records, a.lost_batches, a.duplicates, a.reboots),
+            (
+                a.batches,
+                a.records,
+                a.lost_batches,
+                a.duplicates,
+                a.reboots
+            ),
             (3, 6, 2, 1, 1)
         );
         assert_eq!(taps.taps["b"].records, 1);

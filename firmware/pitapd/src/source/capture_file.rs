@@ -37,15 +37,29 @@ const PCAPNG_EPB: u32 = 6;
 pub enum CaptureError {
     Io(io::Error),
     /// The file starts with neither a pcap nor a pcapng magic number.
-    NotACapture { first_bytes: [u8; 4] },
+    NotACapture {
+        first_bytes: [u8; 4],
+    },
     /// A link type PiTap does not decode.
-    UnsupportedLinkType { linktype: u32 },
+    UnsupportedLinkType {
+        linktype: u32,
+    },
     /// The file ends inside a header or a packet.
-    Truncated { offset: usize, what: &'static str },
+    Truncated {
+        offset: usize,
+        what: &'static str,
+    },
     /// A length field no real capture has.
-    AbsurdLength { offset: usize, what: &'static str, len: u64 },
+    AbsurdLength {
+        offset: usize,
+        what: &'static str,
+        len: u64,
+    },
     /// A pcapng packet names an interface that was never described.
-    UnknownInterface { offset: usize, interface: u32 },
+    UnknownInterface {
+        offset: usize,
+        interface: u32,
+    },
 }
 
 impl fmt::Display for CaptureError {
@@ -203,37 +217,37 @@ impl<B: AsRef<[u8]>> CaptureReader<B> {
         let first_bytes = [first[0], first[1], first[2], first[3]];
         let le = u32::from_le_bytes(first_bytes);
         let be = u32::from_be_bytes(first_bytes);
-        let (format, pos) = if [le, be].contains(&PCAP_MAGIC_US) || [le, be].contains(&PCAP_MAGIC_NS)
-        {
-            let endian = Endian {
-                big: be == PCAP_MAGIC_US || be == PCAP_MAGIC_NS,
+        let (format, pos) =
+            if [le, be].contains(&PCAP_MAGIC_US) || [le, be].contains(&PCAP_MAGIC_NS) {
+                let endian = Endian {
+                    big: be == PCAP_MAGIC_US || be == PCAP_MAGIC_NS,
+                };
+                let nanos = le == PCAP_MAGIC_NS || be == PCAP_MAGIC_NS;
+                let network = endian.u32(bytes, 20).ok_or(CaptureError::Truncated {
+                    offset: bytes.len(),
+                    what: "the pcap file header",
+                })?;
+                // The upper bits may carry the FCS length; the type is below.
+                let link = link_type(network & 0x0fff_ffff)?;
+                (
+                    Format::Pcap {
+                        endian,
+                        nanos,
+                        link,
+                    },
+                    24,
+                )
+            } else if le == PCAPNG_SHB {
+                (
+                    Format::PcapNg {
+                        endian: Endian { big: false },
+                        interfaces: Vec::new(),
+                    },
+                    0,
+                )
+            } else {
+                return Err(CaptureError::NotACapture { first_bytes });
             };
-            let nanos = le == PCAP_MAGIC_NS || be == PCAP_MAGIC_NS;
-            let network = endian.u32(bytes, 20).ok_or(CaptureError::Truncated {
-                offset: bytes.len(),
-                what: "the pcap file header",
-            })?;
-            // The upper bits may carry the FCS length; the type is below.
-            let link = link_type(network & 0x0fff_ffff)?;
-            (
-                Format::Pcap {
-                    endian,
-                    nanos,
-                    link,
-                },
-                24,
-            )
-        } else if le == PCAPNG_SHB {
-            (
-                Format::PcapNg {
-                    endian: Endian { big: false },
-                    interfaces: Vec::new(),
-                },
-                0,
-            )
-        } else {
-            return Err(CaptureError::NotACapture { first_bytes });
-        };
         Ok(CaptureReader { buf, pos, format })
     }
 
@@ -306,7 +320,9 @@ impl<B: AsRef<[u8]>> CaptureReader<B> {
                 .ok_or(truncated("a block header"))?;
             if block_type == PCAPNG_SHB {
                 // A section header may switch the byte order.
-                let magic = bytes.get(at + 8..at + 12).ok_or(truncated("a section header"))?;
+                let magic = bytes
+                    .get(at + 8..at + 12)
+                    .ok_or(truncated("a section header"))?;
                 *endian = match [magic[0], magic[1], magic[2], magic[3]] {
                     m if u32::from_le_bytes(m) == PCAPNG_BYTE_ORDER => Endian { big: false },
                     m if u32::from_be_bytes(m) == PCAPNG_BYTE_ORDER => Endian { big: true },
@@ -324,7 +340,7 @@ impl<B: AsRef<[u8]>> CaptureReader<B> {
             }
             let e = *endian;
             let block_len = e.u32(bytes, at + 4).ok_or(truncated("a block header"))? as usize;
-            if block_len < 12 || block_len % 4 != 0 || block_len > MAX_FRAME as usize + 1024 {
+            if block_len < 12 || !block_len.is_multiple_of(4) || block_len > MAX_FRAME as usize + 1024 {
                 return Err(CaptureError::AbsurdLength {
                     offset: at + 4,
                     what: "block length",
@@ -370,11 +386,13 @@ impl<B: AsRef<[u8]>> CaptureReader<B> {
                             interface: iface_id,
                         },
                     )?;
-                    let data = body.get(20..20 + cap as usize).ok_or(CaptureError::AbsurdLength {
-                        offset: at + 20,
-                        what: "captured length",
-                        len: u64::from(cap),
-                    })?;
+                    let data =
+                        body.get(20..20 + cap as usize)
+                            .ok_or(CaptureError::AbsurdLength {
+                                offset: at + 20,
+                                what: "captured length",
+                                len: u64::from(cap),
+                            })?;
                     let ts = (u64::from(ts_hi) << 32) | u64::from(ts_lo);
                     return Ok(Some(Frame {
                         ts_us: to_micros(ts, iface),

@@ -24,7 +24,11 @@ pub fn real_pcaps() -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
         .collect();
     files.sort();
-    assert!(files.len() >= 30, "expected the real captures, found {}", files.len());
+    assert!(
+        files.len() >= 30,
+        "expected the real captures, found {}",
+        files.len()
+    );
     files
 }
 
@@ -35,9 +39,10 @@ pub fn real_pcap(name: &str) -> PathBuf {
 /// Runs a program and returns its output; fails the test with the reason
 /// when the program is not installed.
 pub fn run(program: &str, args: &[&str]) -> Output {
-    Command::new(program).args(args).output().unwrap_or_else(|e| {
-        panic!("cannot run {program} ({e}); install it with scripts/setup.sh")
-    })
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} ({e}); install it with scripts/setup.sh"))
 }
 
 pub fn tshark(args: &[&str]) -> String {

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what building and testing PiTap needs on a Debian/Ubuntu machine
+# with rustup: tshark and editcap (ground truth for the tests), qemu-user
+# (runs the aarch64 test binaries), the aarch64 musl target. Idempotent: only
+# what is missing is installed.
+set -euo pipefail
+
+need_apt=()
+command -v tshark >/dev/null || need_apt+=(tshark)
+command -v editcap >/dev/null || need_apt+=(wireshark-common)
+command -v qemu-aarch64-static >/dev/null || need_apt+=(qemu-user-static)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  # tshark asks whether non-root users may capture; the answer does not matter here.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | $sudo debconf-set-selections
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if ! rustup target list --installed | grep -qx aarch64-unknown-linux-musl; then
+  echo "setup: adding the aarch64-unknown-linux-musl target"
+  rustup target add aarch64-unknown-linux-musl
+fi
+rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+echo "setup: ready"

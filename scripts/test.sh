@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: setup, formatting, lints, the tests on
+# this machine, the firmware cross-built for the Pi, and the flow core's and
+# wire format's tests run as aarch64 binaries under qemu.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== cargo test (host)"
+cargo test --workspace --locked
+
+echo "== pitapd for the Pi (aarch64-unknown-linux-musl, static)"
+cargo build --release --locked --target aarch64-unknown-linux-musl -p pitapd
+file_info=$(od -An -tx1 -N20 target/aarch64-unknown-linux-musl/release/pitapd | tr -d ' \n')
+# ELF magic, and e_machine 0xb7 (aarch64) at offset 18.
+case "$file_info" in
+  7f454c46*b700) echo "pitapd: aarch64 ELF ok" ;;
+  *) echo "pitapd is not an aarch64 ELF: $file_info"; exit 1 ;;
+esac
+
+echo "== flow core and wire format tests on aarch64 (qemu-user)"
+cargo test --locked --target aarch64-unknown-linux-musl -p pitap-flow-core -p pitap-wire
+
+echo "test.sh: all passed"
