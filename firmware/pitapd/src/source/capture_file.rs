@@ -340,7 +340,10 @@ impl<B: AsRef<[u8]>> CaptureReader<B> {
             }
             let e = *endian;
             let block_len = e.u32(bytes, at + 4).ok_or(truncated("a block header"))? as usize;
-            if block_len < 12 || !block_len.is_multiple_of(4) || block_len > MAX_FRAME as usize + 1024 {
+            if block_len < 12
+                || !block_len.is_multiple_of(4)
+                || block_len > MAX_FRAME as usize + 1024
+            {
                 return Err(CaptureError::AbsurdLength {
                     offset: at + 4,
                     what: "block length",
