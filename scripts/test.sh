@@ -13,6 +13,9 @@ cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "== flow core without std (no_std + alloc)"
+cargo build --locked -p pitap-flow-core --no-default-features
+
 echo "== cargo test (host)"
 cargo test --workspace --locked
 
