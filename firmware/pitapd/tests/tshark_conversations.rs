@@ -59,6 +59,24 @@ fn conv_key(proto: &str, a: String, b: String) -> (ConvKey, bool) {
     }
 }
 
+/// Adds what each endpoint sent to its conversation (summing the records
+/// or table rows of one conversation).
+fn add(convs: &mut Conversations, proto: &str, a: (String, Side), b: (String, Side)) {
+    let (key, swapped) = conv_key(proto, a.0, b.0);
+    let sides = if swapped { [b.1, a.1] } else { [a.1, b.1] };
+    let entry = convs.entry(key).or_insert(
+        [Side {
+            unit: 1,
+            ..Side::default()
+        }; 2],
+    );
+    for i in 0..2 {
+        entry[i].frames += sides[i].frames;
+        entry[i].bytes += sides[i].bytes;
+        entry[i].unit = entry[i].unit.max(sides[i].unit);
+    }
+}
+
 /// Parses "1234 bytes", "248 kB", "1585 kB", "2 MB".
 fn parse_bytes(value: &str, unit: &str) -> (u64, u64) {
     let v: u64 = value.parse().expect("tshark byte count");
@@ -115,23 +133,12 @@ fn tshark_conversations(file: &Path) -> Conversations {
             bytes: b_to_a_bytes,
             unit: b_unit,
         };
-        let (key, swapped) = conv_key(proto, endpoint(&a_addr, a_port), endpoint(&b_addr, b_port));
-        let sides = if swapped {
-            [b_sent, a_sent]
-        } else {
-            [a_sent, b_sent]
-        };
-        let entry = convs.entry(key).or_insert(
-            [Side {
-                unit: 1,
-                ..Side::default()
-            }; 2],
+        add(
+            &mut convs,
+            proto,
+            (endpoint(&a_addr, a_port), a_sent),
+            (endpoint(&b_addr, b_port), b_sent),
         );
-        for i in 0..2 {
-            entry[i].frames += sides[i].frames;
-            entry[i].bytes += sides[i].bytes;
-            entry[i].unit = entry[i].unit.max(sides[i].unit);
-        }
     }
     convs
 }
@@ -161,22 +168,7 @@ fn pitap_conversations(flows: &[Value]) -> Conversations {
             bytes: f["dst_bytes"].as_u64().unwrap(),
             unit: 1,
         };
-        let (key, swapped) = conv_key(proto, src, dst);
-        let sides = if swapped {
-            [dst_side, src_side]
-        } else {
-            [src_side, dst_side]
-        };
-        let entry = convs.entry(key).or_insert(
-            [Side {
-                unit: 1,
-                ..Side::default()
-            }; 2],
-        );
-        for i in 0..2 {
-            entry[i].frames += sides[i].frames;
-            entry[i].bytes += sides[i].bytes;
-        }
+        add(&mut convs, proto, (src, src_side), (dst, dst_side));
     }
     convs
 }

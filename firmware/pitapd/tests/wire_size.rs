@@ -23,28 +23,22 @@ fn records_of(path: &std::path::Path) -> Vec<FlowRecord> {
 fn batches(records: &[FlowRecord]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut w = BatchWriter::default();
-    for (seq, r) in records.iter().enumerate() {
+    let mut seq = 0;
+    for r in records {
+        let header = |seq| BatchHeader {
+            tap_id: "rack3-tap1",
+            boot_id: 42,
+            seq,
+            base_ms: r.start_ms,
+            flags: 0,
+        };
         if !w.is_started() {
-            let h = BatchHeader {
-                tap_id: "rack3-tap1",
-                boot_id: 42,
-                seq: seq as u64,
-                base_ms: r.start_ms,
-                flags: 0,
-            };
-            w.start(&h).unwrap();
+            w.start(&header(seq)).unwrap();
         }
         if w.push(r) == Err(WireError::Full) {
             out.push(w.as_bytes().to_vec());
-            w.clear();
-            let h = BatchHeader {
-                tap_id: "rack3-tap1",
-                boot_id: 42,
-                seq: seq as u64,
-                base_ms: r.start_ms,
-                flags: 0,
-            };
-            w.start(&h).unwrap();
+            seq += 1;
+            w.start(&header(seq)).unwrap();
             w.push(r).unwrap();
         }
     }
