@@ -5,14 +5,17 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use pitap_flow_core::EngineConfig;
 use pitap_wire::format::LineFormat;
 
+use crate::config::Config;
+
 pub const USAGE: &str = "\
-usage: pitapd --read FILE [--print] [--format text|json] [--uplink HOST:PORT]
-              [--tap-id ID] [--flows N] [--idle-timeout SECS]
+usage: pitapd --config FILE [--print] [--format text|json]
+       pitapd --read FILE [--config FILE] [--print] [--format text|json]
+              [--uplink HOST:PORT] [--tap-id ID] [--flows N] [--idle-timeout SECS]
               [--active-timeout SECS] [--progress] [--quiet]
 
+  --config FILE          the tap's pitap.toml; without --read, tap the ports it names
   --read FILE            replay a pcap or pcapng capture through the flow engine
   --print                write one line per flow to stdout
   --format text|json     line format for --print (default text)
@@ -32,7 +35,7 @@ pub struct Options {
     pub format: LineFormat,
     pub uplink: Option<SocketAddr>,
     pub tap_id: String,
-    pub engine: EngineConfig,
+    pub engine: pitap_flow_core::EngineConfig,
     pub progress: bool,
     pub quiet: bool,
 }
@@ -40,7 +43,13 @@ pub struct Options {
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Command {
+    /// Replay a capture file.
     Run(Box<Options>),
+    /// Tap the ports of the configuration.
+    Live {
+        config: Box<Config>,
+        print: Option<LineFormat>,
+    },
     Help,
     Version,
 }
@@ -65,20 +74,58 @@ fn value(parser: &mut lexopt::Parser, name: &str) -> Result<String, String> {
     text(name, v)
 }
 
-/// Parses the command line; the first item is the program name.
-pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, String> {
+/// Parses the command line (the first item is the program name) and loads
+/// the configuration it names. `Err(Usage)` is a wrong command line,
+/// `Err(Invalid)` a configuration that cannot be used.
+pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, CliError> {
+    let raw = parse_flags(args).map_err(CliError::Usage)?;
+    raw.into_command()
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum CliError {
+    Usage(String),
+    Invalid(String),
+}
+
+/// The flags as given, before the configuration file is read.
+struct Flags {
+    read: Option<PathBuf>,
+    config_path: Option<PathBuf>,
+    print: bool,
+    format: LineFormat,
+    uplink: Option<SocketAddr>,
+    tap_id: Option<String>,
+    capacity: Option<usize>,
+    idle_us: Option<u64>,
+    active_us: Option<u64>,
+    progress: bool,
+    quiet: bool,
+    help: bool,
+    version: bool,
+}
+
+fn parse_flags<I: IntoIterator<Item = OsString>>(args: I) -> Result<Flags, String> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_iter(args);
     let mut read = None;
+    let mut config_path: Option<PathBuf> = None;
     let mut print = false;
     let mut format = LineFormat::Text;
     let mut uplink = None;
-    let mut tap_id = String::from("pitap");
-    let mut engine = EngineConfig::default();
+    let mut tap_id: Option<String> = None;
+    let mut capacity = None;
+    let mut idle_us = None;
+    let mut active_us = None;
     let mut progress = false;
     let mut quiet = false;
+    let mut help = false;
+    let mut version = false;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
+            Long("config") | Short('c') => {
+                config_path = Some(PathBuf::from(value(&mut parser, "--config")?))
+            }
             Long("read") | Short('r') => read = Some(PathBuf::from(value(&mut parser, "--read")?)),
             Long("print") => print = true,
             Long("format") => format = value(&mut parser, "--format")?.parse()?,
@@ -97,44 +144,106 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Strin
                         pitap_wire::codec::MAX_TAP_ID
                     ));
                 }
-                tap_id = v;
+                tap_id = Some(v);
             }
             Long("flows") => {
                 let v = value(&mut parser, "--flows")?;
-                engine.capacity = match v.parse::<usize>() {
+                capacity = Some(match v.parse::<usize>() {
                     Ok(n) if (1..=16_777_216).contains(&n) => n,
                     _ => return Err(format!("--flows: expected 1 to 16777216, got {v:?}")),
-                };
+                });
             }
             Long("idle-timeout") => {
-                engine.idle_timeout_us =
-                    seconds_to_us("--idle-timeout", &value(&mut parser, "--idle-timeout")?)?
+                idle_us = Some(seconds_to_us(
+                    "--idle-timeout",
+                    &value(&mut parser, "--idle-timeout")?,
+                )?)
             }
             Long("active-timeout") => {
-                engine.active_timeout_us =
-                    seconds_to_us("--active-timeout", &value(&mut parser, "--active-timeout")?)?
+                active_us = Some(seconds_to_us(
+                    "--active-timeout",
+                    &value(&mut parser, "--active-timeout")?,
+                )?)
             }
             Long("progress") => progress = true,
             Long("quiet") | Short('q') => quiet = true,
-            Long("help") | Short('h') => return Ok(Command::Help),
-            Long("version") | Short('V') => return Ok(Command::Version),
+            Long("help") | Short('h') => help = true,
+            Long("version") | Short('V') => version = true,
             other => return Err(other.unexpected().to_string()),
         }
     }
-    let read = read.ok_or("--read FILE is required (live capture comes with the tap ports)")?;
-    if !print && uplink.is_none() {
-        return Err(
-            "nothing to do with the flows: give --print, --uplink HOST:PORT or both".into(),
-        );
-    }
-    Ok(Command::Run(Box::new(Options {
+    Ok(Flags {
         read,
+        config_path,
         print,
         format,
         uplink,
         tap_id,
-        engine,
+        capacity,
+        idle_us,
+        active_us,
         progress,
         quiet,
-    })))
+        help,
+        version,
+    })
+}
+
+impl Flags {
+    fn into_command(self) -> Result<Command, CliError> {
+        if self.help {
+            return Ok(Command::Help);
+        }
+        if self.version {
+            return Ok(Command::Version);
+        }
+        let config = match &self.config_path {
+            Some(path) => Some(
+                Config::load(path)
+                    .map_err(|e| CliError::Invalid(format!("{}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        let Some(read) = self.read else {
+            return match config {
+                Some(config) => Ok(Command::Live {
+                    config: Box::new(config),
+                    print: self.print.then_some(self.format),
+                }),
+                None => Err(CliError::Usage(
+                    "give --config FILE to tap live, or --read FILE to replay a capture".into(),
+                )),
+            };
+        };
+        // Command-line values win over the file's.
+        let mut engine = match &config {
+            Some(c) => c.engine(0).map_err(|e| CliError::Invalid(e.to_string()))?,
+            None => pitap_flow_core::EngineConfig::default(),
+        };
+        engine.capacity = self.capacity.unwrap_or(engine.capacity);
+        engine.idle_timeout_us = self.idle_us.unwrap_or(engine.idle_timeout_us);
+        engine.active_timeout_us = self.active_us.unwrap_or(engine.active_timeout_us);
+        let uplink = self
+            .uplink
+            .or_else(|| config.as_ref().and_then(Config::collector));
+        let tap_id = self
+            .tap_id
+            .or_else(|| config.as_ref().map(|c| c.tap.id.clone()))
+            .unwrap_or_else(|| "pitap".to_string());
+        if !self.print && uplink.is_none() {
+            return Err(CliError::Usage(
+                "nothing to do with the flows: give --print, --uplink HOST:PORT or both".into(),
+            ));
+        }
+        Ok(Command::Run(Box::new(Options {
+            read,
+            print: self.print,
+            format: self.format,
+            uplink,
+            tap_id,
+            engine,
+            progress: self.progress,
+            quiet: self.quiet,
+        })))
+    }
 }

@@ -2,7 +2,12 @@
 //! engine, to sinks (the uplink, a printer).
 
 pub mod cli;
+pub mod config;
+pub mod links;
+pub mod live;
+pub mod ports;
 pub mod replay;
+pub mod sinks;
 pub mod source;
 pub mod sys;
 pub mod uplink;

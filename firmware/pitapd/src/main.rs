@@ -12,16 +12,25 @@ fn main() -> ExitCode {
             println!("pitapd {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Ok(Command::Run(opts)) => match pitapd::replay::run(&opts) {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("pitapd: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Err(e) => {
+        Ok(Command::Run(opts)) => report(pitapd::replay::run(&opts).map(|_| ())),
+        Ok(Command::Live { config, print }) => report(pitapd::live::run(*config, print)),
+        Err(cli::CliError::Usage(e)) => {
             eprintln!("pitapd: {e}\n\n{}", cli::USAGE);
             ExitCode::from(2)
+        }
+        Err(cli::CliError::Invalid(e)) => {
+            eprintln!("pitapd: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn report(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pitapd: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -4,29 +4,10 @@ use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use pitap_flow_core::{Anomaly, EngineStats, FlowEngine, PacketSource};
-use pitap_wire::format::LineSink;
-use pitap_wire::{FlowRecord, FlowSink};
 
 use crate::cli::Options;
+use crate::sinks::Sinks;
 use crate::source::{CaptureError, CaptureReader};
-use crate::uplink::UdpUplink;
-
-/// Every sink the options asked for.
-struct Sinks {
-    print: Option<LineSink<io::BufWriter<io::Stdout>>>,
-    uplink: Option<UdpUplink>,
-}
-
-impl FlowSink for Sinks {
-    fn emit(&mut self, record: &FlowRecord) {
-        if let Some(p) = &mut self.print {
-            p.emit(record);
-        }
-        if let Some(u) = &mut self.uplink {
-            u.emit(record);
-        }
-    }
-}
 
 /// A one-line progress bar on stderr, redrawn at most five times a second.
 struct Progress {
@@ -53,18 +34,7 @@ impl Progress {
 pub fn run(opts: &Options) -> Result<EngineStats, String> {
     let path = opts.read.display().to_string();
     let mut reader = CaptureReader::open(&opts.read).map_err(|e| format!("{path}: {e}"))?;
-    let mut sinks = Sinks {
-        print: opts
-            .print
-            .then(|| LineSink::new(io::BufWriter::new(io::stdout()), &opts.tap_id, opts.format)),
-        uplink: match opts.uplink {
-            Some(addr) => Some(
-                UdpUplink::connect(addr, &opts.tap_id)
-                    .map_err(|e| format!("uplink to {addr}: {e}"))?,
-            ),
-            None => None,
-        },
-    };
+    let mut sinks = Sinks::open(opts.print.then_some(opts.format), opts.uplink, &opts.tap_id)?;
     let mut engine = FlowEngine::new(opts.engine);
     let mut progress = opts.progress.then(|| Progress {
         last: Instant::now() - Duration::from_secs(1),
@@ -90,15 +60,7 @@ pub fn run(opts: &Options) -> Result<EngineStats, String> {
     if progress.is_some() {
         eprintln!();
     }
-    if let Some(p) = &mut sinks.print {
-        p.finish().map_err(|e| format!("writing flows: {e}"))?;
-    }
-    if let Some(u) = &mut sinks.uplink {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        u.finish(now_ms).map_err(|e| format!("uplink: {e}"))?;
-    }
+    sinks.finish()?;
     let stats = engine.stats().clone();
     if !opts.quiet {
         eprintln!("{}", summary(&path, &stats));

@@ -7,6 +7,7 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
 
 use pitap_wire::codec::FLAG_FINAL;
 use pitap_wire::{BatchHeader, BatchWriter, FlowRecord, FlowSink, WireError};
@@ -33,9 +34,20 @@ pub struct UdpUplink {
     boot_id: u64,
     seq: u64,
     batch: BatchWriter,
+    /// When the batch being filled got its first record.
+    batch_started: Option<Instant>,
     error: Option<io::Error>,
     sent_batches: u64,
     sent_records: u64,
+    send_errors: u64,
+}
+
+/// What the uplink has done so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UplinkCounters {
+    pub batches: u64,
+    pub records: u64,
+    pub send_errors: u64,
 }
 
 impl UdpUplink {
@@ -64,9 +76,11 @@ impl UdpUplink {
             boot_id: new_boot_id(),
             seq: 0,
             batch: BatchWriter::default(),
+            batch_started: None,
             error: None,
             sent_batches: 0,
             sent_records: 0,
+            send_errors: 0,
         })
     }
 
@@ -78,6 +92,7 @@ impl UdpUplink {
             base_ms,
             flags,
         };
+        self.batch_started = Some(Instant::now());
         self.batch.start(&header)
     }
 
@@ -91,6 +106,10 @@ impl UdpUplink {
                 self.sent_records += self.batch.record_count() as u64;
             }
             Err(e) => {
+                // A live tap goes on when the collector is unreachable; the
+                // secure uplink will retransmit. Offline, the error is kept
+                // and reported.
+                self.send_errors += 1;
                 if self.error.is_none() {
                     self.error = Some(e);
                 }
@@ -98,6 +117,27 @@ impl UdpUplink {
         }
         self.seq += 1;
         self.batch.clear();
+        self.batch_started = None;
+    }
+
+    /// Sends the batch being filled if its first record waited `max_age`.
+    pub fn flush_if_older(&mut self, max_age: Duration) {
+        if self.batch_started.is_some_and(|t| t.elapsed() >= max_age) {
+            self.send_batch();
+        }
+    }
+
+    pub fn counters(&self) -> UplinkCounters {
+        UplinkCounters {
+            batches: self.sent_batches,
+            records: self.sent_records,
+            send_errors: self.send_errors,
+        }
+    }
+
+    /// Forgets send errors seen so far (a live tap keeps going).
+    pub fn take_error(&mut self) -> Option<io::Error> {
+        self.error.take()
     }
 
     /// Sends what is pending, then a last batch flagged final.

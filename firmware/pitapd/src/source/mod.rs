@@ -4,5 +4,6 @@
 
 pub mod capture_file;
 pub mod pcap_writer;
+pub mod ring;
 
 pub use capture_file::{CaptureError, CaptureReader};

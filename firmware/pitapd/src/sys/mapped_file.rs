@@ -1,5 +1,4 @@
-//! The only unsafe code in pitapd: calls into the kernel that Rust's std does
-//! not wrap. Each block says why it is sound.
+//! Read-only memory maps of capture files.
 
 use std::fs::File;
 use std::io;

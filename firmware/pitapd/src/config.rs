@@ -1,0 +1,397 @@
+//! `pitap.toml`: the tap's configuration. Every key is documented in
+//! `pitap.example.toml`; an unknown key, a wrong type or a bad value is an
+//! error that names the key.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use pitap_flow_core::EngineConfig;
+use serde::Deserialize;
+
+use crate::sys::ring::RingGeometry;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The two ports are bridged; the tap sits in the cable.
+    Inline,
+    /// The ports only receive mirrored traffic (a switch's SPAN port).
+    Span,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TapSection {
+    #[serde(default = "default_tap_id")]
+    pub id: String,
+    #[serde(default = "default_mode")]
+    pub mode: Mode,
+    pub port_a: String,
+    #[serde(default)]
+    pub port_b: Option<String>,
+    #[serde(default = "default_bridge")]
+    pub bridge: String,
+    #[serde(default)]
+    pub link_propagation: bool,
+    #[serde(default)]
+    pub status_file: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureSection {
+    #[serde(default = "default_block_size")]
+    pub block_size: u32,
+    #[serde(default = "default_block_count")]
+    pub block_count: u32,
+    #[serde(default = "default_block_timeout_ms")]
+    pub block_timeout_ms: u32,
+    #[serde(default = "default_frame_size")]
+    pub frame_size: u32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowsSection {
+    #[serde(default = "default_capacity")]
+    pub capacity: usize,
+    #[serde(default = "default_idle")]
+    pub idle_timeout_s: f64,
+    #[serde(default = "default_active")]
+    pub active_timeout_s: f64,
+    #[serde(default = "default_linger")]
+    pub tcp_linger_s: f64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UplinkSection {
+    #[serde(default)]
+    pub collector: Option<String>,
+    #[serde(default = "default_flush_ms")]
+    pub flush_interval_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub tap: TapSection,
+    #[serde(default)]
+    pub capture: CaptureSection,
+    #[serde(default)]
+    pub flows: FlowsSection,
+    #[serde(default)]
+    pub uplink: UplinkSection,
+}
+
+fn default_tap_id() -> String {
+    "pitap".into()
+}
+fn default_mode() -> Mode {
+    Mode::Inline
+}
+fn default_bridge() -> String {
+    "pitap0".into()
+}
+fn default_block_size() -> u32 {
+    1 << 20
+}
+fn default_block_count() -> u32 {
+    8
+}
+fn default_block_timeout_ms() -> u32 {
+    100
+}
+fn default_frame_size() -> u32 {
+    2048
+}
+fn default_capacity() -> usize {
+    EngineConfig::default().capacity
+}
+fn default_idle() -> f64 {
+    60.0
+}
+fn default_active() -> f64 {
+    300.0
+}
+fn default_linger() -> f64 {
+    5.0
+}
+fn default_flush_ms() -> u64 {
+    1000
+}
+
+impl Default for CaptureSection {
+    fn default() -> Self {
+        CaptureSection {
+            block_size: default_block_size(),
+            block_count: default_block_count(),
+            block_timeout_ms: default_block_timeout_ms(),
+            frame_size: default_frame_size(),
+        }
+    }
+}
+
+impl Default for UplinkSection {
+    fn default() -> Self {
+        UplinkSection {
+            collector: None,
+            flush_interval_ms: default_flush_ms(),
+        }
+    }
+}
+
+impl Default for FlowsSection {
+    fn default() -> Self {
+        FlowsSection {
+            capacity: default_capacity(),
+            idle_timeout_s: default_idle(),
+            active_timeout_s: default_active(),
+            tcp_linger_s: default_linger(),
+        }
+    }
+}
+
+/// A configuration error: the key and what is wrong with it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn bad(key: &str, why: impl std::fmt::Display) -> ConfigError {
+    ConfigError(format!("{key}: {why}"))
+}
+
+fn seconds(key: &str, value: f64) -> Result<u64, ConfigError> {
+    if value.is_finite() && value > 0.0 && value < 1e9 {
+        Ok((value * 1e6) as u64)
+    } else {
+        Err(bad(
+            key,
+            format!("must be a positive number of seconds (got {value})"),
+        ))
+    }
+}
+
+fn interface_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
+        return Err(bad(
+            key,
+            format!("{name:?} is not an interface name (1-15 characters, no '/' or spaces)"),
+        ));
+    }
+    Ok(())
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        Config::parse(&text)
+    }
+
+    /// Parses and validates; serde's message names the key of a type error
+    /// or an unknown key, ours the key of a bad value.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let id = &self.tap.id;
+        if id.is_empty() || id.len() > pitap_wire::codec::MAX_TAP_ID {
+            return Err(bad(
+                "tap.id",
+                format!("must be 1 to {} bytes", pitap_wire::codec::MAX_TAP_ID),
+            ));
+        }
+        interface_name("tap.port_a", &self.tap.port_a)?;
+        match (&self.tap.port_b, self.tap.mode) {
+            (Some(b), _) => {
+                interface_name("tap.port_b", b)?;
+                if *b == self.tap.port_a {
+                    return Err(bad("tap.port_b", "must differ from tap.port_a"));
+                }
+            }
+            (None, Mode::Inline) => return Err(bad("tap.port_b", "inline mode needs two ports")),
+            (None, Mode::Span) => {}
+        }
+        if self.tap.mode == Mode::Inline {
+            interface_name("tap.bridge", &self.tap.bridge)?;
+        } else if self.tap.link_propagation {
+            return Err(bad(
+                "tap.link_propagation",
+                "only means something in inline mode",
+            ));
+        }
+        let c = &self.capture;
+        if c.block_size < 4096 || !c.block_size.is_multiple_of(4096) || c.block_size > 1 << 28 {
+            return Err(bad(
+                "capture.block_size",
+                format!(
+                    "must be a multiple of 4096 up to 256 MiB (got {})",
+                    c.block_size
+                ),
+            ));
+        }
+        if c.block_count == 0 || c.block_count > 4096 {
+            return Err(bad(
+                "capture.block_count",
+                format!("must be 1 to 4096 (got {})", c.block_count),
+            ));
+        }
+        if u64::from(c.block_size) * u64::from(c.block_count) > 1 << 30 {
+            return Err(bad(
+                "capture.block_count",
+                "block_size * block_count exceeds 1 GiB per port",
+            ));
+        }
+        if c.block_timeout_ms == 0 || c.block_timeout_ms > 10_000 {
+            return Err(bad(
+                "capture.block_timeout_ms",
+                format!("must be 1 to 10000 (got {})", c.block_timeout_ms),
+            ));
+        }
+        if c.frame_size < 128 || !c.frame_size.is_multiple_of(16) || c.frame_size > c.block_size {
+            return Err(bad(
+                "capture.frame_size",
+                format!(
+                    "must be a multiple of 16 from 128 to block_size (got {})",
+                    c.frame_size
+                ),
+            ));
+        }
+        if !(1..=16_777_216).contains(&self.flows.capacity) {
+            return Err(bad(
+                "flows.capacity",
+                format!("must be 1 to 16777216 (got {})", self.flows.capacity),
+            ));
+        }
+        self.engine(0)?;
+        if let Some(addr) = &self.uplink.collector {
+            addr.parse::<SocketAddr>()
+                .map_err(|_| bad("uplink.collector", format!("{addr:?} is not ADDRESS:PORT")))?;
+        }
+        if !(10..=60_000).contains(&self.uplink.flush_interval_ms) {
+            return Err(bad(
+                "uplink.flush_interval_ms",
+                format!(
+                    "must be 10 to 60000 (got {})",
+                    self.uplink.flush_interval_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn engine(&self, hash_seed: u64) -> Result<EngineConfig, ConfigError> {
+        Ok(EngineConfig {
+            capacity: self.flows.capacity,
+            idle_timeout_us: seconds("flows.idle_timeout_s", self.flows.idle_timeout_s)?,
+            active_timeout_us: seconds("flows.active_timeout_s", self.flows.active_timeout_s)?,
+            tcp_linger_us: seconds("flows.tcp_linger_s", self.flows.tcp_linger_s)?,
+            hash_seed,
+            ..EngineConfig::default()
+        })
+    }
+
+    pub fn ring(&self) -> RingGeometry {
+        RingGeometry {
+            block_size: self.capture.block_size,
+            block_count: self.capture.block_count,
+            block_timeout_ms: self.capture.block_timeout_ms,
+            frame_size: self.capture.frame_size,
+        }
+    }
+
+    pub fn collector(&self) -> Option<SocketAddr> {
+        self.uplink.collector.as_ref().and_then(|a| a.parse().ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../pitap.example.toml");
+
+    #[test]
+    fn the_example_file_is_valid_and_documents_every_key() {
+        let config = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(config.tap.mode, Mode::Inline);
+        for key in [
+            "id",
+            "mode",
+            "port_a",
+            "port_b",
+            "bridge",
+            "link_propagation",
+            "status_file",
+            "block_size",
+            "block_count",
+            "block_timeout_ms",
+            "frame_size",
+            "capacity",
+            "idle_timeout_s",
+            "active_timeout_s",
+            "tcp_linger_s",
+            "collector",
+            "flush_interval_ms",
+        ] {
+            assert!(
+                EXAMPLE.lines().any(|l| l
+                    .trim_start()
+                    .trim_start_matches("# ")
+                    .starts_with(&format!("{key} ="))),
+                "{key} is not documented in pitap.example.toml"
+            );
+        }
+    }
+
+    fn error_of(text: &str) -> String {
+        Config::parse(text).unwrap_err().0
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let base = "[tap]\nport_a = \"eth0\"\nport_b = \"eth1\"\n";
+        assert!(error_of("[tap]\nport_b = \"eth1\"\n").contains("port_a"));
+        assert!(error_of(&format!("{base}colour = \"red\"\n")).contains("unknown field `colour`"));
+        assert!(error_of(&format!("{base}mode = \"mirror\"\n")).contains("mirror"));
+        assert!(
+            error_of(&format!("{base}[capture]\nblock_size = \"big\"\n")).contains("block_size")
+        );
+        assert_eq!(
+            error_of(&format!("{base}[capture]\nblock_size = 1000\n")),
+            "capture.block_size: must be a multiple of 4096 up to 256 MiB (got 1000)"
+        );
+        assert!(error_of(&format!("{base}[flows]\nidle_timeout_s = -1\n"))
+            .starts_with("flows.idle_timeout_s:"));
+        assert!(
+            error_of(&format!("{base}[uplink]\ncollector = \"nowhere\"\n"))
+                .starts_with("uplink.collector:")
+        );
+        assert!(error_of("[tap]\nport_a = \"eth0\"\n")
+            .starts_with("tap.port_b: inline mode needs two ports"));
+        assert!(
+            error_of("[tap]\nport_a = \"eth0\"\nport_b = \"eth0\"\n").starts_with("tap.port_b:")
+        );
+        assert!(
+            error_of("[tap]\nport_a = \"../etc\"\nport_b = \"eth1\"\n").starts_with("tap.port_a:")
+        );
+        let span = Config::parse("[tap]\nmode = \"span\"\nport_a = \"eth0\"\n").unwrap();
+        // Every section may be left out; its defaults are the example's.
+        let example = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(
+            span.uplink.flush_interval_ms,
+            example.uplink.flush_interval_ms
+        );
+        assert_eq!(span.capture.block_size, example.capture.block_size);
+        assert_eq!(span.flows.capacity, example.flows.capacity);
+    }
+}

@@ -1,0 +1,278 @@
+//! The live tap: rings on the tap ports into the flow engine, flows out to
+//! the sinks, on a loop that also expires flows, sends batches, reads the
+//! kernel's counters and link states, and on SIGTERM/SIGINT flushes every
+//! live flow before it exits.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pitap_flow_core::{FlowEngine, Frame, LinkType, PacketSource};
+use pitap_wire::format::LineFormat;
+use pitap_wire::TapPort;
+use serde_json::json;
+
+use crate::config::{Config, Mode};
+use crate::links::LinkMonitor;
+use crate::ports::{self, TapPorts};
+use crate::sinks::Sinks;
+use crate::source::ring::RingSource;
+use crate::sys::ring::wait_readable;
+
+/// Frames handled before the loop looks at its timers again.
+const BUDGET: usize = 65_536;
+/// Slack on top of the block timeout before a frame is taken out of order.
+const HOLD_MARGIN_US: u64 = 20_000;
+/// How often counters, links and the status file are refreshed.
+const TICK: Duration = Duration::from_millis(250);
+
+fn wall_clock_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Frames to or from the tap's own MACs (its uplink, the replies to it) are
+/// the tap's traffic, not the network's: never counted as a user flow.
+fn is_own_traffic(frame: &Frame<'_>, own: &[[u8; 6]]) -> bool {
+    frame.link == LinkType::Ethernet
+        && frame.data.len() >= 12
+        && own
+            .iter()
+            .any(|mac| frame.data[..6] == mac[..] || frame.data[6..12] == mac[..])
+}
+
+struct Tap {
+    config: Config,
+    ports: TapPorts,
+    sources: Vec<RingSource>,
+    links: LinkMonitor,
+    engine: FlowEngine,
+    sinks: Sinks,
+    own_traffic: u64,
+    started: Instant,
+}
+
+impl Tap {
+    /// Takes what is ready from the rings, oldest frame first across all
+    /// of them: each ring hands over its blocks on its own schedule, and a
+    /// reply on one port must not reach the engine before its request on the
+    /// other (the initiator is decided by who came first). A frame newer than
+    /// the block timeout waits while another ring may still hold older ones
+    /// in a block the kernel has not handed over yet; at shutdown
+    /// (`everything`) nothing waits.
+    ///
+    /// Returns how long the oldest held frame still has to wait, if one does.
+    fn drain(&mut self, everything: bool) -> Result<Option<Duration>, String> {
+        let hold_us = u64::from(self.config.capture.block_timeout_ms) * 1000 + HOLD_MARGIN_US;
+        for _ in 0..BUDGET {
+            let mut oldest: Option<(usize, u64)> = None;
+            let mut some_idle = false;
+            for (i, source) in self.sources.iter_mut().enumerate() {
+                match source.peek_ts_us() {
+                    Some(ts) if oldest.is_none_or(|(_, t)| ts < t) => oldest = Some((i, ts)),
+                    Some(_) => {}
+                    None => some_idle = true,
+                }
+            }
+            let Some((i, ts)) = oldest else {
+                return Ok(None);
+            };
+            let now = wall_clock_us();
+            if some_idle && !everything && ts + hold_us > now {
+                return Ok(Some(Duration::from_micros(ts + hold_us - now)));
+            }
+            let source = &mut self.sources[i];
+            match source.next_frame() {
+                Ok(Some(frame)) => {
+                    if is_own_traffic(&frame, &self.ports.own_macs) {
+                        self.own_traffic += 1;
+                    } else {
+                        self.engine.process(&frame, &mut self.sinks);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return Err(format!("reading port {:?}: {e}", source.port())),
+            }
+        }
+        Ok(None)
+    }
+
+    fn tick(&mut self) {
+        self.engine.expire(wall_clock_us(), &mut self.sinks);
+        self.sinks
+            .tick(Duration::from_millis(self.config.uplink.flush_interval_ms));
+        for source in &mut self.sources {
+            if let Err(e) = source.update_counters() {
+                eprintln!("pitapd: ring statistics of port {:?}: {e}", source.port());
+            }
+        }
+        self.links.refresh();
+        self.write_status();
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let s = self.engine.stats();
+        let anomalies: serde_json::Map<String, serde_json::Value> = pitap_flow_core::Anomaly::ALL
+            .iter()
+            .map(|a| (a.as_str().to_string(), json!(s.anomaly(*a))))
+            .collect();
+        let ports: Vec<serde_json::Value> = self
+            .sources
+            .iter()
+            .zip(&self.links.states)
+            .map(|(src, link)| {
+                let c = src.counters();
+                json!({
+                    "port": src.port().as_str(),
+                    "name": link.name,
+                    "carrier": link.carrier,
+                    "admin_up": link.admin_up,
+                    "speed_mbps": link.speed_mbps,
+                    "frames": c.frames,
+                    "bytes": c.bytes,
+                    "ring_drops": c.ring_drops,
+                    "ring_freezes": c.ring_freezes,
+                    "bad_ring_entries": c.bad_entries,
+                })
+            })
+            .collect();
+        let u = self.sinks.uplink_counters();
+        json!({
+            "tap_id": self.config.tap.id,
+            "version": env!("CARGO_PKG_VERSION"),
+            "mode": match self.config.tap.mode { Mode::Inline => "inline", Mode::Span => "span" },
+            "uptime_s": self.started.elapsed().as_secs(),
+            "ports": ports,
+            "own_traffic_frames": self.own_traffic,
+            "link_propagation_events": self.links.propagation_events,
+            "engine": {
+                "frames": s.frames,
+                "bytes": s.bytes,
+                "ip_frames": s.ip_frames,
+                "dropped": s.dropped(),
+                "anomalies": anomalies,
+                "flows_active": self.engine.active_flows(),
+                "flows_capacity": self.engine.config().capacity,
+                "flows_created": s.flows_created,
+                "records": s.records,
+                "evictions": s.evictions,
+            },
+            "uplink": { "batches": u.batches, "records": u.records, "send_errors": u.send_errors },
+        })
+    }
+
+    /// Writes the status file atomically (a reader never sees half of it).
+    fn write_status(&self) {
+        let Some(path) = &self.config.tap.status_file else {
+            return;
+        };
+        let tmp = format!("{path}.tmp");
+        let text = self.status().to_string();
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {
+            eprintln!("pitapd: status file {path}: {e}");
+        }
+    }
+}
+
+pub fn run(config: Config, print: Option<LineFormat>) -> Result<(), String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| format!("signal handler: {e}"))?;
+    }
+    let ports = ports::setup(&config)?;
+    let mut sources = Vec::new();
+    for (i, name) in ports.names.iter().enumerate() {
+        let port = if i == 0 { TapPort::A } else { TapPort::B };
+        let source = RingSource::open(name, config.ring(), port)
+            .map_err(|e| format!("capture on {name}: {e}"))?;
+        sources.push(source);
+    }
+    let links = LinkMonitor::new(
+        &ports.names,
+        config.tap.link_propagation && config.tap.mode == Mode::Inline,
+    )
+    .map_err(|e| format!("link monitor: {e}"))?;
+    let engine = FlowEngine::new(
+        config
+            .engine(crate::uplink::new_boot_id())
+            .map_err(|e| e.to_string())?,
+    );
+    let sinks = Sinks::open(print, config.collector(), &config.tap.id)?;
+    eprintln!(
+        "pitapd: tapping {} ({} mode{})",
+        ports.names.join(" + "),
+        match config.tap.mode {
+            Mode::Inline => "inline",
+            Mode::Span => "span",
+        },
+        match config.tap.mode {
+            Mode::Inline if ports.adopted => format!(", bridge {} adopted", config.tap.bridge),
+            Mode::Inline => format!(", bridge {}", config.tap.bridge),
+            Mode::Span => String::new(),
+        }
+    );
+    let mut tap = Tap {
+        config,
+        ports,
+        sources,
+        links,
+        engine,
+        sinks,
+        own_traffic: 0,
+        started: Instant::now(),
+    };
+    tap.write_status();
+    let mut next_tick = Instant::now() + TICK;
+    let mut held: Option<Duration> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let until_tick = next_tick.saturating_duration_since(Instant::now());
+        match held {
+            // A held frame keeps its ring readable: poll would return at
+            // once, so wait for the hold (or the other ring) by sleeping.
+            Some(wait) => std::thread::sleep(wait.min(until_tick).min(Duration::from_millis(5))),
+            None => {
+                let fds: Vec<_> = tap.sources.iter().map(RingSource::fd).collect();
+                wait_readable(&fds, until_tick.as_millis().min(100) as i32)
+                    .map_err(|e| format!("poll: {e}"))?;
+            }
+        }
+        held = tap.drain(false)?;
+        if Instant::now() >= next_tick {
+            tap.tick();
+            next_tick = Instant::now() + TICK;
+        }
+    }
+    // What the rings still hold belongs in the last records.
+    while tap.sources.iter_mut().any(|s| s.peek_ts_us().is_some()) {
+        tap.drain(true)?;
+    }
+    tap.engine.flush(&mut tap.sinks);
+    tap.sinks.finish()?;
+    tap.links.restore();
+    for source in &mut tap.sources {
+        let _ = source.update_counters();
+    }
+    tap.write_status();
+    eprintln!(
+        "{}",
+        crate::replay::summary(&tap.ports.names.join("+"), tap.engine.stats())
+    );
+    for source in &tap.sources {
+        let c = source.counters();
+        eprintln!(
+            "pitapd: port {}: {} frames, {} bytes, {} ring drops, {} ring freezes",
+            source.port().as_str(),
+            c.frames,
+            c.bytes,
+            c.ring_drops,
+            c.ring_freezes
+        );
+    }
+    eprintln!(
+        "pitapd: own traffic: {} frames not counted",
+        tap.own_traffic
+    );
+    Ok(())
+}
