@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # Installs what building and testing PiTap needs on a Debian/Ubuntu machine
-# with rustup: tshark and editcap (ground truth for the tests), qemu-user
-# (runs the aarch64 test binaries), the aarch64 musl target. Idempotent: only
-# what is missing is installed.
+# with rustup: tshark, editcap and tcpdump (ground truth for the tests),
+# iproute2, ping, ethtool, curl and python3 (the namespace tests' hosts and
+# traffic), qemu-user (runs the aarch64 test binaries), the aarch64 musl
+# target. Idempotent: only what is missing is installed.
 set -euo pipefail
 
 need_apt=()
 command -v tshark >/dev/null || need_apt+=(tshark)
 command -v editcap >/dev/null || need_apt+=(wireshark-common)
 command -v qemu-aarch64-static >/dev/null || need_apt+=(qemu-user-static)
+command -v tcpdump >/dev/null || need_apt+=(tcpdump)
+command -v ip >/dev/null || need_apt+=(iproute2)
+command -v ping >/dev/null || need_apt+=(iputils-ping)
+command -v ethtool >/dev/null || need_apt+=(ethtool)
+command -v curl >/dev/null || need_apt+=(curl)
+command -v python3 >/dev/null || need_apt+=(python3)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   sudo=""

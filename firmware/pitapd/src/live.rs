@@ -59,8 +59,9 @@ impl Tap {
     /// reply on one port must not reach the engine before its request on the
     /// other (the initiator is decided by who came first). A frame newer than
     /// the block timeout waits while another ring may still hold older ones
-    /// in a block the kernel has not handed over yet; at shutdown
-    /// (`everything`) nothing waits.
+    /// in a block the kernel has not handed over yet, unless its own ring is
+    /// half full (waiting longer would drop frames; order yields to loss);
+    /// at shutdown (`everything`) nothing waits.
     ///
     /// Returns how long the oldest held frame still has to wait, if one does.
     fn drain(&mut self, everything: bool) -> Result<Option<Duration>, String> {
@@ -79,7 +80,7 @@ impl Tap {
                 return Ok(None);
             };
             let now = wall_clock_us();
-            if some_idle && !everything && ts + hold_us > now {
+            if some_idle && !everything && ts + hold_us > now && !self.sources[i].under_pressure() {
                 return Ok(Some(Duration::from_micros(ts + hold_us - now)));
             }
             let source = &mut self.sources[i];

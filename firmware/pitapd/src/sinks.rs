@@ -30,8 +30,7 @@ impl Sinks {
             print: print.map(|f| LineSink::new(io::BufWriter::new(io::stdout()), tap_id, f)),
             uplink: match uplink {
                 Some(addr) => Some(
-                    UdpUplink::connect(addr, tap_id)
-                        .map_err(|e| format!("uplink to {addr}: {e}"))?,
+                    UdpUplink::open(addr, tap_id).map_err(|e| format!("uplink to {addr}: {e}"))?,
                 ),
                 None => None,
             },

@@ -30,6 +30,7 @@ pub fn new_boot_id() -> u64 {
 
 pub struct UdpUplink {
     socket: UdpSocket,
+    collector: SocketAddr,
     tap_id: String,
     boot_id: u64,
     seq: u64,
@@ -51,7 +52,7 @@ pub struct UplinkCounters {
 }
 
 impl UdpUplink {
-    pub fn connect(collector: SocketAddr, tap_id: &str) -> io::Result<Self> {
+    pub fn open(collector: SocketAddr, tap_id: &str) -> io::Result<Self> {
         if tap_id.len() > pitap_wire::codec::MAX_TAP_ID {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -68,10 +69,12 @@ impl UdpUplink {
         }
         .parse()
         .map_err(|_| io::Error::other("bad bind address"))?;
+        // Not connected: a collector without a route yet (a link still
+        // coming up) is a send error to count, not a reason to stop tapping.
         let socket = UdpSocket::bind(bind)?;
-        socket.connect(collector)?;
         Ok(UdpUplink {
             socket,
+            collector,
             tap_id: tap_id.to_string(),
             boot_id: new_boot_id(),
             seq: 0,
@@ -100,7 +103,7 @@ impl UdpUplink {
         if !self.batch.is_started() {
             return;
         }
-        match self.socket.send(self.batch.as_bytes()) {
+        match self.socket.send_to(self.batch.as_bytes(), self.collector) {
             Ok(_) => {
                 self.sent_batches += 1;
                 self.sent_records += self.batch.record_count() as u64;

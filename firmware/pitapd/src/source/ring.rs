@@ -156,6 +156,13 @@ impl RingSource {
         }
     }
 
+    /// Whether at least half of the ring waits for us: time to stop
+    /// waiting for anything and catch up.
+    pub fn under_pressure(&self) -> bool {
+        let blocks = self.ring.geometry().block_count as usize;
+        self.ring.blocks_in_user_hands() * 2 >= blocks.max(2)
+    }
+
     /// Capture time of the next frame, if one is ready; the frame stays.
     pub fn peek_ts_us(&mut self) -> Option<u64> {
         let offset = self.position()?;

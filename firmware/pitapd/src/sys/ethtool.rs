@@ -56,9 +56,10 @@ fn ethtool_value(ifname: &str, cmd: u32, data: u32) -> io::Result<u32> {
         data: (&mut value as *mut EthtoolValue).cast(),
         _pad: [0; 16],
     };
+    // (The request type differs between glibc and musl, hence `as _`.)
     // SAFETY: req is a valid ifreq whose data pointer points at `value`,
     // which outlives the call; the kernel reads and writes only those.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut req) };
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL as _, &mut req) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -208,6 +208,14 @@ impl PacketRing {
         Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(block * size), size) })
     }
 
+    /// How many blocks the kernel has handed over and we have not yet
+    /// returned: the ring's fill, from the consumer's side.
+    pub fn blocks_in_user_hands(&self) -> usize {
+        (0..self.geometry.block_count as usize)
+            .filter(|&b| self.status_word(b).load(Ordering::Relaxed) & TP_STATUS_USER != 0)
+            .count()
+    }
+
     /// Hands block `block` back to the kernel.
     pub fn release(&mut self, block: usize) {
         if block < self.geometry.block_count as usize {

@@ -1,6 +1,9 @@
 //! Helpers shared by pitapd's integration tests.
 #![allow(dead_code)]
 
+pub mod conversations;
+pub mod netns;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,0 +1,458 @@
+//! The live tap in network namespaces: `pitapd` bridges two veths between a
+//! client and a server namespace and real programs talk across it (ping, a
+//! TCP and a UDP exchange, curl against an HTTP server). Ground truth is
+//! tcpdump on the same veth at the same time, read by tshark.
+//!
+//! Needs root (namespaces, bridges, AF_PACKET); CI has it.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::conversations::{differences, pitap_conversations, tshark_conversations};
+use common::netns::*;
+use common::tshark;
+use serde_json::Value;
+
+const TCP_SERVER: &str = r#"
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 5001)); s.listen(1)
+c, _ = s.accept()
+got = 0
+while True:
+    b = c.recv(65536)
+    if not b: break
+    got += len(b)
+c.sendall(b"r" * 3000 + str(got).encode())
+c.close()
+"#;
+
+const TCP_CLIENT: &str = r#"
+import socket
+c = socket.create_connection(("192.0.2.2", 5001))
+c.sendall(b"x" * 200000)
+c.shutdown(socket.SHUT_WR)
+reply = b""
+while True:
+    b = c.recv(65536)
+    if not b: break
+    reply += b
+assert reply.endswith(b"200000"), reply[-20:]
+"#;
+
+const UDP_SERVER: &str = r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 5002))
+for _ in range(5):
+    data, peer = s.recvfrom(2048)
+    s.sendto(data.upper() * 3, peer)
+"#;
+
+const UDP_CLIENT: &str = r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+for i in range(5):
+    s.sendto(b"ping %d" % i, ("192.0.2.2", 5002))
+    s.recvfrom(2048)
+"#;
+
+/// Waits until the collector's file has the final batch's flows.
+fn collector_flows(topo: &mut Topology, collector: usize) -> Vec<Value> {
+    assert!(
+        topo.wait(collector, Duration::from_secs(20)),
+        "collector failed: {}",
+        topo.errors("collector")
+    );
+    topo.output("collector")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+fn start_collector(topo: &mut Topology, ns: &str, listen: &str) -> usize {
+    let pitap = sibling_binary("pitap");
+    let ns = ns.to_string();
+    let child = topo.spawn(
+        &ns,
+        "collector",
+        &[
+            pitap.to_str().unwrap(),
+            "collect",
+            "--listen",
+            listen,
+            "--format",
+            "json",
+            "--until-final",
+            "--idle-exit",
+            "30",
+        ],
+    );
+    topo.wait_for_stderr("collector", "collecting on", Duration::from_secs(10));
+    child
+}
+
+/// Per-direction ICMP frames and bytes from tshark, keyed (src, dst).
+fn icmp_by_direction(pcap: &str) -> BTreeMap<(String, String), (u64, u64)> {
+    let mut out = BTreeMap::new();
+    for line in tshark(&[
+        "-r",
+        pcap,
+        "-Y",
+        "icmp",
+        "-T",
+        "fields",
+        "-e",
+        "ip.src",
+        "-e",
+        "ip.dst",
+        "-e",
+        "frame.len",
+    ])
+    .lines()
+    {
+        let f: Vec<&str> = line.split('\t').collect();
+        let e: &mut (u64, u64) = out.entry((f[0].to_string(), f[1].to_string())).or_default();
+        e.0 += 1;
+        e.1 += f[2].parse::<u64>().unwrap();
+    }
+    out
+}
+
+#[test]
+fn flows_through_the_bridge_match_the_capture() {
+    let mut topo = Topology::new("flows");
+    let tap_ns = topo.tap.clone();
+    let (client, server) = (topo.client.clone(), topo.server.clone());
+    let collector = start_collector(&mut topo, &tap_ns, "127.0.0.1:47100");
+    let config = topo.pitapd_config(
+        "",
+        "[uplink]\ncollector = \"127.0.0.1:47100\"\nflush_interval_ms = 200\n",
+    );
+    let pitapd = topo.start_pitapd(&config, &[]);
+
+    // The bridge is a transparent tap.
+    let sysfs = |f: &str| {
+        String::from_utf8(
+            topo.run(&tap_ns, &["cat", &format!("/sys/class/net/br0/bridge/{f}")])
+                .stdout,
+        )
+        .unwrap()
+    };
+    assert_eq!(sysfs("stp_state").trim(), "0");
+    assert_eq!(sysfs("ageing_time").trim(), "0");
+    assert_eq!(sysfs("multicast_snooping").trim(), "0");
+    assert_eq!(sysfs("group_fwd_mask").trim(), "0x4008");
+    for dev in ["br0", "porta", "portb"] {
+        let v = topo.run(
+            &tap_ns,
+            &[
+                "cat",
+                &format!("/proc/sys/net/ipv6/conf/{dev}/disable_ipv6"),
+            ],
+        );
+        assert_eq!(String::from_utf8_lossy(&v.stdout).trim(), "1", "{dev}");
+        let addrs = topo.run(&tap_ns, &["ip", "-o", "addr", "show", "dev", dev]);
+        assert!(
+            addrs.stdout.is_empty(),
+            "{dev} has addresses: {}",
+            String::from_utf8_lossy(&addrs.stdout)
+        );
+    }
+    for port in ["porta", "portb"] {
+        let k = String::from_utf8(topo.run(&tap_ns, &["ethtool", "-k", port]).stdout).unwrap();
+        assert!(k.contains("generic-receive-offload: off"), "{port}: {k}");
+    }
+
+    let pcap = topo.dir.join("porta.pcap");
+    let tcpdump = topo.start_capture("porta", &pcap);
+    let http_dir = topo.dir.join("www");
+    std::fs::create_dir_all(&http_dir).unwrap();
+    std::fs::write(http_dir.join("file.bin"), vec![7u8; 300_000]).unwrap();
+    let http = topo.spawn(
+        &server,
+        "http",
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "8000",
+            "--bind",
+            SERVER_IP,
+            "--directory",
+            http_dir.to_str().unwrap(),
+        ],
+    );
+    let tcp_server = topo.spawn(&server, "tcpserver", &["python3", "-c", TCP_SERVER]);
+    let udp_server = topo.spawn(&server, "udpserver", &["python3", "-c", UDP_SERVER]);
+    std::thread::sleep(Duration::from_millis(500));
+
+    topo.run(&client, &["ping", "-c", "3", "-i", "0.2", SERVER_IP]);
+    topo.run(&server, &["ping", "-c", "2", "-i", "0.2", CLIENT_IP]);
+    topo.run(&client, &["python3", "-c", TCP_CLIENT]);
+    topo.run(&client, &["python3", "-c", UDP_CLIENT]);
+    let curl = topo.run(
+        &client,
+        &[
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+            &format!("http://{SERVER_IP}:8000/file.bin"),
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&curl.stdout), "300000");
+    assert!(topo.wait(tcp_server, Duration::from_secs(10)));
+    assert!(topo.wait(udp_server, Duration::from_secs(10)));
+    topo.signal(http, "TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    topo.stop_capture(tcpdump);
+
+    // SIGTERM: every live flow is flushed and sent before pitapd exits.
+    topo.signal(pitapd, "TERM");
+    assert!(
+        topo.wait(pitapd, Duration::from_secs(10)),
+        "pitapd: {}",
+        topo.errors("pitapd")
+    );
+    let flows = collector_flows(&mut topo, collector);
+    let pcap_s = pcap.to_str().unwrap();
+
+    let theirs = tshark_conversations(&pcap);
+    assert!(
+        theirs.len() >= 3,
+        "the capture holds the TCP, UDP and HTTP conversations"
+    );
+    let diffs = differences(&theirs, &pitap_conversations(&flows));
+    assert!(diffs.is_empty(), "mismatches:\n{}", diffs.join("\n"));
+
+    let icmp = icmp_by_direction(pcap_s);
+    let mut ours = BTreeMap::new();
+    for f in flows.iter().filter(|f| f["proto"] == "ICMP") {
+        let (s, d) = (
+            f["src_addr"].as_str().unwrap().to_string(),
+            f["dst_addr"].as_str().unwrap().to_string(),
+        );
+        let e: &mut (u64, u64) = ours.entry((s.clone(), d.clone())).or_default();
+        e.0 += f["src_pkts"].as_u64().unwrap();
+        e.1 += f["src_bytes"].as_u64().unwrap();
+        let e: &mut (u64, u64) = ours.entry((d, s)).or_default();
+        e.0 += f["dst_pkts"].as_u64().unwrap();
+        e.1 += f["dst_bytes"].as_u64().unwrap();
+    }
+    assert_eq!(ours, icmp);
+
+    // Each side's traffic entered on its own port.
+    for f in &flows {
+        let expected = match f["src_addr"].as_str().unwrap() {
+            CLIENT_IP => "A",
+            SERVER_IP => "B",
+            other => panic!("unexpected flow from {other}: {f}"),
+        };
+        assert_eq!(f["ingress"], expected, "{f}");
+        assert_eq!(f["tap"], "nstap");
+    }
+    let pings: Vec<&Value> = flows.iter().filter(|f| f["proto"] == "ICMP").collect();
+    assert_eq!(pings.len(), 2, "one echo flow each way");
+    assert!(flows
+        .iter()
+        .any(|f| f["dst_port"] == 8000 && f["conn_state"] == "SF" && f["action"] == "ACCEPT"));
+    assert!(
+        topo.errors("collector").contains("0 batches lost"),
+        "{}",
+        topo.errors("collector")
+    );
+}
+
+/// Sends 8 MB in 64 KiB pieces, 20 ms apart: a transfer of about 2.5 s.
+const PACED_SERVER: &str = r#"
+import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 5003)); s.listen(1)
+c, _ = s.accept()
+for _ in range(122):
+    c.sendall(b"Z" * 65536)
+    time.sleep(0.02)
+c.sendall(b"Z" * (8000000 - 122 * 65536))
+c.close()
+"#;
+
+const PACED_CLIENT: &str = r#"
+import socket, sys
+c = socket.create_connection(("192.0.2.2", 5003))
+got = bytearray()
+while True:
+    b = c.recv(65536)
+    if not b: break
+    got += b
+    open(sys.argv[1], "w").write(str(len(got)))
+assert got == b"Z" * 8000000, len(got)
+print("complete")
+"#;
+
+#[test]
+fn traffic_survives_kill_9() {
+    let mut topo = Topology::new("kill");
+    let (client, server) = (topo.client.clone(), topo.server.clone());
+    let config = topo.pitapd_config("", "");
+    let pitapd = topo.start_pitapd(&config, &[]);
+    topo.spawn(&server, "server", &["python3", "-c", PACED_SERVER]);
+    std::thread::sleep(Duration::from_millis(400));
+    let progress = topo.dir.join("progress");
+    let receiver = topo.spawn(
+        &client,
+        "client",
+        &["python3", "-c", PACED_CLIENT, progress.to_str().unwrap()],
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let partial: u64 = std::fs::read_to_string(&progress)
+        .unwrap_or_default()
+        .parse()
+        .unwrap_or(0);
+    assert!(
+        partial > 0 && partial < 8_000_000,
+        "transfer should be under way ({partial} bytes)"
+    );
+    topo.signal(pitapd, "KILL");
+    assert!(!topo.wait(pitapd, Duration::from_secs(5)));
+    assert!(
+        topo.wait(receiver, Duration::from_secs(20)),
+        "transfer failed: {}",
+        topo.errors("client")
+    );
+    assert_eq!(topo.output("client").trim(), "complete");
+    // New connections still cross the bridge without pitapd.
+    topo.run(&client, &["ping", "-c", "1", "-W", "2", SERVER_IP]);
+}
+
+#[test]
+fn ring_drops_reach_the_counters() {
+    let mut topo = Topology::new("drops");
+    let client = topo.client.clone();
+    // Two 4 KiB blocks: room for a handful of frames.
+    let config = topo.pitapd_config(
+        "",
+        "[capture]\nblock_size = 4096\nblock_count = 2\nframe_size = 2048\n",
+    );
+    let pitapd = topo.start_pitapd(&config, &[]);
+    topo.run(&client, &["ping", "-c", "1", "-W", "2", SERVER_IP]);
+    // pitapd stops reading while a burst crosses the bridge.
+    topo.signal(pitapd, "STOP");
+    const BURST: u64 = 3000;
+    let sender = format!(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range({BURST}): s.sendto(b'x' * 100, ('{SERVER_IP}', 9))"
+    );
+    topo.run(&client, &["python3", "-c", &sender]);
+    topo.signal(pitapd, "CONT");
+    std::thread::sleep(Duration::from_millis(800));
+    let status = topo.status();
+    let a = &status["ports"][0];
+    let drops = a["ring_drops"].as_u64().unwrap();
+    let frames = a["frames"].as_u64().unwrap();
+    assert!(drops > 0, "no drops counted: {status}");
+    // Every frame that entered port A was either taken or counted as dropped.
+    assert!(frames + drops >= BURST, "{frames} + {drops} < {BURST}");
+    topo.signal(pitapd, "TERM");
+    assert!(topo.wait(pitapd, Duration::from_secs(10)));
+    // The summary at exit reports the same accumulated counter.
+    let last = topo.status()["ports"][0]["ring_drops"].as_u64().unwrap();
+    assert!(last >= drops);
+    let summary = topo.errors("pitapd");
+    assert!(
+        summary.contains(&format!(" {last} ring drops")),
+        "{summary}"
+    );
+}
+
+#[test]
+fn own_traffic_is_never_a_user_flow() {
+    let mut topo = Topology::new("own");
+    let (tap_ns, client, server) = (topo.tap.clone(), topo.client.clone(), topo.server.clone());
+    let collector = start_collector(&mut topo, &server, &format!("{SERVER_IP}:47101"));
+    let config = topo.pitapd_config(
+        "",
+        &format!("[uplink]\ncollector = \"{SERVER_IP}:47101\"\nflush_interval_ms = 200\n"),
+    );
+    // The tap has an address on its bridge, so its uplink leaves through a
+    // tap port, in the middle of the traffic it watches. pitapd adopts the
+    // bridge made here and makes it a tap bridge.
+    topo.run(&tap_ns, &["ip", "link", "add", "br0", "type", "bridge"]);
+    topo.run(
+        &tap_ns,
+        &["ip", "addr", "add", &format!("{TAP_IP}/24"), "dev", "br0"],
+    );
+    let pitapd = topo.start_pitapd(&config, &[]);
+    topo.run(&client, &["ping", "-c", "3", "-i", "0.2", SERVER_IP]);
+    topo.run(&server, &["ping", "-c", "3", "-i", "0.2", TAP_IP]);
+    std::thread::sleep(Duration::from_millis(500));
+    let own = topo.status()["own_traffic_frames"].as_u64().unwrap();
+    topo.signal(pitapd, "TERM");
+    assert!(
+        topo.wait(pitapd, Duration::from_secs(10)),
+        "{}",
+        topo.errors("pitapd")
+    );
+    let flows = collector_flows(&mut topo, collector);
+    assert!(own >= 3, "the pings to the tap are its own traffic ({own})");
+    assert!(
+        flows
+            .iter()
+            .any(|f| f["src_addr"] == CLIENT_IP && f["proto"] == "ICMP"),
+        "{flows:?}"
+    );
+    for f in &flows {
+        assert!(
+            f["src_addr"] != TAP_IP && f["dst_addr"] != TAP_IP,
+            "own traffic counted: {f}"
+        );
+        assert!(f["dst_port"] != 47101, "the uplink counted itself: {f}");
+    }
+}
+
+#[test]
+fn link_failure_propagates_and_recovers() {
+    let mut topo = Topology::new("link");
+    let (client, server) = (topo.client.clone(), topo.server.clone());
+    let config = topo.pitapd_config("link_propagation = true", "");
+    let pitapd = topo.start_pitapd(&config, &[]);
+    let carrier = |topo: &Topology, ns: &str| {
+        String::from_utf8(topo.run(ns, &["cat", "/sys/class/net/eth0/carrier"]).stdout)
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let wait_carrier = |topo: &Topology, ns: &str, want: &str| {
+        let start = std::time::Instant::now();
+        while carrier(topo, ns) != want {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "client carrier never became {want}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert_eq!(carrier(&topo, &client), "1");
+    // The server side's cable is pulled: the client must see its link go.
+    topo.run(&server, &["ip", "link", "set", "eth0", "down"]);
+    wait_carrier(&topo, &client, "0");
+    // The status file is written after the propagation: give it a tick.
+    let start = std::time::Instant::now();
+    let status = loop {
+        let status = topo.status();
+        if status["link_propagation_events"] == 1 || start.elapsed() > Duration::from_secs(3) {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status["link_propagation_events"], 1, "{status}");
+    assert_eq!(status["ports"][1]["carrier"], false, "{status}");
+    topo.run(&server, &["ip", "link", "set", "eth0", "up"]);
+    wait_carrier(&topo, &client, "1");
+    topo.run(&client, &["ping", "-c", "1", "-W", "3", SERVER_IP]);
+    topo.signal(pitapd, "TERM");
+    assert!(topo.wait(pitapd, Duration::from_secs(10)));
+}
