@@ -71,11 +71,14 @@ fn read_entry(block: &[u8], at: usize) -> Option<Entry<'_>> {
     let tci = u32_at(block, at + 32)?;
     let start = at.checked_add(mac)?;
     let data = block.get(start..start.checked_add(snaplen)?)?;
+    let tagged = status & TP_STATUS_VLAN_VALID != 0;
     Some(Entry {
         next_offset,
         ts_us: u64::from(sec) * 1_000_000 + u64::from(nsec) / 1000,
-        wire_len,
-        vlan_tci: (status & TP_STATUS_VLAN_VALID != 0).then_some(tci as u16),
+        // A tag the kernel stripped was on the wire all the same (libpcap
+        // puts it back too): count its 4 bytes.
+        wire_len: wire_len + if tagged { 4 } else { 0 },
+        vlan_tci: tagged.then_some(tci as u16),
         data,
     })
 }
