@@ -478,6 +478,20 @@ for _ in range({count}):
     topo.run(&topo.client, &["python3", "-c", &script]);
 }
 
+/// SIGTERM to a pitapd started with `--print --format json`; its flows.
+fn stop_and_read_printed_flows(topo: &mut Topology, pitapd: usize) -> Vec<Value> {
+    topo.signal(pitapd, "TERM");
+    assert!(
+        topo.wait(pitapd, Duration::from_secs(10)),
+        "{}",
+        topo.errors("pitapd")
+    );
+    topo.output("pitapd")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
 #[test]
 fn vlan_tags_stripped_by_the_kernel_are_kept() {
     let mut topo = Topology::new("vlan");
@@ -485,13 +499,7 @@ fn vlan_tags_stripped_by_the_kernel_are_kept() {
     let pitapd = topo.start_pitapd(&config, &["--print", "--format", "json"]);
     send_tagged(&topo, 42, 3);
     std::thread::sleep(Duration::from_millis(400));
-    topo.signal(pitapd, "TERM");
-    assert!(topo.wait(pitapd, Duration::from_secs(10)));
-    let flows: Vec<Value> = topo
-        .output("pitapd")
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let flows = stop_and_read_printed_flows(&mut topo, pitapd);
     let tagged: Vec<&Value> = flows.iter().filter(|f| f["dst_port"] == 7000).collect();
     assert_eq!(tagged.len(), 1, "{flows:?}");
     assert_eq!(tagged[0]["vlan"], 42);
@@ -514,13 +522,7 @@ fn span_mode_receives_without_bridging() {
     assert!(!ping.status.success(), "traffic crossed a span tap");
     send_tagged(&topo, 7, 2);
     std::thread::sleep(Duration::from_millis(400));
-    topo.signal(pitapd, "TERM");
-    assert!(topo.wait(pitapd, Duration::from_secs(10)));
-    let flows: Vec<Value> = topo
-        .output("pitapd")
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let flows = stop_and_read_printed_flows(&mut topo, pitapd);
     let seen = flows
         .iter()
         .find(|f| f["dst_port"] == 7000)
