@@ -5,21 +5,25 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use pitap_wire::envelope::Key;
 use pitap_wire::format::LineFormat;
 
 use crate::config::Config;
+use crate::uplink::{Sealing, UplinkSettings};
 
 pub const USAGE: &str = "\
 usage: pitapd --config FILE [--print] [--format text|json]
        pitapd --read FILE [--config FILE] [--print] [--format text|json]
-              [--uplink HOST:PORT] [--tap-id ID] [--flows N] [--idle-timeout SECS]
-              [--active-timeout SECS] [--progress] [--quiet]
+              [--uplink HOST:PORT (--key HEX | --insecure-plaintext)] [--tap-id ID]
+              [--flows N] [--idle-timeout SECS] [--active-timeout SECS] [--progress] [--quiet]
 
   --config FILE          the tap's pitap.toml; without --read, tap the ports it names
   --read FILE            replay a pcap or pcapng capture through the flow engine
   --print                write one line per flow to stdout
   --format text|json     line format for --print (default text)
   --uplink HOST:PORT     send flow batches to a collector over UDP
+  --key HEX              the tap's key (pitap keygen); every datagram is sealed with it
+  --insecure-plaintext   send without sealing (tests only; the collector must agree)
   --tap-id ID            name of this tap in records (default: pitap)
   --flows N              flow table capacity (default 65536)
   --idle-timeout SECS    end a flow after this long without packets (default 60)
@@ -33,7 +37,8 @@ pub struct Options {
     pub read: PathBuf,
     pub print: bool,
     pub format: LineFormat,
-    pub uplink: Option<SocketAddr>,
+    /// The collector and how to reach it.
+    pub uplink: Option<(SocketAddr, UplinkSettings)>,
     pub tap_id: String,
     pub engine: pitap_flow_core::EngineConfig,
     pub progress: bool,
@@ -95,6 +100,8 @@ struct Flags {
     print: bool,
     format: LineFormat,
     uplink: Option<SocketAddr>,
+    key: Option<String>,
+    insecure_plaintext: bool,
     tap_id: Option<String>,
     capacity: Option<usize>,
     idle_us: Option<u64>,
@@ -113,6 +120,8 @@ fn parse_flags<I: IntoIterator<Item = OsString>>(args: I) -> Result<Flags, Strin
     let mut print = false;
     let mut format = LineFormat::Text;
     let mut uplink = None;
+    let mut key = None;
+    let mut insecure_plaintext = false;
     let mut tap_id: Option<String> = None;
     let mut capacity = None;
     let mut idle_us = None;
@@ -136,6 +145,8 @@ fn parse_flags<I: IntoIterator<Item = OsString>>(args: I) -> Result<Flags, Strin
                         .map_err(|e| format!("--uplink: {v:?} is not HOST:PORT ({e})"))?,
                 );
             }
+            Long("key") => key = Some(value(&mut parser, "--key")?),
+            Long("insecure-plaintext") => insecure_plaintext = true,
             Long("tap-id") => {
                 let v = value(&mut parser, "--tap-id")?;
                 if v.is_empty() || v.len() > pitap_wire::codec::MAX_TAP_ID {
@@ -178,6 +189,8 @@ fn parse_flags<I: IntoIterator<Item = OsString>>(args: I) -> Result<Flags, Strin
         print,
         format,
         uplink,
+        key,
+        insecure_plaintext,
         tap_id,
         capacity,
         idle_us,
@@ -223,13 +236,47 @@ impl Flags {
         engine.capacity = self.capacity.unwrap_or(engine.capacity);
         engine.idle_timeout_us = self.idle_us.unwrap_or(engine.idle_timeout_us);
         engine.active_timeout_us = self.active_us.unwrap_or(engine.active_timeout_us);
-        let uplink = self
+        let collector = self
             .uplink
             .or_else(|| config.as_ref().and_then(Config::collector));
         let tap_id = self
             .tap_id
             .or_else(|| config.as_ref().map(|c| c.tap.id.clone()))
             .unwrap_or_else(|| "pitap".to_string());
+        let sealing = match (&self.key, self.insecure_plaintext) {
+            (Some(_), true) => {
+                return Err(CliError::Usage(
+                    "--key and --insecure-plaintext exclude each other".into(),
+                ))
+            }
+            (Some(k), false) => Some(Sealing::Key(
+                Key::from_hex(k).map_err(|e| CliError::Usage(format!("--key: {e}")))?,
+            )),
+            (None, true) => Some(Sealing::Plaintext),
+            (None, false) => config.as_ref().and_then(Config::sealing),
+        };
+        let uplink = match (collector, sealing) {
+            (Some(addr), Some(sealing)) => {
+                let mut settings = config
+                    .as_ref()
+                    .and_then(Config::uplink_settings)
+                    .unwrap_or(UplinkSettings {
+                        tap_id: tap_id.clone(),
+                        sealing: sealing.clone(),
+                        buffer_batches: 4096,
+                        flush_interval: std::time::Duration::from_millis(1000),
+                    });
+                settings.tap_id = tap_id.clone();
+                settings.sealing = sealing;
+                Some((addr, settings))
+            }
+            (Some(_), None) => {
+                return Err(CliError::Usage(
+                    "--uplink needs --key HEX (pitap keygen makes one) or --insecure-plaintext".into(),
+                ))
+            }
+            (None, _) => None,
+        };
         if !self.print && uplink.is_none() {
             return Err(CliError::Usage(
                 "nothing to do with the flows: give --print, --uplink HOST:PORT or both".into(),

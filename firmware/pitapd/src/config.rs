@@ -9,6 +9,8 @@ use pitap_flow_core::EngineConfig;
 use serde::Deserialize;
 
 use crate::sys::ring::RingGeometry;
+use crate::uplink::{Sealing, UplinkSettings};
+use pitap_wire::envelope::Key;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -26,7 +28,9 @@ pub struct TapSection {
     pub id: String,
     #[serde(default = "default_mode")]
     pub mode: Mode,
+    #[serde(default = "default_port_a")]
     pub port_a: String,
+    /// Defaults to "eth1" in inline mode, none in span mode.
     #[serde(default)]
     pub port_b: Option<String>,
     #[serde(default = "default_bridge")]
@@ -68,8 +72,44 @@ pub struct FlowsSection {
 pub struct UplinkSection {
     #[serde(default)]
     pub collector: Option<String>,
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub insecure_plaintext: bool,
     #[serde(default = "default_flush_ms")]
     pub flush_interval_ms: u64,
+    #[serde(default = "default_buffer_batches")]
+    pub buffer_batches: usize,
+    #[serde(default = "default_health_s")]
+    pub health_interval_s: u64,
+    #[serde(default)]
+    pub stack: Option<StackSection>,
+}
+
+/// The user-space uplink stack (smoltcp) on a raw interface.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackSection {
+    pub interface: String,
+    #[serde(default = "default_stack_mac")]
+    pub mac: String,
+    #[serde(default = "default_stack_address")]
+    pub address: String,
+    #[serde(default)]
+    pub gateway: Option<String>,
+}
+
+fn default_buffer_batches() -> usize {
+    4096
+}
+fn default_health_s() -> u64 {
+    10
+}
+fn default_stack_mac() -> String {
+    "02:50:54:41:50:01".into()
+}
+fn default_stack_address() -> String {
+    "dhcp".into()
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -89,6 +129,9 @@ fn default_tap_id() -> String {
 }
 fn default_mode() -> Mode {
     Mode::Inline
+}
+fn default_port_a() -> String {
+    "eth0".into()
 }
 fn default_bridge() -> String {
     "pitap0".into()
@@ -136,7 +179,12 @@ impl Default for UplinkSection {
     fn default() -> Self {
         UplinkSection {
             collector: None,
+            key: None,
+            insecure_plaintext: false,
             flush_interval_ms: default_flush_ms(),
+            buffer_batches: default_buffer_batches(),
+            health_interval_s: default_health_s(),
+            stack: None,
         }
     }
 }
@@ -197,7 +245,10 @@ impl Config {
     /// Parses and validates; serde's message names the key of a type error
     /// or an unknown key, ours the key of a bad value.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        if config.tap.mode == Mode::Inline && config.tap.port_b.is_none() {
+            config.tap.port_b = Some("eth1".into());
+        }
         config.validate()?;
         Ok(config)
     }
@@ -277,6 +328,44 @@ impl Config {
             addr.parse::<SocketAddr>()
                 .map_err(|_| bad("uplink.collector", format!("{addr:?} is not ADDRESS:PORT")))?;
         }
+        let u = &self.uplink;
+        match (&u.key, u.insecure_plaintext) {
+            (Some(_), true) => {
+                return Err(bad("uplink.insecure_plaintext", "cannot be combined with uplink.key"))
+            }
+            (Some(k), false) => {
+                Key::from_hex(k).map_err(|e| bad("uplink.key", e))?;
+            }
+            (None, false) if u.collector.is_some() => {
+                return Err(bad(
+                    "uplink.key",
+                    "a collector needs a key (pitap keygen makes one); plaintext only with uplink.insecure_plaintext = true",
+                ))
+            }
+            _ => {}
+        }
+        if !(1..=1_000_000).contains(&u.buffer_batches) {
+            return Err(bad("uplink.buffer_batches", format!("must be 1 to 1000000 (got {})", u.buffer_batches)));
+        }
+        if !(1..=3600).contains(&u.health_interval_s) {
+            return Err(bad("uplink.health_interval_s", format!("must be 1 to 3600 (got {})", u.health_interval_s)));
+        }
+        if let Some(stack) = &u.stack {
+            interface_name("uplink.stack.interface", &stack.interface)?;
+            parse_mac(&stack.mac).ok_or_else(|| bad("uplink.stack.mac", format!("{:?} is not a MAC like 02:00:00:00:00:01", stack.mac)))?;
+            if parse_mac(&stack.mac).is_some_and(|m| m[0] & 1 == 1) {
+                return Err(bad("uplink.stack.mac", "must be a unicast MAC"));
+            }
+            if stack.address != "dhcp" {
+                parse_cidr(&stack.address).ok_or_else(|| bad("uplink.stack.address", format!("{:?} is neither \"dhcp\" nor ADDRESS/PREFIX", stack.address)))?;
+            }
+            if let Some(gw) = &stack.gateway {
+                gw.parse::<std::net::Ipv4Addr>().map_err(|_| bad("uplink.stack.gateway", format!("{gw:?} is not an IPv4 address")))?;
+            }
+            if u.collector.as_ref().is_some_and(|c| c.parse::<std::net::SocketAddrV4>().is_err()) {
+                return Err(bad("uplink.collector", "the uplink stack speaks IPv4: give ADDRESS:PORT with an IPv4 address"));
+            }
+        }
         if !(10..=60_000).contains(&self.uplink.flush_interval_ms) {
             return Err(bad(
                 "uplink.flush_interval_ms",
@@ -312,6 +401,45 @@ impl Config {
     pub fn collector(&self) -> Option<SocketAddr> {
         self.uplink.collector.as_ref().and_then(|a| a.parse().ok())
     }
+
+    /// How the uplink seals its datagrams (validated in `parse`).
+    pub fn sealing(&self) -> Option<Sealing> {
+        match (&self.uplink.key, self.uplink.insecure_plaintext) {
+            (Some(k), _) => Key::from_hex(k).ok().map(Sealing::Key),
+            (None, true) => Some(Sealing::Plaintext),
+            (None, false) => None,
+        }
+    }
+
+    pub fn uplink_settings(&self) -> Option<UplinkSettings> {
+        Some(UplinkSettings {
+            tap_id: self.tap.id.clone(),
+            sealing: self.sealing()?,
+            buffer_batches: self.uplink.buffer_batches,
+            flush_interval: std::time::Duration::from_millis(self.uplink.flush_interval_ms),
+        })
+    }
+}
+
+/// "02:00:00:00:00:01".
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// "192.0.2.50/24".
+pub fn parse_cidr(text: &str) -> Option<(std::net::Ipv4Addr, u8)> {
+    let (addr, prefix) = text.split_once('/')?;
+    let prefix: u8 = prefix.parse().ok()?;
+    (prefix <= 32).then_some((addr.parse().ok()?, prefix))
 }
 
 #[cfg(test)]
@@ -360,7 +488,9 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         let base = "[tap]\nport_a = \"eth0\"\nport_b = \"eth1\"\n";
-        assert!(error_of("[tap]\nport_b = \"eth1\"\n").contains("port_a"));
+        // A Pi's two ports by default: the onboard eth0 and a USB eth1.
+        let defaults = Config::parse("[tap]\nid = \"x\"\n").unwrap();
+        assert_eq!((defaults.tap.port_a.as_str(), defaults.tap.port_b.as_deref()), ("eth0", Some("eth1")));
         assert!(error_of(&format!("{base}colour = \"red\"\n")).contains("unknown field `colour`"));
         assert!(error_of(&format!("{base}mode = \"mirror\"\n")).contains("mirror"));
         assert!(
@@ -376,8 +506,7 @@ mod tests {
             error_of(&format!("{base}[uplink]\ncollector = \"nowhere\"\n"))
                 .starts_with("uplink.collector:")
         );
-        assert!(error_of("[tap]\nport_a = \"eth0\"\n")
-            .starts_with("tap.port_b: inline mode needs two ports"));
+        assert!(error_of("[tap]\nport_a = \"eth1\"\n").starts_with("tap.port_b: must differ"));
         assert!(
             error_of("[tap]\nport_a = \"eth0\"\nport_b = \"eth0\"\n").starts_with("tap.port_b:")
         );

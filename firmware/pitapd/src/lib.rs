@@ -9,5 +9,6 @@ pub mod ports;
 pub mod replay;
 pub mod sinks;
 pub mod source;
+pub mod stack;
 pub mod sys;
 pub mod uplink;

@@ -12,7 +12,13 @@ use pitap_wire::format::LineFormat;
 use pitap_wire::TapPort;
 use serde_json::json;
 
-use crate::config::{Config, Mode};
+use std::net::SocketAddr;
+
+use pitap_wire::messages::{Health, PortHealth};
+
+use crate::config::{parse_cidr, parse_mac, Config, Mode};
+use crate::stack::{Addressing, StackUdp};
+use crate::uplink::{KernelUdp, Transport, Uplink};
 use crate::links::LinkMonitor;
 use crate::ports::{self, TapPorts};
 use crate::sinks::Sinks;
@@ -21,6 +27,8 @@ use crate::sys::ring::wait_readable;
 
 /// Frames handled before the loop looks at its timers again.
 const BUDGET: usize = 65_536;
+/// How long a stopping tap waits for its last batches to be acknowledged.
+const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(3);
 /// Slack on top of the block timeout before a frame is taken out of order.
 const HOLD_MARGIN_US: u64 = 20_000;
 /// How often counters, links and the status file are refreshed.
@@ -51,6 +59,7 @@ struct Tap {
     sinks: Sinks,
     own_traffic: u64,
     started: Instant,
+    last_health: Option<Instant>,
 }
 
 impl Tap {
@@ -101,8 +110,15 @@ impl Tap {
 
     fn tick(&mut self) {
         self.engine.expire(wall_clock_us(), &mut self.sinks);
-        self.sinks
-            .tick(Duration::from_millis(self.config.uplink.flush_interval_ms));
+        self.sinks.tick();
+        let health_every = Duration::from_secs(self.config.uplink.health_interval_s);
+        if self.last_health.is_none_or(|t| t.elapsed() >= health_every) {
+            let health = self.health();
+            if let Some(u) = &mut self.sinks.uplink {
+                u.send_health(&health);
+            }
+            self.last_health = Some(Instant::now());
+        }
         for source in &mut self.sources {
             if let Err(e) = source.update_counters() {
                 eprintln!("pitapd: ring statistics of port {:?}: {e}", source.port());
@@ -110,6 +126,51 @@ impl Tap {
         }
         self.links.refresh();
         self.write_status();
+    }
+
+    fn health(&self) -> Health {
+        let s = self.engine.stats();
+        let u = self.sinks.uplink_counters();
+        Health {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_s: self.started.elapsed().as_secs(),
+            frames: s.frames,
+            bytes: s.bytes,
+            anomalies: pitap_flow_core::Anomaly::ALL
+                .iter()
+                .filter(|a| s.anomaly(**a) > 0)
+                .map(|a| (a.as_str().to_string(), s.anomaly(*a)))
+                .collect(),
+            flows_active: self.engine.active_flows() as u64,
+            flows_capacity: self.engine.config().capacity as u64,
+            evictions: s.evictions,
+            own_traffic_frames: self.own_traffic,
+            ports: self
+                .sources
+                .iter()
+                .zip(&self.links.states)
+                .map(|(src, link)| {
+                    let c = src.counters();
+                    PortHealth {
+                        port: src.port().as_str().to_string(),
+                        name: link.name.clone(),
+                        carrier: link.carrier,
+                        speed_mbps: link.speed_mbps,
+                        frames: c.frames,
+                        bytes: c.bytes,
+                        ring_drops: c.ring_drops,
+                    }
+                })
+                .collect(),
+            buffer_batches: u.pending,
+            buffer_capacity: self
+                .sinks
+                .uplink
+                .as_ref()
+                .map_or(0, |u| u.buffer_capacity() as u64),
+            dropped_batches: u.dropped,
+            link_propagation_events: self.links.propagation_events,
+        }
     }
 
     fn status(&self) -> serde_json::Value {
@@ -159,7 +220,18 @@ impl Tap {
                 "records": s.records,
                 "evictions": s.evictions,
             },
-            "uplink": { "batches": u.batches, "records": u.records, "send_errors": u.send_errors },
+            "uplink": {
+                "transport": self.sinks.uplink.as_ref().map(|u| u.describe()),
+                "batches": u.batches,
+                "records": u.records,
+                "acked": u.acked,
+                "pending": u.pending,
+                "retransmits": u.retransmits,
+                "dropped_batches": u.dropped,
+                "send_errors": u.send_errors,
+                "bad_replies": u.bad_replies,
+                "last_ack_s_ago": self.sinks.uplink.as_ref().and_then(|u| u.last_ack()).map(|t| t.elapsed().as_secs()),
+            },
         })
     }
 
@@ -174,6 +246,41 @@ impl Tap {
             eprintln!("pitapd: status file {path}: {e}");
         }
     }
+}
+
+/// The uplink the configuration asks for: the kernel's UDP, or the user-space
+/// stack on a raw interface (whose MAC is then the tap's own traffic too).
+fn open_uplink(config: &Config, ports: &mut TapPorts) -> Result<Option<Uplink>, String> {
+    let (Some(collector), Some(settings)) = (config.collector(), config.uplink_settings()) else {
+        return Ok(None);
+    };
+    let transport: Box<dyn Transport> = match &config.uplink.stack {
+        None => Box::new(
+            KernelUdp::open(collector).map_err(|e| format!("uplink to {collector}: {e}"))?,
+        ),
+        Some(stack) => {
+            let mac = parse_mac(&stack.mac).ok_or("uplink.stack.mac: not a MAC")?;
+            let addressing = if stack.address == "dhcp" {
+                Addressing::Dhcp
+            } else {
+                let (address, prefix) =
+                    parse_cidr(&stack.address).ok_or("uplink.stack.address: not ADDRESS/PREFIX")?;
+                Addressing::Static {
+                    address,
+                    prefix,
+                    gateway: stack.gateway.as_ref().and_then(|g| g.parse().ok()),
+                }
+            };
+            let SocketAddr::V4(collector) = collector else {
+                return Err("uplink.collector: the uplink stack speaks IPv4".into());
+            };
+            let transport = StackUdp::open(&stack.interface, mac, addressing, collector)
+                .map_err(|e| format!("uplink stack on {}: {e}", stack.interface))?;
+            ports.own_macs.push(mac);
+            Box::new(transport)
+        }
+    };
+    Uplink::new(transport, settings).map(Some)
 }
 
 pub fn run(config: Config, print: Option<LineFormat>) -> Result<(), String> {
@@ -200,7 +307,9 @@ pub fn run(config: Config, print: Option<LineFormat>) -> Result<(), String> {
             .engine(crate::uplink::new_boot_id())
             .map_err(|e| e.to_string())?,
     );
-    let sinks = Sinks::open(print, config.collector(), &config.tap.id)?;
+    let mut ports = ports;
+    let uplink = open_uplink(&config, &mut ports)?;
+    let sinks = Sinks::new(print, &config.tap.id, uplink);
     eprintln!(
         "pitapd: tapping {} ({} mode{})",
         ports.names.join(" + "),
@@ -223,6 +332,7 @@ pub fn run(config: Config, print: Option<LineFormat>) -> Result<(), String> {
         sinks,
         own_traffic: 0,
         started: Instant::now(),
+        last_health: None,
     };
     tap.write_status();
     let mut next_tick = Instant::now() + TICK;
@@ -250,7 +360,9 @@ pub fn run(config: Config, print: Option<LineFormat>) -> Result<(), String> {
         tap.drain(true)?;
     }
     tap.engine.flush(&mut tap.sinks);
-    tap.sinks.finish()?;
+    if let Err(e) = tap.sinks.finish(SHUTDOWN_ACK_WAIT) {
+        eprintln!("pitapd: {e}");
+    }
     tap.links.restore();
     for source in &mut tap.sources {
         let _ = source.update_counters();

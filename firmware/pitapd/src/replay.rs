@@ -7,7 +7,11 @@ use pitap_flow_core::{Anomaly, EngineStats, FlowEngine, PacketSource};
 
 use crate::cli::Options;
 use crate::sinks::Sinks;
+use crate::uplink::{KernelUdp, Uplink};
 use crate::source::{CaptureError, CaptureReader};
+
+/// How long a replay waits for the collector's acknowledgements.
+const REPLAY_ACK_WAIT: Duration = Duration::from_secs(10);
 
 /// A one-line progress bar on stderr, redrawn at most five times a second.
 struct Progress {
@@ -34,7 +38,14 @@ impl Progress {
 pub fn run(opts: &Options) -> Result<EngineStats, String> {
     let path = opts.read.display().to_string();
     let mut reader = CaptureReader::open(&opts.read).map_err(|e| format!("{path}: {e}"))?;
-    let mut sinks = Sinks::open(opts.print.then_some(opts.format), opts.uplink, &opts.tap_id)?;
+    let uplink = match &opts.uplink {
+        Some((addr, settings)) => {
+            let transport = KernelUdp::open(*addr).map_err(|e| format!("uplink to {addr}: {e}"))?;
+            Some(Uplink::new(Box::new(transport), settings.clone())?)
+        }
+        None => None,
+    };
+    let mut sinks = Sinks::new(opts.print.then_some(opts.format), &opts.tap_id, uplink);
     let mut engine = FlowEngine::new(opts.engine);
     let mut progress = opts.progress.then(|| Progress {
         last: Instant::now() - Duration::from_secs(1),
@@ -49,6 +60,16 @@ pub fn run(opts: &Options) -> Result<EngineStats, String> {
                 break;
             }
         }
+        // A replay outruns any network: when the uplink's buffer is full,
+        // wait for acknowledgements instead of dropping batches.
+        if sinks.uplink.is_some() && engine.stats().frames.is_multiple_of(256) {
+            sinks.tick();
+            let waited = Instant::now();
+            while sinks.uplink_full() && waited.elapsed() < REPLAY_ACK_WAIT {
+                std::thread::sleep(Duration::from_millis(2));
+                sinks.tick();
+            }
+        }
         if let Some(p) = &mut progress {
             if engine.stats().frames.is_multiple_of(4096) {
                 let (done, total) = reader.progress();
@@ -60,7 +81,7 @@ pub fn run(opts: &Options) -> Result<EngineStats, String> {
     if progress.is_some() {
         eprintln!();
     }
-    sinks.finish()?;
+    sinks.finish(REPLAY_ACK_WAIT)?;
     let stats = engine.stats().clone();
     if !opts.quiet {
         eprintln!("{}", summary(&path, &stats));

@@ -1,17 +1,16 @@
 //! Where a tap's records go: the uplink, stdout, or both.
 
 use std::io;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use pitap_wire::format::{LineFormat, LineSink};
 use pitap_wire::{FlowRecord, FlowSink};
 
-use crate::uplink::{UdpUplink, UplinkCounters};
+use crate::uplink::{Uplink, UplinkCounters};
 
 pub struct Sinks {
     pub print: Option<LineSink<io::BufWriter<io::Stdout>>>,
-    pub uplink: Option<UdpUplink>,
+    pub uplink: Option<Uplink>,
 }
 
 fn now_ms() -> u64 {
@@ -21,30 +20,21 @@ fn now_ms() -> u64 {
 }
 
 impl Sinks {
-    pub fn open(
-        print: Option<LineFormat>,
-        uplink: Option<SocketAddr>,
-        tap_id: &str,
-    ) -> Result<Sinks, String> {
-        Ok(Sinks {
+    pub fn new(print: Option<LineFormat>, tap_id: &str, uplink: Option<Uplink>) -> Sinks {
+        Sinks {
             print: print.map(|f| LineSink::new(io::BufWriter::new(io::stdout()), tap_id, f)),
-            uplink: match uplink {
-                Some(addr) => Some(
-                    UdpUplink::open(addr, tap_id).map_err(|e| format!("uplink to {addr}: {e}"))?,
-                ),
-                None => None,
-            },
-        })
+            uplink,
+        }
     }
 
-    /// Periodic work of a live tap: send a batch that waited long enough,
-    /// make printed lines visible. Errors are reported, not fatal: the tap
-    /// keeps tapping.
-    pub fn tick(&mut self, flush_interval: Duration) {
+    /// Periodic work: acknowledgements, retransmissions, a batch that waited
+    /// long enough, printed lines made visible. Errors are reported, not
+    /// fatal: the tap keeps tapping.
+    pub fn tick(&mut self) {
         if let Some(u) = &mut self.uplink {
-            u.flush_if_older(flush_interval);
+            u.tick();
             if let Some(e) = u.take_error() {
-                eprintln!("pitapd: uplink: {e}");
+                eprintln!("pitapd: uplink ({}): {e}", u.describe());
             }
         }
         if let Some(p) = &mut self.print {
@@ -54,20 +44,29 @@ impl Sinks {
         }
     }
 
-    pub fn uplink_counters(&self) -> UplinkCounters {
-        self.uplink
-            .as_ref()
-            .map(UdpUplink::counters)
-            .unwrap_or_default()
+    /// Whether the uplink's buffer is full (an offline replay then waits).
+    pub fn uplink_full(&self) -> bool {
+        self.uplink.as_ref().is_some_and(Uplink::is_full)
     }
 
-    /// Flushes the printer and sends the last batch, flagged final.
-    pub fn finish(&mut self) -> Result<(), String> {
+    pub fn uplink_counters(&self) -> UplinkCounters {
+        self.uplink.as_ref().map(Uplink::counters).unwrap_or_default()
+    }
+
+    /// Flushes the printer, sends the last batch (flagged final) and waits
+    /// up to `wait` for every batch to be acknowledged.
+    pub fn finish(&mut self, wait: Duration) -> Result<(), String> {
         if let Some(p) = &mut self.print {
             p.finish().map_err(|e| format!("writing flows: {e}"))?;
         }
         if let Some(u) = &mut self.uplink {
-            u.finish(now_ms()).map_err(|e| format!("uplink: {e}"))?;
+            let unacked = u.finish(now_ms(), wait);
+            if unacked > 0 {
+                return Err(format!(
+                    "uplink ({}): {unacked} batches not acknowledged by the collector",
+                    u.describe()
+                ));
+            }
         }
         Ok(())
     }

@@ -50,6 +50,10 @@ pub enum WireError {
     Full,
     /// The tap id is longer than MAX_TAP_ID.
     TapIdTooLong,
+    /// Authentication failed: forged, damaged, or sealed under another key.
+    Forged,
+    /// A plaintext datagram where only sealed ones are accepted.
+    PlaintextRefused,
 }
 
 impl core::fmt::Display for WireError {
@@ -61,12 +65,14 @@ impl core::fmt::Display for WireError {
             WireError::Malformed(field) => write!(f, "malformed field {field}"),
             WireError::Full => write!(f, "batch full"),
             WireError::TapIdTooLong => write!(f, "tap id longer than {MAX_TAP_ID} bytes"),
+            WireError::Forged => write!(f, "authentication failed (forged, damaged or wrong key)"),
+            WireError::PlaintextRefused => write!(f, "plaintext datagram refused"),
         }
     }
 }
 
 /// The header of one batch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BatchHeader<'a> {
     /// Name of the tap, chosen by its owner.
     pub tap_id: &'a str,
@@ -78,6 +84,67 @@ pub struct BatchHeader<'a> {
     pub base_ms: u64,
     /// FLAG_* bits.
     pub flags: u8,
+    /// Batches this boot of the tap dropped unacknowledged because its
+    /// retransmission buffer was full (cumulative): a gap in `seq` is always
+    /// explained, never silent.
+    pub dropped_batches: u64,
+}
+
+/// The header fields of version 1, frozen.
+#[derive(Serialize, Deserialize)]
+struct HeaderV1<'a> {
+    tap_id: &'a str,
+    boot_id: u64,
+    seq: u64,
+    base_ms: u64,
+    flags: u8,
+}
+
+/// Fields appended to the header since: absent in older batches.
+#[derive(Serialize, Deserialize, Default)]
+struct HeaderExt {
+    dropped_batches: u64,
+}
+
+fn encode_header<'b>(h: &BatchHeader<'_>, scratch: &'b mut [u8]) -> Result<usize, WireError> {
+    let v1 = HeaderV1 {
+        tap_id: h.tap_id,
+        boot_id: h.boot_id,
+        seq: h.seq,
+        base_ms: h.base_ms,
+        flags: h.flags,
+    };
+    let n = postcard::to_slice(&v1, scratch)
+        .map_err(|_| WireError::Malformed("header"))?
+        .len();
+    let ext = HeaderExt {
+        dropped_batches: h.dropped_batches,
+    };
+    let m = postcard::to_slice(&ext, &mut scratch[n..])
+        .map_err(|_| WireError::Malformed("header"))?
+        .len();
+    Ok(n + m)
+}
+
+fn decode_header(bytes: &[u8]) -> Result<BatchHeader<'_>, WireError> {
+    let (v1, rest): (HeaderV1<'_>, &[u8]) =
+        postcard::take_from_bytes(bytes).map_err(|_| WireError::Malformed("header"))?;
+    let ext = if rest.is_empty() {
+        HeaderExt::default()
+    } else {
+        // Fields appended by still newer versions are ignored.
+        postcard::take_from_bytes::<HeaderExt>(rest)
+            .map_err(|_| WireError::Malformed("header"))?
+            .0
+    };
+    Ok(BatchHeader {
+        tap_id: v1.tap_id,
+        boot_id: v1.boot_id,
+        seq: v1.seq,
+        base_ms: v1.base_ms,
+        flags: v1.flags,
+        dropped_batches: ext.dropped_batches,
+    })
 }
 
 #[derive(Serialize, Deserialize)]
@@ -211,12 +278,11 @@ impl BatchWriter {
             return Err(WireError::TapIdTooLong);
         }
         let mut scratch = [0u8; MAX_RECORD];
-        let encoded =
-            postcard::to_slice(header, &mut scratch).map_err(|_| WireError::Malformed("header"))?;
+        let n = encode_header(header, &mut scratch)?;
         self.buf[..4].copy_from_slice(&MAGIC);
         self.buf[4] = VERSION;
         let mut pos = 5;
-        put_part(&mut self.buf, &mut pos, encoded)?;
+        put_part(&mut self.buf, &mut pos, &scratch[..n])?;
         self.len = pos;
         self.base_ms = header.base_ms;
         self.records = 0;
@@ -382,10 +448,7 @@ impl<'a> BatchReader<'a> {
             return Err(WireError::UnsupportedVersion(bytes[4]));
         }
         let mut pos = 5;
-        let header_bytes = take_part(bytes, &mut pos)?;
-        // Fields appended to the header by later versions are ignored.
-        let (header, _newer_fields): (BatchHeader<'a>, _) =
-            postcard::take_from_bytes(header_bytes).map_err(|_| WireError::Malformed("header"))?;
+        let header = decode_header(take_part(bytes, &mut pos)?)?;
         if header.tap_id.len() > MAX_TAP_ID {
             return Err(WireError::TapIdTooLong);
         }
@@ -433,6 +496,29 @@ mod tests {
             take_varint(&bytes, &mut 0),
             Err(WireError::Malformed("varint"))
         );
+    }
+
+    #[test]
+    fn header_extensions_both_ways() {
+        let h = BatchHeader {
+            tap_id: "t",
+            boot_id: 3,
+            seq: 9,
+            base_ms: 77,
+            flags: 1,
+            dropped_batches: 12,
+        };
+        let mut scratch = [0u8; 64];
+        let n = encode_header(&h, &mut scratch).unwrap();
+        assert_eq!(decode_header(&scratch[..n]).unwrap(), h);
+        // An old tap's header (version 1 fields only) reads as no drops.
+        let v1 = HeaderV1 { tap_id: "t", boot_id: 3, seq: 9, base_ms: 77, flags: 1 };
+        let old = postcard::to_slice(&v1, &mut scratch).unwrap().len();
+        assert_eq!(decode_header(&scratch[..old]).unwrap(), BatchHeader { dropped_batches: 0, ..h });
+        // An old collector reads a new header's version 1 fields and skips the rest.
+        let n = encode_header(&h, &mut scratch).unwrap();
+        let (read, rest): (HeaderV1<'_>, &[u8]) = postcard::take_from_bytes(&scratch[..n]).unwrap();
+        assert_eq!((read.seq, rest.is_empty()), (9, false));
     }
 
     #[test]

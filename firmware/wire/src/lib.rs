@@ -3,13 +3,21 @@
 //! - [`record`]: the flow record, one set of fields for every part of PiTap.
 //! - [`codec`]: batches of records in one datagram (serde + postcard).
 //! - [`format`] (with `std`): the flow line and JSON line formats.
+//! - [`envelope`] (with `std`): sealing (XChaCha20-Poly1305) of every datagram.
+//! - [`messages`] (with `std`): acknowledgements and health reports.
+//! - [`replay`]: the replay window over message counters.
 //! - [`FlowSink`]: where records go, whatever the place.
 #![cfg_attr(not(feature = "std"), no_std)]
 
 pub mod codec;
 #[cfg(feature = "std")]
+pub mod envelope;
+#[cfg(feature = "std")]
 pub mod format;
+#[cfg(feature = "std")]
+pub mod messages;
 pub mod record;
+pub mod replay;
 
 pub use codec::{BatchHeader, BatchReader, BatchWriter, WireError};
 pub use record::{

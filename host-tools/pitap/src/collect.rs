@@ -1,30 +1,41 @@
-//! `pitap collect`: receive batches from any number of taps, check them,
-//! print one line per flow. A datagram that is not a well-formed batch is
-//! rejected and counted by reason, never half-printed.
+//! `pitap collect`: the socket loop around the collector core. Lines are
+//! written and the state saved before batches are acknowledged, so a batch
+//! acknowledged is a batch kept, and a collector restarted with its state
+//! file prints no batch twice.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use pitap_wire::envelope::Key;
 use pitap_wire::format::{LineFormat, LineSink};
-use pitap_wire::{BatchHeader, BatchReader, FlowRecord, FlowSink, WireError};
+use pitap_wire::FlowSink;
 
-use crate::taps::{Arrival, Taps};
+use crate::collector::{Collector, Outcome};
+use crate::taps::TapState;
 
 pub struct Options {
     pub listen: SocketAddr,
     pub format: LineFormat,
     pub output: Option<PathBuf>,
+    pub state: Option<PathBuf>,
+    pub keys: BTreeMap<String, Key>,
+    pub allow_plaintext: bool,
     pub until_final: bool,
     pub idle_exit: Option<Duration>,
+    pub status_interval: Option<Duration>,
 }
 
 /// Receive buffer asked of the kernel: room for bursts of a few thousand
 /// batches while lines are being written.
 const RECV_BUFFER: usize = 8 << 20;
+/// Acknowledgements wait at most this long (or for this many batches) so
+/// that lines and state are written once per group, not per batch.
+const ACK_DELAY: Duration = Duration::from_millis(50);
+const ACK_GROUP: usize = 64;
 
 fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
@@ -35,18 +46,113 @@ fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(socket.into())
 }
 
-/// Decodes a whole datagram before anything of it is printed.
-fn decode(datagram: &[u8]) -> Result<(BatchHeader<'_>, Vec<FlowRecord>), WireError> {
-    let reader = BatchReader::new(datagram)?;
-    let header = reader.header;
-    let records = reader.collect::<Result<Vec<_>, _>>()?;
-    Ok((header, records))
+fn ago(t: Option<SystemTime>) -> String {
+    match t.and_then(|t| t.elapsed().ok()) {
+        Some(d) => format!("{}s ago", d.as_secs()),
+        None => "never".into(),
+    }
 }
 
-pub fn run(opts: &Options) -> Result<(), String> {
+/// One tap's status line.
+pub fn status_line(id: &str, t: &TapState) -> String {
+    let (missing, boot) = match &t.current {
+        Some(b) => (
+            b.missing(),
+            b.boot[..4].iter().map(|x| format!("{x:02x}")).collect::<String>(),
+        ),
+        None => (0, "-".into()),
+    };
+    let mut line = format!(
+        "tap {id}: boot {boot}, {} batches, {} records, {} duplicates, {} missing, {} dropped by tap, {} reboots ({} lost before), last seen {}",
+        t.batches,
+        t.records,
+        t.duplicates,
+        missing,
+        t.tap_dropped,
+        t.reboots,
+        t.lost_before_reboot,
+        ago(t.last_seen),
+    );
+    if let Some(h) = &t.health {
+        let ring_drops: u64 = h.ports.iter().map(|p| p.ring_drops).sum();
+        let links: Vec<String> = h
+            .ports
+            .iter()
+            .map(|p| format!("{}:{}", p.port, if p.carrier { "up" } else { "down" }))
+            .collect();
+        line.push_str(&format!(
+            "; fw {}, up {}s, links {}, {} frames, {} ring drops, flows {}/{}, {} evicted, buffer {}/{}",
+            h.version,
+            h.uptime_s,
+            links.join(" "),
+            h.frames,
+            ring_drops,
+            h.flows_active,
+            h.flows_capacity,
+            h.evictions,
+            h.buffer_batches,
+            h.buffer_capacity
+        ));
+    }
+    line
+}
+
+struct Loop {
+    socket: UdpSocket,
+    collector: Collector,
+    sink: LineSink<Box<dyn Write>>,
+    state: Option<PathBuf>,
+    acks: Vec<(Vec<u8>, SocketAddr)>,
+    last_flush: Instant,
+}
+
+impl Loop {
+    /// Lines out, state saved, then the acknowledgements.
+    fn flush(&mut self) -> Result<(), String> {
+        self.sink.finish().map_err(|e| format!("writing flows: {e}"))?;
+        if let Some(path) = &self.state {
+            let text = serde_json::to_string(self.collector.taps()).map_err(|e| e.to_string())?;
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, text)
+                .and_then(|()| std::fs::rename(&tmp, path))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        for (ack, to) in self.acks.drain(..) {
+            // A lost acknowledgement only means one more retransmission.
+            let _ = self.socket.send_to(&ack, to);
+        }
+        self.last_flush = Instant::now();
+        Ok(())
+    }
+
+    fn print_status(&self) {
+        for (id, t) in self.collector.taps() {
+            if t.current.is_some() {
+                eprintln!("pitap: {}", status_line(id, t));
+            }
+        }
+    }
+}
+
+fn load_state(path: &PathBuf) -> Result<BTreeMap<String, TapState>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+pub fn run(opts: Options) -> Result<(), String> {
+    if opts.keys.is_empty() && !opts.allow_plaintext {
+        return Err(
+            "no tap keys: give --config collector.toml with [taps.ID] key = ... (pitap keygen), \
+             or --insecure-plaintext for tests"
+                .into(),
+        );
+    }
     let socket = bind(opts.listen).map_err(|e| format!("listen on {}: {e}", opts.listen))?;
     socket
-        .set_read_timeout(Some(Duration::from_millis(250)))
+        .set_read_timeout(Some(Duration::from_millis(25)))
         .map_err(|e| e.to_string())?;
     let out: Box<dyn Write> = match &opts.output {
         Some(path) => Box::new(io::BufWriter::new(
@@ -58,64 +164,81 @@ pub fn run(opts: &Options) -> Result<(), String> {
         )),
         None => Box::new(io::BufWriter::new(io::stdout())),
     };
-    let mut sink = LineSink::new(out, "", opts.format);
-    let mut taps = Taps::default();
-    let mut rejected: BTreeMap<String, u64> = BTreeMap::new();
-    let mut buf = vec![0u8; 65_536];
-    let mut last_datagram = Instant::now();
+    let mut collector = Collector::new(
+        opts.keys.clone(),
+        opts.allow_plaintext,
+        crate::keygen::random_bytes::<16>()?,
+    );
+    if let Some(path) = &opts.state {
+        collector.restore(load_state(path)?);
+    }
     eprintln!(
         "pitap: collecting on {}",
         socket.local_addr().map_err(|e| e.to_string())?
     );
+    let mut state = Loop {
+        socket,
+        collector,
+        sink: LineSink::new(out, "", opts.format),
+        state: opts.state.clone(),
+        acks: Vec::new(),
+        last_flush: Instant::now(),
+    };
+    let mut buf = vec![0u8; 65_536];
+    let mut last_datagram = Instant::now();
+    let mut last_status = Instant::now();
     loop {
-        let (len, from) = match socket.recv_from(&mut buf) {
-            Ok(got) => got,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                sink.finish().map_err(|e| format!("writing flows: {e}"))?;
-                if opts.idle_exit.is_some_and(|d| last_datagram.elapsed() >= d) {
-                    break;
-                }
-                continue;
+        let received = match state.socket.recv_from(&mut buf) {
+            Ok(got) => Some(got),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                None
             }
             Err(e) => return Err(format!("receive: {e}")),
         };
-        last_datagram = Instant::now();
-        let (header, records) = match decode(&buf[..len]) {
-            Ok(decoded) => decoded,
-            Err(e) => {
-                let n = rejected.entry(e.to_string()).or_default();
-                *n += 1;
-                if *n == 1 {
-                    eprintln!("pitap: rejected datagram from {from}: {e}");
+        if let Some((len, from)) = received {
+            last_datagram = Instant::now();
+            match state.collector.handle(&buf[..len], SystemTime::now()) {
+                Outcome::Batch {
+                    tap, records, ack, ..
+                } => {
+                    state.sink.set_tap(&tap);
+                    for record in &records {
+                        state.sink.emit(record);
+                    }
+                    state.acks.push((ack, from));
                 }
-                continue;
+                Outcome::Health { .. } => {}
+                Outcome::Rejected(reason) => {
+                    if state.collector.rejected().get(&reason) == Some(&1) {
+                        eprintln!("pitap: rejected a datagram from {from}: {}", reason.as_str());
+                    }
+                }
             }
-        };
-        if taps.arrive(&header, records.len() as u64) == Arrival::Duplicate {
-            continue;
         }
-        sink.set_tap(header.tap_id);
-        for record in &records {
-            sink.emit(record);
+        if state.acks.len() >= ACK_GROUP
+            || (!state.acks.is_empty() && state.last_flush.elapsed() >= ACK_DELAY)
+            || (received.is_none() && state.last_flush.elapsed() >= ACK_DELAY)
+        {
+            state.flush()?;
         }
-        if opts.until_final && taps.iter().any(|(_, t)| t.said_final) {
+        if opts.until_final && state.collector.any_final() {
             break;
         }
+        if opts.idle_exit.is_some_and(|d| last_datagram.elapsed() >= d) {
+            break;
+        }
+        if opts
+            .status_interval
+            .is_some_and(|d| last_status.elapsed() >= d)
+        {
+            state.print_status();
+            last_status = Instant::now();
+        }
     }
-    sink.finish().map_err(|e| format!("writing flows: {e}"))?;
-    for (id, t) in taps.iter() {
-        eprintln!(
-            "pitap: tap {id}: {} batches, {} records, {} batches lost, {} duplicates, {} reboots",
-            t.batches, t.records, t.lost_batches, t.duplicates, t.reboots
-        );
-    }
-    for (reason, n) in &rejected {
-        eprintln!("pitap: rejected {n} datagrams: {reason}");
+    state.flush()?;
+    state.print_status();
+    for (reason, n) in state.collector.rejected() {
+        eprintln!("pitap: rejected {n} datagrams: {}", reason.as_str());
     }
     Ok(())
 }

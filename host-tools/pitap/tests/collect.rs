@@ -1,6 +1,8 @@
-//! `pitap collect` with real `pitapd` processes sending to it over UDP on
-//! loopback: the lines are the same as `pitapd --print` makes, taps are told
-//! apart, and forged or garbled datagrams are rejected and counted.
+//! `pitap collect` with real `pitapd` processes sending sealed batches over
+//! UDP on loopback: the lines are the ones `pitapd --print` makes, taps are
+//! told apart, a restarted tap is a reboot, and forged, replayed, truncated,
+//! wrong-key and random datagrams are rejected and counted while good taps
+//! are served.
 
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
@@ -8,34 +10,59 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use pitap_wire::envelope::{self, Header, Key, Kind};
+use pitap_wire::{BatchHeader, BatchWriter, FlowRecord};
+
 fn pitapd_bin() -> PathBuf {
     // Built beside this package's binary by `cargo test --workspace`.
     let pitap = PathBuf::from(env!("CARGO_BIN_EXE_pitap"));
     let bin = pitap.with_file_name("pitapd");
-    assert!(
-        bin.exists(),
-        "{} missing: run the tests with --workspace",
-        bin.display()
-    );
+    assert!(bin.exists(), "{} missing: run the tests with --workspace", bin.display());
     bin
 }
 
 fn real_pcap(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/pcaps/real")
-        .join(name);
-    assert!(
-        p.exists(),
-        "{} missing: the tests need ../shared",
-        p.display()
-    );
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/pcaps/real").join(name);
+    assert!(p.exists(), "{} missing: the tests need ../shared", p.display());
     p
 }
 
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pitap-collect-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Keys for the given taps made by `pitap keygen`; returns the collector
+/// configuration (all taps) and each tap's key.
+fn keygen(dir: &Path, taps: &[&str]) -> (PathBuf, Vec<Key>) {
+    let mut collector = String::new();
+    let mut keys = Vec::new();
+    for tap in taps {
+        let out = Command::new(env!("CARGO_BIN_EXE_pitap"))
+            .args(["keygen", "--tap-id", tap, "--out-dir", dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        collector += &std::fs::read_to_string(dir.join(format!("{tap}.collector.toml"))).unwrap();
+        let tap_toml = std::fs::read_to_string(dir.join(format!("{tap}.tap.toml"))).unwrap();
+        let hex = tap_toml
+            .lines()
+            .find_map(|l| l.strip_prefix("key = \""))
+            .and_then(|l| l.strip_suffix('"'))
+            .expect("key line");
+        keys.push(Key::from_hex(hex).unwrap());
+    }
+    let path = dir.join("collector.toml");
+    std::fs::write(&path, collector).unwrap();
+    (path, keys)
+}
+
 /// A collector on an ephemeral loopback port; returns it and its address.
-fn start_collector(extra: &[&str]) -> (Child, String) {
+fn start_collector(config: &Path, extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pitap"))
-        .args(["collect", "--listen", "127.0.0.1:0"])
+        .args(["collect", "--listen", "127.0.0.1:0", "--config", config.to_str().unwrap()])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -64,81 +91,62 @@ fn finish(child: Child) -> (String, String) {
 
 fn printed(file: &Path, format: &str, tap: &str) -> String {
     let out = Command::new(pitapd_bin())
-        .args([
-            "--read",
-            file.to_str().unwrap(),
-            "--print",
-            "--format",
-            format,
-            "--tap-id",
-            tap,
-            "-q",
-        ])
+        .args(["--read", file.to_str().unwrap(), "--print", "--format", format, "--tap-id", tap, "-q"])
         .output()
         .unwrap();
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn replay_to(file: &Path, addr: &str, tap: &str) {
-    let status = Command::new(pitapd_bin())
-        .args([
-            "--read",
-            file.to_str().unwrap(),
-            "--uplink",
-            addr,
-            "--tap-id",
-            tap,
-            "-q",
-        ])
-        .status()
+fn replay_to(file: &Path, addr: &str, tap: &str, key: &Key) {
+    let out = Command::new(pitapd_bin())
+        .args(["--read", file.to_str().unwrap(), "--uplink", addr, "--tap-id", tap, "--key", &key.to_hex(), "-q"])
+        .output()
         .unwrap();
-    assert!(status.success());
+    assert!(out.status.success(), "pitapd: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
 fn collector_lines_equal_the_taps_own_lines() {
+    let dir = temp_dir("lines");
+    let (config, keys) = keygen(&dir, &["lab-tap"]);
     for format in ["text", "json"] {
         let file = real_pcap("zeek__wikipedia.pcap");
-        let (child, addr) =
-            start_collector(&["--format", format, "--until-final", "--idle-exit", "20"]);
-        replay_to(&file, &addr, "lab-tap");
+        let (child, addr) = start_collector(&config, &["--format", format, "--until-final", "--idle-exit", "20"]);
+        replay_to(&file, &addr, "lab-tap", &keys[0]);
         let (collected, stderr) = finish(child);
         assert_eq!(collected, printed(&file, format, "lab-tap"), "{format}");
         assert!(collected.lines().count() > 20);
         assert!(stderr.contains("tap lab-tap:"), "{stderr}");
-        assert!(stderr.contains("0 batches lost"), "{stderr}");
+        assert!(stderr.contains("0 duplicates, 0 missing, 0 dropped by tap"), "{stderr}");
+        assert!(!stderr.contains("rejected"), "{stderr}");
     }
 }
 
 #[test]
 fn many_taps_at_once() {
-    let (child, addr) = start_collector(&["--idle-exit", "2"]);
-    let files = [
-        "zeek__http_bro.org.pcap",
-        "zeek__ssh_ssh.pcap",
-        "zeek__smtp.pcap",
-    ];
+    let dir = temp_dir("many");
+    let names = ["tap0", "tap1", "tap2"];
+    let (config, keys) = keygen(&dir, &names);
+    let (child, addr) = start_collector(&config, &["--idle-exit", "2"]);
+    let files = ["zeek__http_bro.org.pcap", "zeek__ssh_ssh.pcap", "zeek__smtp.pcap"];
     let handles: Vec<_> = files
         .iter()
-        .enumerate()
-        .map(|(i, name)| {
+        .zip(names)
+        .zip(keys.clone())
+        .map(|((name, tap), key)| {
             let addr = addr.clone();
             let file = real_pcap(name);
-            std::thread::spawn(move || replay_to(&file, &addr, &format!("tap{i}")))
+            std::thread::spawn(move || replay_to(&file, &addr, tap, &key))
         })
         .collect();
     for h in handles {
         h.join().unwrap();
     }
     let (collected, stderr) = finish(child);
-    for (i, name) in files.iter().enumerate() {
-        let tap = format!("tap{i}");
-        let mut ours: Vec<&str> = collected
-            .lines()
-            .filter(|l| l.ends_with(&format!("tap={tap}")))
-            .collect();
-        let expected = printed(&real_pcap(name), "text", &tap);
+    for (name, tap) in files.iter().zip(names) {
+        let mut ours: Vec<&str> = collected.lines().filter(|l| l.ends_with(&format!("tap={tap}"))).collect();
+        let expected = printed(&real_pcap(name), "text", tap);
         let mut expected: Vec<&str> = expected.lines().collect();
         ours.sort();
         expected.sort();
@@ -148,28 +156,125 @@ fn many_taps_at_once() {
 }
 
 #[test]
-fn garbled_and_forged_datagrams_are_rejected_and_counted() {
-    let (child, addr) = start_collector(&["--idle-exit", "2"]);
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    // Not ours at all, a truncated header, a version from the future.
-    sock.send_to(b"GET / HTTP/1.1\r\n\r\n", &addr).unwrap();
-    sock.send_to(b"PTAP\x01\x40abc", &addr).unwrap();
-    sock.send_to(b"PTAP\x09\x00", &addr).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    // A real tap still gets through.
-    replay_to(&real_pcap("tcpdump__print-flags.pcap"), &addr, "good");
+fn a_restarted_tap_is_a_reboot_not_a_replay() {
+    let dir = temp_dir("reboot");
+    let (config, keys) = keygen(&dir, &["edge"]);
+    let (child, addr) = start_collector(&config, &["--idle-exit", "2"]);
+    let first = real_pcap("zeek__http_bro.org.pcap");
+    let second = real_pcap("zeek__smtp.pcap");
+    replay_to(&first, &addr, "edge", &keys[0]);
+    replay_to(&second, &addr, "edge", &keys[0]);
     let (collected, stderr) = finish(child);
-    assert_eq!(collected.lines().count(), 1, "{collected}");
-    assert!(
-        stderr.contains("rejected 1 datagrams: not a PiTap datagram (bad magic)"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("rejected 1 datagrams: datagram truncated"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("rejected 1 datagrams: unsupported wire version 9"),
-        "{stderr}"
-    );
+    let expected = printed(&first, "text", "edge").lines().count() + printed(&second, "text", "edge").lines().count();
+    assert_eq!(collected.lines().count(), expected);
+    assert!(stderr.contains("1 reboots (0 lost before)"), "{stderr}");
+    assert!(!stderr.contains("rejected"), "nothing of a new boot is a replay: {stderr}");
+}
+
+/// A sealed batch of one record, as a tap of `boot` would send it.
+fn sealed_batch(tap: &str, key: &Key, boot: [u8; 16], counter: u64, seq: u64) -> Vec<u8> {
+    let mut w = BatchWriter::default();
+    let header = BatchHeader { tap_id: tap, boot_id: envelope::boot_id(&boot), seq, base_ms: 1_000, ..BatchHeader::default() };
+    w.start(&header).unwrap();
+    w.push(&FlowRecord { start_ms: 1_000, end_ms: 2_000, proto: 17, ..FlowRecord::default() }).unwrap();
+    let env = Header { sealed: true, kind: Kind::Batch, tap_id: tap, boot, counter };
+    envelope::seal(&env, Some(key), w.as_bytes()).unwrap()
+}
+
+#[test]
+fn bad_datagrams_are_rejected_and_counted_while_good_taps_are_served() {
+    let dir = temp_dir("bad");
+    let (config, keys) = keygen(&dir, &["good", "victim"]);
+    let (child, addr) = start_collector(&config, &["--idle-exit", "2"]);
+    let good_tap = {
+        let addr = addr.clone();
+        let key = keys[0].clone();
+        std::thread::spawn(move || replay_to(&real_pcap("zeek__ssh_ssh.pcap"), &addr, "good", &key))
+    };
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let send = |d: &[u8]| {
+        sock.send_to(d, &addr).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let victim = &keys[1];
+    let boot_a = [0xa1; 16];
+    let genuine = sealed_batch("victim", victim, boot_a, 0, 0);
+    send(&genuine); // accepted: 1 record
+    send(&genuine); // the same datagram again: replayed
+    send(&genuine[..genuine.len() - 5]); // truncated: the tag no longer checks
+    send(&sealed_batch("victim", &Key::from_bytes([7; 32]), boot_a, 1, 1)); // wrong key
+    let mut forged = sealed_batch("victim", victim, boot_a, 2, 2);
+    let n = forged.len();
+    forged[n - 20] ^= 0x40; // a bit of the ciphertext changed
+    send(&forged);
+    send(&sealed_batch("stranger", victim, boot_a, 0, 0)); // no such tap
+    send(b"\x00\x01 random bytes, not a datagram of ours");
+    let plain = envelope::seal(&Header { sealed: false, kind: Kind::Batch, tap_id: "victim", boot: boot_a, counter: 9 }, None, b"x").unwrap();
+    send(&plain); // plaintext is refused without --insecure-plaintext
+    send(&sealed_batch("victim", victim, [0xb2; 16], 0, 0)); // a reboot: accepted
+    send(&sealed_batch("victim", victim, boot_a, 3, 3)); // the old boot again: stale
+    good_tap.join().unwrap();
+    let (collected, stderr) = finish(child);
+    let expected = printed(&real_pcap("zeek__ssh_ssh.pcap"), "text", "good");
+    let good: Vec<&str> = collected.lines().filter(|l| l.ends_with("tap=good")).collect();
+    assert_eq!(good.len(), expected.lines().count(), "the good tap lost nothing");
+    assert_eq!(collected.lines().filter(|l| l.ends_with("tap=victim")).count(), 2);
+    for (reason, n) in [
+        ("replayed", 1),
+        ("forged or wrong key", 3),
+        ("unknown tap", 1),
+        ("not a PiTap datagram", 1),
+        ("plaintext refused", 1),
+        ("from an earlier boot (replayed)", 1),
+    ] {
+        assert!(
+            stderr.contains(&format!("rejected {n} datagrams: {reason}\n")),
+            "{reason} x{n} missing in {stderr}"
+        );
+    }
+    // One batch from each boot; the current boot is the second.
+    assert!(stderr.contains("tap victim: boot b2b2b2b2, 2 batches, 2 records"), "{stderr}");
+    assert!(stderr.contains("1 reboots"), "{stderr}");
+}
+
+#[test]
+fn plaintext_only_by_consent_on_both_ends() {
+    let dir = temp_dir("plain");
+    let (config, _) = keygen(&dir, &["x"]);
+    let (child, addr) = start_collector(&config, &["--insecure-plaintext", "--until-final", "--idle-exit", "20"]);
+    let file = real_pcap("tcpdump__print-flags.pcap");
+    let out = Command::new(pitapd_bin())
+        .args(["--read", file.to_str().unwrap(), "--uplink", &addr, "--tap-id", "lab", "--insecure-plaintext", "-q"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let (collected, _) = finish(child);
+    assert_eq!(collected, printed(&file, "text", "lab"));
+    // Without consent pitapd refuses to send in clear.
+    let out = Command::new(pitapd_bin())
+        .args(["--read", file.to_str().unwrap(), "--uplink", &addr, "-q"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--uplink needs --key HEX"));
+}
+
+#[test]
+fn keygen_snippets_configure_both_ends() {
+    let dir = temp_dir("keygen");
+    let out = Command::new(env!("CARGO_BIN_EXE_pitap"))
+        .args(["keygen", "--tap-id", "rack3", "--collector", "127.0.0.1:1", "--out-dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let tap = std::fs::read_to_string(dir.join("rack3.tap.toml")).unwrap();
+    let collector = std::fs::read_to_string(dir.join("rack3.collector.toml")).unwrap();
+    let key_line = |s: &str| s.lines().find(|l| l.starts_with("key = ")).unwrap().to_string();
+    assert_eq!(key_line(&tap), key_line(&collector));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("rack3.tap.toml")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "key files are private");
+    // Two runs never give the same key.
+    let again = Command::new(env!("CARGO_BIN_EXE_pitap")).args(["keygen", "--tap-id", "rack3"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&again.stdout).contains(&key_line(&tap)));
 }

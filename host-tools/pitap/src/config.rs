@@ -1,0 +1,90 @@
+//! `collector.toml`: where to listen, where lines go, and each tap's key.
+//! Unknown keys, wrong types and bad values are errors naming the key.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use pitap_wire::envelope::Key;
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorSection {
+    pub listen: Option<String>,
+    pub format: Option<String>,
+    pub output: Option<String>,
+    pub state: Option<String>,
+    #[serde(default)]
+    pub insecure_plaintext: bool,
+    pub status_interval_s: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TapEntry {
+    pub key: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    #[serde(default)]
+    pub collector: CollectorSection,
+    #[serde(default)]
+    pub taps: BTreeMap<String, TapEntry>,
+}
+
+impl CollectorConfig {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: CollectorConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.keys()?;
+        if let Some(listen) = &config.collector.listen {
+            listen
+                .parse::<std::net::SocketAddr>()
+                .map_err(|_| format!("collector.listen: {listen:?} is not ADDRESS:PORT"))?;
+        }
+        if let Some(f) = &config.collector.format {
+            f.parse::<pitap_wire::format::LineFormat>()
+                .map_err(|e| format!("collector.format: {e}"))?;
+        }
+        Ok(config)
+    }
+
+    /// Tap id -> key.
+    pub fn keys(&self) -> Result<BTreeMap<String, Key>, String> {
+        self.taps
+            .iter()
+            .map(|(id, entry)| {
+                if id.is_empty() || id.len() > pitap_wire::codec::MAX_TAP_ID {
+                    return Err(format!("taps.{id:?}: a tap id is 1 to 32 bytes"));
+                }
+                Key::from_hex(&entry.key)
+                    .map(|k| (id.clone(), k))
+                    .map_err(|e| format!("taps.{id:?}.key: {e}"))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_key() {
+        let k = "ab".repeat(32);
+        assert!(CollectorConfig::parse(&format!("[taps.t1]\nkey = \"{k}\"\n")).is_ok());
+        let e = CollectorConfig::parse("[taps.t1]\nkey = \"short\"\n").unwrap_err();
+        assert!(e.starts_with("taps.\"t1\".key:"), "{e}");
+        let e = CollectorConfig::parse("[collector]\nlisten = \"here\"\n").unwrap_err();
+        assert!(e.starts_with("collector.listen:"), "{e}");
+        let e = CollectorConfig::parse("[collector]\ncolour = 1\n").unwrap_err();
+        assert!(e.contains("colour"), "{e}");
+    }
+}
