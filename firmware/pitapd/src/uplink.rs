@@ -306,12 +306,29 @@ impl Uplink {
                     let before = self.pending.len();
                     self.pending.retain(|p| !ack.seqs.contains(&p.seq));
                     self.counters.acked += (before - self.pending.len()) as u64;
-                    self.last_ack = Some(Instant::now());
+                    let now = Instant::now();
+                    // The collector answers again after a silence: what
+                    // waited through the backoff goes out now, not in 8 s.
+                    let was_silent = self
+                        .last_ack
+                        .is_none_or(|t| now.duration_since(t) > FIRST_RTO * 2);
+                    if was_silent {
+                        self.resend_all_soon(now);
+                    }
+                    self.last_ack = Some(now);
                 }
                 // An ack for an earlier boot of ours: nothing to do.
                 Some(_) => {}
                 None => self.counters.bad_replies += 1,
             }
+        }
+    }
+
+    /// Makes every waiting batch due now, with its backoff reset.
+    fn resend_all_soon(&mut self, now: Instant) {
+        for p in &mut self.pending {
+            p.next_send = p.next_send.min(now);
+            p.backoff = FIRST_RTO;
         }
     }
 
@@ -364,6 +381,7 @@ impl Uplink {
         if self.start_batch(now_ms, FLAG_FINAL).is_ok() {
             self.close_batch();
         }
+        self.resend_all_soon(Instant::now());
         let deadline = Instant::now() + wait;
         while !self.pending.is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));

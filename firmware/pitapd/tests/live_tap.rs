@@ -73,25 +73,7 @@ fn collector_flows(topo: &mut Topology, collector: usize) -> Vec<Value> {
 }
 
 fn start_collector(topo: &mut Topology, ns: &str, listen: &str) -> usize {
-    let pitap = sibling_binary("pitap");
-    let ns = ns.to_string();
-    let child = topo.spawn(
-        &ns,
-        "collector",
-        &[
-            pitap.to_str().unwrap(),
-            "collect",
-            "--listen",
-            listen,
-            "--format",
-            "json",
-            "--until-final",
-            "--idle-exit",
-            "30",
-        ],
-    );
-    topo.wait_for_stderr("collector", "collecting on", Duration::from_secs(10));
-    child
+    topo.start_collector(ns, "collector", listen, &["--until-final", "--idle-exit", "30"])
 }
 
 /// Per-direction ICMP frames and bytes from tshark, keyed (src, dst).
@@ -127,10 +109,7 @@ fn flows_through_the_bridge_match_the_capture() {
     let tap_ns = topo.tap.clone();
     let (client, server) = (topo.client.clone(), topo.server.clone());
     let collector = start_collector(&mut topo, &tap_ns, "127.0.0.1:47100");
-    let config = topo.pitapd_config(
-        "",
-        "[uplink]\ncollector = \"127.0.0.1:47100\"\nflush_interval_ms = 200\n",
-    );
+    let config = topo.pitapd_config("", &topo.uplink("127.0.0.1:47100", ""));
     let pitapd = topo.start_pitapd(&config, &[]);
 
     // The bridge is a transparent tap.
@@ -262,7 +241,14 @@ fn flows_through_the_bridge_match_the_capture() {
         .iter()
         .any(|f| f["dst_port"] == 8000 && f["conn_state"] == "SF" && f["action"] == "ACCEPT"));
     assert!(
-        topo.errors("collector").contains("0 batches lost"),
+        topo.errors("collector").contains("0 duplicates, 0 missing, 0 dropped by tap"),
+        "{}",
+        topo.errors("collector")
+    );
+    // The tap's health report reached the collector with it.
+    assert!(
+        topo.errors("collector").contains(&format!("fw {}, up", env!("CARGO_PKG_VERSION")))
+            && topo.errors("collector").contains("links A:up B:up"),
         "{}",
         topo.errors("collector")
     );
@@ -373,10 +359,7 @@ fn own_traffic_is_never_a_user_flow() {
     let mut topo = Topology::new("own");
     let (tap_ns, client, server) = (topo.tap.clone(), topo.client.clone(), topo.server.clone());
     let collector = start_collector(&mut topo, &server, &format!("{SERVER_IP}:47101"));
-    let config = topo.pitapd_config(
-        "",
-        &format!("[uplink]\ncollector = \"{SERVER_IP}:47101\"\nflush_interval_ms = 200\n"),
-    );
+    let config = topo.pitapd_config("", &topo.uplink(&format!("{SERVER_IP}:47101"), ""));
     // The tap has an address on its bridge, so its uplink leaves through a
     // tap port, in the middle of the traffic it watches. pitapd adopts the
     // bridge made here and makes it a tap bridge.

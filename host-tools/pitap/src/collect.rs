@@ -1,7 +1,10 @@
 //! `pitap collect`: the socket loop around the collector core. Lines are
 //! written and the state saved before batches are acknowledged, so a batch
-//! acknowledged is a batch kept, and a collector restarted with its state
-//! file prints no batch twice.
+//! acknowledged is a batch kept. The state file also records how long the
+//! output file was at that moment: a collector killed between writing lines
+//! and saving its state rolls those lines back when it restarts (their
+//! batches were never acknowledged, the tap sends them again), so with an
+//! output file and a state file every flow is written exactly once.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -97,10 +100,19 @@ pub fn status_line(id: &str, t: &TapState) -> String {
     line
 }
 
+/// What the state file holds.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct SavedState {
+    /// Length of the output file when this state was saved.
+    output_len: Option<u64>,
+    taps: BTreeMap<String, TapState>,
+}
+
 struct Loop {
     socket: UdpSocket,
     collector: Collector,
     sink: LineSink<Box<dyn Write>>,
+    output: Option<PathBuf>,
     state: Option<PathBuf>,
     acks: Vec<(Vec<u8>, SocketAddr)>,
     last_flush: Instant,
@@ -111,7 +123,19 @@ impl Loop {
     fn flush(&mut self) -> Result<(), String> {
         self.sink.finish().map_err(|e| format!("writing flows: {e}"))?;
         if let Some(path) = &self.state {
-            let text = serde_json::to_string(self.collector.taps()).map_err(|e| e.to_string())?;
+            let output_len = match &self.output {
+                Some(out) => Some(
+                    std::fs::metadata(out)
+                        .map_err(|e| format!("{}: {e}", out.display()))?
+                        .len(),
+                ),
+                None => None,
+            };
+            let saved = SavedState {
+                output_len,
+                taps: self.collector.taps().clone(),
+            };
+            let text = serde_json::to_string(&saved).map_err(|e| e.to_string())?;
             let tmp = path.with_extension("tmp");
             std::fs::write(&tmp, text)
                 .and_then(|()| std::fs::rename(&tmp, path))
@@ -134,12 +158,32 @@ impl Loop {
     }
 }
 
-fn load_state(path: &PathBuf) -> Result<BTreeMap<String, TapState>, String> {
+fn load_state(path: &PathBuf) -> Result<SavedState, String> {
     match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(SavedState::default()),
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
+}
+
+/// Cuts the output back to what the saved state covers.
+fn roll_back(output: &PathBuf, committed: u64) -> Result<(), String> {
+    let file = match OpenOptions::new().write(true).open(output) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("{}: {e}", output.display())),
+    };
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    if len > committed {
+        file.set_len(committed)
+            .map_err(|e| format!("{}: {e}", output.display()))?;
+        eprintln!(
+            "pitap: {}: rolled back {} bytes of lines whose batches were never acknowledged",
+            output.display(),
+            len - committed
+        );
+    }
+    Ok(())
 }
 
 pub fn run(opts: Options) -> Result<(), String> {
@@ -149,6 +193,13 @@ pub fn run(opts: Options) -> Result<(), String> {
              or --insecure-plaintext for tests"
                 .into(),
         );
+    }
+    let saved = match &opts.state {
+        Some(path) => load_state(path)?,
+        None => SavedState::default(),
+    };
+    if let (Some(out), Some(committed)) = (&opts.output, saved.output_len) {
+        roll_back(out, committed)?;
     }
     let socket = bind(opts.listen).map_err(|e| format!("listen on {}: {e}", opts.listen))?;
     socket
@@ -169,9 +220,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         opts.allow_plaintext,
         crate::keygen::random_bytes::<16>()?,
     );
-    if let Some(path) = &opts.state {
-        collector.restore(load_state(path)?);
-    }
+    collector.restore(saved.taps);
     eprintln!(
         "pitap: collecting on {}",
         socket.local_addr().map_err(|e| e.to_string())?
@@ -180,6 +229,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         socket,
         collector,
         sink: LineSink::new(out, "", opts.format),
+        output: opts.output.clone(),
         state: opts.state.clone(),
         acks: Vec::new(),
         last_flush: Instant::now(),
@@ -221,7 +271,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         {
             state.flush()?;
         }
-        if opts.until_final && state.collector.any_final() {
+        if opts.until_final && state.collector.any_finished() {
             break;
         }
         if opts.idle_exit.is_some_and(|d| last_datagram.elapsed() >= d) {

@@ -210,7 +210,7 @@ impl Collector {
             tap.records += records.len() as u64;
             tap.tap_dropped = tap.tap_dropped.max(header.dropped_batches);
             if header.flags & FLAG_FINAL != 0 {
-                tap.said_final = true;
+                tap.final_seq = Some(header.seq);
             }
         } else {
             tap.duplicates += 1;
@@ -242,8 +242,9 @@ impl Collector {
             .unwrap_or_default()
     }
 
-    /// Whether any tap sent its final batch (the end of a replay).
-    pub fn any_final(&self) -> bool {
-        self.taps.values().any(|t| t.said_final)
+    /// Whether a tap has finished: its final batch (the end of a replay or
+    /// a shutdown) and every batch before it arrived.
+    pub fn any_finished(&self) -> bool {
+        self.taps.values().any(TapState::finished)
     }
 }

@@ -39,7 +39,7 @@ enum Command {
         /// Accept plaintext datagrams from any tap id: for tests only.
         #[arg(long)]
         insecure_plaintext: bool,
-        /// Exit after a tap sends its final batch (the end of a replay).
+        /// Exit once a tap sent its final batch and everything before it.
         #[arg(long)]
         until_final: bool,
         /// Exit after this many seconds without a datagram.

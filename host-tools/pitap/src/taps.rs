@@ -113,8 +113,9 @@ pub struct TapState {
     pub last_seen: Option<SystemTime>,
     #[serde(skip)]
     pub health: Option<Health>,
+    /// The seq of the current boot's final batch, once it arrived.
     #[serde(skip)]
-    pub said_final: bool,
+    pub final_seq: Option<u64>,
 }
 
 /// Where a datagram's boot stands.
@@ -147,7 +148,16 @@ impl TapState {
             }
         }
         self.tap_dropped = 0;
+        self.final_seq = None;
         self.current = Some(BootState::new(boot));
+    }
+
+    /// The tap said goodbye and every batch up to its last one is here.
+    pub fn finished(&self) -> bool {
+        match (&self.current, self.final_seq) {
+            (Some(b), Some(last)) => b.next_seq > last,
+            _ => false,
+        }
     }
 }
 

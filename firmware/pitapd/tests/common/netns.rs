@@ -27,7 +27,18 @@ pub struct Topology {
     pub tap: String,
     pub server: String,
     pub dir: PathBuf,
+    /// The tap's uplink key (hex), fresh for every topology.
+    pub key: String,
     children: Vec<Child>,
+}
+
+fn random_key_hex() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("/dev/urandom");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn ip(args: &[&str]) {
@@ -67,6 +78,7 @@ impl Topology {
             tap: format!("{base}t"),
             server: format!("{base}s"),
             dir: std::env::temp_dir().join(format!("pitap-netns-{base}")),
+            key: random_key_hex(),
             children: Vec::new(),
         };
         let _ = std::fs::remove_dir_all(&topo.dir);
@@ -224,6 +236,45 @@ impl Topology {
         );
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    /// The `[uplink]` section for a collector at `collector`, with the
+    /// topology's key; `extra` lines are appended to the section.
+    pub fn uplink(&self, collector: &str, extra: &str) -> String {
+        format!(
+            "[uplink]\ncollector = \"{collector}\"\nkey = \"{}\"\nflush_interval_ms = 200\n{extra}\n",
+            self.key
+        )
+    }
+
+    /// A collector configuration that knows the tap "nstap" by its key.
+    pub fn collector_config(&self) -> PathBuf {
+        let path = self.dir.join("collector.toml");
+        std::fs::write(&path, format!("[taps.nstap]\nkey = \"{}\"\n", self.key)).unwrap();
+        path
+    }
+
+    /// Starts `pitap collect` in a namespace under `name` (stdout, stderr
+    /// to files of that name), JSON lines, and waits until it listens.
+    pub fn start_collector(&mut self, ns: &str, name: &str, listen: &str, extra: &[&str]) -> usize {
+        let pitap = sibling_binary("pitap");
+        let config = self.collector_config();
+        let mut args = vec![
+            pitap.to_str().unwrap().to_string(),
+            "collect".into(),
+            "--config".into(),
+            config.to_str().unwrap().to_string(),
+            "--listen".into(),
+            listen.into(),
+            "--format".into(),
+            "json".into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ns = ns.to_string();
+        let child = self.spawn(&ns, name, &args);
+        self.wait_for_stderr(name, "collecting on", Duration::from_secs(10));
+        child
     }
 
     pub fn status_path(&self) -> PathBuf {
