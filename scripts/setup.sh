@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing PiTap needs on a Debian/Ubuntu machine
 # with rustup: tshark, editcap and tcpdump (ground truth for the tests),
-# iproute2, ping, ethtool, curl and python3 (the namespace tests' hosts and
-# traffic), qemu-user (runs the aarch64 test binaries), the aarch64 musl
+# iproute2, ping, ethtool, curl, python3 and dnsmasq (the namespace tests'
+# hosts, traffic and DHCP server), qemu-user (runs the aarch64 test binaries), the aarch64 musl
 # target. Idempotent: only what is missing is installed.
 set -euo pipefail
 
@@ -16,6 +16,7 @@ command -v ping >/dev/null || need_apt+=(iputils-ping)
 command -v ethtool >/dev/null || need_apt+=(ethtool)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v python3 >/dev/null || need_apt+=(python3)
+command -v dnsmasq >/dev/null || need_apt+=(dnsmasq-base)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   sudo=""

@@ -255,28 +255,29 @@ impl Flags {
             (None, true) => Some(Sealing::Plaintext),
             (None, false) => config.as_ref().and_then(Config::sealing),
         };
-        let uplink = match (collector, sealing) {
-            (Some(addr), Some(sealing)) => {
-                let mut settings = config
-                    .as_ref()
-                    .and_then(Config::uplink_settings)
-                    .unwrap_or(UplinkSettings {
-                        tap_id: tap_id.clone(),
-                        sealing: sealing.clone(),
-                        buffer_batches: 4096,
-                        flush_interval: std::time::Duration::from_millis(1000),
-                    });
-                settings.tap_id = tap_id.clone();
-                settings.sealing = sealing;
-                Some((addr, settings))
-            }
-            (Some(_), None) => {
-                return Err(CliError::Usage(
-                    "--uplink needs --key HEX (pitap keygen makes one) or --insecure-plaintext".into(),
-                ))
-            }
-            (None, _) => None,
-        };
+        let uplink =
+            match (collector, sealing) {
+                (Some(addr), Some(sealing)) => {
+                    let mut settings = config.as_ref().and_then(Config::uplink_settings).unwrap_or(
+                        UplinkSettings {
+                            tap_id: tap_id.clone(),
+                            sealing: sealing.clone(),
+                            buffer_batches: 4096,
+                            flush_interval: std::time::Duration::from_millis(1000),
+                        },
+                    );
+                    settings.tap_id = tap_id.clone();
+                    settings.sealing = sealing;
+                    Some((addr, settings))
+                }
+                (Some(_), None) => {
+                    return Err(CliError::Usage(
+                        "--uplink needs --key HEX (pitap keygen makes one) or --insecure-plaintext"
+                            .into(),
+                    ))
+                }
+                (None, _) => None,
+            };
         if !self.print && uplink.is_none() {
             return Err(CliError::Usage(
                 "nothing to do with the flows: give --print, --uplink HOST:PORT or both".into(),

@@ -345,25 +345,52 @@ impl Config {
             _ => {}
         }
         if !(1..=1_000_000).contains(&u.buffer_batches) {
-            return Err(bad("uplink.buffer_batches", format!("must be 1 to 1000000 (got {})", u.buffer_batches)));
+            return Err(bad(
+                "uplink.buffer_batches",
+                format!("must be 1 to 1000000 (got {})", u.buffer_batches),
+            ));
         }
         if !(1..=3600).contains(&u.health_interval_s) {
-            return Err(bad("uplink.health_interval_s", format!("must be 1 to 3600 (got {})", u.health_interval_s)));
+            return Err(bad(
+                "uplink.health_interval_s",
+                format!("must be 1 to 3600 (got {})", u.health_interval_s),
+            ));
         }
         if let Some(stack) = &u.stack {
             interface_name("uplink.stack.interface", &stack.interface)?;
-            parse_mac(&stack.mac).ok_or_else(|| bad("uplink.stack.mac", format!("{:?} is not a MAC like 02:00:00:00:00:01", stack.mac)))?;
+            parse_mac(&stack.mac).ok_or_else(|| {
+                bad(
+                    "uplink.stack.mac",
+                    format!("{:?} is not a MAC like 02:00:00:00:00:01", stack.mac),
+                )
+            })?;
             if parse_mac(&stack.mac).is_some_and(|m| m[0] & 1 == 1) {
                 return Err(bad("uplink.stack.mac", "must be a unicast MAC"));
             }
             if stack.address != "dhcp" {
-                parse_cidr(&stack.address).ok_or_else(|| bad("uplink.stack.address", format!("{:?} is neither \"dhcp\" nor ADDRESS/PREFIX", stack.address)))?;
+                parse_cidr(&stack.address).ok_or_else(|| {
+                    bad(
+                        "uplink.stack.address",
+                        format!("{:?} is neither \"dhcp\" nor ADDRESS/PREFIX", stack.address),
+                    )
+                })?;
             }
             if let Some(gw) = &stack.gateway {
-                gw.parse::<std::net::Ipv4Addr>().map_err(|_| bad("uplink.stack.gateway", format!("{gw:?} is not an IPv4 address")))?;
+                gw.parse::<std::net::Ipv4Addr>().map_err(|_| {
+                    bad(
+                        "uplink.stack.gateway",
+                        format!("{gw:?} is not an IPv4 address"),
+                    )
+                })?;
             }
-            if u.collector.as_ref().is_some_and(|c| c.parse::<std::net::SocketAddrV4>().is_err()) {
-                return Err(bad("uplink.collector", "the uplink stack speaks IPv4: give ADDRESS:PORT with an IPv4 address"));
+            if u.collector
+                .as_ref()
+                .is_some_and(|c| c.parse::<std::net::SocketAddrV4>().is_err())
+            {
+                return Err(bad(
+                    "uplink.collector",
+                    "the uplink stack speaks IPv4: give ADDRESS:PORT with an IPv4 address",
+                ));
             }
         }
         if !(10..=60_000).contains(&self.uplink.flush_interval_ms) {
@@ -490,7 +517,10 @@ mod tests {
         let base = "[tap]\nport_a = \"eth0\"\nport_b = \"eth1\"\n";
         // A Pi's two ports by default: the onboard eth0 and a USB eth1.
         let defaults = Config::parse("[tap]\nid = \"x\"\n").unwrap();
-        assert_eq!((defaults.tap.port_a.as_str(), defaults.tap.port_b.as_deref()), ("eth0", Some("eth1")));
+        assert_eq!(
+            (defaults.tap.port_a.as_str(), defaults.tap.port_b.as_deref()),
+            ("eth0", Some("eth1"))
+        );
         assert!(error_of(&format!("{base}colour = \"red\"\n")).contains("unknown field `colour`"));
         assert!(error_of(&format!("{base}mode = \"mirror\"\n")).contains("mirror"));
         assert!(

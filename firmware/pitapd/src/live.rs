@@ -17,13 +17,13 @@ use std::net::SocketAddr;
 use pitap_wire::messages::{Health, PortHealth};
 
 use crate::config::{parse_cidr, parse_mac, Config, Mode};
-use crate::stack::{Addressing, StackUdp};
-use crate::uplink::{KernelUdp, Transport, Uplink};
 use crate::links::LinkMonitor;
 use crate::ports::{self, TapPorts};
 use crate::sinks::Sinks;
 use crate::source::ring::RingSource;
+use crate::stack::{Addressing, StackUdp};
 use crate::sys::ring::wait_readable;
+use crate::uplink::{KernelUdp, Transport, Uplink};
 
 /// Frames handled before the loop looks at its timers again.
 const BUDGET: usize = 65_536;
@@ -255,9 +255,9 @@ fn open_uplink(config: &Config, ports: &mut TapPorts) -> Result<Option<Uplink>, 
         return Ok(None);
     };
     let transport: Box<dyn Transport> = match &config.uplink.stack {
-        None => Box::new(
-            KernelUdp::open(collector).map_err(|e| format!("uplink to {collector}: {e}"))?,
-        ),
+        None => {
+            Box::new(KernelUdp::open(collector).map_err(|e| format!("uplink to {collector}: {e}"))?)
+        }
         Some(stack) => {
             let mac = parse_mac(&stack.mac).ok_or("uplink.stack.mac: not a MAC")?;
             let addressing = if stack.address == "dhcp" {

@@ -7,8 +7,8 @@ use pitap_flow_core::{Anomaly, EngineStats, FlowEngine, PacketSource};
 
 use crate::cli::Options;
 use crate::sinks::Sinks;
-use crate::uplink::{KernelUdp, Uplink};
 use crate::source::{CaptureError, CaptureReader};
+use crate::uplink::{KernelUdp, Uplink};
 
 /// How long a replay waits for the collector's acknowledgements.
 const REPLAY_ACK_WAIT: Duration = Duration::from_secs(10);

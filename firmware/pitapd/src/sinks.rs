@@ -50,7 +50,10 @@ impl Sinks {
     }
 
     pub fn uplink_counters(&self) -> UplinkCounters {
-        self.uplink.as_ref().map(Uplink::counters).unwrap_or_default()
+        self.uplink
+            .as_ref()
+            .map(Uplink::counters)
+            .unwrap_or_default()
     }
 
     /// Flushes the printer, sends the last batch (flagged final) and waits

@@ -41,17 +41,17 @@ fn filter_for(mac: [u8; 6]) -> Vec<(u16, u8, u8, u32)> {
     let head = u32::from_be_bytes([mac[0], mac[1], mac[2], mac[3]]);
     let tail = u32::from(u16::from_be_bytes([mac[4], mac[5]]));
     vec![
-        (LDH_ABS, 0, 0, 12),         // 0: ethertype
-        (JEQ_K, 7, 0, 0x0806),       // 1: ARP -> accept
-        (LD_ABS, 0, 0, 0),           // 2: destination MAC, first 4 bytes
-        (JEQ_K, 0, 2, head),         // 3: ours? -> 4, else -> 6
-        (LDH_ABS, 0, 0, 4),          // 4: last 2 bytes
-        (JEQ_K, 3, 4, tail),         // 5: ours -> accept, else drop
-        (JEQ_K, 0, 3, 0xffff_ffff),  // 6: broadcast? -> 7, else drop
-        (LDH_ABS, 0, 0, 4),          // 7
-        (JEQ_K, 0, 1, 0xffff),       // 8: broadcast -> accept, else drop
-        (RET_K, 0, 0, 0x0004_0000),  // 9: accept
-        (RET_K, 0, 0, 0),            // 10: drop
+        (LDH_ABS, 0, 0, 12),        // 0: ethertype
+        (JEQ_K, 7, 0, 0x0806),      // 1: ARP -> accept
+        (LD_ABS, 0, 0, 0),          // 2: destination MAC, first 4 bytes
+        (JEQ_K, 0, 2, head),        // 3: ours? -> 4, else -> 6
+        (LDH_ABS, 0, 0, 4),         // 4: last 2 bytes
+        (JEQ_K, 3, 4, tail),        // 5: ours -> accept, else drop
+        (JEQ_K, 0, 3, 0xffff_ffff), // 6: broadcast? -> 7, else drop
+        (LDH_ABS, 0, 0, 4),         // 7
+        (JEQ_K, 0, 1, 0xffff),      // 8: broadcast -> accept, else drop
+        (RET_K, 0, 0, 0x0004_0000), // 9: accept
+        (RET_K, 0, 0, 0),           // 10: drop
     ]
 }
 
@@ -221,11 +221,17 @@ impl StackUdp {
                         self.iface.routes_mut().remove_default_ipv4_route();
                     }
                 }
-                eprintln!("pitapd: uplink stack on {}: DHCP gave {cidr}", self.interface_name);
+                eprintln!(
+                    "pitapd: uplink stack on {}: DHCP gave {cidr}",
+                    self.interface_name
+                );
                 self.address = Some(cidr);
             }
             Some(dhcpv4::Event::Deconfigured) => {
-                eprintln!("pitapd: uplink stack on {}: DHCP lease lost", self.interface_name);
+                eprintln!(
+                    "pitapd: uplink stack on {}: DHCP lease lost",
+                    self.interface_name
+                );
                 self.iface.update_ip_addrs(|addrs| addrs.clear());
                 self.iface.routes_mut().remove_default_ipv4_route();
                 self.address = None;

@@ -173,7 +173,10 @@ pub struct Uplink {
 impl Uplink {
     pub fn new(transport: Box<dyn Transport>, settings: UplinkSettings) -> Result<Self, String> {
         if settings.tap_id.is_empty() || settings.tap_id.len() > pitap_wire::codec::MAX_TAP_ID {
-            return Err(format!("tap id {:?} must be 1 to 32 bytes", settings.tap_id));
+            return Err(format!(
+                "tap id {:?} must be 1 to 32 bytes",
+                settings.tap_id
+            ));
         }
         Ok(Uplink {
             transport,

@@ -73,7 +73,12 @@ fn collector_flows(topo: &mut Topology, collector: usize) -> Vec<Value> {
 }
 
 fn start_collector(topo: &mut Topology, ns: &str, listen: &str) -> usize {
-    topo.start_collector(ns, "collector", listen, &["--until-final", "--idle-exit", "30"])
+    topo.start_collector(
+        ns,
+        "collector",
+        listen,
+        &["--until-final", "--idle-exit", "30"],
+    )
 }
 
 /// Per-direction ICMP frames and bytes from tshark, keyed (src, dst).
@@ -241,13 +246,15 @@ fn flows_through_the_bridge_match_the_capture() {
         .iter()
         .any(|f| f["dst_port"] == 8000 && f["conn_state"] == "SF" && f["action"] == "ACCEPT"));
     assert!(
-        topo.errors("collector").contains("0 duplicates, 0 missing, 0 dropped by tap"),
+        topo.errors("collector")
+            .contains("0 duplicates, 0 missing, 0 dropped by tap"),
         "{}",
         topo.errors("collector")
     );
     // The tap's health report reached the collector with it.
     assert!(
-        topo.errors("collector").contains(&format!("fw {}, up", env!("CARGO_PKG_VERSION")))
+        topo.errors("collector")
+            .contains(&format!("fw {}, up", env!("CARGO_PKG_VERSION")))
             && topo.errors("collector").contains("links A:up B:up"),
         "{}",
         topo.errors("collector")

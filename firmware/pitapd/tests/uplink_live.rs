@@ -48,10 +48,13 @@ fn collector_away_for_30_s_loses_and_repeats_nothing() {
     let first_args = collector_args(&[]);
     let first_args: Vec<&str> = first_args.iter().map(String::as_str).collect();
     let first = topo.start_collector(&tap_ns, "collector1", "127.0.0.1:47110", &first_args);
-    let config = topo.pitapd_config("", &format!(
-        "{}\n[flows]\nidle_timeout_s = 1\n",
-        topo.uplink("127.0.0.1:47110", "")
-    ));
+    let config = topo.pitapd_config(
+        "",
+        &format!(
+            "{}\n[flows]\nidle_timeout_s = 1\n",
+            topo.uplink("127.0.0.1:47110", "")
+        ),
+    );
     // The tap prints what it reports too: the ground truth for the comparison.
     let pitapd = topo.start_pitapd(&config, &["--print", "--format", "json"]);
     let traffic = topo.spawn(&client, "traffic", &["python3", "-c", &steady_flows(760)]);
@@ -62,22 +65,44 @@ fn collector_away_for_30_s_loses_and_repeats_nothing() {
     assert!(!topo.wait(first, Duration::from_secs(5)));
     std::thread::sleep(Duration::from_secs(30));
     let pending = topo.status()["uplink"]["pending"].as_u64().unwrap();
-    assert!(pending > 50, "batches should wait for the collector ({pending})");
+    assert!(
+        pending > 50,
+        "batches should wait for the collector ({pending})"
+    );
     let second_args = collector_args(&["--until-final", "--idle-exit", "60"]);
     let second_args: Vec<&str> = second_args.iter().map(String::as_str).collect();
     let second = topo.start_collector(&tap_ns, "collector2", "127.0.0.1:47110", &second_args);
     assert!(killed.elapsed() >= Duration::from_secs(30));
-    assert!(topo.wait(traffic, Duration::from_secs(60)), "traffic generator failed");
+    assert!(
+        topo.wait(traffic, Duration::from_secs(60)),
+        "traffic generator failed"
+    );
     std::thread::sleep(Duration::from_secs(2));
     topo.signal(pitapd, "TERM");
-    assert!(topo.wait(pitapd, Duration::from_secs(20)), "{}", topo.errors("pitapd"));
-    assert!(topo.wait(second, Duration::from_secs(30)), "{}", topo.errors("collector2"));
+    assert!(
+        topo.wait(pitapd, Duration::from_secs(20)),
+        "{}",
+        topo.errors("pitapd")
+    );
+    assert!(
+        topo.wait(second, Duration::from_secs(30)),
+        "{}",
+        topo.errors("collector2")
+    );
 
     let reported = topo.output("pitapd");
     let collected = std::fs::read_to_string(&output).unwrap();
-    assert!(reported.lines().count() >= 760, "{} flows reported", reported.lines().count());
+    assert!(
+        reported.lines().count() >= 760,
+        "{} flows reported",
+        reported.lines().count()
+    );
     let (theirs, ours) = (multiset(&reported), multiset(&collected));
-    let missing: Vec<_> = theirs.keys().filter(|k| !ours.contains_key(*k)).take(3).collect();
+    let missing: Vec<_> = theirs
+        .keys()
+        .filter(|k| !ours.contains_key(*k))
+        .take(3)
+        .collect();
     let repeated: Vec<_> = ours.iter().filter(|(_, n)| **n > 1).take(3).collect();
     assert!(missing.is_empty(), "flows lost: {missing:?}");
     assert!(repeated.is_empty(), "flows delivered twice: {repeated:?}");
@@ -86,7 +111,10 @@ fn collector_away_for_30_s_loses_and_repeats_nothing() {
     assert!(status["uplink"]["retransmits"].as_u64().unwrap() > 0);
     assert_eq!(status["uplink"]["dropped_batches"], 0);
     let report = topo.errors("collector2");
-    assert!(report.contains("0 duplicates, 0 missing, 0 dropped by tap, 0 reboots"), "{report}");
+    assert!(
+        report.contains("0 duplicates, 0 missing, 0 dropped by tap, 0 reboots"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -98,8 +126,13 @@ fn uplink_stack_gets_dhcp_and_delivers_without_a_kernel_address() {
         &client,
         "dnsmasq",
         &[
-            "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--user=root",
-            "--interface=eth0", "--bind-interfaces",
+            "dnsmasq",
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--user=root",
+            "--interface=eth0",
+            "--bind-interfaces",
             "--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,1h",
             &format!("--dhcp-leasefile={}", leases.display()),
             &format!("--pid-file={}", topo.dir.join("dnsmasq.pid").display()),
@@ -122,19 +155,33 @@ fn uplink_stack_gets_dhcp_and_delivers_without_a_kernel_address() {
     let pitapd = topo.start_pitapd(&config, &[]);
     topo.wait_for_stderr("pitapd", "DHCP gave 192.0.2.1", Duration::from_secs(20));
     let lease = std::fs::read_to_string(&leases).unwrap_or_default();
-    assert!(lease.contains("02:50:54:41:50:07"), "dnsmasq leased to the stack: {lease:?}");
+    assert!(
+        lease.contains("02:50:54:41:50:07"),
+        "dnsmasq leased to the stack: {lease:?}"
+    );
     // The kernel has no address on the tap's interfaces, v4 or v6.
     let addrs = String::from_utf8(topo.run(&tap_ns, &["ip", "-o", "addr", "show"]).stdout).unwrap();
     for line in addrs.lines() {
-        assert!(line.split_whitespace().nth(1) == Some("lo"), "kernel address on the tap: {line}");
+        assert!(
+            line.split_whitespace().nth(1) == Some("lo"),
+            "kernel address on the tap: {line}"
+        );
     }
     topo.run(&client, &["ping", "-c", "3", "-i", "0.2", SERVER_IP]);
     topo.run(&server, &["ping", "-c", "2", "-i", "0.2", CLIENT_IP]);
     std::thread::sleep(Duration::from_millis(500));
     let own = topo.status()["own_traffic_frames"].as_u64().unwrap();
     topo.signal(pitapd, "TERM");
-    assert!(topo.wait(pitapd, Duration::from_secs(20)), "{}", topo.errors("pitapd"));
-    assert!(topo.wait(collector, Duration::from_secs(30)), "{}", topo.errors("collector"));
+    assert!(
+        topo.wait(pitapd, Duration::from_secs(20)),
+        "{}",
+        topo.errors("pitapd")
+    );
+    assert!(
+        topo.wait(collector, Duration::from_secs(30)),
+        "{}",
+        topo.errors("collector")
+    );
     let flows: Vec<Value> = topo
         .output("collector")
         .lines()
@@ -151,7 +198,14 @@ fn uplink_stack_gets_dhcp_and_delivers_without_a_kernel_address() {
                 "the uplink's own traffic became a flow: {f}"
             );
         }
-        assert!(f["dst_port"] != 67 && f["dst_port"] != 68, "DHCP of the tap itself: {f}");
+        assert!(
+            f["dst_port"] != 67 && f["dst_port"] != 68,
+            "DHCP of the tap itself: {f}"
+        );
     }
-    assert!(topo.errors("collector").contains("0 duplicates, 0 missing"), "{}", topo.errors("collector"));
+    assert!(
+        topo.errors("collector").contains("0 duplicates, 0 missing"),
+        "{}",
+        topo.errors("collector")
+    );
 }

@@ -31,6 +31,7 @@ fn batches(records: &[FlowRecord]) -> Vec<Vec<u8>> {
             seq,
             base_ms: r.start_ms,
             flags: 0,
+            dropped_batches: 0,
         };
         if !w.is_started() {
             w.start(&header(seq)).unwrap();

@@ -106,7 +106,7 @@ struct HeaderExt {
     dropped_batches: u64,
 }
 
-fn encode_header<'b>(h: &BatchHeader<'_>, scratch: &'b mut [u8]) -> Result<usize, WireError> {
+fn encode_header(h: &BatchHeader<'_>, scratch: &mut [u8]) -> Result<usize, WireError> {
     let v1 = HeaderV1 {
         tap_id: h.tap_id,
         boot_id: h.boot_id,
@@ -512,9 +512,21 @@ mod tests {
         let n = encode_header(&h, &mut scratch).unwrap();
         assert_eq!(decode_header(&scratch[..n]).unwrap(), h);
         // An old tap's header (version 1 fields only) reads as no drops.
-        let v1 = HeaderV1 { tap_id: "t", boot_id: 3, seq: 9, base_ms: 77, flags: 1 };
+        let v1 = HeaderV1 {
+            tap_id: "t",
+            boot_id: 3,
+            seq: 9,
+            base_ms: 77,
+            flags: 1,
+        };
         let old = postcard::to_slice(&v1, &mut scratch).unwrap().len();
-        assert_eq!(decode_header(&scratch[..old]).unwrap(), BatchHeader { dropped_batches: 0, ..h });
+        assert_eq!(
+            decode_header(&scratch[..old]).unwrap(),
+            BatchHeader {
+                dropped_batches: 0,
+                ..h
+            }
+        );
         // An old collector reads a new header's version 1 fields and skips the rest.
         let n = encode_header(&h, &mut scratch).unwrap();
         let (read, rest): (HeaderV1<'_>, &[u8]) = postcard::take_from_bytes(&scratch[..n]).unwrap();

@@ -238,7 +238,10 @@ mod tests {
         let (h, payload) = open(&dg, Some(&key), false).unwrap();
         assert_eq!((h.kind, h.tap_id, h.counter), (Kind::Batch, "rack3", 42));
         assert_eq!(payload, b"flow records");
-        assert!(!dg.windows(12).any(|w| w == b"flow records"), "payload is encrypted");
+        assert!(
+            !dg.windows(12).any(|w| w == b"flow records"),
+            "payload is encrypted"
+        );
         // Every single bit flipped anywhere is caught.
         for i in 0..dg.len() {
             let mut bad = dg.clone();
@@ -246,15 +249,27 @@ mod tests {
             assert!(open(&bad, Some(&key), false).is_err(), "bit at byte {i}");
         }
         let other = Key::from_bytes([2; 32]);
-        assert_eq!(open(&dg, Some(&other), false).err(), Some(WireError::Forged));
-        assert_eq!(open(&dg[..dg.len() - 1], Some(&key), false).err(), Some(WireError::Forged));
-        assert_eq!(open(&dg[..20], Some(&key), false).err(), Some(WireError::Truncated));
+        assert_eq!(
+            open(&dg, Some(&other), false).err(),
+            Some(WireError::Forged)
+        );
+        assert_eq!(
+            open(&dg[..dg.len() - 1], Some(&key), false).err(),
+            Some(WireError::Forged)
+        );
+        assert_eq!(
+            open(&dg[..20], Some(&key), false).err(),
+            Some(WireError::Truncated)
+        );
     }
 
     #[test]
     fn plaintext_needs_consent() {
         let dg = seal(&header(Kind::Ack), None, b"ack").unwrap();
-        assert_eq!(open(&dg, None, false).err(), Some(WireError::PlaintextRefused));
+        assert_eq!(
+            open(&dg, None, false).err(),
+            Some(WireError::PlaintextRefused)
+        );
         assert_eq!(open(&dg, None, true).unwrap().1, b"ack");
     }
 

@@ -83,6 +83,7 @@ fn encode(records: &[FlowRecord], tap: &str) -> Vec<Vec<u8>> {
                     seq,
                     base_ms: r.start_ms,
                     flags: 0,
+                    dropped_batches: 0,
                 };
                 writer.start(&header).unwrap();
             }
@@ -193,6 +194,7 @@ fn final_flag_and_empty_batch() {
             seq: 9,
             base_ms: 0,
             flags: FLAG_FINAL,
+            dropped_batches: 0,
         })
         .unwrap();
     let reader = BatchReader::new(writer.as_bytes()).unwrap();
@@ -205,6 +207,7 @@ fn final_flag_and_empty_batch() {
         seq: 0,
         base_ms: 0,
         flags: 0,
+        dropped_batches: 0,
     };
     assert_eq!(writer.start(&header), Err(WireError::TapIdTooLong));
 }

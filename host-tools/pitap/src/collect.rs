@@ -61,7 +61,10 @@ pub fn status_line(id: &str, t: &TapState) -> String {
     let (missing, boot) = match &t.current {
         Some(b) => (
             b.missing(),
-            b.boot[..4].iter().map(|x| format!("{x:02x}")).collect::<String>(),
+            b.boot[..4]
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<String>(),
         ),
         None => (0, "-".into()),
     };
@@ -121,7 +124,9 @@ struct Loop {
 impl Loop {
     /// Lines out, state saved, then the acknowledgements.
     fn flush(&mut self) -> Result<(), String> {
-        self.sink.finish().map_err(|e| format!("writing flows: {e}"))?;
+        self.sink
+            .finish()
+            .map_err(|e| format!("writing flows: {e}"))?;
         if let Some(path) = &self.state {
             let output_len = match &self.output {
                 Some(out) => Some(
@@ -240,7 +245,12 @@ pub fn run(opts: Options) -> Result<(), String> {
     loop {
         let received = match state.socket.recv_from(&mut buf) {
             Ok(got) => Some(got),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 None
             }
             Err(e) => return Err(format!("receive: {e}")),
@@ -260,7 +270,10 @@ pub fn run(opts: Options) -> Result<(), String> {
                 Outcome::Health { .. } => {}
                 Outcome::Rejected(reason) => {
                     if state.collector.rejected().get(&reason) == Some(&1) {
-                        eprintln!("pitap: rejected a datagram from {from}: {}", reason.as_str());
+                        eprintln!(
+                            "pitap: rejected a datagram from {from}: {}",
+                            reason.as_str()
+                        );
                     }
                 }
             }

@@ -90,7 +90,7 @@ pub struct Collector {
 
 impl Collector {
     /// `keys`: tap id -> key. With `allow_plaintext`, plaintext datagrams
-    /// from any tap id are accepted too (tests only).
+    /// from tap ids without a key are accepted too (tests only).
     pub fn new(keys: BTreeMap<String, Key>, allow_plaintext: bool, boot: [u8; 16]) -> Self {
         let taps = keys
             .into_iter()
@@ -155,6 +155,11 @@ impl Collector {
         if header.sealed && key.is_none() {
             return self.reject(Reject::UnknownTap);
         }
+        // A tap with a key always seals: a plaintext datagram in its name is
+        // refused even where plaintext is allowed for taps without keys.
+        if !header.sealed && key.is_some() {
+            return self.reject(Reject::PlaintextRefused);
+        }
         let (header, payload) = match envelope::open(datagram, key.as_ref(), self.allow_plaintext) {
             Ok(opened) => opened,
             Err(e) => return self.reject(Reject::from_wire(e)),
@@ -188,7 +193,13 @@ impl Collector {
         }
     }
 
-    fn batch(&mut self, tap_id: &str, env: &Header<'_>, payload: &[u8], key: Option<&Key>) -> Outcome {
+    fn batch(
+        &mut self,
+        tap_id: &str,
+        env: &Header<'_>,
+        payload: &[u8],
+        key: Option<&Key>,
+    ) -> Outcome {
         let decoded = BatchReader::new(payload).and_then(|reader| {
             let header = reader.header;
             let records = reader.collect::<Result<Vec<_>, _>>()?;

@@ -3,7 +3,7 @@
 //! - [`collector`]: datagrams in, records and acknowledgements out (no I/O).
 //! - [`taps`]: per-tap state: boots, sequence numbers, health.
 //! - [`collect`]: `pitap collect`, the socket loop.
-//! - [`config`]: `collector.toml`.
+//! - [`config`]: the collector.toml file.
 //! - [`keygen`]: `pitap keygen`.
 
 pub mod collect;

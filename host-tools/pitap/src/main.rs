@@ -11,7 +11,11 @@ use pitap::{collect, keygen};
 use pitap_wire::format::LineFormat;
 
 #[derive(Parser)]
-#[command(name = "pitap", version, about = "PiTap host tools: collect and read flow records from taps")]
+#[command(
+    name = "pitap",
+    version,
+    about = "PiTap host tools: collect and read flow records from taps"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -82,7 +86,9 @@ fn collect_options(
     let c = &file.collector;
     let listen = match (listen, &c.listen) {
         (Some(l), _) => l,
-        (None, Some(l)) => l.parse().map_err(|_| "collector.listen: not ADDRESS:PORT")?,
+        (None, Some(l)) => l
+            .parse()
+            .map_err(|_| "collector.listen: not ADDRESS:PORT")?,
         (None, None) => return Err("give --listen ADDR (or collector.listen in --config)".into()),
     };
     let format = match (format, &c.format) {

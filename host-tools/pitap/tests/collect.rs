@@ -17,13 +17,23 @@ fn pitapd_bin() -> PathBuf {
     // Built beside this package's binary by `cargo test --workspace`.
     let pitap = PathBuf::from(env!("CARGO_BIN_EXE_pitap"));
     let bin = pitap.with_file_name("pitapd");
-    assert!(bin.exists(), "{} missing: run the tests with --workspace", bin.display());
+    assert!(
+        bin.exists(),
+        "{} missing: run the tests with --workspace",
+        bin.display()
+    );
     bin
 }
 
 fn real_pcap(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/pcaps/real").join(name);
-    assert!(p.exists(), "{} missing: the tests need ../shared", p.display());
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/pcaps/real")
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} missing: the tests need ../shared",
+        p.display()
+    );
     p
 }
 
@@ -41,7 +51,13 @@ fn keygen(dir: &Path, taps: &[&str]) -> (PathBuf, Vec<Key>) {
     let mut keys = Vec::new();
     for tap in taps {
         let out = Command::new(env!("CARGO_BIN_EXE_pitap"))
-            .args(["keygen", "--tap-id", tap, "--out-dir", dir.to_str().unwrap()])
+            .args([
+                "keygen",
+                "--tap-id",
+                tap,
+                "--out-dir",
+                dir.to_str().unwrap(),
+            ])
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
@@ -62,7 +78,13 @@ fn keygen(dir: &Path, taps: &[&str]) -> (PathBuf, Vec<Key>) {
 /// A collector on an ephemeral loopback port; returns it and its address.
 fn start_collector(config: &Path, extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pitap"))
-        .args(["collect", "--listen", "127.0.0.1:0", "--config", config.to_str().unwrap()])
+        .args([
+            "collect",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -91,7 +113,16 @@ fn finish(child: Child) -> (String, String) {
 
 fn printed(file: &Path, format: &str, tap: &str) -> String {
     let out = Command::new(pitapd_bin())
-        .args(["--read", file.to_str().unwrap(), "--print", "--format", format, "--tap-id", tap, "-q"])
+        .args([
+            "--read",
+            file.to_str().unwrap(),
+            "--print",
+            "--format",
+            format,
+            "--tap-id",
+            tap,
+            "-q",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -100,10 +131,24 @@ fn printed(file: &Path, format: &str, tap: &str) -> String {
 
 fn replay_to(file: &Path, addr: &str, tap: &str, key: &Key) {
     let out = Command::new(pitapd_bin())
-        .args(["--read", file.to_str().unwrap(), "--uplink", addr, "--tap-id", tap, "--key", &key.to_hex(), "-q"])
+        .args([
+            "--read",
+            file.to_str().unwrap(),
+            "--uplink",
+            addr,
+            "--tap-id",
+            tap,
+            "--key",
+            &key.to_hex(),
+            "-q",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "pitapd: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pitapd: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -112,13 +157,19 @@ fn collector_lines_equal_the_taps_own_lines() {
     let (config, keys) = keygen(&dir, &["lab-tap"]);
     for format in ["text", "json"] {
         let file = real_pcap("zeek__wikipedia.pcap");
-        let (child, addr) = start_collector(&config, &["--format", format, "--until-final", "--idle-exit", "20"]);
+        let (child, addr) = start_collector(
+            &config,
+            &["--format", format, "--until-final", "--idle-exit", "20"],
+        );
         replay_to(&file, &addr, "lab-tap", &keys[0]);
         let (collected, stderr) = finish(child);
         assert_eq!(collected, printed(&file, format, "lab-tap"), "{format}");
         assert!(collected.lines().count() > 20);
         assert!(stderr.contains("tap lab-tap:"), "{stderr}");
-        assert!(stderr.contains("0 duplicates, 0 missing, 0 dropped by tap"), "{stderr}");
+        assert!(
+            stderr.contains("0 duplicates, 0 missing, 0 dropped by tap"),
+            "{stderr}"
+        );
         assert!(!stderr.contains("rejected"), "{stderr}");
     }
 }
@@ -129,7 +180,11 @@ fn many_taps_at_once() {
     let names = ["tap0", "tap1", "tap2"];
     let (config, keys) = keygen(&dir, &names);
     let (child, addr) = start_collector(&config, &["--idle-exit", "2"]);
-    let files = ["zeek__http_bro.org.pcap", "zeek__ssh_ssh.pcap", "zeek__smtp.pcap"];
+    let files = [
+        "zeek__http_bro.org.pcap",
+        "zeek__ssh_ssh.pcap",
+        "zeek__smtp.pcap",
+    ];
     let handles: Vec<_> = files
         .iter()
         .zip(names)
@@ -145,7 +200,10 @@ fn many_taps_at_once() {
     }
     let (collected, stderr) = finish(child);
     for (name, tap) in files.iter().zip(names) {
-        let mut ours: Vec<&str> = collected.lines().filter(|l| l.ends_with(&format!("tap={tap}"))).collect();
+        let mut ours: Vec<&str> = collected
+            .lines()
+            .filter(|l| l.ends_with(&format!("tap={tap}")))
+            .collect();
         let expected = printed(&real_pcap(name), "text", tap);
         let mut expected: Vec<&str> = expected.lines().collect();
         ours.sort();
@@ -165,19 +223,41 @@ fn a_restarted_tap_is_a_reboot_not_a_replay() {
     replay_to(&first, &addr, "edge", &keys[0]);
     replay_to(&second, &addr, "edge", &keys[0]);
     let (collected, stderr) = finish(child);
-    let expected = printed(&first, "text", "edge").lines().count() + printed(&second, "text", "edge").lines().count();
+    let expected = printed(&first, "text", "edge").lines().count()
+        + printed(&second, "text", "edge").lines().count();
     assert_eq!(collected.lines().count(), expected);
     assert!(stderr.contains("1 reboots (0 lost before)"), "{stderr}");
-    assert!(!stderr.contains("rejected"), "nothing of a new boot is a replay: {stderr}");
+    assert!(
+        !stderr.contains("rejected"),
+        "nothing of a new boot is a replay: {stderr}"
+    );
 }
 
 /// A sealed batch of one record, as a tap of `boot` would send it.
 fn sealed_batch(tap: &str, key: &Key, boot: [u8; 16], counter: u64, seq: u64) -> Vec<u8> {
     let mut w = BatchWriter::default();
-    let header = BatchHeader { tap_id: tap, boot_id: envelope::boot_id(&boot), seq, base_ms: 1_000, ..BatchHeader::default() };
+    let header = BatchHeader {
+        tap_id: tap,
+        boot_id: envelope::boot_id(&boot),
+        seq,
+        base_ms: 1_000,
+        ..BatchHeader::default()
+    };
     w.start(&header).unwrap();
-    w.push(&FlowRecord { start_ms: 1_000, end_ms: 2_000, proto: 17, ..FlowRecord::default() }).unwrap();
-    let env = Header { sealed: true, kind: Kind::Batch, tap_id: tap, boot, counter };
+    w.push(&FlowRecord {
+        start_ms: 1_000,
+        end_ms: 2_000,
+        proto: 17,
+        ..FlowRecord::default()
+    })
+    .unwrap();
+    let env = Header {
+        sealed: true,
+        kind: Kind::Batch,
+        tap_id: tap,
+        boot,
+        counter,
+    };
     envelope::seal(&env, Some(key), w.as_bytes()).unwrap()
 }
 
@@ -202,23 +282,53 @@ fn bad_datagrams_are_rejected_and_counted_while_good_taps_are_served() {
     send(&genuine); // accepted: 1 record
     send(&genuine); // the same datagram again: replayed
     send(&genuine[..genuine.len() - 5]); // truncated: the tag no longer checks
-    send(&sealed_batch("victim", &Key::from_bytes([7; 32]), boot_a, 1, 1)); // wrong key
+    send(&sealed_batch(
+        "victim",
+        &Key::from_bytes([7; 32]),
+        boot_a,
+        1,
+        1,
+    )); // wrong key
     let mut forged = sealed_batch("victim", victim, boot_a, 2, 2);
     let n = forged.len();
     forged[n - 20] ^= 0x40; // a bit of the ciphertext changed
     send(&forged);
     send(&sealed_batch("stranger", victim, boot_a, 0, 0)); // no such tap
     send(b"\x00\x01 random bytes, not a datagram of ours");
-    let plain = envelope::seal(&Header { sealed: false, kind: Kind::Batch, tap_id: "victim", boot: boot_a, counter: 9 }, None, b"x").unwrap();
+    let plain = envelope::seal(
+        &Header {
+            sealed: false,
+            kind: Kind::Batch,
+            tap_id: "victim",
+            boot: boot_a,
+            counter: 9,
+        },
+        None,
+        b"x",
+    )
+    .unwrap();
     send(&plain); // plaintext is refused without --insecure-plaintext
     send(&sealed_batch("victim", victim, [0xb2; 16], 0, 0)); // a reboot: accepted
     send(&sealed_batch("victim", victim, boot_a, 3, 3)); // the old boot again: stale
     good_tap.join().unwrap();
     let (collected, stderr) = finish(child);
     let expected = printed(&real_pcap("zeek__ssh_ssh.pcap"), "text", "good");
-    let good: Vec<&str> = collected.lines().filter(|l| l.ends_with("tap=good")).collect();
-    assert_eq!(good.len(), expected.lines().count(), "the good tap lost nothing");
-    assert_eq!(collected.lines().filter(|l| l.ends_with("tap=victim")).count(), 2);
+    let good: Vec<&str> = collected
+        .lines()
+        .filter(|l| l.ends_with("tap=good"))
+        .collect();
+    assert_eq!(
+        good.len(),
+        expected.lines().count(),
+        "the good tap lost nothing"
+    );
+    assert_eq!(
+        collected
+            .lines()
+            .filter(|l| l.ends_with("tap=victim"))
+            .count(),
+        2
+    );
     for (reason, n) in [
         ("replayed", 1),
         ("forged or wrong key", 3),
@@ -233,7 +343,10 @@ fn bad_datagrams_are_rejected_and_counted_while_good_taps_are_served() {
         );
     }
     // One batch from each boot; the current boot is the second.
-    assert!(stderr.contains("tap victim: boot b2b2b2b2, 2 batches, 2 records"), "{stderr}");
+    assert!(
+        stderr.contains("tap victim: boot b2b2b2b2, 2 batches, 2 records"),
+        "{stderr}"
+    );
     assert!(stderr.contains("1 reboots"), "{stderr}");
 }
 
@@ -241,10 +354,22 @@ fn bad_datagrams_are_rejected_and_counted_while_good_taps_are_served() {
 fn plaintext_only_by_consent_on_both_ends() {
     let dir = temp_dir("plain");
     let (config, _) = keygen(&dir, &["x"]);
-    let (child, addr) = start_collector(&config, &["--insecure-plaintext", "--until-final", "--idle-exit", "20"]);
+    let (child, addr) = start_collector(
+        &config,
+        &["--insecure-plaintext", "--until-final", "--idle-exit", "20"],
+    );
     let file = real_pcap("tcpdump__print-flags.pcap");
     let out = Command::new(pitapd_bin())
-        .args(["--read", file.to_str().unwrap(), "--uplink", &addr, "--tap-id", "lab", "--insecure-plaintext", "-q"])
+        .args([
+            "--read",
+            file.to_str().unwrap(),
+            "--uplink",
+            &addr,
+            "--tap-id",
+            "lab",
+            "--insecure-plaintext",
+            "-q",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -263,18 +388,37 @@ fn plaintext_only_by_consent_on_both_ends() {
 fn keygen_snippets_configure_both_ends() {
     let dir = temp_dir("keygen");
     let out = Command::new(env!("CARGO_BIN_EXE_pitap"))
-        .args(["keygen", "--tap-id", "rack3", "--collector", "127.0.0.1:1", "--out-dir", dir.to_str().unwrap()])
+        .args([
+            "keygen",
+            "--tap-id",
+            "rack3",
+            "--collector",
+            "127.0.0.1:1",
+            "--out-dir",
+            dir.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
     let tap = std::fs::read_to_string(dir.join("rack3.tap.toml")).unwrap();
     let collector = std::fs::read_to_string(dir.join("rack3.collector.toml")).unwrap();
-    let key_line = |s: &str| s.lines().find(|l| l.starts_with("key = ")).unwrap().to_string();
+    let key_line = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("key = "))
+            .unwrap()
+            .to_string()
+    };
     assert_eq!(key_line(&tap), key_line(&collector));
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir.join("rack3.tap.toml")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(dir.join("rack3.tap.toml"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o077, 0, "key files are private");
     // Two runs never give the same key.
-    let again = Command::new(env!("CARGO_BIN_EXE_pitap")).args(["keygen", "--tap-id", "rack3"]).output().unwrap();
+    let again = Command::new(env!("CARGO_BIN_EXE_pitap"))
+        .args(["keygen", "--tap-id", "rack3"])
+        .output()
+        .unwrap();
     assert!(!String::from_utf8_lossy(&again.stdout).contains(&key_line(&tap)));
 }

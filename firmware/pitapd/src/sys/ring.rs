@@ -107,7 +107,12 @@ fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) ->
 /// Makes a packet socket ignore the frames the host sends out of its
 /// interface (it then sees only what the port receives).
 pub fn ignore_outgoing(fd: RawFd) -> io::Result<()> {
-    setsockopt(fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &1 as &libc::c_int)
+    setsockopt(
+        fd,
+        libc::SOL_PACKET,
+        PACKET_IGNORE_OUTGOING,
+        &1 as &libc::c_int,
+    )
 }
 
 impl PacketRing {
