@@ -412,3 +412,74 @@ impl FlowSink for Uplink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use pitap_wire::BatchReader;
+
+    /// A collector that never answers: keeps what was sent.
+    struct Void {
+        sent: Rc<RefCell<Vec<Vec<u8>>>>,
+    }
+
+    impl Transport for Void {
+        fn send(&mut self, datagram: &[u8]) -> io::Result<()> {
+            self.sent.borrow_mut().push(datagram.to_vec());
+            Ok(())
+        }
+        fn recv(&mut self, _: &mut [u8]) -> io::Result<Option<usize>> {
+            Ok(None)
+        }
+        fn describe(&self) -> String {
+            "void".into()
+        }
+    }
+
+    fn record(i: u64) -> FlowRecord {
+        FlowRecord {
+            start_ms: 1_000 + i,
+            end_ms: 2_000 + i,
+            proto: 17,
+            ..FlowRecord::default()
+        }
+    }
+
+    #[test]
+    fn a_full_buffer_drops_the_oldest_and_says_so() {
+        let sent = Rc::new(RefCell::new(Vec::new()));
+        let mut uplink = Uplink::new(
+            Box::new(Void { sent: sent.clone() }),
+            UplinkSettings {
+                tap_id: "t".into(),
+                sealing: Sealing::Plaintext,
+                buffer_batches: 3,
+                flush_interval: Duration::from_secs(60),
+            },
+        )
+        .unwrap();
+        // Enough records for six full batches.
+        for i in 0..200 {
+            uplink.emit(&record(i));
+        }
+        let c = uplink.counters();
+        assert!(c.batches >= 5, "{c:?}");
+        assert_eq!(c.pending, 3, "the buffer holds its size, no more");
+        assert_eq!(c.dropped, c.batches - 3);
+        // Each batch's header carries the drops so far: the last sent says all.
+        let sent = sent.borrow();
+        let last = sent.last().unwrap();
+        let (_, payload) = envelope::open(last, None, true).unwrap();
+        let header = BatchReader::new(&payload).unwrap().header;
+        assert_eq!(header.dropped_batches, c.dropped - 1);
+        // Every datagram got its own counter (nonce).
+        let counters: std::collections::BTreeSet<u64> = sent
+            .iter()
+            .map(|d| envelope::parse(d).unwrap().0.counter)
+            .collect();
+        assert_eq!(counters.len(), sent.len());
+    }
+}

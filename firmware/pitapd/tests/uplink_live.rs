@@ -209,3 +209,50 @@ fn uplink_stack_gets_dhcp_and_delivers_without_a_kernel_address() {
         topo.errors("collector")
     );
 }
+
+#[test]
+fn uplink_stack_with_a_static_address() {
+    let mut topo = Topology::new("static");
+    let client = topo.client.clone();
+    let collector = topo.start_collector(
+        &client,
+        "collector",
+        &format!("{CLIENT_IP}:47112"),
+        &["--until-final", "--idle-exit", "60"],
+    );
+    let config = topo.pitapd_config(
+        "",
+        &topo.uplink(
+            &format!("{CLIENT_IP}:47112"),
+            "[uplink.stack]\ninterface = \"porta\"\naddress = \"192.0.2.60/24\"\n",
+        ),
+    );
+    let pitapd = topo.start_pitapd(&config, &[]);
+    topo.run(&client, &["ping", "-c", "2", "-i", "0.2", SERVER_IP]);
+    std::thread::sleep(Duration::from_millis(300));
+    topo.signal(pitapd, "TERM");
+    assert!(
+        topo.wait(pitapd, Duration::from_secs(20)),
+        "{}",
+        topo.errors("pitapd")
+    );
+    assert!(
+        topo.wait(collector, Duration::from_secs(30)),
+        "{}",
+        topo.errors("collector")
+    );
+    let flows: Vec<Value> = topo
+        .output("collector")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        flows
+            .iter()
+            .any(|f| f["proto"] == "ICMP" && f["dst_addr"] == SERVER_IP),
+        "{flows:#?}"
+    );
+    assert!(flows
+        .iter()
+        .all(|f| f["src_addr"] != "192.0.2.60" && f["dst_addr"] != "192.0.2.60"));
+}
