@@ -59,19 +59,6 @@ for i in range(5):
     s.recvfrom(2048)
 "#;
 
-/// Waits until the collector's file has the final batch's flows.
-fn collector_flows(topo: &mut Topology, collector: usize) -> Vec<Value> {
-    assert!(
-        topo.wait(collector, Duration::from_secs(20)),
-        "collector failed: {}",
-        topo.errors("collector")
-    );
-    topo.output("collector")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect()
-}
-
 fn start_collector(topo: &mut Topology, ns: &str, listen: &str) -> usize {
     topo.start_collector(
         ns,
@@ -197,13 +184,7 @@ fn flows_through_the_bridge_match_the_capture() {
     topo.stop_capture(tcpdump);
 
     // SIGTERM: every live flow is flushed and sent before pitapd exits.
-    topo.signal(pitapd, "TERM");
-    assert!(
-        topo.wait(pitapd, Duration::from_secs(10)),
-        "pitapd: {}",
-        topo.errors("pitapd")
-    );
-    let flows = collector_flows(&mut topo, collector);
+    let flows = topo.stop_and_collect(pitapd, collector);
     let pcap_s = pcap.to_str().unwrap();
 
     let theirs = tshark_conversations(&pcap);
@@ -380,13 +361,7 @@ fn own_traffic_is_never_a_user_flow() {
     topo.run(&server, &["ping", "-c", "3", "-i", "0.2", TAP_IP]);
     std::thread::sleep(Duration::from_millis(500));
     let own = topo.status()["own_traffic_frames"].as_u64().unwrap();
-    topo.signal(pitapd, "TERM");
-    assert!(
-        topo.wait(pitapd, Duration::from_secs(10)),
-        "{}",
-        topo.errors("pitapd")
-    );
-    let flows = collector_flows(&mut topo, collector);
+    let flows = topo.stop_and_collect(pitapd, collector);
     assert!(own >= 3, "the pings to the tap are its own traffic ({own})");
     assert!(
         flows

@@ -171,22 +171,7 @@ fn uplink_stack_gets_dhcp_and_delivers_without_a_kernel_address() {
     topo.run(&server, &["ping", "-c", "2", "-i", "0.2", CLIENT_IP]);
     std::thread::sleep(Duration::from_millis(500));
     let own = topo.status()["own_traffic_frames"].as_u64().unwrap();
-    topo.signal(pitapd, "TERM");
-    assert!(
-        topo.wait(pitapd, Duration::from_secs(20)),
-        "{}",
-        topo.errors("pitapd")
-    );
-    assert!(
-        topo.wait(collector, Duration::from_secs(30)),
-        "{}",
-        topo.errors("collector")
-    );
-    let flows: Vec<Value> = topo
-        .output("collector")
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let flows = topo.stop_and_collect(pitapd, collector);
     let pings: Vec<&Value> = flows.iter().filter(|f| f["proto"] == "ICMP").collect();
     assert_eq!(pings.len(), 2, "{flows:#?}");
     assert!(own > 0, "the stack's own frames are counted apart");
@@ -230,22 +215,7 @@ fn uplink_stack_with_a_static_address() {
     let pitapd = topo.start_pitapd(&config, &[]);
     topo.run(&client, &["ping", "-c", "2", "-i", "0.2", SERVER_IP]);
     std::thread::sleep(Duration::from_millis(300));
-    topo.signal(pitapd, "TERM");
-    assert!(
-        topo.wait(pitapd, Duration::from_secs(20)),
-        "{}",
-        topo.errors("pitapd")
-    );
-    assert!(
-        topo.wait(collector, Duration::from_secs(30)),
-        "{}",
-        topo.errors("collector")
-    );
-    let flows: Vec<Value> = topo
-        .output("collector")
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let flows = topo.stop_and_collect(pitapd, collector);
     assert!(
         flows
             .iter()

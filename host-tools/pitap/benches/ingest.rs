@@ -60,19 +60,25 @@ fn datagrams(key: Option<&Key>) -> Vec<Vec<u8>> {
         };
         envelope::seal(&h, key, w.as_bytes()).unwrap()
     };
+    let header = |seq, base_ms| BatchHeader {
+        tap_id: "bench-tap",
+        seq,
+        base_ms,
+        ..BatchHeader::default()
+    };
     for i in 0..FLOWS {
         let r = record(i);
         if !w.is_started() {
-            w.start(&BatchHeader {
-                tap_id: "bench-tap",
-                seq,
-                base_ms: r.start_ms,
-                ..BatchHeader::default()
-            })
-            .unwrap();
+            w.start(&header(seq, r.start_ms)).unwrap();
         }
         if w.push(&r) == Err(WireError::Full) {
             out.push(seal(&w, seq));
+            seq += 1;
+            w.start(&header(seq, r.start_ms)).unwrap();
+            w.push(&r).unwrap();
+        }
+    }
+    out.push(seal(&w, seq));
             seq += 1;
             w.start(&BatchHeader {
                 tap_id: "bench-tap",

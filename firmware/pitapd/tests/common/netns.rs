@@ -277,6 +277,26 @@ impl Topology {
         child
     }
 
+    /// SIGTERM to pitapd (which flushes and says goodbye), then the JSON
+    /// lines of the collector started as "collector" once it exits.
+    pub fn stop_and_collect(&mut self, pitapd: usize, collector: usize) -> Vec<serde_json::Value> {
+        self.signal(pitapd, "TERM");
+        assert!(
+            self.wait(pitapd, Duration::from_secs(20)),
+            "pitapd: {}",
+            self.errors("pitapd")
+        );
+        assert!(
+            self.wait(collector, Duration::from_secs(30)),
+            "collector: {}",
+            self.errors("collector")
+        );
+        self.output("collector")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect()
+    }
+
     pub fn status_path(&self) -> PathBuf {
         self.dir.join("status.json")
     }
