@@ -79,18 +79,6 @@ fn datagrams(key: Option<&Key>) -> Vec<Vec<u8>> {
         }
     }
     out.push(seal(&w, seq));
-            seq += 1;
-            w.start(&BatchHeader {
-                tap_id: "bench-tap",
-                seq,
-                base_ms: r.start_ms,
-                ..BatchHeader::default()
-            })
-            .unwrap();
-            w.push(&r).unwrap();
-        }
-    }
-    out.push(seal(&w, seq));
     out
 }
 
