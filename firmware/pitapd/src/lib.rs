@@ -10,5 +10,6 @@ pub mod replay;
 pub mod sinks;
 pub mod source;
 pub mod stack;
+pub mod status;
 pub mod sys;
 pub mod uplink;

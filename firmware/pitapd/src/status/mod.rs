@@ -1,0 +1,113 @@
+//! Status at a glance: LEDs, the OLED display and its button.
+//!
+//! - [`logic`]: what to show when (pure, unit-tested).
+//! - [`pages`]: the display pages as text; [`render`]: drawn with
+//!   embedded-graphics on any 128x64 target.
+//! - [`button`]: debouncing, short and long presses.
+//! - [`hw`]: the hardware trait; [`rpi`] the Pi's GPIO and I2C, [`sim`] the
+//!   simulator (PNG frames, LED log).
+//! - [`pinmap`]: `hardware/pinmap.toml`; [`talkers`]: top talkers.
+
+pub mod button;
+pub mod hw;
+pub mod logic;
+pub mod pages;
+pub mod pinmap;
+pub mod render;
+pub mod rpi;
+pub mod sim;
+pub mod talkers;
+
+use std::time::Instant;
+
+use button::{Button, Press};
+use hw::{NoHardware, StatusHardware};
+use logic::{Snapshot, StatusModel};
+use pages::Page;
+
+/// How often the display is redrawn when nothing else changes.
+const DISPLAY_REFRESH_MS: u64 = 1000;
+/// Rates on the display are measured over this window.
+const RATE_WINDOW_MS: u64 = 1000;
+
+/// Which status hardware to use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The Pi's GPIO and OLED if they can be opened, else nothing.
+    Auto,
+    Hardware,
+    Simulator(std::path::PathBuf),
+    None,
+}
+
+/// Opens the backend; `Auto` falls back to nothing and says so once.
+pub fn open(backend: &Backend, pinmap: Option<&std::path::Path>) -> Result<Box<dyn StatusHardware>, String> {
+    match backend {
+        Backend::None => Ok(Box::new(NoHardware)),
+        Backend::Simulator(dir) => sim::Simulator::open(dir.clone())
+            .map(|s| Box::new(s) as Box<dyn StatusHardware>)
+            .map_err(|e| format!("status.simulator_dir {}: {e}", dir.display())),
+        Backend::Hardware | Backend::Auto => {
+            let opened = pinmap::PinMap::load(pinmap).and_then(|m| rpi::PiHardware::open(&m));
+            match (opened, backend) {
+                (Ok(hw), _) => Ok(Box::new(hw)),
+                (Err(e), Backend::Hardware) => Err(format!("status hardware: {e}")),
+                (Err(e), _) => {
+                    eprintln!("pitapd: no status hardware ({e}); LEDs and display stay dark");
+                    Ok(Box::new(NoHardware))
+                }
+            }
+        }
+    }
+}
+
+/// Drives the hardware from snapshots of the tap.
+pub struct StatusPanel {
+    hw: Box<dyn StatusHardware>,
+    model: StatusModel,
+    button: Button,
+    start: Instant,
+    last_draw: Option<(u64, Page)>,
+}
+
+impl StatusPanel {
+    pub fn new(hw: Box<dyn StatusHardware>, debounce_ms: u64, long_press_ms: u64) -> Self {
+        StatusPanel {
+            hw,
+            model: StatusModel::default(),
+            button: Button::new(debounce_ms, long_press_ms),
+            start: Instant::now(),
+            last_draw: None,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        self.hw.describe()
+    }
+
+    /// Samples the button, updates the LEDs, redraws the display when its
+    /// page changed or once a second. Call every few tens of ms.
+    pub fn tick(&mut self, snapshot: &Snapshot) {
+        self.tick_at(self.start.elapsed().as_millis() as u64, snapshot);
+    }
+
+    pub fn tick_at(&mut self, now_ms: u64, snapshot: &Snapshot) {
+        if let Some(held) = self.hw.button_held() {
+            match self.button.sample(now_ms, held) {
+                Some(Press::Short) => self.model.set_page(self.model.page().next()),
+                Some(Press::Long) => self.model.set_page(Page::Identity),
+                None => {}
+            }
+        }
+        let view = self.model.update(now_ms, snapshot, RATE_WINDOW_MS);
+        self.hw.set_leds(view.leds.lit(now_ms), view.leds.patterns());
+        let due = match self.last_draw {
+            None => true,
+            Some((at, page)) => page != view.page || now_ms.saturating_sub(at) >= DISPLAY_REFRESH_MS,
+        };
+        if due {
+            self.hw.show(view.page, &view.lines);
+            self.last_draw = Some((now_ms, view.page));
+        }
+    }
+}
