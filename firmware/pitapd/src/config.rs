@@ -8,6 +8,7 @@ use std::path::Path;
 use pitap_flow_core::EngineConfig;
 use serde::Deserialize;
 
+use crate::status::Backend;
 use crate::sys::ring::RingGeometry;
 use crate::uplink::{Sealing, UplinkSettings};
 use pitap_wire::envelope::Key;
@@ -114,6 +115,31 @@ fn default_stack_address() -> String {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct StatusSection {
+    #[serde(default = "default_status_backend")]
+    pub backend: String,
+    #[serde(default)]
+    pub simulator_dir: Option<String>,
+    #[serde(default)]
+    pub pinmap: Option<String>,
+}
+
+fn default_status_backend() -> String {
+    "auto".into()
+}
+
+impl Default for StatusSection {
+    fn default() -> Self {
+        StatusSection {
+            backend: default_status_backend(),
+            simulator_dir: None,
+            pinmap: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     pub tap: TapSection,
     #[serde(default)]
@@ -122,6 +148,8 @@ pub struct Config {
     pub flows: FlowsSection,
     #[serde(default)]
     pub uplink: UplinkSection,
+    #[serde(default)]
+    pub status: StatusSection,
 }
 
 fn default_tap_id() -> String {
@@ -393,6 +421,7 @@ impl Config {
                 ));
             }
         }
+        self.status_backend()?;
         if !(10..=60_000).contains(&self.uplink.flush_interval_ms) {
             return Err(bad(
                 "uplink.flush_interval_ms",
@@ -436,6 +465,29 @@ impl Config {
             (None, true) => Some(Sealing::Plaintext),
             (None, false) => None,
         }
+    }
+
+    pub fn status_backend(&self) -> Result<Backend, ConfigError> {
+        Ok(
+            match (self.status.backend.as_str(), &self.status.simulator_dir) {
+                ("auto", _) => Backend::Auto,
+                ("hardware", _) => Backend::Hardware,
+                ("none", _) => Backend::None,
+                ("simulator", Some(dir)) => Backend::Simulator(dir.into()),
+                ("simulator", None) => {
+                    return Err(bad(
+                        "status.simulator_dir",
+                        "the simulator needs a directory",
+                    ))
+                }
+                (other, _) => {
+                    return Err(bad(
+                        "status.backend",
+                        format!("{other:?}: expected auto, hardware, simulator or none"),
+                    ))
+                }
+            },
+        )
     }
 
     pub fn uplink_settings(&self) -> Option<UplinkSettings> {
@@ -542,6 +594,12 @@ mod tests {
         );
         assert!(
             error_of("[tap]\nport_a = \"../etc\"\nport_b = \"eth1\"\n").starts_with("tap.port_a:")
+        );
+        assert!(error_of(&format!("{base}[status]\nbackend = \"lcd\"\n"))
+            .starts_with("status.backend:"));
+        assert!(
+            error_of(&format!("{base}[status]\nbackend = \"simulator\"\n"))
+                .starts_with("status.simulator_dir:")
         );
         let span = Config::parse("[tap]\nmode = \"span\"\nport_a = \"eth0\"\n").unwrap();
         // Every section may be left out; its defaults are the example's.

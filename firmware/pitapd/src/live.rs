@@ -22,11 +22,17 @@ use crate::ports::{self, TapPorts};
 use crate::sinks::Sinks;
 use crate::source::ring::RingSource;
 use crate::stack::{Addressing, StackUdp};
+use crate::status::logic::{PortSnapshot, Snapshot, UplinkSnapshot};
+use crate::status::{self, StatusPanel};
 use crate::sys::ring::wait_readable;
 use crate::uplink::{KernelUdp, Transport, Uplink};
 
 /// Frames handled before the loop looks at its timers again.
 const BUDGET: usize = 65_536;
+/// How often the LEDs and the button are looked at.
+const STATUS_TICK: Duration = Duration::from_millis(40);
+/// Top talkers fade by half every this long.
+const TALKER_WINDOW: Duration = Duration::from_secs(60);
 /// How long a stopping tap waits for its last batches to be acknowledged.
 const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(3);
 /// Slack on top of the block timeout before a frame is taken out of order.
@@ -60,6 +66,9 @@ struct Tap {
     own_traffic: u64,
     started: Instant,
     last_health: Option<Instant>,
+    panel: StatusPanel,
+    board: String,
+    last_decay: Instant,
 }
 
 impl Tap {
@@ -125,7 +134,65 @@ impl Tap {
             }
         }
         self.links.refresh();
+        if self.last_decay.elapsed() >= TALKER_WINDOW {
+            self.sinks.talkers.decay();
+            self.last_decay = Instant::now();
+        }
         self.write_status();
+    }
+
+    /// What the status LEDs and display need, read off the tap now.
+    fn snapshot(&self) -> Snapshot {
+        let s = self.engine.stats();
+        let mac = self
+            .ports
+            .own_macs
+            .last()
+            .map(pitap_wire::format::mac_text)
+            .unwrap_or_default();
+        Snapshot {
+            tap_id: self.config.tap.id.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            board: self.board.clone(),
+            uptime_s: self.started.elapsed().as_secs(),
+            ports: self
+                .sources
+                .iter()
+                .zip(&self.links.states)
+                .map(|(src, link)| {
+                    let c = src.counters();
+                    PortSnapshot {
+                        name: link.name.clone(),
+                        carrier: link.carrier,
+                        speed_mbps: link.speed_mbps,
+                        frames: c.frames,
+                        bytes: c.bytes,
+                        ring_drops: c.ring_drops,
+                    }
+                })
+                .collect(),
+            flows_active: self.engine.active_flows() as u64,
+            flows_capacity: self.engine.config().capacity as u64,
+            malformed: s.dropped(),
+            evictions: s.evictions,
+            uplink: self.sinks.uplink.as_ref().map(|u| {
+                let c = u.counters();
+                UplinkSnapshot {
+                    last_ack_ms_ago: u.last_ack().map(|t| t.elapsed().as_millis() as u64),
+                    pending: c.pending,
+                    dropped: c.dropped,
+                    send_errors: c.send_errors,
+                }
+            }),
+            address: self
+                .sinks
+                .uplink
+                .as_ref()
+                .and_then(|u| u.address())
+                .unwrap_or_default(),
+            mac,
+            talkers: self.sinks.talkers.top(5),
+        }
     }
 
     fn health(&self) -> Health {
@@ -323,6 +390,24 @@ pub fn run(config: Config, print: Option<LineFormat>) -> Result<(), String> {
             Mode::Span => String::new(),
         }
     );
+    let panel = {
+        let hw = status::open(
+            &config.status_backend().map_err(|e| e.to_string())?,
+            config.status.pinmap.as_deref().map(std::path::Path::new),
+        )?;
+        // Button timing from the pin map; its usual values if it is unreadable
+        // (status::open has said so already).
+        let (debounce, long) =
+            status::pinmap::PinMap::load(config.status.pinmap.as_deref().map(std::path::Path::new))
+                .map_or((30, 1500), |m| {
+                    (m.button.debounce_ms, m.button.long_press_ms)
+                });
+        StatusPanel::new(hw, debounce, long)
+    };
+    eprintln!("pitapd: status: {}", panel.describe());
+    let board = std::fs::read_to_string("/proc/device-tree/model")
+        .map(|m| m.trim_end_matches('\0').to_string())
+        .unwrap_or_else(|_| "Linux".to_string());
     let mut tap = Tap {
         config,
         ports,
@@ -333,12 +418,18 @@ pub fn run(config: Config, print: Option<LineFormat>) -> Result<(), String> {
         own_traffic: 0,
         started: Instant::now(),
         last_health: None,
+        panel,
+        board,
+        last_decay: Instant::now(),
     };
     tap.write_status();
     let mut next_tick = Instant::now() + TICK;
+    let mut next_status = Instant::now();
     let mut held: Option<Duration> = None;
     while !stop.load(Ordering::Relaxed) {
-        let until_tick = next_tick.saturating_duration_since(Instant::now());
+        let until_tick = next_tick
+            .min(next_status)
+            .saturating_duration_since(Instant::now());
         match held {
             // A held frame keeps its ring readable: poll would return at
             // once, so wait for the hold (or the other ring) by sleeping.
@@ -353,6 +444,11 @@ pub fn run(config: Config, print: Option<LineFormat>) -> Result<(), String> {
         if Instant::now() >= next_tick {
             tap.tick();
             next_tick = Instant::now() + TICK;
+        }
+        if Instant::now() >= next_status {
+            let snapshot = tap.snapshot();
+            tap.panel.tick(&snapshot);
+            next_status = Instant::now() + STATUS_TICK;
         }
     }
     // What the rings still hold belongs in the last records.

@@ -6,11 +6,14 @@ use std::time::Duration;
 use pitap_wire::format::{LineFormat, LineSink};
 use pitap_wire::{FlowRecord, FlowSink};
 
+use crate::status::talkers::TopTalkers;
 use crate::uplink::{Uplink, UplinkCounters};
 
 pub struct Sinks {
     pub print: Option<LineSink<io::BufWriter<io::Stdout>>>,
     pub uplink: Option<Uplink>,
+    /// Bytes per host from the records, for the display.
+    pub talkers: TopTalkers,
 }
 
 fn now_ms() -> u64 {
@@ -24,6 +27,7 @@ impl Sinks {
         Sinks {
             print: print.map(|f| LineSink::new(io::BufWriter::new(io::stdout()), tap_id, f)),
             uplink,
+            talkers: TopTalkers::default(),
         }
     }
 
@@ -77,6 +81,7 @@ impl Sinks {
 
 impl FlowSink for Sinks {
     fn emit(&mut self, record: &FlowRecord) {
+        self.talkers.record(record);
         if let Some(p) = &mut self.print {
             p.emit(record);
         }

@@ -285,6 +285,10 @@ impl Transport for StackUdp {
         self.poll_stack();
     }
 
+    fn address(&self) -> Option<String> {
+        self.address.map(|a| a.to_string())
+    }
+
     fn describe(&self) -> String {
         let m = self.mac;
         format!(

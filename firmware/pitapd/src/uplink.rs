@@ -29,6 +29,10 @@ pub trait Transport {
     fn poll(&mut self) {}
     /// A line for logs: what this transport is and its state.
     fn describe(&self) -> String;
+    /// The tap's own address on this transport, when it has one of its own.
+    fn address(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The kernel's UDP socket.
@@ -213,6 +217,10 @@ impl Uplink {
 
     pub fn describe(&self) -> String {
         self.transport.describe()
+    }
+
+    pub fn address(&self) -> Option<String> {
+        self.transport.address()
     }
 
     /// The first send error since the last call (for a log line).

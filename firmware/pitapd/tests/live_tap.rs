@@ -502,3 +502,83 @@ fn span_mode_receives_without_bridging() {
     assert_eq!(status["mode"], "span");
     assert!(topo.errors("pitapd").contains("span mode"));
 }
+
+#[test]
+fn status_simulator_shows_links_and_traffic() {
+    let mut topo = Topology::new("leds");
+    let client = topo.client.clone();
+    let sim = topo.dir.join("status");
+    let config = topo.pitapd_config(
+        "",
+        &format!(
+            "[status]\nbackend = \"simulator\"\nsimulator_dir = \"{}\"\n",
+            sim.display()
+        ),
+    );
+    let pitapd = topo.start_pitapd(&config, &[]);
+    assert!(topo
+        .errors("pitapd")
+        .contains("status: status simulator in"));
+    let pinger = topo.spawn(
+        &client,
+        "ping",
+        &["ping", "-c", "60", "-i", "0.05", SERVER_IP],
+    );
+    // While the pings run, the overview shows them as packets per second.
+    let start = std::time::Instant::now();
+    let busy_line = loop {
+        let page: Value = std::fs::read_to_string(sim.join("page.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null);
+        let line = page["lines"][1].as_str().unwrap_or("").to_string();
+        let pps: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if page["page"] == "overview" && pps > 0 {
+            break line;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "overview never showed traffic: {page}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(busy_line.starts_with("A>B"), "{busy_line}");
+    assert!(topo.wait(pinger, Duration::from_secs(10)));
+    topo.signal(pitapd, "TERM");
+    assert!(topo.wait(pitapd, Duration::from_secs(10)));
+    let log: Vec<Value> = std::fs::read_to_string(sim.join("leds.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Both links up: steady on before the traffic.
+    assert!(log
+        .iter()
+        .any(|e| e["patterns"]["link_a"] == "on" && e["patterns"]["link_b"] == "on"));
+    // Traffic: both link LEDs blink (requests in on A, replies in on B), and
+    // the log shows them actually going on and off.
+    for led in ["link_a", "link_b"] {
+        let blinking: Vec<&Value> = log
+            .iter()
+            .filter(|e| {
+                e["patterns"][led]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("blink")
+            })
+            .collect();
+        assert!(blinking.len() >= 4, "{led} never blinked: {log:?}");
+        assert!(blinking.iter().any(|e| e["lit"][led] == true));
+        assert!(blinking.iter().any(|e| e["lit"][led] == false));
+    }
+    assert!(log.iter().all(|e| e["patterns"]["power"] == "heartbeat"));
+    assert!(
+        log.iter().all(|e| e["patterns"]["alert"] == "off"),
+        "no alert on a clean run"
+    );
+    assert!(sim.join("display.png").exists());
+}

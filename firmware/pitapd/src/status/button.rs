@@ -84,7 +84,16 @@ mod tests {
 
     #[test]
     fn a_short_press_once_despite_bounces() {
-        let bouncy = [(100, true), (110, false), (120, true), (130, false), (140, true), (400, false), (410, true), (420, false)];
+        let bouncy = [
+            (100, true),
+            (110, false),
+            (120, true),
+            (130, false),
+            (140, true),
+            (400, false),
+            (410, true),
+            (420, false),
+        ];
         let presses = run(&bouncy, 1000);
         assert_eq!(presses.len(), 1, "{presses:?}");
         assert_eq!(presses[0].1, Press::Short);

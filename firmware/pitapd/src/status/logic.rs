@@ -9,7 +9,9 @@ pub enum LedPattern {
     Off,
     On,
     /// On half of each period.
-    Blink { period_ms: u32 },
+    Blink {
+        period_ms: u32,
+    },
     /// Two short pulses every 1.2 s: the main loop is turning.
     Heartbeat,
 }
@@ -52,7 +54,13 @@ impl Leds {
     pub const NAMES: [&'static str; 5] = ["power", "link_a", "link_b", "uplink", "alert"];
 
     pub fn patterns(&self) -> [LedPattern; 5] {
-        [self.power, self.link_a, self.link_b, self.uplink, self.alert]
+        [
+            self.power,
+            self.link_a,
+            self.link_b,
+            self.uplink,
+            self.alert,
+        ]
     }
 
     pub fn lit(&self, t_ms: u64) -> [bool; 5] {
@@ -171,7 +179,8 @@ impl StatusModel {
                     .enumerate()
                     .map(|(i, p)| {
                         let old = prev.ports.get(i).cloned().unwrap_or_default();
-                        let per_s = |delta: u64| delta.saturating_mul(1000).checked_div(dt).unwrap_or(0);
+                        let per_s =
+                            |delta: u64| delta.saturating_mul(1000).checked_div(dt).unwrap_or(0);
                         PortRate {
                             pps: per_s(p.frames.saturating_sub(old.frames)),
                             bits_per_s: per_s(p.bytes.saturating_sub(old.bytes).saturating_mul(8)),
@@ -206,7 +215,8 @@ impl StatusModel {
         }
         // Degraded: the table is nearly full or evicting, sends fail.
         let full = snap.flows_capacity > 0
-            && snap.flows_active.saturating_mul(100) >= snap.flows_capacity.saturating_mul(TABLE_FULL_PERCENT);
+            && snap.flows_active.saturating_mul(100)
+                >= snap.flows_capacity.saturating_mul(TABLE_FULL_PERCENT);
         if full
             || snap.evictions > prev.evictions
             || uplink(snap, |u| u.send_errors) > uplink(prev, |u| u.send_errors)
@@ -285,9 +295,16 @@ mod tests {
     #[test]
     fn no_link() {
         let mut m = StatusModel::default();
-        let v = m.update(0, &snap(port("eth0", false, 0), port("eth1", false, 0), None), 1000);
+        let v = m.update(
+            0,
+            &snap(port("eth0", false, 0), port("eth1", false, 0), None),
+            1000,
+        );
         assert_eq!(v.leds.power, LedPattern::Heartbeat);
-        assert_eq!((v.leds.link_a, v.leds.link_b), (LedPattern::Off, LedPattern::Off));
+        assert_eq!(
+            (v.leds.link_a, v.leds.link_b),
+            (LedPattern::Off, LedPattern::Off)
+        );
         assert_eq!(v.leds.uplink, LedPattern::Off);
         assert_eq!(v.leds.alert, LedPattern::Off);
         assert!(v.lines.text[0].contains("A:down"), "{:?}", v.lines);
@@ -297,17 +314,31 @@ mod tests {
     #[test]
     fn link_without_and_with_traffic() {
         let mut m = StatusModel::default();
-        m.update(0, &snap(port("eth0", true, 100), port("eth1", true, 50), acked(100)), 1000);
+        m.update(
+            0,
+            &snap(port("eth0", true, 100), port("eth1", true, 50), acked(100)),
+            1000,
+        );
         // One second later: 2000 frames/s entered on A, none on B.
-        let v = m.update(1000, &snap(port("eth0", true, 2100), port("eth1", true, 50), acked(100)), 1000);
+        let v = m.update(
+            1000,
+            &snap(port("eth0", true, 2100), port("eth1", true, 50), acked(100)),
+            1000,
+        );
         assert_eq!(v.leds.link_a, LedPattern::Blink { period_ms: 125 });
         assert_eq!(v.leds.link_b, LedPattern::On, "carrier, no traffic: steady");
         assert_eq!(v.leds.uplink, LedPattern::On);
         assert!(v.lines.text[1].contains("2.0k pps"), "{:?}", v.lines);
         assert!(v.lines.text[1].contains("8.0M"), "{:?}", v.lines);
         // The blink grows with the rate.
-        assert!(matches!(traffic_blink(5), LedPattern::Blink { period_ms: 1000 }));
-        assert!(matches!(traffic_blink(200_000), LedPattern::Blink { period_ms: 60 }));
+        assert!(matches!(
+            traffic_blink(5),
+            LedPattern::Blink { period_ms: 1000 }
+        ));
+        assert!(matches!(
+            traffic_blink(200_000),
+            LedPattern::Blink { period_ms: 60 }
+        ));
     }
 
     #[test]
@@ -318,15 +349,27 @@ mod tests {
             pending: 40,
             ..UplinkSnapshot::default()
         });
-        let v = m.update(0, &snap(port("a", true, 0), port("b", true, 0), never), 1000);
+        let v = m.update(
+            0,
+            &snap(port("a", true, 0), port("b", true, 0), never),
+            1000,
+        );
         assert_eq!(v.leds.uplink, LedPattern::Off, "never reached");
         let stale = Some(UplinkSnapshot {
             last_ack_ms_ago: Some(30_000),
             pending: 40,
             ..UplinkSnapshot::default()
         });
-        let v = m.update(1000, &snap(port("a", true, 0), port("b", true, 0), stale), 1000);
-        assert_eq!(v.leds.uplink, LedPattern::Blink { period_ms: 500 }, "retrying");
+        let v = m.update(
+            1000,
+            &snap(port("a", true, 0), port("b", true, 0), stale),
+            1000,
+        );
+        assert_eq!(
+            v.leds.uplink,
+            LedPattern::Blink { period_ms: 500 },
+            "retrying"
+        );
         assert!(v.lines.text[4].contains("retry"), "{:?}", v.lines);
     }
 

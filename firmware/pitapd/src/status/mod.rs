@@ -41,7 +41,10 @@ pub enum Backend {
 }
 
 /// Opens the backend; `Auto` falls back to nothing and says so once.
-pub fn open(backend: &Backend, pinmap: Option<&std::path::Path>) -> Result<Box<dyn StatusHardware>, String> {
+pub fn open(
+    backend: &Backend,
+    pinmap: Option<&std::path::Path>,
+) -> Result<Box<dyn StatusHardware>, String> {
     match backend {
         Backend::None => Ok(Box::new(NoHardware)),
         Backend::Simulator(dir) => sim::Simulator::open(dir.clone())
@@ -100,10 +103,13 @@ impl StatusPanel {
             }
         }
         let view = self.model.update(now_ms, snapshot, RATE_WINDOW_MS);
-        self.hw.set_leds(view.leds.lit(now_ms), view.leds.patterns());
+        self.hw
+            .set_leds(view.leds.lit(now_ms), view.leds.patterns());
         let due = match self.last_draw {
             None => true,
-            Some((at, page)) => page != view.page || now_ms.saturating_sub(at) >= DISPLAY_REFRESH_MS,
+            Some((at, page)) => {
+                page != view.page || now_ms.saturating_sub(at) >= DISPLAY_REFRESH_MS
+            }
         };
         if due {
             self.hw.show(view.page, &view.lines);

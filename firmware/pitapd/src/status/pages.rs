@@ -34,7 +34,12 @@ impl Page {
         }
     }
 
-    pub const ALL: [Page; 4] = [Page::Overview, Page::TopTalkers, Page::Counters, Page::Identity];
+    pub const ALL: [Page; 4] = [
+        Page::Overview,
+        Page::TopTalkers,
+        Page::Counters,
+        Page::Identity,
+    ];
 }
 
 /// A page's text; the first line is its title bar.
@@ -87,11 +92,11 @@ pub fn lines(page: Page, s: &Snapshot, rates: &[PortRate], leds: &Leds) -> PageL
     let rate = |i: usize| rates.get(i).copied().unwrap_or_default();
     let text: [String; ROWS] = match page {
         Page::Overview => {
-            let fill = if s.flows_capacity == 0 {
-                0
-            } else {
-                s.flows_active.saturating_mul(100) / s.flows_capacity
-            };
+            let fill = s
+                .flows_active
+                .saturating_mul(100)
+                .checked_div(s.flows_capacity)
+                .unwrap_or(0);
             let uplink = match (&s.uplink, leds.uplink) {
                 (None, _) => "uplink: none".to_string(),
                 (Some(_), LedPattern::On) => format!("uplink ok {}", s.address),
@@ -100,11 +105,27 @@ pub fn lines(page: Page, s: &Snapshot, rates: &[PortRate], leds: &Leds) -> PageL
             };
             [
                 format!("{} {}", link_word(s, 0, 'A'), link_word(s, 1, 'B')),
-                format!("A>B {:>5} pps {:>5}", si(rate(0).pps), si(rate(0).bits_per_s)),
-                format!("B>A {:>5} pps {:>5}", si(rate(1).pps), si(rate(1).bits_per_s)),
+                format!(
+                    "A>B {:>5} pps {:>5}",
+                    si(rate(0).pps),
+                    si(rate(0).bits_per_s)
+                ),
+                format!(
+                    "B>A {:>5} pps {:>5}",
+                    si(rate(1).pps),
+                    si(rate(1).bits_per_s)
+                ),
                 format!("flows {} ({fill}%)", si(s.flows_active)),
                 uplink,
-                format!("{} up {}", s.tap_id, uptime(s.uptime_s)),
+                format!(
+                    "up {} {}",
+                    uptime(s.uptime_s),
+                    if leds.alert == LedPattern::Off {
+                        "ok"
+                    } else {
+                        "ALERT"
+                    }
+                ),
             ]
         }
         Page::TopTalkers => {
@@ -138,16 +159,28 @@ pub fn lines(page: Page, s: &Snapshot, rates: &[PortRate], leds: &Leds) -> PageL
                 format!("ring drops {:>10}", ring_drops),
                 format!("malformed {:>11}", s.malformed),
                 format!("evicted {:>13}", s.evictions),
-                format!("up q{} drop{} err{}", si(pending), si(dropped), si(errors)),
+                format!(
+                    "uplink q{} drop{} err{}",
+                    si(pending),
+                    si(dropped),
+                    si(errors)
+                ),
             ]
         }
         Page::Identity => [
             format!("PiTap {}", s.version),
             format!("id {}", s.tap_id),
             format!("up {}", uptime(s.uptime_s)),
-            format!("ip {}", if s.address.is_empty() { "-" } else { &s.address }),
+            format!(
+                "ip {}",
+                if s.address.is_empty() {
+                    "-"
+                } else {
+                    &s.address
+                }
+            ),
             format!("mac {}", s.mac),
-            s.board.clone(),
+            s.board.trim_start_matches("Raspberry ").to_string(),
         ],
     };
     PageLines {

@@ -36,7 +36,13 @@ pub struct LedsSection {
 impl LedsSection {
     /// In `Leds::NAMES` order.
     pub fn pins(&self) -> [&Pin; 5] {
-        [&self.power, &self.link_a, &self.link_b, &self.uplink, &self.alert]
+        [
+            &self.power,
+            &self.link_a,
+            &self.link_b,
+            &self.uplink,
+            &self.alert,
+        ]
     }
 }
 
@@ -85,7 +91,9 @@ impl PinMap {
         }
         if let BusSetting::Name(n) = &map.display.i2c_bus {
             if n != "auto" {
-                return Err(format!("display.i2c_bus: \"auto\" or a bus number, not {n:?}"));
+                return Err(format!(
+                    "display.i2c_bus: \"auto\" or a bus number, not {n:?}"
+                ));
             }
         }
         if !(0x03..=0x77).contains(&map.display.address) {
@@ -166,9 +174,13 @@ mod tests {
     #[test]
     fn bad_maps_say_why() {
         let dup = DEFAULT.replace("line = 27", "line = 17");
-        assert!(PinMap::parse(&dup).unwrap_err().contains("line 17 is used twice"));
+        assert!(PinMap::parse(&dup)
+            .unwrap_err()
+            .contains("line 17 is used twice"));
         let bus = DEFAULT.replace("i2c_bus = \"auto\"", "i2c_bus = \"left\"");
-        assert!(PinMap::parse(&bus).unwrap_err().starts_with("display.i2c_bus"));
+        assert!(PinMap::parse(&bus)
+            .unwrap_err()
+            .starts_with("display.i2c_bus"));
     }
 
     #[test]

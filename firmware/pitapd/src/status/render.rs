@@ -29,8 +29,13 @@ pub fn draw<D: DrawTarget<Color = BinaryColor>>(
     let lit = MonoTextStyle::new(&FONT_6X10, BinaryColor::On);
     for (row, text) in lines.text.iter().enumerate().take(ROWS) {
         let style = if row == 0 { dark } else { lit };
-        Text::with_baseline(text, Point::new(0, row as i32 * ROW_HEIGHT), style, Baseline::Top)
-            .draw(target)?;
+        Text::with_baseline(
+            text,
+            Point::new(0, row as i32 * ROW_HEIGHT),
+            style,
+            Baseline::Top,
+        )
+        .draw(target)?;
     }
     // Page dots in the bottom-right corner: which of the pages this is.
     for (i, p) in Page::ALL.iter().enumerate() {
@@ -39,9 +44,12 @@ pub fn draw<D: DrawTarget<Color = BinaryColor>>(
         } else {
             PrimitiveStyle::with_stroke(BinaryColor::On, 1)
         };
-        Rectangle::new(Point::new(WIDTH as i32 - 16 + i as i32 * 4, HEIGHT as i32 - 3), Size::new(3, 3))
-            .into_styled(style)
-            .draw(target)?;
+        Rectangle::new(
+            Point::new(WIDTH as i32 - 16 + i as i32 * 4, HEIGHT as i32 - 3),
+            Size::new(3, 3),
+        )
+        .into_styled(style)
+        .draw(target)?;
     }
     Ok(())
 }
@@ -83,7 +91,11 @@ impl Frame {
         for y in 0..h {
             for x in 0..w {
                 // Lit pixels in the blue-white of a typical SSD1306.
-                rows.push(if self.pixel(x / scale, y / scale) { 0xff } else { 0x00 });
+                rows.push(if self.pixel(x / scale, y / scale) {
+                    0xff
+                } else {
+                    0x00
+                });
             }
         }
         let mut out = Vec::new();
@@ -140,7 +152,10 @@ impl DrawTarget for Frame {
     type Color = BinaryColor;
     type Error = core::convert::Infallible;
 
-    fn draw_iter<I: IntoIterator<Item = Pixel<BinaryColor>>>(&mut self, pixels: I) -> Result<(), Self::Error> {
+    fn draw_iter<I: IntoIterator<Item = Pixel<BinaryColor>>>(
+        &mut self,
+        pixels: I,
+    ) -> Result<(), Self::Error> {
         for Pixel(p, color) in pixels {
             if p.x >= 0 && p.y >= 0 && (p.x as u32) < WIDTH && (p.y as u32) < HEIGHT {
                 self.set(p.x as u32, p.y as u32, color.is_on());

@@ -43,9 +43,12 @@ fn open_display(map: &PinMap) -> Result<Display, String> {
     let interface = I2CDisplayInterface::new_custom_address(i2c, map.display.address as u8);
     let mut display = Ssd1306::new(interface, DisplaySize128x64, DisplayRotation::Rotate0)
         .into_buffered_graphics_mode();
-    display
-        .init()
-        .map_err(|e| format!("SSD1306 at 0x{:02x} on bus {bus}: {e:?}", map.display.address))?;
+    display.init().map_err(|e| {
+        format!(
+            "SSD1306 at 0x{:02x} on bus {bus}: {e:?}",
+            map.display.address
+        )
+    })?;
     Ok(display)
 }
 
@@ -72,7 +75,11 @@ impl PiHardware {
                 .with_consumer("pitapd")
                 .with_line(map.button.line)
                 .as_input()
-                .with_bias(if map.button.active_low { Bias::PullUp } else { Bias::PullDown });
+                .with_bias(if map.button.active_low {
+                    Bias::PullUp
+                } else {
+                    Bias::PullDown
+                });
             if map.button.active_low {
                 b.as_active_low();
             }

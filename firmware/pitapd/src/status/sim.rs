@@ -82,7 +82,8 @@ impl StatusHardware for Simulator {
         if let Ok(png) = frame.to_png(PNG_SCALE) {
             let _ = self.write_atomic("display.png", &png);
             if self.frames < MAX_FRAME_FILES {
-                let _ = std::fs::write(self.dir.join(format!("frame-{:05}.png", self.frames)), &png);
+                let _ =
+                    std::fs::write(self.dir.join(format!("frame-{:05}.png", self.frames)), &png);
             }
         }
         let page_json = json!({ "page": page.name(), "lines": lines.text });

@@ -48,7 +48,10 @@ impl TopTalkers {
     pub fn top(&self, n: usize) -> Vec<(String, u64)> {
         let mut v = self.entries.clone();
         v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        v.into_iter().take(n).map(|(a, b)| (a.to_string(), b)).collect()
+        v.into_iter()
+            .take(n)
+            .map(|(a, b)| (a.to_string(), b))
+            .collect()
     }
 }
 
