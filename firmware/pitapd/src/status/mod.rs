@@ -117,3 +117,69 @@ impl StatusPanel {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::hw::StatusHardware;
+    use super::logic::{LedPattern, Snapshot};
+    use super::pages::{Page, PageLines};
+    use super::StatusPanel;
+
+    /// Hardware whose button the test holds and whose display it reads.
+    #[derive(Default)]
+    struct Probe {
+        held: Rc<RefCell<bool>>,
+        shown: Rc<RefCell<Vec<Page>>>,
+    }
+
+    impl StatusHardware for Probe {
+        fn set_leds(&mut self, _: [bool; 5], _: [LedPattern; 5]) {}
+        fn show(&mut self, page: Page, _: &PageLines) {
+            self.shown.borrow_mut().push(page);
+        }
+        fn button_held(&mut self) -> Option<bool> {
+            Some(*self.held.borrow())
+        }
+        fn describe(&self) -> String {
+            "probe".into()
+        }
+    }
+
+    #[test]
+    fn presses_walk_the_pages() {
+        let probe = Probe::default();
+        let (held, shown) = (probe.held.clone(), probe.shown.clone());
+        let mut panel = StatusPanel::new(Box::new(probe), 30, 1500);
+        let snap = Snapshot::default();
+        let mut t = 0;
+        let mut run = |panel: &mut StatusPanel, ms: u64, down: bool| {
+            *held.borrow_mut() = down;
+            for _ in 0..ms / 10 {
+                panel.tick_at(t, &snap);
+                t += 10;
+            }
+        };
+        run(&mut panel, 100, false);
+        for _ in 0..3 {
+            run(&mut panel, 200, true);
+            run(&mut panel, 200, false);
+        }
+        run(&mut panel, 2000, true);
+        run(&mut panel, 200, false);
+        let mut pages = shown.borrow().clone();
+        pages.dedup();
+        assert_eq!(
+            pages,
+            [
+                Page::Overview,
+                Page::TopTalkers,
+                Page::Counters,
+                Page::Overview,
+                Page::Identity
+            ]
+        );
+    }
+}
