@@ -12,12 +12,16 @@ use crate::config::Config;
 use crate::uplink::{Sealing, UplinkSettings};
 
 pub const USAGE: &str = "\
-usage: pitapd --config FILE [--print] [--format text|json]
+usage: pitapd --config FILE [--print] [--format text|json] [--config-errors FILE]
+       pitapd --check-config FILE
        pitapd --read FILE [--config FILE] [--print] [--format text|json]
               [--uplink HOST:PORT (--key HEX | --insecure-plaintext)] [--tap-id ID]
               [--flows N] [--idle-timeout SECS] [--active-timeout SECS] [--progress] [--quiet]
 
   --config FILE          the tap's pitap.toml; without --read, tap the ports it names
+  --check-config FILE    validate a pitap.toml: ok, or the key and the reason (exit 2)
+  --config-errors FILE   a file of configuration errors to show on the display
+                         (the boot fallback runs with it)
   --read FILE            replay a pcap or pcapng capture through the flow engine
   --print                write one line per flow to stdout
   --format text|json     line format for --print (default text)
@@ -54,7 +58,11 @@ pub enum Command {
     Live {
         config: Box<Config>,
         print: Option<LineFormat>,
+        /// Errors of the configuration the user wrote (we run a fallback).
+        config_errors: Option<String>,
     },
+    /// Validate a configuration file.
+    CheckConfig(PathBuf),
     Help,
     Version,
 }
@@ -110,6 +118,8 @@ struct Flags {
     quiet: bool,
     help: bool,
     version: bool,
+    check_config: Option<PathBuf>,
+    config_errors: Option<PathBuf>,
 }
 
 fn parse_flags<I: IntoIterator<Item = OsString>>(args: I) -> Result<Flags, String> {
@@ -130,6 +140,8 @@ fn parse_flags<I: IntoIterator<Item = OsString>>(args: I) -> Result<Flags, Strin
     let mut quiet = false;
     let mut help = false;
     let mut version = false;
+    let mut check_config = None;
+    let mut config_errors = None;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Long("config") | Short('c') => {
@@ -176,6 +188,12 @@ fn parse_flags<I: IntoIterator<Item = OsString>>(args: I) -> Result<Flags, Strin
                     &value(&mut parser, "--active-timeout")?,
                 )?)
             }
+            Long("check-config") => {
+                check_config = Some(PathBuf::from(value(&mut parser, "--check-config")?))
+            }
+            Long("config-errors") => {
+                config_errors = Some(PathBuf::from(value(&mut parser, "--config-errors")?))
+            }
             Long("progress") => progress = true,
             Long("quiet") | Short('q') => quiet = true,
             Long("help") | Short('h') => help = true,
@@ -199,6 +217,8 @@ fn parse_flags<I: IntoIterator<Item = OsString>>(args: I) -> Result<Flags, Strin
         quiet,
         help,
         version,
+        check_config,
+        config_errors,
     })
 }
 
@@ -209,6 +229,9 @@ impl Flags {
         }
         if self.version {
             return Ok(Command::Version);
+        }
+        if let Some(path) = self.check_config {
+            return Ok(Command::CheckConfig(path));
         }
         let config = match &self.config_path {
             Some(path) => Some(
@@ -222,6 +245,12 @@ impl Flags {
                 Some(config) => Ok(Command::Live {
                     config: Box::new(config),
                     print: self.print.then_some(self.format),
+                    // A missing or unreadable file means no errors to show.
+                    config_errors: self
+                        .config_errors
+                        .and_then(|p| std::fs::read_to_string(p).ok())
+                        .map(|t| t.trim().to_string())
+                        .filter(|t| !t.is_empty()),
                 }),
                 None => Err(CliError::Usage(
                     "give --config FILE to tap live, or --read FILE to replay a capture".into(),

@@ -140,6 +140,28 @@ impl Default for StatusSection {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct WatchdogSection {
+    #[serde(default)]
+    pub device: Option<String>,
+    #[serde(default = "default_watchdog_timeout")]
+    pub timeout_s: u32,
+}
+
+fn default_watchdog_timeout() -> u32 {
+    15
+}
+
+impl Default for WatchdogSection {
+    fn default() -> Self {
+        WatchdogSection {
+            device: None,
+            timeout_s: default_watchdog_timeout(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     pub tap: TapSection,
     #[serde(default)]
@@ -150,6 +172,8 @@ pub struct Config {
     pub uplink: UplinkSection,
     #[serde(default)]
     pub status: StatusSection,
+    #[serde(default)]
+    pub watchdog: WatchdogSection,
 }
 
 fn default_tap_id() -> String {
@@ -422,6 +446,15 @@ impl Config {
             }
         }
         self.status_backend()?;
+        if !(1..=15).contains(&self.watchdog.timeout_s) {
+            return Err(bad(
+                "watchdog.timeout_s",
+                format!(
+                    "must be 1 to 15 (the bcm2835 limit; got {})",
+                    self.watchdog.timeout_s
+                ),
+            ));
+        }
         if !(10..=60_000).contains(&self.uplink.flush_interval_ms) {
             return Err(bad(
                 "uplink.flush_interval_ms",

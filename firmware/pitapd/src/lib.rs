@@ -13,3 +13,4 @@ pub mod stack;
 pub mod status;
 pub mod sys;
 pub mod uplink;
+pub mod watchdog;

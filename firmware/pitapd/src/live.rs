@@ -26,6 +26,7 @@ use crate::status::logic::{PortSnapshot, Snapshot, UplinkSnapshot};
 use crate::status::{self, StatusPanel};
 use crate::sys::ring::wait_readable;
 use crate::uplink::{KernelUdp, Transport, Uplink};
+use crate::watchdog::Watchdog;
 
 /// Frames handled before the loop looks at its timers again.
 const BUDGET: usize = 65_536;
@@ -67,8 +68,10 @@ struct Tap {
     started: Instant,
     last_health: Option<Instant>,
     panel: StatusPanel,
+    config_errors: Option<String>,
     board: String,
     last_decay: Instant,
+    watchdog: Option<Watchdog>,
 }
 
 impl Tap {
@@ -192,6 +195,7 @@ impl Tap {
                 .unwrap_or_default(),
             mac,
             talkers: self.sinks.talkers.top(5),
+            config_error: self.config_errors.is_some(),
         }
     }
 
@@ -275,6 +279,7 @@ impl Tap {
             "ports": ports,
             "own_traffic_frames": self.own_traffic,
             "link_propagation_events": self.links.propagation_events,
+            "watchdog": self.watchdog.as_ref().map(|w| json!({ "feeds": w.feeds, "healthy": w.healthy })),
             "engine": {
                 "frames": s.frames,
                 "bytes": s.bytes,
@@ -350,7 +355,14 @@ fn open_uplink(config: &Config, ports: &mut TapPorts) -> Result<Option<Uplink>, 
     Uplink::new(transport, settings).map(Some)
 }
 
-pub fn run(config: Config, print: Option<LineFormat>) -> Result<(), String> {
+pub fn run(
+    config: Config,
+    print: Option<LineFormat>,
+    config_errors: Option<String>,
+) -> Result<(), String> {
+    if let Some(e) = &config_errors {
+        eprintln!("pitapd: running a fallback configuration; the configured one has errors:\n{e}");
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
@@ -419,9 +431,12 @@ pub fn run(config: Config, print: Option<LineFormat>) -> Result<(), String> {
         started: Instant::now(),
         last_health: None,
         panel,
+        config_errors,
         board,
         last_decay: Instant::now(),
+        watchdog: None,
     };
+    tap.watchdog = Watchdog::open(&tap.config);
     tap.write_status();
     let mut next_tick = Instant::now() + TICK;
     let mut next_status = Instant::now();
@@ -443,6 +458,9 @@ pub fn run(config: Config, print: Option<LineFormat>) -> Result<(), String> {
         held = tap.drain(false)?;
         if Instant::now() >= next_tick {
             tap.tick();
+            if let Some(w) = &mut tap.watchdog {
+                w.tick();
+            }
             next_tick = Instant::now() + TICK;
         }
         if Instant::now() >= next_status {
@@ -460,6 +478,9 @@ pub fn run(config: Config, print: Option<LineFormat>) -> Result<(), String> {
         eprintln!("pitapd: {e}");
     }
     tap.links.restore();
+    if let Some(w) = &mut tap.watchdog {
+        w.disarm();
+    }
     for source in &mut tap.sources {
         let _ = source.update_counters();
     }

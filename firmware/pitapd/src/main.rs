@@ -13,7 +13,21 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Command::Run(opts)) => report(pitapd::replay::run(&opts).map(|_| ())),
-        Ok(Command::Live { config, print }) => report(pitapd::live::run(*config, print)),
+        Ok(Command::Live {
+            config,
+            print,
+            config_errors,
+        }) => report(pitapd::live::run(*config, print, config_errors)),
+        Ok(Command::CheckConfig(path)) => match pitapd::config::Config::load(&path) {
+            Ok(_) => {
+                println!("{}: ok", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("{}: {e}", path.display());
+                ExitCode::from(2)
+            }
+        },
         Err(cli::CliError::Usage(e)) => {
             eprintln!("pitapd: {e}\n\n{}", cli::USAGE);
             ExitCode::from(2)

@@ -99,6 +99,8 @@ pub struct Snapshot {
     pub mac: String,
     /// Top talkers: (address, bytes) in the last window, largest first.
     pub talkers: Vec<(String, u64)>,
+    /// The configuration on the card has errors; a fallback runs.
+    pub config_error: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -245,7 +247,7 @@ impl StatusModel {
             },
             alert: if recent(self.last_loss_ms) {
                 LedPattern::Blink { period_ms: 250 }
-            } else if recent(self.last_warning_ms) {
+            } else if recent(self.last_warning_ms) || snap.config_error {
                 LedPattern::On
             } else {
                 LedPattern::Off
@@ -385,6 +387,12 @@ mod tests {
         assert_eq!(v.leds.alert, LedPattern::Blink { period_ms: 250 }, "held");
         let v = m.update(12_000, &s, 1000);
         assert_eq!(v.leds.alert, LedPattern::Off, "cleared after the hold");
+        // A configuration that did not load warns until fixed.
+        let mut bad_config = s.clone();
+        bad_config.config_error = true;
+        let v = m.update(12_500, &bad_config, 1000);
+        assert_eq!(v.leds.alert, LedPattern::On);
+        assert!(v.lines.text[5].contains("CONFIG ERROR"), "{:?}", v.lines);
         // A nearly full table warns with a steady light.
         s.flows_active = 950;
         let v = m.update(13_000, &s, 1000);

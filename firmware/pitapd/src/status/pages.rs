@@ -117,15 +117,16 @@ pub fn lines(page: Page, s: &Snapshot, rates: &[PortRate], leds: &Leds) -> PageL
                 ),
                 format!("flows {} ({fill}%)", si(s.flows_active)),
                 uplink,
-                format!(
-                    "up {} {}",
-                    uptime(s.uptime_s),
-                    if leds.alert == LedPattern::Off {
+                if s.config_error {
+                    "CONFIG ERROR: see txt".to_string()
+                } else {
+                    let state = if leds.alert == LedPattern::Off {
                         "ok"
                     } else {
                         "ALERT"
-                    }
-                ),
+                    };
+                    format!("up {} {state}", uptime(s.uptime_s))
+                },
             ]
         }
         Page::TopTalkers => {

@@ -6,10 +6,12 @@
 //! - [`ring`]: AF_PACKET TPACKET_V3 receive rings, `poll`, ring statistics.
 //! - [`ethtool`]: the `SIOCETHTOOL` ioctl (GRO off).
 //! - [`netlink`]: rtnetlink requests (links, bridges, ports, up/down).
+//! - [`watchdog`]: the hardware watchdog device.
 
 pub mod ethtool;
 pub mod mapped_file;
 pub mod netlink;
 pub mod ring;
+pub mod watchdog;
 
 pub use mapped_file::MappedFile;
