@@ -54,6 +54,7 @@ fn tap_state(frames_a: u64, frames_b: u64) -> Snapshot {
             ("2001:db8::20".into(), 1_250_000),
             ("192.0.2.33".into(), 310_000),
         ],
+        config_error: false,
     }
 }
 

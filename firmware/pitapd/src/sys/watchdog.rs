@@ -17,10 +17,7 @@ impl WatchdogDevice {
     /// Opens the device (which arms it) and asks for `timeout_s`. A file
     /// that is not a watchdog (tests) takes the feeds without the ioctl.
     pub fn open(path: &Path, timeout_s: u32) -> io::Result<(WatchdogDevice, Option<io::Error>)> {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .append(true)
-            .open(path)?;
+        let file = std::fs::OpenOptions::new().append(true).open(path)?;
         let mut timeout = timeout_s as libc::c_int;
         // (The request type differs between glibc and musl, hence `as _`.)
         // SAFETY: timeout is a valid int for the duration of the call; the
