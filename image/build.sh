@@ -9,16 +9,22 @@
 #
 #   image/build.sh                 build (package versions from image/packages.lock)
 #   image/build.sh --update-lock   take the newest packages and record them
+#
+# Environment: PITAP_IMAGE_OUT, PITAP_IMAGE_CACHE (directories), PITAPD_BIN
+# (a prebuilt aarch64 pitapd: skips cargo), PITAP_REVISION (the commit named
+# in versions.txt, default from git). image/test-image.sh uses them to build a
+# second time as an unprivileged user and compare.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-out=$root/image/out
-cache=$root/image/cache
+out=${PITAP_IMAGE_OUT:-$root/image/out}
+cache=${PITAP_IMAGE_CACHE:-$root/image/cache}
 lock=$root/image/packages.lock
 suite=${PITAP_SUITE:-trixie}
 update_lock=false
 [ "${1:-}" = "--update-lock" ] && update_lock=true
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 1700000000)}
+revision=${PITAP_REVISION:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 export TZ=UTC LC_ALL=C MTOOLS_SKIP_CHECK=1
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 img=$out/pitap-$version-arm64.img
@@ -26,6 +32,7 @@ steps=8
 step=0
 say() { step=$((step + 1)); printf '\033[1m[%d/%d]\033[0m %s\n' "$step" "$steps" "$*"; }
 
+PATH=$PATH:/usr/sbin:/sbin # depmod, sfdisk, mkfs.vfat for a non-root user
 for tool in apt-get dpkg-deb depmod cpio gzip sfdisk mkfs.vfat mcopy mdir xz; do
     command -v "$tool" >/dev/null || { echo "build.sh: $tool is missing (scripts/setup.sh installs it)"; exit 1; }
 done
@@ -34,9 +41,14 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 say "pitapd for aarch64 (static, musl)"
-cargo build -q --locked --profile image --target aarch64-unknown-linux-musl -p pitapd \
-    --config "build.rustflags=['--remap-path-prefix=$root=/pitap']"
-pitapd=$root/target/aarch64-unknown-linux-musl/image/pitapd
+if [ -n "${PITAPD_BIN:-}" ]; then
+    pitapd=$PITAPD_BIN
+    echo "  prebuilt: $pitapd"
+else
+    cargo build -q --locked --profile image --target aarch64-unknown-linux-musl -p pitapd \
+        --config "build.rustflags=['--remap-path-prefix=$root=/pitap']"
+    pitapd=$root/target/aarch64-unknown-linux-musl/image/pitapd
+fi
 
 say "Debian $suite arm64 package lists (private, no root)"
 # The mirror is the one this machine's apt already uses.
@@ -139,7 +151,7 @@ for f in bootcode.bin start.elf fixup.dat start4.elf fixup4.dat; do cp "$fw/$f" 
 cp image/config.txt image/cmdline.txt image/pitap.toml "$boot/"
 cp firmware/pitapd/pitap.example.toml "$boot/pitap.example.toml"
 {
-    echo "PiTap $version ($(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
+    echo "PiTap $version ($revision)"
     echo "Linux $kver"
     grep -v '^#' "$lock"
 } > "$boot/versions.txt"

@@ -2,8 +2,9 @@
 # Installs what building and testing PiTap needs on a Debian/Ubuntu machine
 # with rustup: tshark, editcap and tcpdump (ground truth for the tests),
 # iproute2, ping, ethtool, curl, python3 and dnsmasq (the namespace tests'
-# hosts, traffic and DHCP server), qemu-user (runs the aarch64 test binaries), the aarch64 musl
-# target. Idempotent: only what is missing is installed.
+# hosts, traffic and DHCP server), qemu-user (runs the aarch64 test binaries),
+# qemu-system-arm, mtools, dosfstools, kmod, cpio, fdisk (the SD card image and
+# its emulator test), the aarch64 musl target. Idempotent: only what is missing is installed.
 set -euo pipefail
 
 need_apt=()
@@ -17,6 +18,15 @@ command -v ethtool >/dev/null || need_apt+=(ethtool)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v python3 >/dev/null || need_apt+=(python3)
 command -v dnsmasq >/dev/null || need_apt+=(dnsmasq-base)
+# The SD card image (image/build.sh) and its emulator system test.
+command -v qemu-system-aarch64 >/dev/null || need_apt+=(qemu-system-arm)
+command -v mcopy >/dev/null || need_apt+=(mtools)
+command -v mkfs.vfat >/dev/null || need_apt+=(dosfstools)
+command -v depmod >/dev/null || [ -x /usr/sbin/depmod ] || [ -x /sbin/depmod ] || need_apt+=(kmod)
+command -v cpio >/dev/null || need_apt+=(cpio)
+command -v sfdisk >/dev/null || [ -x /usr/sbin/sfdisk ] || [ -x /sbin/sfdisk ] || need_apt+=(fdisk)
+command -v xz >/dev/null || need_apt+=(xz-utils)
+command -v bc >/dev/null || need_apt+=(bc)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   sudo=""

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: setup, formatting, lints, the tests on
 # this machine, the firmware cross-built for the Pi, and the flow core's and
-# wire format's tests run as aarch64 binaries under qemu.
+# wire format's tests run as aarch64 binaries under qemu, the SD card image
+# (built twice, inspected) and its system test in qemu-system-aarch64.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,5 +31,11 @@ esac
 
 echo "== flow core and wire format tests on aarch64 (qemu-user)"
 cargo test --locked --target aarch64-unknown-linux-musl -p pitap-flow-core -p pitap-wire
+
+echo "== SD card image: two builds (one unprivileged) byte-identical, layout, pitap image write"
+image/test-image.sh
+
+echo "== SD card image booted in qemu-system-aarch64, traffic across the emulated tap"
+image/system-test.sh
 
 echo "test.sh: all passed"

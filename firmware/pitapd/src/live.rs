@@ -346,6 +346,9 @@ fn open_uplink(config: &Config, ports: &mut TapPorts) -> Result<Option<Uplink>, 
             let SocketAddr::V4(collector) = collector else {
                 return Err("uplink.collector: the uplink stack speaks IPv4".into());
             };
+            if !ports.names.contains(&stack.interface) {
+                crate::ports::prepare_uplink_port(&stack.interface)?;
+            }
             let transport = StackUdp::open(&stack.interface, mac, addressing, collector)
                 .map_err(|e| format!("uplink stack on {}: {e}", stack.interface))?;
             ports.own_macs.push(mac);

@@ -80,6 +80,20 @@ fn prepare_port(rtnl: &mut Rtnl, port: &LinkInfo) -> Result<(), String> {
         .map_err(|e| context(&format!("{}: up", port.name), e))
 }
 
+/// A dedicated management port for the uplink stack: the kernel must stay
+/// silent on it (no IPv6 link-local, no address), but the link must be up,
+/// and on the appliance nothing else brings it up.
+pub fn prepare_uplink_port(ifname: &str) -> Result<(), String> {
+    let mut rtnl = Rtnl::open().map_err(|e| context("netlink", e))?;
+    let port = find(&mut rtnl, "uplink.stack.interface", ifname)?;
+    disable_ipv6(&port.name)?;
+    if port.up {
+        return Ok(());
+    }
+    rtnl.set_up(port.index, true)
+        .map_err(|e| context(&format!("{}: up", port.name), e))
+}
+
 pub fn setup(config: &Config) -> Result<TapPorts, String> {
     let mut rtnl = Rtnl::open().map_err(|e| context("netlink", e))?;
     let a = find(&mut rtnl, "tap.port_a", &config.tap.port_a)?;

@@ -143,6 +143,8 @@ impl StackUdp {
         socket.bind(ifname)?;
         // Frames the bridge sends out of this port belong to the other side.
         crate::sys::ring::ignore_outgoing(socket.as_raw_fd())?;
+        // The stack's MAC is not the NIC's: let it through the NIC's filter.
+        crate::sys::ring::add_unicast_address(socket.as_raw_fd(), ifname, mac)?;
         socket.set_non_blocking()?;
         let mut device = RawDevice {
             socket,

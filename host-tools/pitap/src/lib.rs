@@ -5,9 +5,11 @@
 //! - [`collect`]: `pitap collect`, the socket loop.
 //! - [`config`]: the collector.toml file.
 //! - [`keygen`]: `pitap keygen`.
+//! - [`image_write`]: `pitap image write`.
 
 pub mod collect;
 pub mod collector;
 pub mod config;
+pub mod image_write;
 pub mod keygen;
 pub mod taps;

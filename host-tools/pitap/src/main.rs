@@ -53,6 +53,11 @@ enum Command {
         #[arg(long, value_name = "SECS")]
         status_every: Option<f64>,
     },
+    /// The SD card image.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
     /// Make a key for a tap: a snippet for its pitap.toml and one for collector.toml.
     Keygen {
         #[arg(long)]
@@ -63,6 +68,30 @@ enum Command {
         /// Write ID.tap.toml and ID.collector.toml here instead of printing.
         #[arg(long)]
         out_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Write an image to an SD card or a file and bake the tap's identity into pitap.toml.
+    Write {
+        /// The image (image/out/pitap-VERSION-arm64.img).
+        #[arg(long)]
+        image: PathBuf,
+        /// The SD card (/dev/sdX, /dev/mmcblkN) or a file.
+        #[arg(long)]
+        target: PathBuf,
+        #[arg(long)]
+        tap_id: String,
+        /// The collector as the tap will reach it.
+        #[arg(long)]
+        collector: Option<String>,
+        /// The tap's key (from pitap keygen).
+        #[arg(long)]
+        key: Option<String>,
+        /// More pitap.toml settings, appended as they are.
+        #[arg(long)]
+        extra: Option<PathBuf>,
     },
 }
 
@@ -130,6 +159,24 @@ fn main() -> ExitCode {
                 collect::run(opts)
             },
         ),
+        Command::Image {
+            command:
+                ImageCommand::Write {
+                    image,
+                    target,
+                    tap_id,
+                    collector,
+                    key,
+                    extra,
+                },
+        } => pitap::image_write::run(&pitap::image_write::Options {
+            image,
+            target,
+            tap_id,
+            collector,
+            key,
+            extra,
+        }),
         Command::Keygen {
             tap_id,
             collector,

@@ -115,6 +115,41 @@ pub fn ignore_outgoing(fd: RawFd) -> io::Result<()> {
     )
 }
 
+/// `struct packet_mreq` from <linux/if_packet.h>, declared here because
+/// the libc crate does not export it on every target we build for.
+#[repr(C)]
+struct PacketMreq {
+    mr_ifindex: libc::c_int,
+    mr_type: libc::c_ushort,
+    mr_alen: libc::c_ushort,
+    mr_address: [u8; 8],
+}
+const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+const PACKET_MR_UNICAST: libc::c_ushort = 3;
+
+/// Adds `mac` to the interface's unicast address filter for as long as the
+/// socket lives, so a NIC that filters in hardware (virtio, most USB
+/// adapters) passes frames for the uplink stack's own MAC without the whole
+/// port going promiscuous. The kernel drops the address when the socket closes.
+pub fn add_unicast_address(fd: RawFd, ifname: &str, mac: [u8; 6]) -> io::Result<()> {
+    let name = std::ffi::CString::new(ifname)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name has a NUL"))?;
+    // SAFETY: `name` is a valid NUL-terminated string for the call.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if index == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut address = [0u8; 8];
+    address[..6].copy_from_slice(&mac);
+    let request = PacketMreq {
+        mr_ifindex: index as libc::c_int,
+        mr_type: PACKET_MR_UNICAST,
+        mr_alen: 6,
+        mr_address: address,
+    };
+    setsockopt(fd, libc::SOL_PACKET, PACKET_ADD_MEMBERSHIP, &request)
+}
+
 impl PacketRing {
     /// Opens a promiscuous TPACKET_V3 ring on `ifname` that sees only frames
     /// the interface receives (not those the host sends out of it).
