@@ -8,6 +8,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::netns::*;
@@ -107,6 +108,34 @@ fn collector_away_for_30_s_loses_and_repeats_nothing() {
     assert!(missing.is_empty(), "flows lost: {missing:?}");
     assert!(repeated.is_empty(), "flows delivered twice: {repeated:?}");
     assert_eq!(theirs, ours);
+    // The store holds the same flows, each once: its rows and the collector
+    // state were committed together.
+    let stored = Command::new(common::netns::sibling_binary("pitap"))
+        .args(["query", "--since", "0", "--json", "--store"])
+        .arg(topo.store_path())
+        .output()
+        .expect("pitap query");
+    assert!(
+        stored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stored.stderr)
+    );
+    let stored: String = String::from_utf8_lossy(&stored.stdout)
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+            let o = v.as_object_mut().expect("object");
+            for enrichment in ["from_internal", "to_internal", "src_group", "dst_group"] {
+                o.remove(enrichment);
+            }
+            v.to_string() + "\n"
+        })
+        .collect();
+    assert_eq!(
+        multiset(&stored),
+        theirs,
+        "the store differs from what the tap reported"
+    );
     let status = topo.status();
     assert!(status["uplink"]["retransmits"].as_u64().unwrap() > 0);
     assert_eq!(status["uplink"]["dropped_batches"], 0);

@@ -17,7 +17,11 @@ use pitap_wire::envelope::Key;
 use pitap_wire::format::{LineFormat, LineSink};
 use pitap_wire::FlowSink;
 
+use crate::alerts::Alerts;
 use crate::collector::{Collector, Outcome};
+use crate::export::Exporter;
+use crate::networks::Networks;
+use crate::store::{Retention, Store, StoredFlow};
 use crate::taps::TapState;
 
 pub struct Options {
@@ -30,7 +34,16 @@ pub struct Options {
     pub until_final: bool,
     pub idle_exit: Option<Duration>,
     pub status_interval: Option<Duration>,
+    /// The flow store (None: lines only).
+    pub store: Option<PathBuf>,
+    pub retention: Retention,
+    pub networks: Networks,
+    pub alerts: Vec<crate::alerts::AlertRule>,
+    pub exports: crate::export::ExportSection,
 }
+
+/// Retention is applied this often.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
 /// Receive buffer asked of the kernel: room for bursts of a few thousand
 /// batches while lines are being written.
@@ -119,15 +132,24 @@ struct Loop {
     state: Option<PathBuf>,
     acks: Vec<(Vec<u8>, SocketAddr)>,
     last_flush: Instant,
+    /// Flows received since the last flush, enriched.
+    pending: Vec<StoredFlow>,
+    networks: Networks,
+    store: Option<Store>,
+    retention: Retention,
+    last_retention: Instant,
+    alerts: Alerts,
+    exporters: Vec<Box<dyn Exporter>>,
 }
 
 impl Loop {
-    /// Lines out, state saved, then the acknowledgements.
+    /// Lines out, flows and state stored (one transaction), state file
+    /// saved, then the acknowledgements; alerts and exports last.
     fn flush(&mut self) -> Result<(), String> {
         self.sink
             .finish()
             .map_err(|e| format!("writing flows: {e}"))?;
-        if let Some(path) = &self.state {
+        if self.state.is_some() || self.store.is_some() {
             let output_len = match &self.output {
                 Some(out) => Some(
                     std::fs::metadata(out)
@@ -141,14 +163,39 @@ impl Loop {
                 taps: self.collector.taps().clone(),
             };
             let text = serde_json::to_string(&saved).map_err(|e| e.to_string())?;
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, text)
-                .and_then(|()| std::fs::rename(&tmp, path))
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            if let Some(store) = &mut self.store {
+                if !self.pending.is_empty() || !self.acks.is_empty() {
+                    store.commit(&self.pending, Some(&text))?;
+                }
+            }
+            if let Some(path) = &self.state {
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, text)
+                    .and_then(|()| std::fs::rename(&tmp, path))
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
         }
         for (ack, to) in self.acks.drain(..) {
             // A lost acknowledgement only means one more retransmission.
             let _ = self.socket.send_to(&ack, to);
+        }
+        if !self.alerts.is_empty() {
+            for flow in &self.pending {
+                self.alerts.observe(flow);
+            }
+        }
+        for exporter in &mut self.exporters {
+            exporter.export(&self.pending);
+        }
+        self.pending.clear();
+        if let Some(store) = &mut self.store {
+            if self.last_retention.elapsed() >= RETENTION_EVERY {
+                self.last_retention = Instant::now();
+                let deleted = store.apply_retention(self.retention, crate::search::now_ms())?;
+                if deleted > 0 {
+                    eprintln!("pitap: retention removed {deleted} flows from the store");
+                }
+            }
         }
         self.last_flush = Instant::now();
         Ok(())
@@ -199,10 +246,21 @@ pub fn run(opts: Options) -> Result<(), String> {
                 .into(),
         );
     }
-    let saved = match &opts.state {
-        Some(path) => load_state(path)?,
-        None => SavedState::default(),
+    let store = match &opts.store {
+        Some(path) => Some(Store::open(path)?),
+        None => None,
     };
+    // With a store, the state committed with the rows is the one to trust.
+    let saved = match (&store, &opts.state) {
+        (Some(store), _) => match store.saved_state()? {
+            Some(text) => serde_json::from_str(&text).map_err(|e| format!("store state: {e}"))?,
+            None => SavedState::default(),
+        },
+        (None, Some(path)) => load_state(path)?,
+        (None, None) => SavedState::default(),
+    };
+    let alerts = Alerts::new(&opts.alerts)?;
+    let exporters = crate::export::from_config(&opts.exports)?;
     if let (Some(out), Some(committed)) = (&opts.output, saved.output_len) {
         roll_back(out, committed)?;
     }
@@ -238,7 +296,20 @@ pub fn run(opts: Options) -> Result<(), String> {
         state: opts.state.clone(),
         acks: Vec::new(),
         last_flush: Instant::now(),
+        pending: Vec::new(),
+        networks: opts.networks.clone(),
+        store,
+        retention: opts.retention,
+        last_retention: Instant::now(),
+        alerts,
+        exporters,
     };
+    if let Some(path) = &opts.store {
+        eprintln!("pitap: storing flows in {}", path.display());
+    }
+    for e in &state.exporters {
+        eprintln!("pitap: exporting {}", e.describe());
+    }
     let mut buf = vec![0u8; 65_536];
     let mut last_datagram = Instant::now();
     let mut last_status = Instant::now();
@@ -264,6 +335,11 @@ pub fn run(opts: Options) -> Result<(), String> {
                     state.sink.set_tap(&tap);
                     for record in &records {
                         state.sink.emit(record);
+                        state.pending.push(StoredFlow {
+                            tap: tap.clone(),
+                            record: *record,
+                            enrichment: state.networks.enrich(record),
+                        });
                     }
                     state.acks.push((ack, from));
                 }
@@ -300,6 +376,13 @@ pub fn run(opts: Options) -> Result<(), String> {
     }
     state.flush()?;
     state.print_status();
+    for e in &state.exporters {
+        let (sent, errors) = e.counts();
+        eprintln!("pitap: {}: {sent} sent, {errors} errors", e.describe());
+    }
+    if state.alerts.fired > 0 {
+        eprintln!("pitap: {} alerts fired", state.alerts.fired);
+    }
     for (reason, n) in state.collector.rejected() {
         eprintln!("pitap: rejected {n} datagrams: {}", reason.as_str());
     }

@@ -25,6 +25,18 @@ pub struct TapEntry {
     pub key: String,
 }
 
+/// `[store]`: the SQLite flow store.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// Default: pitap-flows.db in the working directory.
+    pub path: Option<String>,
+    /// Set false to only print lines.
+    pub enabled: Option<bool>,
+    pub retention_days: Option<f64>,
+    pub max_size_mb: Option<f64>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectorConfig {
@@ -32,6 +44,25 @@ pub struct CollectorConfig {
     pub collector: CollectorSection,
     #[serde(default)]
     pub taps: BTreeMap<String, TapEntry>,
+    #[serde(default)]
+    pub store: StoreSection,
+    /// Named networks: `internal = ["172.30.0.0/16"]`, `databases = [...]`.
+    #[serde(default)]
+    pub networks: BTreeMap<String, Vec<String>>,
+    #[serde(default, rename = "alert")]
+    pub alerts: Vec<crate::alerts::AlertRule>,
+    #[serde(default)]
+    pub export: crate::export::ExportSection,
+    #[serde(default)]
+    pub report: ReportSection,
+}
+
+/// `[report]`: which named networks hold data worth watching leave.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSection {
+    #[serde(default)]
+    pub sensitive: Vec<String>,
 }
 
 impl CollectorConfig {
@@ -52,7 +83,41 @@ impl CollectorConfig {
             f.parse::<pitap_wire::format::LineFormat>()
                 .map_err(|e| format!("collector.format: {e}"))?;
         }
+        let networks = config.networks()?;
+        for (i, rule) in config.alerts.iter().enumerate() {
+            rule.check()
+                .map_err(|e| format!("alert[{i}] ({}): {e}", rule.name))?;
+        }
+        config.export.check()?;
+        for name in &config.report.sensitive {
+            if !networks.names().any(|n| n == name) {
+                return Err(format!(
+                    "report.sensitive: {name:?} is not a network under [networks]"
+                ));
+            }
+        }
+        if let Some(d) = config.store.retention_days {
+            if !(d.is_finite() && d > 0.0) {
+                return Err("store.retention_days: a positive number of days".into());
+            }
+        }
+        if let Some(m) = config.store.max_size_mb {
+            if !(m.is_finite() && m >= 1.0) {
+                return Err("store.max_size_mb: at least 1".into());
+            }
+        }
         Ok(config)
+    }
+
+    pub fn networks(&self) -> Result<crate::networks::Networks, String> {
+        crate::networks::Networks::from_config(&self.networks)
+    }
+
+    pub fn retention(&self) -> crate::store::Retention {
+        crate::store::Retention {
+            max_age_ms: self.store.retention_days.map(|d| (d * 86_400_000.0) as u64),
+            max_bytes: self.store.max_size_mb.map(|m| (m * 1_048_576.0) as u64),
+        }
     }
 
     /// Tap id -> key.

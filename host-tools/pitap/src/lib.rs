@@ -6,10 +6,24 @@
 //! - [`config`]: the collector.toml file.
 //! - [`keygen`]: `pitap keygen`.
 //! - [`image_write`]: `pitap image write`.
+//! - [`store`]: the SQLite flow store; [`networks`]: named networks and
+//!   the fields they give a flow; [`fields`]: flow fields by name.
+//! - [`query`]: the query language; [`search`]: `pitap query`.
+//! - [`report`]: `pitap report`; [`alerts`] (+ [`webhook`]): alert rules.
+//! - [`export`]: IPFIX, NetFlow v9, GELF, syslog.
 
+pub mod alerts;
 pub mod collect;
 pub mod collector;
 pub mod config;
+pub mod export;
+pub mod fields;
 pub mod image_write;
 pub mod keygen;
+pub mod networks;
+pub mod query;
+pub mod report;
+pub mod search;
+pub mod store;
 pub mod taps;
+pub mod webhook;

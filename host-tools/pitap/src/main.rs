@@ -23,35 +23,49 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Receive flow batches from taps, acknowledge them, write one line per flow.
-    Collect {
-        /// collector.toml: listen address, output, state file, tap keys.
+    /// Receive flow batches from taps, acknowledge them, store them, print a line per flow.
+    Collect(CollectArgs),
+    /// Search the flow store: Graylog/Lucene syntax, e.g.
+    /// 'from_internal:false AND action:ACCEPT'.
+    Query {
+        /// The query (empty: every flow).
+        #[arg(default_value = "")]
+        query: String,
+        #[command(flatten)]
+        window: Window,
+        /// Quick values: the most frequent values of FIELD with counts and percentages.
+        #[arg(long, value_name = "FIELD")]
+        top: Option<String>,
+        /// Sum this numeric field (with --by).
+        #[arg(long, value_name = "FIELD")]
+        sum: Option<String>,
+        /// Group --sum by this field.
+        #[arg(long, value_name = "FIELD")]
+        by: Option<String>,
+        /// Rows of --top / --sum.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// JSON lines (the record's fields and the enrichment).
         #[arg(long)]
-        config: Option<PathBuf>,
-        /// Address to listen on, e.g. 0.0.0.0:4739 or [::]:4739.
+        json: bool,
+        /// Only the number of matching flows.
         #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Line format: text or json.
+        count: bool,
+    },
+    /// Built-in analyses: inbound to internal services, bytes leaving
+    /// sensitive groups, refused connections and scans, beaconing, new devices.
+    Report {
+        #[command(flatten)]
+        window: Window,
+        /// One analysis: inbound, exfil, refused, beacons, devices.
         #[arg(long)]
-        format: Option<LineFormat>,
-        /// Append lines to this file instead of stdout.
+        only: Option<String>,
+        /// Rows per analysis.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// JSON, one object per analysis.
         #[arg(long)]
-        output: Option<PathBuf>,
-        /// Remember what arrived across restarts (no batch printed twice).
-        #[arg(long)]
-        state: Option<PathBuf>,
-        /// Accept plaintext datagrams from any tap id: for tests only.
-        #[arg(long)]
-        insecure_plaintext: bool,
-        /// Exit once a tap sent its final batch and everything before it.
-        #[arg(long)]
-        until_final: bool,
-        /// Exit after this many seconds without a datagram.
-        #[arg(long, value_name = "SECS")]
-        idle_exit: Option<f64>,
-        /// Print every tap's status line this often (seconds).
-        #[arg(long, value_name = "SECS")]
-        status_every: Option<f64>,
+        json: bool,
     },
     /// The SD card image.
     Image {
@@ -69,6 +83,85 @@ enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct CollectArgs {
+    /// collector.toml: listen address, output, state file, tap keys.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on, e.g. 0.0.0.0:4739 or [::]:4739.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Line format: text or json.
+    #[arg(long)]
+    format: Option<LineFormat>,
+    /// Append lines to this file instead of stdout.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Remember what arrived across restarts (no batch printed twice).
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Accept plaintext datagrams from any tap id: for tests only.
+    #[arg(long)]
+    insecure_plaintext: bool,
+    /// Exit once a tap sent its final batch and everything before it.
+    #[arg(long)]
+    until_final: bool,
+    /// Exit after this many seconds without a datagram.
+    #[arg(long, value_name = "SECS")]
+    idle_exit: Option<f64>,
+    /// Print every tap's status line this often (seconds).
+    #[arg(long, value_name = "SECS")]
+    status_every: Option<f64>,
+    /// The flow store (SQLite); default store.path or pitap-flows.db.
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Only print lines, store nothing.
+    #[arg(long, conflicts_with = "store")]
+    no_store: bool,
+}
+
+/// Where the flows are and which time window.
+#[derive(clap::Args)]
+struct Window {
+    /// collector.toml (for store.path and [report] sensitive).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The flow store; default store.path from --config, or pitap-flows.db.
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Flows that started after this: 15m, 1h, 7d, or 2026-11-25[T10:00:00Z].
+    #[arg(long, default_value = "1d")]
+    since: String,
+    /// ...and before this (default: now).
+    #[arg(long)]
+    until: Option<String>,
+}
+
+const DEFAULT_STORE: &str = "pitap-flows.db";
+
+impl Window {
+    /// (store, since_ms, until_ms, config)
+    fn resolve(&self) -> Result<(PathBuf, u64, u64, CollectorConfig), String> {
+        let config = match &self.config {
+            Some(path) => CollectorConfig::load(path)?,
+            None => CollectorConfig::default(),
+        };
+        let store = self
+            .store
+            .clone()
+            .or_else(|| config.store.path.as_ref().map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE));
+        let now = pitap::search::now_ms();
+        let since =
+            pitap::search::parse_time(&self.since, now).map_err(|e| format!("--since: {e}"))?;
+        let until = match &self.until {
+            Some(u) => pitap::search::parse_time(u, now).map_err(|e| format!("--until: {e}"))?,
+            None => u64::MAX,
+        };
+        Ok((store, since, until, config))
+    }
 }
 
 #[derive(Subcommand)]
@@ -100,15 +193,21 @@ fn seconds(s: Option<f64>) -> Option<Duration> {
         .map(Duration::from_secs_f64)
 }
 
-fn collect_options(
-    config: Option<PathBuf>,
-    listen: Option<SocketAddr>,
-    format: Option<LineFormat>,
-    output: Option<PathBuf>,
-    state: Option<PathBuf>,
-    insecure_plaintext: bool,
-) -> Result<collect::Options, String> {
-    let file = match &config {
+fn collect_options(args: CollectArgs) -> Result<collect::Options, String> {
+    let CollectArgs {
+        config,
+        listen,
+        format,
+        output,
+        state,
+        insecure_plaintext,
+        until_final,
+        idle_exit,
+        status_every,
+        store,
+        no_store,
+    } = args;
+    let mut file = match &config {
         Some(path) => CollectorConfig::load(path)?,
         None => CollectorConfig::default(),
     };
@@ -125,40 +224,38 @@ fn collect_options(
         (None, Some(f)) => f.parse()?,
         (None, None) => LineFormat::Text,
     };
+    let store = match (store, no_store, file.store.enabled) {
+        (_, true, _) | (None, false, Some(false)) => None,
+        (Some(path), false, _) => Some(path),
+        (None, false, _) => Some(
+            file.store
+                .path
+                .as_ref()
+                .map_or_else(|| PathBuf::from(DEFAULT_STORE), PathBuf::from),
+        ),
+    };
     Ok(collect::Options {
+        store,
+        retention: file.retention(),
+        networks: file.networks()?,
+        alerts: file.alerts.clone(),
+        exports: std::mem::take(&mut file.export),
         listen,
         format,
         output: output.or_else(|| c.output.as_ref().map(PathBuf::from)),
         state: state.or_else(|| c.state.as_ref().map(PathBuf::from)),
         keys: file.keys()?,
         allow_plaintext: insecure_plaintext || c.insecure_plaintext,
-        until_final: false,
-        idle_exit: None,
-        status_interval: c.status_interval_s.map(Duration::from_secs),
+        until_final,
+        idle_exit: seconds(idle_exit),
+        status_interval: seconds(status_every).or(c.status_interval_s.map(Duration::from_secs)),
     })
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Collect {
-            config,
-            listen,
-            format,
-            output,
-            state,
-            insecure_plaintext,
-            until_final,
-            idle_exit,
-            status_every,
-        } => collect_options(config, listen, format, output, state, insecure_plaintext).and_then(
-            |mut opts| {
-                opts.until_final = until_final;
-                opts.idle_exit = seconds(idle_exit);
-                opts.status_interval = seconds(status_every).or(opts.status_interval);
-                collect::run(opts)
-            },
-        ),
+        Command::Collect(args) => collect_options(args).and_then(collect::run),
         Command::Image {
             command:
                 ImageCommand::Write {
@@ -182,6 +279,63 @@ fn main() -> ExitCode {
             collector,
             out_dir,
         } => keygen::run(&tap_id, &collector, out_dir.as_deref()),
+        Command::Query {
+            query,
+            window,
+            top,
+            sum,
+            by,
+            limit,
+            json,
+            count,
+        } => window.resolve().and_then(|(store, since_ms, until_ms, _)| {
+            let output = pitap::search::output_from_args(
+                json,
+                count,
+                top.as_deref(),
+                sum.as_deref(),
+                by.as_deref(),
+                limit,
+            )?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            pitap::search::run(
+                &pitap::search::Options {
+                    store,
+                    query,
+                    since_ms,
+                    until_ms,
+                    output,
+                },
+                &mut out,
+            )
+            .map(|_| ())
+        }),
+        Command::Report {
+            window,
+            only,
+            limit,
+            json,
+        } => window
+            .resolve()
+            .and_then(|(store, since_ms, until_ms, config)| {
+                let stdout = std::io::stdout();
+                let mut out = std::io::BufWriter::new(stdout.lock());
+                pitap::report::run(
+                    &pitap::report::Options {
+                        store,
+                        since_ms,
+                        until_ms,
+                        sensitive: config.report.sensitive.clone(),
+                        only,
+                        limit,
+                        thresholds: pitap::report::Thresholds::default(),
+                        json,
+                    },
+                    &mut out,
+                )
+                .map(|_| ())
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

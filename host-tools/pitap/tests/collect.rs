@@ -76,7 +76,12 @@ fn keygen(dir: &Path, taps: &[&str]) -> (PathBuf, Vec<Key>) {
 }
 
 /// A collector on an ephemeral loopback port; returns it and its address.
+/// Each gets a store of its own beside the config.
 fn start_collector(config: &Path, extra: &[&str]) -> (Child, String) {
+    static STORES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = STORES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let store = config.with_file_name(format!("flows-{n}.db"));
+    let _ = std::fs::remove_file(&store);
     let mut child = Command::new(env!("CARGO_BIN_EXE_pitap"))
         .args([
             "collect",
@@ -84,6 +89,8 @@ fn start_collector(config: &Path, extra: &[&str]) -> (Child, String) {
             "127.0.0.1:0",
             "--config",
             config.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
         ])
         .args(extra)
         .stdout(Stdio::piped())

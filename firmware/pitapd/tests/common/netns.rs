@@ -268,6 +268,8 @@ impl Topology {
             listen.into(),
             "--format".into(),
             "json".into(),
+            "--store".into(),
+            self.store_path().to_str().unwrap().to_string(),
         ];
         args.extend(extra.iter().map(|a| a.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -295,6 +297,12 @@ impl Topology {
             .lines()
             .map(|l| serde_json::from_str(l).expect("JSON line"))
             .collect()
+    }
+
+    /// The collectors' flow store (one per topology: a restarted collector
+    /// goes on with it).
+    pub fn store_path(&self) -> PathBuf {
+        self.dir.join("flows.db")
     }
 
     pub fn status_path(&self) -> PathBuf {

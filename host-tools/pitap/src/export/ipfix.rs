@@ -1,0 +1,410 @@
+//! IPFIX (RFC 7011) and NetFlow v9 (RFC 3954) export over UDP.
+//!
+//! IPFIX carries each flow as one biflow record (RFC 5103): the forward
+//! counters are the initiator's, the reverse ones (the same element numbers
+//! with the enterprise bit and PEN 29305) the responder's. NetFlow v9 has no
+//! biflows: each flow becomes one record per direction that carried packets.
+//! Templates go out with the first message and again every
+//! `template_interval` (UDP collectors learn them only from the wire).
+//! Hand-written: the Rust IPFIX crates are parsers for collectors, and the
+//! encoding is a few fixed-size big-endian fields.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use pitap_wire::{proto, EndReason, FlowRecord};
+
+use super::Exporter;
+use crate::store::StoredFlow;
+
+/// Messages stay below this size (an Ethernet MTU with room for tunnels).
+pub const MAX_MESSAGE: usize = 1400;
+const TEMPLATE_V4: u16 = 256;
+const TEMPLATE_V6: u16 = 257;
+/// RFC 5103's enterprise number for reverse information elements.
+pub const REVERSE_PEN: u32 = 29305;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Ipfix,
+    NetflowV9,
+}
+
+/// (element id, length, reverse?)
+type Element = (u16, u16, bool);
+
+fn ipfix_elements(v6: bool) -> Vec<Element> {
+    let (src, dst, icmp) = if v6 { (27, 28, 139) } else { (8, 12, 32) };
+    let a = if v6 { 16 } else { 4 };
+    vec![
+        (152, 8, false),  // flowStartMilliseconds
+        (153, 8, false),  // flowEndMilliseconds
+        (src, a, false),  // sourceIPv{4,6}Address
+        (dst, a, false),  // destinationIPv{4,6}Address
+        (7, 2, false),    // sourceTransportPort
+        (11, 2, false),   // destinationTransportPort
+        (4, 1, false),    // protocolIdentifier
+        (6, 2, false),    // tcpControlBits
+        (2, 8, false),    // packetDeltaCount
+        (1, 8, false),    // octetDeltaCount
+        (6, 2, true),     // reverse tcpControlBits
+        (2, 8, true),     // reversePacketDeltaCount
+        (1, 8, true),     // reverseOctetDeltaCount
+        (56, 6, false),   // sourceMacAddress
+        (80, 6, false),   // destinationMacAddress
+        (58, 2, false),   // vlanId
+        (icmp, 2, false), // icmpTypeCodeIPv{4,6}
+        (136, 1, false),  // flowEndReason
+        (239, 1, false),  // biflowDirection
+    ]
+}
+
+fn v9_elements(v6: bool) -> Vec<Element> {
+    let (src, dst) = if v6 { (27, 28) } else { (8, 12) };
+    let a = if v6 { 16 } else { 4 };
+    vec![
+        (src, a, false), // IPV{4,6}_SRC_ADDR
+        (dst, a, false), // IPV{4,6}_DST_ADDR
+        (7, 2, false),   // L4_SRC_PORT
+        (11, 2, false),  // L4_DST_PORT
+        (4, 1, false),   // PROTOCOL
+        (6, 1, false),   // TCP_FLAGS
+        (2, 8, false),   // IN_PKTS
+        (1, 8, false),   // IN_BYTES
+        (22, 4, false),  // FIRST_SWITCHED (ms of sysUptime)
+        (21, 4, false),  // LAST_SWITCHED
+        (56, 6, false),  // IN_SRC_MAC
+        (80, 6, false),  // IN_DST_MAC
+        (58, 2, false),  // SRC_VLAN
+        (32, 2, false),  // ICMP_TYPE (type * 256 + code)
+    ]
+}
+
+fn record_len(elements: &[Element]) -> usize {
+    elements.iter().map(|e| usize::from(e.1)).sum()
+}
+
+fn put_addr(out: &mut Vec<u8>, a: IpAddr) {
+    match a {
+        IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
+        IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
+    }
+}
+
+/// An IPv4-mapped address exported as IPv4, like the tap saw it on the wire.
+fn family_v6(r: &FlowRecord) -> bool {
+    r.src.addr.is_ipv6() || r.dst.addr.is_ipv6()
+}
+
+fn end_reason(r: &FlowRecord) -> u8 {
+    // RFC 5102 flowEndReason: 1 idle, 2 active, 3 end of flow, 4 forced, 5 lack of resources.
+    match r.end_reason {
+        EndReason::Idle => 1,
+        EndReason::Active => 2,
+        EndReason::TcpClose | EndReason::TcpReset => 3,
+        EndReason::Shutdown => 4,
+        EndReason::Evicted => 5,
+    }
+}
+
+fn icmp_type_code(r: &FlowRecord) -> u16 {
+    r.icmp.map_or(0, |(t, c)| u16::from(t) << 8 | u16::from(c))
+}
+
+fn has_ports(p: u8) -> bool {
+    matches!(p, proto::TCP | proto::UDP | proto::SCTP)
+}
+
+/// One IPFIX biflow record's bytes (template 256 or 257 order).
+pub fn ipfix_record(r: &FlowRecord, out: &mut Vec<u8>) {
+    let ports = has_ports(r.proto);
+    out.extend_from_slice(&r.start_ms.to_be_bytes());
+    out.extend_from_slice(&r.end_ms.to_be_bytes());
+    put_addr(out, r.src.addr);
+    put_addr(out, r.dst.addr);
+    out.extend_from_slice(&(if ports { r.src.port } else { 0 }).to_be_bytes());
+    out.extend_from_slice(&(if ports { r.dst.port } else { 0 }).to_be_bytes());
+    out.push(r.proto);
+    out.extend_from_slice(&u16::from(r.src.counters.tcp_flags).to_be_bytes());
+    out.extend_from_slice(&r.src.counters.packets.to_be_bytes());
+    out.extend_from_slice(&r.src.counters.bytes.to_be_bytes());
+    out.extend_from_slice(&u16::from(r.dst.counters.tcp_flags).to_be_bytes());
+    out.extend_from_slice(&r.dst.counters.packets.to_be_bytes());
+    out.extend_from_slice(&r.dst.counters.bytes.to_be_bytes());
+    out.extend_from_slice(&r.src.mac);
+    out.extend_from_slice(&r.dst.mac);
+    out.extend_from_slice(&r.vlan.to_be_bytes());
+    out.extend_from_slice(&icmp_type_code(r).to_be_bytes());
+    out.push(end_reason(r));
+    out.push(1); // biflowDirection: the source is the initiator
+}
+
+/// NetFlow v9 records for one flow: initiator->responder, and the reverse
+/// if the responder sent anything. Times relative to `base_ms` (sysUptime 0).
+pub fn v9_records(r: &FlowRecord, base_ms: u64, out: &mut Vec<u8>) -> usize {
+    let ports = has_ports(r.proto);
+    let rel = |t: u64| (t.saturating_sub(base_ms)).min(u64::from(u32::MAX)) as u32;
+    let mut n = 0;
+    for (a, b) in [(&r.src, &r.dst), (&r.dst, &r.src)] {
+        if n == 1 && a.counters.packets == 0 {
+            break;
+        }
+        put_addr(out, a.addr);
+        put_addr(out, b.addr);
+        out.extend_from_slice(&(if ports { a.port } else { 0 }).to_be_bytes());
+        out.extend_from_slice(&(if ports { b.port } else { 0 }).to_be_bytes());
+        out.push(r.proto);
+        out.push(a.counters.tcp_flags);
+        out.extend_from_slice(&a.counters.packets.to_be_bytes());
+        out.extend_from_slice(&a.counters.bytes.to_be_bytes());
+        out.extend_from_slice(&rel(r.start_ms).to_be_bytes());
+        out.extend_from_slice(&rel(r.end_ms).to_be_bytes());
+        out.extend_from_slice(&a.mac);
+        out.extend_from_slice(&b.mac);
+        out.extend_from_slice(&r.vlan.to_be_bytes());
+        out.extend_from_slice(&(if n == 0 { icmp_type_code(r) } else { 0 }).to_be_bytes());
+        n += 1;
+    }
+    n
+}
+
+fn template_set(protocol: Protocol) -> Vec<u8> {
+    let mut set = Vec::new();
+    let set_id: u16 = if protocol == Protocol::Ipfix { 2 } else { 0 };
+    set.extend_from_slice(&set_id.to_be_bytes());
+    set.extend_from_slice(&[0, 0]);
+    for (id, v6) in [(TEMPLATE_V4, false), (TEMPLATE_V6, true)] {
+        let elements = match protocol {
+            Protocol::Ipfix => ipfix_elements(v6),
+            Protocol::NetflowV9 => v9_elements(v6),
+        };
+        set.extend_from_slice(&id.to_be_bytes());
+        set.extend_from_slice(&(elements.len() as u16).to_be_bytes());
+        for (ie, len, reverse) in elements {
+            if reverse {
+                set.extend_from_slice(&(ie | 0x8000).to_be_bytes());
+                set.extend_from_slice(&len.to_be_bytes());
+                set.extend_from_slice(&REVERSE_PEN.to_be_bytes());
+            } else {
+                set.extend_from_slice(&ie.to_be_bytes());
+                set.extend_from_slice(&len.to_be_bytes());
+            }
+        }
+    }
+    let len = set.len() as u16;
+    set[2..4].copy_from_slice(&len.to_be_bytes());
+    set
+}
+
+/// Builds messages: the header, optionally the templates, then data sets.
+pub struct Encoder {
+    pub protocol: Protocol,
+    pub domain: u32,
+    /// IPFIX: data records sent so far; v9: messages sent so far.
+    sequence: u32,
+}
+
+impl Encoder {
+    pub fn new(protocol: Protocol, domain: u32) -> Encoder {
+        Encoder {
+            protocol,
+            domain,
+            sequence: 0,
+        }
+    }
+
+    /// Encodes flows into as many messages as needed; `templates` puts the
+    /// template set at the head of the first. `now_ms` is the export time.
+    pub fn encode(&mut self, flows: &[&FlowRecord], templates: bool, now_ms: u64) -> Vec<Vec<u8>> {
+        let mut messages = Vec::new();
+        let mut rest: Vec<&FlowRecord> = flows.to_vec();
+        let mut with_templates = templates;
+        while !rest.is_empty() || with_templates {
+            let (msg, used) = self.message(&rest, with_templates, now_ms);
+            messages.push(msg);
+            with_templates = false;
+            rest.drain(..used);
+            if used == 0 && !rest.is_empty() {
+                break; // cannot happen: a record is far smaller than a message
+            }
+        }
+        messages
+    }
+
+    fn message(&mut self, flows: &[&FlowRecord], templates: bool, now_ms: u64) -> (Vec<u8>, usize) {
+        let header_len = if self.protocol == Protocol::Ipfix {
+            16
+        } else {
+            20
+        };
+        let mut body = Vec::new();
+        let mut count = 0u16; // v9: records in the message, templates included
+        if templates {
+            body.extend(template_set(self.protocol));
+            count += 2;
+        }
+        // v9 times are relative to sysUptime; the export time is the
+        // latest flow end so that replayed flows keep their own times.
+        let latest = flows.iter().map(|r| r.end_ms).max().unwrap_or(now_ms);
+        let export_ms = if self.protocol == Protocol::NetflowV9 {
+            latest.div_ceil(1000) * 1000
+        } else {
+            now_ms
+        };
+        let base_ms = flows
+            .iter()
+            .map(|r| r.start_ms)
+            .min()
+            .unwrap_or(export_ms)
+            .min(export_ms);
+        let mut used = 0;
+        let mut records = 0u32;
+        for v6 in [false, true] {
+            let per_record = record_len(&match self.protocol {
+                Protocol::Ipfix => ipfix_elements(v6),
+                Protocol::NetflowV9 => v9_elements(v6),
+            }) * if self.protocol == Protocol::NetflowV9 {
+                2
+            } else {
+                1
+            };
+            let mut set = Vec::new();
+            let id = if v6 { TEMPLATE_V6 } else { TEMPLATE_V4 };
+            set.extend_from_slice(&id.to_be_bytes());
+            set.extend_from_slice(&[0, 0]);
+            let mut taken = 0;
+            for r in flows.iter().skip(used) {
+                if family_v6(r) != v6 {
+                    break;
+                }
+                if header_len + body.len() + set.len() + per_record + 3 > MAX_MESSAGE {
+                    break;
+                }
+                match self.protocol {
+                    Protocol::Ipfix => {
+                        ipfix_record(r, &mut set);
+                        records += 1;
+                    }
+                    Protocol::NetflowV9 => {
+                        let n = v9_records(r, base_ms, &mut set);
+                        count += n as u16;
+                        records += n as u32;
+                    }
+                }
+                taken += 1;
+            }
+            if taken == 0 {
+                continue;
+            }
+            used += taken;
+            while set.len() % 4 != 0 {
+                set.push(0); // padding to 32 bits (optional in IPFIX, usual in v9)
+            }
+            let len = set.len() as u16;
+            set[2..4].copy_from_slice(&len.to_be_bytes());
+            body.extend(set);
+            if used < flows.len() && family_v6(flows[used]) == v6 {
+                break; // the message is full
+            }
+        }
+        let mut msg = Vec::with_capacity(header_len + body.len());
+        match self.protocol {
+            Protocol::Ipfix => {
+                msg.extend_from_slice(&10u16.to_be_bytes());
+                msg.extend_from_slice(&((16 + body.len()) as u16).to_be_bytes());
+                msg.extend_from_slice(&((now_ms / 1000) as u32).to_be_bytes());
+                msg.extend_from_slice(&self.sequence.to_be_bytes());
+                msg.extend_from_slice(&self.domain.to_be_bytes());
+                self.sequence = self.sequence.wrapping_add(records);
+            }
+            Protocol::NetflowV9 => {
+                msg.extend_from_slice(&9u16.to_be_bytes());
+                msg.extend_from_slice(&count.to_be_bytes());
+                msg.extend_from_slice(
+                    &((export_ms - base_ms).min(u64::from(u32::MAX)) as u32).to_be_bytes(),
+                );
+                msg.extend_from_slice(&((export_ms / 1000) as u32).to_be_bytes());
+                msg.extend_from_slice(&self.sequence.to_be_bytes());
+                msg.extend_from_slice(&self.domain.to_be_bytes());
+                self.sequence = self.sequence.wrapping_add(1);
+            }
+        }
+        msg.extend(body);
+        (msg, used)
+    }
+}
+
+pub struct FlowExporter {
+    socket: UdpSocket,
+    to: SocketAddr,
+    encoder: Encoder,
+    interval: Duration,
+    last_templates: Option<Instant>,
+    sent: u64,
+    errors: u64,
+}
+
+impl FlowExporter {
+    pub fn new(to: SocketAddr, protocol: Protocol, interval: Duration) -> Result<Self, String> {
+        Ok(FlowExporter {
+            socket: super::udp_to(to)?,
+            to,
+            encoder: Encoder::new(protocol, 0),
+            interval,
+            last_templates: None,
+            sent: 0,
+            errors: 0,
+        })
+    }
+}
+
+impl Exporter for FlowExporter {
+    fn export(&mut self, flows: &[StoredFlow]) {
+        let templates = self
+            .last_templates
+            .is_none_or(|t| t.elapsed() >= self.interval);
+        if flows.is_empty() && !templates {
+            return;
+        }
+        if templates {
+            self.last_templates = Some(Instant::now());
+        }
+        // Records of one family together: fewer sets per message.
+        let mut records: Vec<&FlowRecord> = flows.iter().map(|f| &f.record).collect();
+        records.sort_by_key(|r| family_v6(r));
+        let now = crate::search::now_ms();
+        for msg in self.encoder.encode(&records, templates, now) {
+            match self.socket.send(&msg) {
+                Ok(_) => self.sent += 1,
+                Err(_) => self.errors += 1,
+            }
+        }
+    }
+
+    fn counts(&self) -> (u64, u64) {
+        (self.sent, self.errors)
+    }
+
+    fn describe(&self) -> String {
+        let name = match self.encoder.protocol {
+            Protocol::Ipfix => "IPFIX",
+            Protocol::NetflowV9 => "NetFlow v9",
+        };
+        format!("{name} to {}", self.to)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_lengths_match_the_templates() {
+        for v6 in [false, true] {
+            let elements = ipfix_elements(v6);
+            assert_eq!(record_len(&elements), if v6 { 107 } else { 83 });
+        }
+        let set = template_set(Protocol::Ipfix);
+        assert_eq!(u16::from_be_bytes([set[2], set[3]]) as usize, set.len());
+    }
+}

@@ -1,0 +1,124 @@
+//! Export to the pipelines people already run, as flows arrive at the
+//! collector:
+//!
+//! - [`ipfix`]: IPFIX (RFC 7011) biflows with RFC 5103 reverse elements,
+//!   and NetFlow v9 (RFC 3954, one record per direction), over UDP, with
+//!   templates re-sent on a timer: nfcapd/nfdump, Elastic, Graylog (v9);
+//! - [`gelf`]: GELF 1.1 over UDP (chunked) and TCP: Graylog;
+//! - [`syslog`]: the flow line as RFC 5424 syslog over UDP.
+//!
+//! JSON lines are `pitap collect --format json` (or `pitap query --json`).
+
+pub mod gelf;
+pub mod ipfix;
+pub mod syslog;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::store::StoredFlow;
+
+/// `[export]` in collector.toml: lists of ADDRESS:PORT per protocol.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportSection {
+    #[serde(default)]
+    pub ipfix: Vec<String>,
+    #[serde(default)]
+    pub netflow9: Vec<String>,
+    #[serde(default)]
+    pub gelf_udp: Vec<String>,
+    #[serde(default)]
+    pub gelf_tcp: Vec<String>,
+    #[serde(default)]
+    pub syslog: Vec<String>,
+    /// IPFIX/v9 templates are sent again this often (default 60 s).
+    pub template_interval_s: Option<f64>,
+    /// Largest GELF UDP chunk (default 1420, Graylog's WAN size).
+    pub gelf_chunk_size: Option<usize>,
+}
+
+fn addresses(key: &str, list: &[String]) -> Result<Vec<SocketAddr>, String> {
+    list.iter()
+        .map(|a| {
+            a.parse()
+                .map_err(|_| format!("export.{key}: {a:?} is not ADDRESS:PORT"))
+        })
+        .collect()
+}
+
+impl ExportSection {
+    pub fn check(&self) -> Result<(), String> {
+        addresses("ipfix", &self.ipfix)?;
+        addresses("netflow9", &self.netflow9)?;
+        addresses("gelf_udp", &self.gelf_udp)?;
+        addresses("gelf_tcp", &self.gelf_tcp)?;
+        addresses("syslog", &self.syslog)?;
+        if let Some(t) = self.template_interval_s {
+            if !(t.is_finite() && t > 0.0) {
+                return Err("export.template_interval_s: a positive number of seconds".into());
+            }
+        }
+        if let Some(c) = self.gelf_chunk_size {
+            if !(64..=8192).contains(&c) {
+                return Err("export.gelf_chunk_size: 64 to 8192 bytes".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Something that takes flows for another system.
+pub trait Exporter {
+    fn export(&mut self, flows: &[StoredFlow]);
+    /// Datagrams or messages sent, and send errors, for the status line.
+    fn counts(&self) -> (u64, u64);
+    fn describe(&self) -> String;
+}
+
+pub fn from_config(e: &ExportSection) -> Result<Vec<Box<dyn Exporter>>, String> {
+    e.check()?;
+    let interval = Duration::from_secs_f64(e.template_interval_s.unwrap_or(60.0));
+    let mut out: Vec<Box<dyn Exporter>> = Vec::new();
+    for a in addresses("ipfix", &e.ipfix)? {
+        out.push(Box::new(ipfix::FlowExporter::new(
+            a,
+            ipfix::Protocol::Ipfix,
+            interval,
+        )?));
+    }
+    for a in addresses("netflow9", &e.netflow9)? {
+        out.push(Box::new(ipfix::FlowExporter::new(
+            a,
+            ipfix::Protocol::NetflowV9,
+            interval,
+        )?));
+    }
+    for a in addresses("gelf_udp", &e.gelf_udp)? {
+        out.push(Box::new(gelf::GelfUdp::new(
+            a,
+            e.gelf_chunk_size.unwrap_or(1420),
+        )?));
+    }
+    for a in addresses("gelf_tcp", &e.gelf_tcp)? {
+        out.push(Box::new(gelf::GelfTcp::new(a)));
+    }
+    for a in addresses("syslog", &e.syslog)? {
+        out.push(Box::new(syslog::Syslog::new(a)?));
+    }
+    Ok(out)
+}
+
+/// A UDP socket connected to `to`, from an unspecified address of its family.
+pub(crate) fn udp_to(to: SocketAddr) -> Result<std::net::UdpSocket, String> {
+    let local: SocketAddr = if to.is_ipv4() {
+        "0.0.0.0:0".parse().map_err(|_| "address".to_string())?
+    } else {
+        "[::]:0".parse().map_err(|_| "address".to_string())?
+    };
+    let s = std::net::UdpSocket::bind(local).map_err(|e| format!("export to {to}: {e}"))?;
+    s.connect(to).map_err(|e| format!("export to {to}: {e}"))?;
+    Ok(s)
+}

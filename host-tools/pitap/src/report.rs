@@ -1,0 +1,478 @@
+//! `pitap report`: the questions of network-security monitoring, answered
+//! from the store over a time window. Each analysis says what it looks for
+//! and gives the `pitap query` that shows the flows behind it.
+//!
+//! - `inbound`: outside hosts whose connections to internal hosts were
+//!   accepted (a service meant to be internal-only answered the outside);
+//! - `exfil`: bytes sent by hosts of the `[report] sensitive` groups to
+//!   outside addresses (or to outside hosts that connected in), by peer;
+//! - `refused`: refused or unanswered TCP attempts by source, with a scan
+//!   verdict (many ports: port scan; many hosts: sweep);
+//! - `beacons`: the same source, destination and port contacted at regular
+//!   intervals with low jitter, as a C2 implant calls home (works on
+//!   encrypted traffic: only times are used);
+//! - `devices`: MAC addresses first seen in the window.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use pitap_wire::format::time_text;
+use pitap_wire::proto_name;
+use serde::Serialize;
+
+use crate::store::{Store, StoredFlow};
+
+pub const ANALYSES: [&str; 5] = ["inbound", "exfil", "refused", "beacons", "devices"];
+
+#[derive(Clone, Debug)]
+pub struct Thresholds {
+    /// Distinct ports (to any host) that make a port scan.
+    pub scan_ports: usize,
+    /// Distinct hosts (on any port) that make a sweep.
+    pub scan_hosts: usize,
+    /// Connections needed before a series can be called a beacon.
+    pub beacon_min: usize,
+    /// Largest jitter (median absolute deviation / median interval).
+    pub beacon_jitter: f64,
+    /// Shortest interval considered (faster than this is a session, not a timer).
+    pub beacon_min_interval_ms: u64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            scan_ports: 15,
+            scan_hosts: 15,
+            beacon_min: 6,
+            beacon_jitter: 0.1,
+            beacon_min_interval_ms: 2_000,
+        }
+    }
+}
+
+pub struct Options {
+    pub store: PathBuf,
+    pub since_ms: u64,
+    pub until_ms: u64,
+    pub sensitive: Vec<String>,
+    pub only: Option<String>,
+    pub limit: usize,
+    pub thresholds: Thresholds,
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Section {
+    pub analysis: &'static str,
+    pub title: String,
+    pub explanation: String,
+    /// The query behind the section (per row where rows differ).
+    pub query: String,
+    pub rows: Vec<serde_json::Value>,
+    pub lines: Vec<String>,
+}
+
+fn port_text(f: &StoredFlow) -> String {
+    let p = proto_name(f.record.proto).map_or_else(|| f.record.proto.to_string(), str::to_string);
+    format!("{}/{}", f.record.dst.port, p.to_ascii_lowercase())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+#[derive(Default)]
+struct Inbound {
+    flows: u64,
+    sources: BTreeSet<IpAddr>,
+    bytes: u64,
+}
+
+#[derive(Default)]
+struct Refused {
+    attempts: u64,
+    ports: BTreeSet<u16>,
+    hosts: BTreeSet<IpAddr>,
+    rejected: u64,
+}
+
+#[derive(Default)]
+struct Exfil {
+    bytes: u64,
+    flows: u64,
+    from: BTreeSet<IpAddr>,
+}
+
+/// Everything the analyses gather in one pass over the window.
+#[derive(Default)]
+struct Gathered {
+    inbound: HashMap<(IpAddr, String), Inbound>,
+    refused: HashMap<IpAddr, Refused>,
+    exfil: HashMap<(String, IpAddr), Exfil>,
+    series: HashMap<(IpAddr, IpAddr, u16, u8), Vec<u64>>,
+}
+
+fn gather(flow: &StoredFlow, sensitive: &[String], g: &mut Gathered) {
+    let r = &flow.record;
+    let e = &flow.enrichment;
+    let action = r.action();
+    if !e.from_internal && e.to_internal && action == pitap_wire::Action::Accept {
+        let entry = g.inbound.entry((r.dst.addr, port_text(flow))).or_default();
+        entry.flows += 1;
+        entry.sources.insert(r.src.addr);
+        entry.bytes += r.total_bytes();
+    }
+    if r.proto == pitap_wire::proto::TCP && action != pitap_wire::Action::Accept {
+        let entry = g.refused.entry(r.src.addr).or_default();
+        entry.attempts += 1;
+        entry.ports.insert(r.dst.port);
+        entry.hosts.insert(r.dst.addr);
+        entry.rejected += u64::from(action == pitap_wire::Action::Reject);
+    }
+    for group in sensitive {
+        // Bytes the sensitive side sent to an outside peer.
+        let (sent, peer, member) = if e.src_group.as_deref() == Some(group) && !e.to_internal {
+            (r.src.counters.bytes, r.dst.addr, r.src.addr)
+        } else if e.dst_group.as_deref() == Some(group) && !e.from_internal {
+            (r.dst.counters.bytes, r.src.addr, r.dst.addr)
+        } else {
+            continue;
+        };
+        let entry = g.exfil.entry((group.clone(), peer)).or_default();
+        entry.bytes += sent;
+        entry.flows += 1;
+        entry.from.insert(member);
+    }
+    if !r.continuation {
+        g.series
+            .entry((r.src.addr, r.dst.addr, r.dst.port, r.proto))
+            .or_default()
+            .push(r.start_ms);
+    }
+}
+
+pub fn run(o: &Options, out: &mut dyn Write) -> Result<Vec<Section>, String> {
+    if let Some(only) = &o.only {
+        if !ANALYSES.contains(&only.as_str()) {
+            return Err(format!("--only {only}: one of {}", ANALYSES.join(", ")));
+        }
+    }
+    let store = Store::open_existing(&o.store)?;
+    let mut g = Gathered::default();
+    let mut any_internal = false;
+    let flows = store.scan(o.since_ms, o.until_ms, |f| {
+        any_internal |= f.enrichment.from_internal || f.enrichment.to_internal;
+        gather(f, &o.sensitive, &mut g);
+    })?;
+    let want = |name: &str| o.only.as_deref().is_none_or(|o| o == name);
+    let mut sections = Vec::new();
+    if want("inbound") {
+        sections.push(inbound(&g, o.limit, any_internal));
+    }
+    if want("exfil") {
+        sections.push(exfil(&g, o));
+    }
+    if want("refused") {
+        sections.push(refused(&g, o));
+    }
+    if want("beacons") {
+        sections.push(beacons(&g, o));
+    }
+    if want("devices") {
+        sections.push(devices(&store, o)?);
+    }
+    let w = |e: std::io::Error| format!("writing the report: {e}");
+    if o.json {
+        for s in &sections {
+            let v = serde_json::json!({
+                "analysis": s.analysis, "title": s.title, "explanation": s.explanation,
+                "query": s.query, "rows": s.rows,
+            });
+            writeln!(out, "{v}").map_err(w)?;
+        }
+    } else {
+        writeln!(
+            out,
+            "PiTap report: {flows} flows from {} to {} (UTC)",
+            time_text(o.since_ms, ' '),
+            time_text(o.until_ms.min(crate::search::now_ms().max(o.since_ms)), ' ')
+        )
+        .map_err(w)?;
+        for s in &sections {
+            writeln!(out, "\n== {}", s.title).map_err(w)?;
+            writeln!(out, "{}", s.explanation).map_err(w)?;
+            writeln!(out, "query: pitap query '{}'", s.query).map_err(w)?;
+            if s.lines.is_empty() {
+                writeln!(out, "  (nothing)").map_err(w)?;
+            }
+            for l in &s.lines {
+                writeln!(out, "  {l}").map_err(w)?;
+            }
+        }
+    }
+    Ok(sections)
+}
+
+fn inbound(g: &Gathered, limit: usize, any_internal: bool) -> Section {
+    let mut rows: Vec<_> = g.inbound.iter().collect();
+    rows.sort_by(|a, b| b.1.flows.cmp(&a.1.flows).then(a.0.cmp(b.0)));
+    rows.truncate(limit);
+    let mut explanation = "Connections from outside addresses to internal ones that were accepted: \
+        each line is an internal service the outside reached. Anything not meant to be public is a finding."
+        .to_string();
+    if !any_internal {
+        explanation += " (No flow touched an `internal` network: define [networks] internal in collector.toml.)";
+    }
+    Section {
+        analysis: "inbound",
+        title: "Outside hosts reaching internal services".into(),
+        explanation,
+        query: "from_internal:false AND to_internal:true AND action:ACCEPT".into(),
+        lines: rows
+            .iter()
+            .map(|((addr, port), i)| {
+                let sources: Vec<String> = i.sources.iter().take(3).map(|a| a.to_string()).collect();
+                format!(
+                    "{addr} {port}: {} flows from {} outside hosts ({}{}), {} bytes",
+                    i.flows,
+                    i.sources.len(),
+                    sources.join(", "),
+                    if i.sources.len() > 3 { ", ..." } else { "" },
+                    i.bytes
+                )
+            })
+            .collect(),
+        rows: rows
+            .iter()
+            .map(|((addr, port), i)| {
+                serde_json::json!({"dst_addr": addr.to_string(), "service": port, "flows": i.flows,
+                    "sources": i.sources.iter().map(|a| a.to_string()).collect::<Vec<_>>(), "bytes": i.bytes})
+            })
+            .collect(),
+    }
+}
+
+fn exfil(g: &Gathered, o: &Options) -> Section {
+    let mut rows: Vec<_> = g.exfil.iter().collect();
+    rows.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(b.0)));
+    rows.truncate(o.limit);
+    let groups = o.sensitive.join(" OR ");
+    let query = if o.sensitive.is_empty() {
+        "(no [report] sensitive groups configured)".to_string()
+    } else {
+        format!("(src_group:({groups}) AND to_internal:false) OR (dst_group:({groups}) AND from_internal:false)")
+    };
+    Section {
+        analysis: "exfil",
+        title: "Bytes leaving sensitive groups".into(),
+        explanation: format!(
+            "Bytes sent by hosts of the sensitive groups ({}) to outside addresses, by destination, \
+             whichever side opened the connection. Large or unfamiliar destinations deserve a look.",
+            if o.sensitive.is_empty() { "none configured: set [report] sensitive".into() } else { o.sensitive.join(", ") }
+        ),
+        query,
+        lines: rows
+            .iter()
+            .map(|((group, peer), x)| {
+                let from: Vec<String> = x.from.iter().map(|a| a.to_string()).collect();
+                format!("{group} -> {peer}: {} bytes in {} flows (from {})", x.bytes, x.flows, from.join(", "))
+            })
+            .collect(),
+        rows: rows
+            .iter()
+            .map(|((group, peer), x)| {
+                serde_json::json!({"group": group, "peer": peer.to_string(), "bytes": x.bytes, "flows": x.flows,
+                    "from": x.from.iter().map(|a| a.to_string()).collect::<Vec<_>>()})
+            })
+            .collect(),
+    }
+}
+
+pub fn scan_verdict(ports: usize, hosts: usize, t: &Thresholds) -> &'static str {
+    match (ports >= t.scan_ports, hosts >= t.scan_hosts) {
+        (true, true) => "port scan and host sweep",
+        (true, false) => "port scan",
+        (false, true) => "host sweep",
+        (false, false) => "refused",
+    }
+}
+
+fn refused(g: &Gathered, o: &Options) -> Section {
+    let mut rows: Vec<_> = g.refused.iter().collect();
+    rows.sort_by(|a, b| {
+        let score = |r: &Refused| r.ports.len().max(r.hosts.len());
+        score(b.1)
+            .cmp(&score(a.1))
+            .then(b.1.attempts.cmp(&a.1.attempts))
+            .then(a.0.cmp(b.0))
+    });
+    rows.truncate(o.limit);
+    let t = &o.thresholds;
+    Section {
+        analysis: "refused",
+        title: "Refused and unanswered connection attempts, by source".into(),
+        explanation: format!(
+            "TCP attempts that were refused (RST) or never answered, per source. A source trying \
+             {} or more ports is a port scan, {} or more hosts a sweep.",
+            t.scan_ports, t.scan_hosts
+        ),
+        query: "proto:TCP AND action:(REJECT OR NOREPLY)".into(),
+        lines: rows
+            .iter()
+            .map(|(src, r)| {
+                format!(
+                    "{src}: {} ({} attempts, {} refused, {} ports, {} hosts)",
+                    scan_verdict(r.ports.len(), r.hosts.len(), t),
+                    r.attempts,
+                    r.rejected,
+                    r.ports.len(),
+                    r.hosts.len()
+                )
+            })
+            .collect(),
+        rows: rows
+            .iter()
+            .map(|(src, r)| {
+                serde_json::json!({"src_addr": src.to_string(), "verdict": scan_verdict(r.ports.len(), r.hosts.len(), t),
+                    "attempts": r.attempts, "refused": r.rejected, "ports": r.ports.len(), "hosts": r.hosts.len()})
+            })
+            .collect(),
+    }
+}
+
+/// A series of start times as a beacon: (median interval ms, jitter).
+pub fn beacon(starts: &mut [u64], t: &Thresholds) -> Option<(f64, f64)> {
+    if starts.len() < t.beacon_min {
+        return None;
+    }
+    starts.sort_unstable();
+    let mut intervals: Vec<f64> = starts.windows(2).map(|w| (w[1] - w[0]) as f64).collect();
+    let m = median(&mut intervals.clone());
+    if m < t.beacon_min_interval_ms as f64 {
+        return None;
+    }
+    let mut deviations: Vec<f64> = intervals.iter_mut().map(|i| (*i - m).abs()).collect();
+    let jitter = median(&mut deviations) / m;
+    (jitter <= t.beacon_jitter).then_some((m, jitter))
+}
+
+fn beacons(g: &Gathered, o: &Options) -> Section {
+    let mut found = Vec::new();
+    for ((src, dst, port, proto), starts) in &g.series {
+        let mut starts = starts.clone();
+        if let Some((interval, jitter)) = beacon(&mut starts, &o.thresholds) {
+            found.push((*src, *dst, *port, *proto, starts.len(), interval, jitter));
+        }
+    }
+    found.sort_by(|a, b| b.4.cmp(&a.4).then(a.6.total_cmp(&b.6)).then(a.0.cmp(&b.0)));
+    found.truncate(o.limit);
+    Section {
+        analysis: "beacons",
+        title: "Beaconing: connections on a timer".into(),
+        explanation: format!(
+            "The same source, destination and port contacted at least {} times at regular intervals \
+             (jitter at most {:.0}% of the interval, intervals of {} s or more): how implants call \
+             their command-and-control server. Only times are used, so it works on encrypted traffic.",
+            o.thresholds.beacon_min,
+            o.thresholds.beacon_jitter * 100.0,
+            o.thresholds.beacon_min_interval_ms / 1000
+        ),
+        query: "src_addr:SRC AND dst_addr:DST AND dst_port:PORT".into(),
+        lines: found
+            .iter()
+            .map(|(s, d, p, pr, n, i, j)| {
+                let proto = proto_name(*pr).map_or_else(|| pr.to_string(), str::to_string);
+                format!(
+                    "{s} -> {d}:{p}/{}: {n} connections every {:.1} s (jitter {:.1}%)  query: src_addr:{s} AND dst_addr:{d} AND dst_port:{p}",
+                    proto.to_ascii_lowercase(),
+                    i / 1000.0,
+                    j * 100.0
+                )
+            })
+            .collect(),
+        rows: found
+            .iter()
+            .map(|(s, d, p, pr, n, i, j)| {
+                serde_json::json!({"src_addr": s.to_string(), "dst_addr": d.to_string(), "dst_port": p,
+                    "proto": pr, "connections": n, "interval_s": i / 1000.0, "jitter": j})
+            })
+            .collect(),
+    }
+}
+
+fn devices(store: &Store, o: &Options) -> Result<Section, String> {
+    let new: Vec<_> = store
+        .devices()?
+        .into_iter()
+        .filter(|d| d.first_ms >= o.since_ms && d.first_ms < o.until_ms)
+        .take(o.limit)
+        .collect();
+    Ok(Section {
+        analysis: "devices",
+        title: "New devices".into(),
+        explanation:
+            "MAC addresses whose first flow falls in the window: a device that joined the network \
+             (or a randomised MAC)."
+                .into(),
+        query: "mac:MAC".into(),
+        lines: new
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} first seen {}, last {} as {}, {} flows",
+                    d.mac,
+                    time_text(d.first_ms, ' '),
+                    time_text(d.last_ms, ' '),
+                    d.last_addr,
+                    d.flows
+                )
+            })
+            .collect(),
+        rows: new
+            .iter()
+            .map(|d| {
+                serde_json::json!({"mac": d.mac, "first_ms": d.first_ms, "last_ms": d.last_ms,
+                    "last_addr": d.last_addr, "flows": d.flows})
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beacon_needs_regular_intervals() {
+        let t = Thresholds::default();
+        let mut regular: Vec<u64> = (0..10).map(|i| i * 60_000 + (i * 7919 % 800)).collect();
+        let (interval, jitter) = beacon(&mut regular, &t).expect("a beacon");
+        assert!((interval - 60_000.0).abs() < 1_000.0 && jitter < 0.02);
+        let mut irregular: Vec<u64> = vec![
+            0, 5_000, 70_000, 81_000, 200_000, 203_000, 390_000, 500_000, 511_000, 800_000,
+        ];
+        assert_eq!(beacon(&mut irregular, &t), None);
+        let mut few: Vec<u64> = (0..4).map(|i| i * 60_000).collect();
+        assert_eq!(beacon(&mut few, &t), None);
+        let mut fast: Vec<u64> = (0..20).map(|i| i * 100).collect();
+        assert_eq!(beacon(&mut fast, &t), None);
+    }
+
+    #[test]
+    fn verdicts() {
+        let t = Thresholds::default();
+        assert_eq!(scan_verdict(40, 1, &t), "port scan");
+        assert_eq!(scan_verdict(1, 30, &t), "host sweep");
+        assert_eq!(scan_verdict(2, 2, &t), "refused");
+    }
+}
