@@ -18,6 +18,10 @@ command -v ethtool >/dev/null || need_apt+=(ethtool)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v python3 >/dev/null || need_apt+=(python3)
 command -v dnsmasq >/dev/null || need_apt+=(dnsmasq-base)
+# The collector's peers: nfcapd/nfdump (IPFIX and NetFlow v9 export), nft
+# (blocklist alerts).
+command -v nfcapd >/dev/null || need_apt+=(nfdump)
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need_apt+=(nftables)
 # The SD card image (image/build.sh) and its emulator system test.
 command -v qemu-system-aarch64 >/dev/null || need_apt+=(qemu-system-arm)
 command -v mcopy >/dev/null || need_apt+=(mtools)

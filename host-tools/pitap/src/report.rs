@@ -139,6 +139,8 @@ fn gather(flow: &StoredFlow, sensitive: &[String], g: &mut Gathered) {
         entry.hosts.insert(r.dst.addr);
         entry.rejected += u64::from(action == pitap_wire::Action::Reject);
     }
+    // A refused or unanswered attempt carries no data (an RST is not an exfil).
+    let sensitive = if action == pitap_wire::Action::Accept { sensitive } else { &[] };
     for group in sensitive {
         // Bytes the sensitive side sent to an outside peer.
         let (sent, peer, member) = if e.src_group.as_deref() == Some(group) && !e.to_internal {
@@ -270,14 +272,14 @@ fn exfil(g: &Gathered, o: &Options) -> Section {
     let query = if o.sensitive.is_empty() {
         "(no [report] sensitive groups configured)".to_string()
     } else {
-        format!("(src_group:({groups}) AND to_internal:false) OR (dst_group:({groups}) AND from_internal:false)")
+        format!("action:ACCEPT AND ((src_group:({groups}) AND to_internal:false) OR (dst_group:({groups}) AND from_internal:false))")
     };
     Section {
         analysis: "exfil",
         title: "Bytes leaving sensitive groups".into(),
         explanation: format!(
-            "Bytes sent by hosts of the sensitive groups ({}) to outside addresses, by destination, \
-             whichever side opened the connection. Large or unfamiliar destinations deserve a look.",
+            "Bytes sent by hosts of the sensitive groups ({}) to outside addresses in accepted \
+             connections, by destination, whichever side opened the connection. Large or unfamiliar destinations deserve a look.",
             if o.sensitive.is_empty() { "none configured: set [report] sensitive".into() } else { o.sensitive.join(", ") }
         ),
         query,

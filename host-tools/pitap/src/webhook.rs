@@ -63,13 +63,24 @@ pub fn post(url: &str, body: &str) -> Result<u16, String> {
 }
 
 pub struct Poster {
-    queue: SyncSender<(String, String)>,
+    queue: Option<SyncSender<(String, String)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Alerts queued before the collector stops are still posted.
+impl Drop for Poster {
+    fn drop(&mut self) {
+        self.queue = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Poster {
     pub fn start() -> Poster {
         let (tx, rx) = sync_channel::<(String, String)>(QUEUE);
-        std::thread::spawn(move || {
+        let thread = std::thread::spawn(move || {
             for (url, body) in rx {
                 match post(&url, &body) {
                     Ok(code) if (200..300).contains(&code) => {}
@@ -78,11 +89,17 @@ impl Poster {
                 }
             }
         });
-        Poster { queue: tx }
+        Poster {
+            queue: Some(tx),
+            thread: Some(thread),
+        }
     }
 
     pub fn post(&self, url: &str, body: String) -> Result<(), String> {
-        match self.queue.try_send((url.to_string(), body)) {
+        let Some(queue) = &self.queue else {
+            return Err("webhook thread stopped".into());
+        };
+        match queue.try_send((url.to_string(), body)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err("webhook queue full: alert not posted".into()),
             Err(TrySendError::Disconnected(_)) => Err("webhook thread gone".into()),
