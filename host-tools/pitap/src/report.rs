@@ -140,7 +140,11 @@ fn gather(flow: &StoredFlow, sensitive: &[String], g: &mut Gathered) {
         entry.rejected += u64::from(action == pitap_wire::Action::Reject);
     }
     // A refused or unanswered attempt carries no data (an RST is not an exfil).
-    let sensitive = if action == pitap_wire::Action::Accept { sensitive } else { &[] };
+    let sensitive = if action == pitap_wire::Action::Accept {
+        sensitive
+    } else {
+        &[]
+    };
     for group in sensitive {
         // Bytes the sensitive side sent to an outside peer.
         let (sent, peer, member) = if e.src_group.as_deref() == Some(group) && !e.to_internal {

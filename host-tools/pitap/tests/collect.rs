@@ -4,10 +4,9 @@
 //! wrong-key and random datagrams are rejected and counted while good taps
 //! are served.
 
-use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 mod common;
