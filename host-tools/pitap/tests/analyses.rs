@@ -201,19 +201,6 @@ fn pitap(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-struct Netns(String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.0]).output() {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-9", pid]).status();
-            }
-        }
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 #[test]
 fn analyses_and_alerts_find_what_the_traffic_holds() {
     let dir = temp_dir("analyses");

@@ -231,106 +231,116 @@ impl Encoder {
         messages
     }
 
-    fn message(&mut self, flows: &[&FlowRecord], templates: bool, now_ms: u64) -> (Vec<u8>, usize) {
-        let header_len = if self.protocol == Protocol::Ipfix {
-            16
-        } else {
-            20
-        };
-        let mut body = Vec::new();
-        let mut count = 0u16; // v9: records in the message, templates included
-        if templates {
-            body.extend(template_set(self.protocol));
-            count += 2;
+    fn elements(&self, v6: bool) -> Vec<Element> {
+        match self.protocol {
+            Protocol::Ipfix => ipfix_elements(v6),
+            Protocol::NetflowV9 => v9_elements(v6),
         }
-        // v9 times are relative to sysUptime; the export time is the
-        // latest flow end so that replayed flows keep their own times.
-        let latest = flows.iter().map(|r| r.end_ms).max().unwrap_or(now_ms);
-        let export_ms = if self.protocol == Protocol::NetflowV9 {
-            latest.div_ceil(1000) * 1000
+    }
+
+    /// One message from the head of `flows` (sorted by family): as many
+    /// records as fit in MAX_MESSAGE and, for v9, in one sysUptime span
+    /// (u32 milliseconds: about 49 days between the earliest start and the
+    /// export time). Returns the message and the flows it holds.
+    fn message(&mut self, flows: &[&FlowRecord], templates: bool, now_ms: u64) -> (Vec<u8>, usize) {
+        let v9 = self.protocol == Protocol::NetflowV9;
+        let header_len = if v9 { 20 } else { 16 };
+        let templates_set = if templates {
+            template_set(self.protocol)
+        } else {
+            Vec::new()
+        };
+        let mut size = header_len + templates_set.len();
+        let mut chosen = 0;
+        let mut family = None;
+        let (mut first, mut last) = (u64::MAX, 0u64);
+        for r in flows {
+            let v6 = family_v6(r);
+            let records = if v9 { 2 } else { 1 };
+            // A new set: its header and up to 3 bytes of padding.
+            let set_cost = if family != Some(v6) { 4 + 3 } else { 0 };
+            let cost = set_cost + records * record_len(&self.elements(v6));
+            if size + cost > MAX_MESSAGE {
+                break;
+            }
+            if v9 {
+                let (f, l) = (first.min(r.start_ms), last.max(r.end_ms));
+                if l.div_ceil(1000) * 1000 - f.saturating_sub(1000) > u64::from(u32::MAX)
+                    && chosen > 0
+                {
+                    break;
+                }
+                (first, last) = (f, l);
+            }
+            size += cost;
+            family = Some(v6);
+            chosen += 1;
+        }
+        let chosen_flows = &flows[..chosen];
+        // v9 times are relative to sysUptime; the export time is the latest
+        // flow end (replayed flows keep their own times) and sysUptime 0 is a
+        // second before the first flow (nfdump reads FIRST_SWITCHED 0 as unset).
+        let export_ms = if v9 && chosen > 0 {
+            last.div_ceil(1000) * 1000
         } else {
             now_ms
         };
-        let base_ms = flows
-            .iter()
-            .map(|r| r.start_ms)
-            .min()
-            .unwrap_or(export_ms)
-            .min(export_ms);
-        let mut used = 0;
+        let base_ms = if chosen > 0 {
+            first.min(export_ms).saturating_sub(1000)
+        } else {
+            export_ms
+        };
+        let mut body = templates_set;
+        let mut count: u16 = if templates { 2 } else { 0 };
         let mut records = 0u32;
         for v6 in [false, true] {
-            let per_record = record_len(&match self.protocol {
-                Protocol::Ipfix => ipfix_elements(v6),
-                Protocol::NetflowV9 => v9_elements(v6),
-            }) * if self.protocol == Protocol::NetflowV9 {
-                2
-            } else {
-                1
-            };
-            let mut set = Vec::new();
-            let id = if v6 { TEMPLATE_V6 } else { TEMPLATE_V4 };
-            set.extend_from_slice(&id.to_be_bytes());
-            set.extend_from_slice(&[0, 0]);
-            let mut taken = 0;
-            for r in flows.iter().skip(used) {
-                if family_v6(r) != v6 {
-                    break;
-                }
-                if header_len + body.len() + set.len() + per_record + 3 > MAX_MESSAGE {
-                    break;
-                }
-                match self.protocol {
-                    Protocol::Ipfix => {
-                        ipfix_record(r, &mut set);
-                        records += 1;
-                    }
-                    Protocol::NetflowV9 => {
-                        let n = v9_records(r, base_ms, &mut set);
-                        count += n as u16;
-                        records += n as u32;
-                    }
-                }
-                taken += 1;
-            }
-            if taken == 0 {
+            let group: Vec<&&FlowRecord> =
+                chosen_flows.iter().filter(|r| family_v6(r) == v6).collect();
+            if group.is_empty() {
                 continue;
             }
-            used += taken;
+            let id = if v6 { TEMPLATE_V6 } else { TEMPLATE_V4 };
+            let mut set = Vec::new();
+            set.extend_from_slice(&id.to_be_bytes());
+            set.extend_from_slice(&[0, 0]);
+            for r in group {
+                if v9 {
+                    let n = v9_records(r, base_ms, &mut set);
+                    count += n as u16;
+                    records += n as u32;
+                } else {
+                    ipfix_record(r, &mut set);
+                    records += 1;
+                }
+            }
             while set.len() % 4 != 0 {
                 set.push(0); // padding to 32 bits (optional in IPFIX, usual in v9)
             }
             let len = set.len() as u16;
             set[2..4].copy_from_slice(&len.to_be_bytes());
             body.extend(set);
-            if used < flows.len() && family_v6(flows[used]) == v6 {
-                break; // the message is full
-            }
         }
         let mut msg = Vec::with_capacity(header_len + body.len());
-        match self.protocol {
-            Protocol::Ipfix => {
-                msg.extend_from_slice(&10u16.to_be_bytes());
-                msg.extend_from_slice(&((16 + body.len()) as u16).to_be_bytes());
-                msg.extend_from_slice(&((now_ms / 1000) as u32).to_be_bytes());
-                msg.extend_from_slice(&self.sequence.to_be_bytes());
-                msg.extend_from_slice(&self.domain.to_be_bytes());
-                self.sequence = self.sequence.wrapping_add(records);
-            }
-            Protocol::NetflowV9 => {
-                msg.extend_from_slice(&9u16.to_be_bytes());
-                msg.extend_from_slice(&count.to_be_bytes());
-                msg.extend_from_slice(
-                    &((export_ms - base_ms).min(u64::from(u32::MAX)) as u32).to_be_bytes(),
-                );
-                msg.extend_from_slice(&((export_ms / 1000) as u32).to_be_bytes());
-                msg.extend_from_slice(&self.sequence.to_be_bytes());
-                msg.extend_from_slice(&self.domain.to_be_bytes());
-                self.sequence = self.sequence.wrapping_add(1);
-            }
+        if v9 {
+            msg.extend_from_slice(&9u16.to_be_bytes());
+            msg.extend_from_slice(&count.to_be_bytes());
+            msg.extend_from_slice(
+                &((export_ms - base_ms).min(u64::from(u32::MAX)) as u32).to_be_bytes(),
+            );
+            msg.extend_from_slice(&((export_ms / 1000) as u32).to_be_bytes());
+            msg.extend_from_slice(&self.sequence.to_be_bytes());
+            msg.extend_from_slice(&self.domain.to_be_bytes());
+            self.sequence = self.sequence.wrapping_add(1);
+        } else {
+            msg.extend_from_slice(&10u16.to_be_bytes());
+            msg.extend_from_slice(&((16 + body.len()) as u16).to_be_bytes());
+            msg.extend_from_slice(&((now_ms / 1000) as u32).to_be_bytes());
+            msg.extend_from_slice(&self.sequence.to_be_bytes());
+            msg.extend_from_slice(&self.domain.to_be_bytes());
+            self.sequence = self.sequence.wrapping_add(records);
         }
         msg.extend(body);
-        (msg, used)
+        (msg, chosen)
     }
 }
 
@@ -369,9 +379,10 @@ impl Exporter for FlowExporter {
         if templates {
             self.last_templates = Some(Instant::now());
         }
-        // Records of one family together: fewer sets per message.
+        // Records of one family together (fewer sets per message), in time
+        // order (v9 messages span at most 49 days of sysUptime).
         let mut records: Vec<&FlowRecord> = flows.iter().map(|f| &f.record).collect();
-        records.sort_by_key(|r| family_v6(r));
+        records.sort_by_key(|r| (family_v6(r), r.start_ms));
         let now = crate::search::now_ms();
         for msg in self.encoder.encode(&records, templates, now) {
             match self.socket.send(&msg) {

@@ -136,3 +136,44 @@ pub fn replay_to(file: &Path, addr: &str, tap: &str, key: &Key) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A network namespace made by a test, deleted (after killing what runs in
+/// it) when dropped, also when the test fails.
+pub struct Netns(pub String);
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let name = format!("pt{}{tag}", std::process::id());
+        let ok = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        };
+        assert!(
+            ok(&["netns", "add", &name]),
+            "ip netns add (the test needs root)"
+        );
+        assert!(ok(&["-n", &name, "link", "set", "lo", "up"]));
+        Netns(name)
+    }
+
+    /// A command that runs inside the namespace.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0]).arg(program);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.0]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
