@@ -48,18 +48,13 @@ fn has_ports(proto: u64) -> bool {
 /// One direction of a flow: (start s, src, sport, dst, dport, proto) -> counters.
 type Directional = BTreeMap<String, usize>;
 
-fn key(
-    start_s: u64,
-    a: &str,
-    ap: u64,
-    b: &str,
-    bp: u64,
-    proto: u64,
-    pkts: u64,
-    bytes: u64,
-) -> String {
-    let (ap, bp) = if has_ports(proto) { (ap, bp) } else { (0, 0) };
-    format!("{start_s} {a}:{ap} > {b}:{bp} p{proto} {pkts}/{bytes}")
+/// One direction: (address, port) pairs and (packets, bytes).
+fn key(start_s: u64, a: (&str, u64), b: (&str, u64), proto: u64, counters: (u64, u64)) -> String {
+    let (ap, bp) = if has_ports(proto) { (a.1, b.1) } else { (0, 0) };
+    format!(
+        "{start_s} {}:{ap} > {}:{bp} p{proto} {}/{}",
+        a.0, b.0, counters.0, counters.1
+    )
 }
 
 fn bump(m: &mut Directional, k: String) {
@@ -266,13 +261,10 @@ fn ipfix_and_netflow_v9_read_back_by_nfdump_and_tshark() {
         let proto = n(f, "proto_num");
         let k = key(
             n(f, "start_ms") / 1000,
-            &s(f, "src_addr"),
-            n(f, "src_port"),
-            &s(f, "dst_addr"),
-            n(f, "dst_port"),
+            (&s(f, "src_addr"), n(f, "src_port")),
+            (&s(f, "dst_addr"), n(f, "dst_port")),
             proto,
-            n(f, "src_pkts"),
-            n(f, "src_bytes"),
+            (n(f, "src_pkts"), n(f, "src_bytes")),
         );
         bump(
             &mut expected,
@@ -286,13 +278,10 @@ fn ipfix_and_netflow_v9_read_back_by_nfdump_and_tshark() {
         let proto = proto_number(&g("pr"));
         let k = key(
             utc_seconds(&g("ts")),
-            &g("sa"),
-            u("sp"),
-            &g("da"),
-            u("dp"),
+            (&g("sa"), u("sp")),
+            (&g("da"), u("dp")),
             proto,
-            u("ipkt"),
-            u("ibyt"),
+            (u("ipkt"), u("ibyt")),
         );
         bump(&mut got, format!("{k} rev {}/{}", u("opkt"), u("obyt")));
     }
@@ -320,13 +309,10 @@ fn ipfix_and_netflow_v9_read_back_by_nfdump_and_tshark() {
             &mut expected,
             key(
                 start,
-                &s(f, "src_addr"),
-                n(f, "src_port"),
-                &s(f, "dst_addr"),
-                n(f, "dst_port"),
+                (&s(f, "src_addr"), n(f, "src_port")),
+                (&s(f, "dst_addr"), n(f, "dst_port")),
                 proto,
-                n(f, "src_pkts"),
-                n(f, "src_bytes"),
+                (n(f, "src_pkts"), n(f, "src_bytes")),
             ),
         );
         if n(f, "dst_pkts") > 0 {
@@ -334,13 +320,10 @@ fn ipfix_and_netflow_v9_read_back_by_nfdump_and_tshark() {
                 &mut expected,
                 key(
                     start,
-                    &s(f, "dst_addr"),
-                    n(f, "dst_port"),
-                    &s(f, "src_addr"),
-                    n(f, "src_port"),
+                    (&s(f, "dst_addr"), n(f, "dst_port")),
+                    (&s(f, "src_addr"), n(f, "src_port")),
                     proto,
-                    n(f, "dst_pkts"),
-                    n(f, "dst_bytes"),
+                    (n(f, "dst_pkts"), n(f, "dst_bytes")),
                 ),
             );
         }
@@ -353,13 +336,10 @@ fn ipfix_and_netflow_v9_read_back_by_nfdump_and_tshark() {
             &mut got,
             key(
                 utc_seconds(&g("ts")),
-                &g("sa"),
-                u("sp"),
-                &g("da"),
-                u("dp"),
+                (&g("sa"), u("sp")),
+                (&g("da"), u("dp")),
                 proto_number(&g("pr")),
-                u("ipkt"),
-                u("ibyt"),
+                (u("ipkt"), u("ibyt")),
             ),
         );
     }
@@ -440,7 +420,7 @@ fn gelf_messages(datagrams: &[Vec<u8>], chunk_size: usize) -> Vec<Value> {
             assert!(d.len() > 12);
             let (id, seq, count) = (d[2..10].to_vec(), d[10] as usize, d[11] as usize);
             assert!(
-                count >= 1 && count <= 128 && seq < count,
+                (1..=128).contains(&count) && seq < count,
                 "chunk {seq}/{count}"
             );
             let parts = pending
