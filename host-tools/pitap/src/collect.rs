@@ -52,6 +52,12 @@ const RECV_BUFFER: usize = 8 << 20;
 /// that lines and state are written once per group, not per batch.
 const ACK_DELAY: Duration = Duration::from_millis(50);
 const ACK_GROUP: usize = 64;
+/// With a store, one transaction per group: a commit writes every index
+/// page it touched, so larger groups cost far less per flow (the store
+/// bench: ~30k flows/s in groups of 1,280 flows, ~100k/s in groups of
+/// 20,000). 200 ms stays well under the tap's first retransmission (500 ms).
+const STORE_ACK_DELAY: Duration = Duration::from_millis(200);
+const STORE_ACK_GROUP: usize = 1024;
 
 fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
@@ -354,9 +360,14 @@ pub fn run(opts: Options) -> Result<(), String> {
                 }
             }
         }
-        if state.acks.len() >= ACK_GROUP
-            || (!state.acks.is_empty() && state.last_flush.elapsed() >= ACK_DELAY)
-            || (received.is_none() && state.last_flush.elapsed() >= ACK_DELAY)
+        let (delay, group) = if state.store.is_some() {
+            (STORE_ACK_DELAY, STORE_ACK_GROUP)
+        } else {
+            (ACK_DELAY, ACK_GROUP)
+        };
+        if state.acks.len() >= group
+            || (!state.acks.is_empty() && state.last_flush.elapsed() >= delay)
+            || (received.is_none() && state.last_flush.elapsed() >= delay)
         {
             state.flush()?;
         }

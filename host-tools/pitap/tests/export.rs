@@ -499,6 +499,10 @@ fn gelf_over_udp_and_tcp_follows_the_spec() {
         .unwrap();
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
     let tcp_addr = tcp.local_addr().unwrap();
+    let syslog = UdpSocket::bind("127.0.0.1:0").unwrap();
+    syslog
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let tcp_thread = std::thread::spawn(move || {
         let (mut stream, _) = tcp.accept().unwrap();
         let mut all = Vec::new();
@@ -508,9 +512,10 @@ fn gelf_over_udp_and_tcp_follows_the_spec() {
     let chunk = 512;
     let (keys_config, keys) = keygen(&dir, &["edge"]);
     let config = format!(
-        "{}\n[export]\ngelf_udp = [\"{}\"]\ngelf_tcp = [\"{tcp_addr}\"]\ngelf_chunk_size = {chunk}\n",
+        "{}\n[export]\ngelf_udp = [\"{}\"]\ngelf_tcp = [\"{tcp_addr}\"]\ngelf_chunk_size = {chunk}\nsyslog = [\"{}\"]\n",
         std::fs::read_to_string(&keys_config).unwrap(),
-        udp.local_addr().unwrap()
+        udp.local_addr().unwrap(),
+        syslog.local_addr().unwrap()
     );
     std::fs::write(&keys_config, config).unwrap();
     let (child, addr) = start_collector(
@@ -551,5 +556,40 @@ fn gelf_over_udp_and_tcp_follows_the_spec() {
     assert_eq!(tcp_messages.len(), ours.len());
     for (m, f) in tcp_messages.iter().zip(&ours) {
         check_gelf(m, f);
+    }
+    // Syslog: RFC 5424 header, then the flow line exactly as printed.
+    let printed_lines: Vec<String> = std::process::Command::new(pitapd_bin())
+        .args([
+            "--read",
+            real_pcap("zeek__wikipedia.pcap").to_str().unwrap(),
+            "--print",
+            "--tap-id",
+            "edge",
+            "-q",
+        ])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap();
+    let mut got = Vec::new();
+    while let Ok(n) = syslog.recv(&mut buf) {
+        got.push(String::from_utf8(buf[..n].to_vec()).expect("UTF-8"));
+    }
+    assert_eq!(got.len(), printed_lines.len());
+    for (m, line) in got.iter().zip(&printed_lines) {
+        let (header, rest) = m.split_once(" pitap - flow - ").expect("APP-NAME, MSGID");
+        let parts: Vec<&str> = header.split(' ').collect();
+        assert_eq!(parts[0], "<134>1", "PRI local0.info, VERSION 1");
+        assert!(
+            parts[1].ends_with('Z') && parts[1].contains('T'),
+            "TIMESTAMP {}",
+            parts[1]
+        );
+        assert_eq!(parts[2], "edge", "HOSTNAME");
+        assert_eq!(rest, line);
     }
 }
