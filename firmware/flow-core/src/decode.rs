@@ -89,28 +89,54 @@ pub enum Decoded<'a> {
 }
 
 /// Link-layer facts gathered before the IP header.
-#[derive(Default)]
-struct LinkInfo {
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    vlans: [u16; 2],
-    vlan_count: usize,
+/// Why a frame gave no packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    NonIp(u16),
+    Malformed(Anomaly),
 }
 
-impl LinkInfo {
+impl Packet<'_> {
+    /// A packet with nothing decoded yet.
+    pub const EMPTY: Packet<'static> = Packet {
+        src_mac: [0; 6],
+        dst_mac: [0; 6],
+        vlan: 0,
+        inner_vlan: 0,
+        src_ip: [0; 16],
+        dst_ip: [0; 16],
+        is_v6: false,
+        proto: 0,
+        src_port: 0,
+        dst_port: 0,
+        tcp_flags: 0,
+        icmp: None,
+        fragment: None,
+        l4_truncated: false,
+        payload: &[],
+        payload_len: 0,
+    };
+
+    /// Keeps the first two non-zero VLAN ids, outer first.
+    #[inline]
     fn push_vlan(&mut self, vid: u16) {
-        // Priority-tagged frames (VID 0) are untagged by 802.1Q's rules.
-        if vid != 0 && self.vlan_count < 2 {
-            self.vlans[self.vlan_count] = vid;
-            self.vlan_count += 1;
+        if vid == 0 {
+            return;
+        }
+        if self.vlan == 0 {
+            self.vlan = vid;
+        } else if self.inner_vlan == 0 {
+            self.inner_vlan = vid;
         }
     }
 }
 
+#[inline]
 fn be16(data: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*data.get(at)?, *data.get(at + 1)?]))
 }
 
+#[inline]
 fn mac_at(data: &[u8], at: usize) -> [u8; 6] {
     let mut mac = [0u8; 6];
     if let Some(src) = data.get(at..at + 6) {
@@ -119,54 +145,68 @@ fn mac_at(data: &[u8], at: usize) -> [u8; 6] {
     mac
 }
 
-/// Decodes one frame. `vlan_tci` is a VLAN tag the capture layer removed from
-/// the frame (AF_PACKET rings report it beside the data).
+/// Decodes one frame of the given link type. `vlan_tci` is a tag the
+/// capture layer stripped (AF_PACKET rings do).
 pub fn decode(link: LinkType, data: &[u8], vlan_tci: Option<u16>) -> Decoded<'_> {
-    let mut info = LinkInfo::default();
+    let mut pkt = Packet::EMPTY;
+    match decode_into(link, data, vlan_tci, &mut pkt) {
+        Ok(()) => Decoded::Ip(pkt),
+        Err(Skip::NonIp(ethertype)) => Decoded::NonIp(ethertype),
+        Err(Skip::Malformed(anomaly)) => Decoded::Malformed(anomaly),
+    }
+}
+
+/// Like [`decode`], into a packet the caller owns: the hot path, where
+/// returning a packet by value through three functions cost more than the
+/// decoding. `pkt` must start as [`Packet::EMPTY`].
+#[inline]
+pub fn decode_into<'a>(
+    link: LinkType,
+    data: &'a [u8],
+    vlan_tci: Option<u16>,
+    pkt: &mut Packet<'a>,
+) -> Result<(), Skip> {
     if let Some(tci) = vlan_tci {
-        info.push_vlan(tci & 0x0fff);
+        pkt.push_vlan(tci & 0x0fff);
     }
     let (ethertype, rest) = match link {
         LinkType::Ethernet => {
             if data.len() < 14 {
-                return Decoded::Malformed(Anomaly::TruncatedLink);
+                return Err(Skip::Malformed(Anomaly::TruncatedLink));
             }
-            info.dst_mac = mac_at(data, 0);
-            info.src_mac = mac_at(data, 6);
-            (be16(data, 12).unwrap_or(0), &data[14..])
+            pkt.dst_mac = mac_at(data, 0);
+            pkt.src_mac = mac_at(data, 6);
+            (u16::from_be_bytes([data[12], data[13]]), &data[14..])
         }
         LinkType::LinuxSll => {
-            // pkttype, arphrd, addr len, 8 address bytes, protocol.
             if data.len() < 16 {
-                return Decoded::Malformed(Anomaly::TruncatedLink);
+                return Err(Skip::Malformed(Anomaly::TruncatedLink));
             }
             if be16(data, 4) == Some(6) {
-                info.src_mac = mac_at(data, 6);
+                pkt.src_mac = mac_at(data, 6);
             }
             (be16(data, 14).unwrap_or(0), &data[16..])
         }
         LinkType::LinuxSll2 => {
-            // protocol, reserved, ifindex, arphrd, pkttype, addr len, address.
             if data.len() < 20 {
-                return Decoded::Malformed(Anomaly::TruncatedLink);
+                return Err(Skip::Malformed(Anomaly::TruncatedLink));
             }
             if data[11] == 6 {
-                info.src_mac = mac_at(data, 12);
+                pkt.src_mac = mac_at(data, 12);
             }
             (be16(data, 0).unwrap_or(0), &data[20..])
         }
         LinkType::RawIp => match data.first().map(|b| b >> 4) {
             Some(4) => (ETHERTYPE_IPV4, data),
             Some(6) => (ETHERTYPE_IPV6, data),
-            Some(_) => return Decoded::Malformed(Anomaly::BadIpVersion),
-            None => return Decoded::Malformed(Anomaly::TruncatedIp),
+            Some(_) => return Err(Skip::Malformed(Anomaly::BadIpVersion)),
+            None => return Err(Skip::Malformed(Anomaly::TruncatedIp)),
         },
         LinkType::Ipv4 => (ETHERTYPE_IPV4, data),
         LinkType::Ipv6 => (ETHERTYPE_IPV6, data),
         LinkType::Null => {
-            // A 4-byte address family in the capturing host's byte order.
             let Some(family) = data.get(..4) else {
-                return Decoded::Malformed(Anomaly::TruncatedLink);
+                return Err(Skip::Malformed(Anomaly::TruncatedLink));
             };
             let le = u32::from_le_bytes([family[0], family[1], family[2], family[3]]);
             let be = u32::from_be_bytes([family[0], family[1], family[2], family[3]]);
@@ -174,56 +214,57 @@ pub fn decode(link: LinkType, data: &[u8], vlan_tci: Option<u16>) -> Decoded<'_>
             match family {
                 2 => (ETHERTYPE_IPV4, &data[4..]),
                 10 | 24 | 28 | 30 => (ETHERTYPE_IPV6, &data[4..]),
-                _ => return Decoded::NonIp(0),
+                _ => return Err(Skip::NonIp(0)),
             }
         }
     };
-    decode_ethertype(ethertype, rest, info)
+    decode_ethertype(ethertype, rest, pkt)
 }
 
-/// Walks VLAN tags, PPPoE and MPLS labels down to IP.
-fn decode_ethertype(mut ethertype: u16, mut rest: &[u8], mut info: LinkInfo) -> Decoded<'_> {
+#[inline]
+fn decode_ethertype<'a>(
+    mut ethertype: u16,
+    mut rest: &'a [u8],
+    pkt: &mut Packet<'a>,
+) -> Result<(), Skip> {
     let mut tags = 0;
     loop {
         match ethertype {
+            ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => return decode_ip(ethertype, rest, pkt),
             ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD => {
                 tags += 1;
                 if tags > MAX_VLAN_TAGS {
-                    return Decoded::Malformed(Anomaly::TooManyTags);
+                    return Err(Skip::Malformed(Anomaly::TooManyTags));
                 }
                 let (Some(tci), Some(next)) = (be16(rest, 0), be16(rest, 2)) else {
-                    return Decoded::Malformed(Anomaly::TruncatedVlan);
+                    return Err(Skip::Malformed(Anomaly::TruncatedVlan));
                 };
-                info.push_vlan(tci & 0x0fff);
+                pkt.push_vlan(tci & 0x0fff);
                 ethertype = next;
                 rest = &rest[4..];
             }
             ETHERTYPE_PPPOE_SESSION => {
-                // 6-byte PPPoE header, then the 2-byte PPP protocol.
                 let Some(ppp) = be16(rest, 6) else {
-                    return Decoded::Malformed(Anomaly::TruncatedLink);
+                    return Err(Skip::Malformed(Anomaly::TruncatedLink));
                 };
                 rest = &rest[8..];
                 ethertype = match ppp {
                     0x0021 => ETHERTYPE_IPV4,
                     0x0057 => ETHERTYPE_IPV6,
-                    _ => return Decoded::NonIp(ETHERTYPE_PPPOE_SESSION),
+                    _ => return Err(Skip::NonIp(ETHERTYPE_PPPOE_SESSION)),
                 };
             }
             ETHERTYPE_MPLS | ETHERTYPE_MPLS_MC => {
                 return match skip_mpls(rest) {
-                    Ok((ethertype, ip)) => decode_ip(ethertype, ip, &info),
-                    Err(anomaly) => Decoded::Malformed(anomaly),
+                    Ok((ethertype, ip)) => decode_ip(ethertype, ip, pkt),
+                    Err(anomaly) => Err(Skip::Malformed(anomaly)),
                 };
             }
-            ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => return decode_ip(ethertype, rest, &info),
-            other => return Decoded::NonIp(other),
+            other => return Err(Skip::NonIp(other)),
         }
     }
 }
 
-/// Skips an MPLS label stack; the payload kind is guessed from the IP version
-/// nibble, as routers and Wireshark do (MPLS itself does not say).
 fn skip_mpls(mut rest: &[u8]) -> Result<(u16, &[u8]), Anomaly> {
     for _ in 0..MAX_MPLS_LABELS {
         let Some(label) = rest.get(..4) else {
@@ -243,40 +284,74 @@ fn skip_mpls(mut rest: &[u8]) -> Result<(u16, &[u8]), Anomaly> {
     Err(Anomaly::TooManyTags)
 }
 
-fn decode_ip<'a>(ethertype: u16, bytes: &'a [u8], info: &LinkInfo) -> Decoded<'a> {
+/// IP protocol number of the IPv4 authentication header, which the fast
+/// path leaves to etherparse's full parser.
+const IP_AUTH: u8 = 51;
+
+#[inline]
+fn decode_ip<'a>(ethertype: u16, bytes: &'a [u8], pkt: &mut Packet<'a>) -> Result<(), Skip> {
     let version = bytes.first().map(|b| b >> 4);
     let expected = if ethertype == ETHERTYPE_IPV4 { 4 } else { 6 };
     match version {
-        None => return Decoded::Malformed(Anomaly::TruncatedIp),
-        Some(v) if v != expected => return Decoded::Malformed(Anomaly::BadIpVersion),
+        None => return Err(Skip::Malformed(Anomaly::TruncatedIp)),
+        Some(v) if v != expected => return Err(Skip::Malformed(Anomaly::BadIpVersion)),
         _ => {}
     }
+    if expected == 4 && bytes.get(9).is_some_and(|&p| p != IP_AUTH) {
+        return decode_ipv4(bytes, pkt);
+    }
+    decode_ip_lax(bytes, pkt)
+}
+
+/// IPv4 without an authentication header: etherparse's header slice and
+/// the payload bounds exactly as etherparse's `LaxIpv4Slice` sets them.
+#[inline]
+fn decode_ipv4<'a>(bytes: &'a [u8], pkt: &mut Packet<'a>) -> Result<(), Skip> {
+    use etherparse::err::ipv4::HeaderSliceError;
+    let h = match etherparse::Ipv4HeaderSlice::from_slice(bytes) {
+        Ok(h) => h,
+        Err(HeaderSliceError::Len(_)) => return Err(Skip::Malformed(Anomaly::TruncatedIp)),
+        Err(HeaderSliceError::Content(_)) => return Err(Skip::Malformed(Anomaly::BadIpHeader)),
+    };
+    let header_len = h.slice().len();
+    let total_len = usize::from(h.total_len());
+    let (payload, incomplete) = if total_len < header_len {
+        (&bytes[header_len..], false)
+    } else if total_len > bytes.len() {
+        (&bytes[header_len..], true)
+    } else {
+        (&bytes[header_len..total_len], false)
+    };
+    pkt.src_ip[..4].copy_from_slice(&h.source());
+    pkt.dst_ip[..4].copy_from_slice(&h.destination());
+    pkt.proto = h.protocol().0;
+    let offset = h.fragments_offset().value();
+    if offset != 0 || h.more_fragments() {
+        pkt.fragment = Some(Fragment {
+            id: u32::from(h.identification()),
+            offset,
+            more: h.more_fragments(),
+        });
+        if offset != 0 {
+            pkt.payload = payload;
+            return Ok(());
+        }
+    }
+    read_transport(pkt, payload, incomplete);
+    Ok(())
+}
+
+/// IPv6 (extension headers, fragments) and IPv4 with an authentication
+/// header, through etherparse's lax slices.
+fn decode_ip_lax<'a>(bytes: &'a [u8], pkt: &mut Packet<'a>) -> Result<(), Skip> {
     let ip = match LaxIpSlice::from_slice(bytes) {
         Ok((ip, _ext_err)) => ip,
         Err(etherparse::err::ip::LaxHeaderSliceError::Len(_)) => {
-            return Decoded::Malformed(Anomaly::TruncatedIp)
+            return Err(Skip::Malformed(Anomaly::TruncatedIp))
         }
         Err(etherparse::err::ip::LaxHeaderSliceError::Content(_)) => {
-            return Decoded::Malformed(Anomaly::BadIpHeader)
+            return Err(Skip::Malformed(Anomaly::BadIpHeader))
         }
-    };
-    let mut pkt = Packet {
-        src_mac: info.src_mac,
-        dst_mac: info.dst_mac,
-        vlan: info.vlans[0],
-        inner_vlan: info.vlans[1],
-        src_ip: [0; 16],
-        dst_ip: [0; 16],
-        is_v6: false,
-        proto: 0,
-        src_port: 0,
-        dst_port: 0,
-        tcp_flags: 0,
-        icmp: None,
-        fragment: None,
-        l4_truncated: false,
-        payload: &[],
-        payload_len: 0,
     };
     match &ip {
         LaxIpSlice::Ipv4(v4) => {
@@ -313,16 +388,15 @@ fn decode_ip<'a>(ethertype: u16, bytes: &'a [u8], info: &LinkInfo) -> Decoded<'a
     let payload = ip.payload();
     pkt.proto = payload.ip_number.0;
     let l4 = payload.payload;
-    // Later fragments carry no transport header.
     if pkt.fragment.is_some_and(|f| f.offset != 0) {
         pkt.payload = l4;
-        return Decoded::Ip(pkt);
+        return Ok(());
     }
-    read_transport(&mut pkt, l4, payload.incomplete);
-    Decoded::Ip(pkt)
+    read_transport(pkt, l4, payload.incomplete);
+    Ok(())
 }
 
-/// Reads transport fields at their fixed offsets (RFC 793/768/9260/792).
+#[inline]
 fn read_transport<'a>(pkt: &mut Packet<'a>, l4: &'a [u8], ip_incomplete: bool) {
     let ports = || Some((be16(l4, 0)?, be16(l4, 2)?));
     match pkt.proto {

@@ -5,7 +5,7 @@
 
 use pitap_wire::{EndReason, FlowSink};
 
-use crate::decode::{decode, Decoded, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use crate::decode::{decode_into, Packet, Skip, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 use crate::flow::Flow;
 use crate::fragments::FragmentCache;
 use crate::key::key_of;
@@ -52,7 +52,13 @@ pub struct FlowEngine {
     stats: EngineStats,
     /// The latest packet time seen; time never runs backwards for timeouts.
     clock_us: u64,
+    /// Timeouts are checked when packet time passes this (every millisecond
+    /// of packet time, not every packet: a flow ends at most 1 ms late).
+    next_expiry_us: u64,
 }
+
+/// How often packet time checks the timeouts.
+const EXPIRY_STEP_US: u64 = 1_000;
 
 impl FlowEngine {
     pub fn new(config: EngineConfig) -> Self {
@@ -62,6 +68,7 @@ impl FlowEngine {
             config,
             stats: EngineStats::default(),
             clock_us: 0,
+            next_expiry_us: 0,
         }
     }
 
@@ -84,19 +91,25 @@ impl FlowEngine {
         self.stats.frames += 1;
         self.stats.bytes += u64::from(frame.orig_len);
         let now = self.clock_us.max(frame.ts_us);
-        self.expire(now, sink);
+        if now >= self.next_expiry_us {
+            self.expire(now, sink);
+            self.next_expiry_us = now.saturating_add(EXPIRY_STEP_US);
+        } else {
+            self.clock_us = now;
+        }
 
-        let pkt = match decode(frame.link, frame.data, frame.vlan_tci) {
-            Decoded::Ip(pkt) => pkt,
-            Decoded::NonIp(ethertype) => {
+        let mut pkt = Packet::EMPTY;
+        match decode_into(frame.link, frame.data, frame.vlan_tci, &mut pkt) {
+            Ok(()) => {}
+            Err(Skip::NonIp(ethertype)) => {
                 self.stats.non_ip.count(ethertype);
                 return;
             }
-            Decoded::Malformed(anomaly) => {
+            Err(Skip::Malformed(anomaly)) => {
                 self.count(anomaly);
                 return;
             }
-        };
+        }
         self.stats.ip_frames += 1;
         if pkt.l4_truncated {
             self.count(Anomaly::TruncatedL4Kept);
@@ -138,7 +151,7 @@ impl FlowEngine {
             None => {
                 self.make_room(sink);
                 let flow = Flow::start(key, &pkt, reversed, frame.ts_us);
-                let Some(s) = self.table.insert(hash, flow, List::Open) else {
+                let Some(s) = self.table.insert(hash, flow, List::Embryonic) else {
                     // make_room always frees a slot; this is unreachable but
                     // must not panic on a tap.
                     return;
@@ -152,8 +165,10 @@ impl FlowEngine {
         flow.update(&pkt, reversed, frame.ts_us, frame.orig_len, frame.port);
         let list = if flow.tcp_ended().is_some() {
             List::Ended
-        } else {
+        } else if flow.answered() {
             List::Open
+        } else {
+            List::Embryonic
         };
         self.table.touch(slot, list);
         self.stats.active_flows = self.table.len() as u64;
@@ -166,6 +181,7 @@ impl FlowEngine {
         let now = self.clock_us;
         for (list, timeout) in [
             (List::Open, self.config.idle_timeout_us),
+            (List::Embryonic, self.config.idle_timeout_us),
             (List::Ended, self.config.tcp_linger_us),
         ] {
             while let Some(slot) = self.table.oldest(list) {
@@ -183,7 +199,7 @@ impl FlowEngine {
 
     /// Ends every flow (end of a capture, shutdown).
     pub fn flush<S: FlowSink + ?Sized>(&mut self, sink: &mut S) {
-        for list in [List::Ended, List::Open] {
+        for list in [List::Ended, List::Embryonic, List::Open] {
             while let Some(slot) = self.table.oldest(list) {
                 let reason = self
                     .table
@@ -198,8 +214,10 @@ impl FlowEngine {
     }
 
     /// Frees a slot when the table is full: a TCP flow that already ended
-    /// goes first (it is done anyway), else the least recently seen flow is
-    /// evicted and reported as such.
+    /// goes first (it is done anyway), then the least recently seen flow
+    /// nobody answered (half-open, one-way: what a flood is made of), and
+    /// only then the least recently seen answered flow. Evicted flows are
+    /// reported as such.
     fn make_room<S: FlowSink + ?Sized>(&mut self, sink: &mut S) {
         if !self.table.is_full() {
             return;
@@ -212,6 +230,11 @@ impl FlowEngine {
                 .unwrap_or(EndReason::TcpClose);
             self.emit(slot, reason, sink);
             self.table.remove(slot);
+        } else if let Some(slot) = self.table.oldest(List::Embryonic) {
+            self.emit(slot, EndReason::Evicted, sink);
+            self.table.remove(slot);
+            self.stats.evictions += 1;
+            self.stats.evictions_embryonic += 1;
         } else if let Some(slot) = self.table.oldest(List::Open) {
             self.emit(slot, EndReason::Evicted, sink);
             self.table.remove(slot);

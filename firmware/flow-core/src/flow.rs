@@ -26,6 +26,8 @@ pub struct Flow {
     icmp: Option<(u8, u8)>,
     ingress: TapPort,
     continuation: bool,
+    /// The responder has sent at least one packet (kept across parts).
+    responder_seen: bool,
 }
 
 impl Flow {
@@ -74,6 +76,7 @@ impl Flow {
     ) {
         let from_initiator = self.from_initiator(reversed);
         let side = usize::from(!from_initiator);
+        self.responder_seen |= side == 1;
         let counters = &mut self.sides[side];
         counters.packets += 1;
         counters.bytes += u64::from(wire_len);
@@ -98,6 +101,12 @@ impl Flow {
                 pkt.payload_len.max(u32::from(pkt.fragment.is_some())),
             );
         }
+    }
+
+    /// Whether the responder has sent anything.
+    #[inline]
+    pub fn answered(&self) -> bool {
+        self.responder_seen
     }
 
     /// How the TCP connection ended, if it did.

@@ -4,7 +4,7 @@ use crate::decode::{IcmpFields, Packet};
 
 /// VLANs + protocol + the two (address, port) ends in canonical order, so a
 /// packet and its reply find the same flow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct FlowKey {
     /// `(address, port)` ends, the smaller first.
     pub addrs: [[u8; 16]; 2],
@@ -16,6 +16,40 @@ pub struct FlowKey {
     /// Distinguishes ICMP conversations: the query type for echo-like
     /// messages, type and code for the rest.
     pub icmp_class: u16,
+}
+
+impl FlowKey {
+    /// The key as six words: what the hash reads (a derived `Hash` writes
+    /// every field and array length on its own, four times the work).
+    #[inline]
+    pub fn words(&self) -> [u64; 6] {
+        let w = |a: &[u8; 16], half: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&a[half * 8..half * 8 + 8]);
+            u64::from_ne_bytes(b)
+        };
+        [
+            w(&self.addrs[0], 0),
+            w(&self.addrs[0], 1),
+            w(&self.addrs[1], 0),
+            w(&self.addrs[1], 1),
+            u64::from(self.ports[0])
+                | u64::from(self.ports[1]) << 16
+                | u64::from(self.icmp_class) << 32
+                | u64::from(self.proto) << 48
+                | u64::from(self.is_v6) << 56,
+            u64::from(self.vlans),
+        ]
+    }
+}
+
+impl core::hash::Hash for FlowKey {
+    #[inline]
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        for w in self.words() {
+            state.write_u64(w);
+        }
+    }
 }
 
 /// ICMP query types and the reply type that answers each (v4, then v6).
@@ -62,10 +96,16 @@ pub fn key_of(pkt: &Packet<'_>, ports: (u16, u16)) -> (FlowKey, bool) {
             }
         }
     }
-    let a = (pkt.src_ip, sport);
-    let b = (pkt.dst_ip, dport);
-    let reversed = a > b;
-    let (lo, hi) = if reversed { (b, a) } else { (a, b) };
+    // Canonical order: the smaller (address, port) first, compared as one
+    // big-endian number (the same order as comparing the bytes).
+    let a = u128::from_be_bytes(pkt.src_ip);
+    let b = u128::from_be_bytes(pkt.dst_ip);
+    let reversed = a > b || (a == b && sport > dport);
+    let (lo, hi) = if reversed {
+        ((pkt.dst_ip, dport), (pkt.src_ip, sport))
+    } else {
+        ((pkt.src_ip, sport), (pkt.dst_ip, dport))
+    };
     let key = FlowKey {
         addrs: [lo.0, hi.0],
         ports: [lo.1, hi.1],

@@ -4,7 +4,7 @@
 //! - [`source`]: the frame type and the one trait every packet source implements.
 //! - [`decode`]: link layer, VLAN/QinQ, MPLS, IPv4/IPv6, TCP/UDP/ICMP fields.
 //! - [`key`], [`flow`], [`tcp`]: bidirectional flows, Zeek-style TCP state and history.
-//! - [`table`]: the fixed-size flow table with its recency lists.
+//! - [`table`]: the fixed-size flow table with its recency lists; [`index`]: its hash index.
 //! - [`engine`]: frames in, [`pitap_wire::FlowRecord`]s out, with timeouts and eviction.
 #![cfg_attr(not(feature = "std"), no_std)]
 
@@ -14,6 +14,7 @@ pub mod decode;
 pub mod engine;
 pub mod flow;
 pub mod fragments;
+pub mod index;
 pub mod key;
 pub mod source;
 pub mod stats;

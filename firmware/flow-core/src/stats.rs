@@ -127,6 +127,9 @@ pub struct EngineStats {
     pub records: u64,
     /// Flows ended because the table was full.
     pub evictions: u64,
+    /// Of those, flows whose responder had never answered (a SYN flood's
+    /// half-open connections go first, before established flows).
+    pub evictions_embryonic: u64,
     /// Flows in the table now.
     pub active_flows: u64,
 }

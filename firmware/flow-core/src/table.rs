@@ -2,18 +2,16 @@
 //! index over them, and two recency lists (open flows, and TCP flows that
 //! ended and linger for their last packets) for timeouts and eviction.
 //!
-//! The index is hashbrown's `HashTable` of slot numbers: made for exactly
-//! this (a caller-hashed table of small values), no_std, and given twice the
-//! slots as capacity so that deletions never make it grow: hashbrown then
-//! always rehashes in place, and the table allocates nothing after `new`.
+//! The index ([`crate::index::FlowIndex`]) maps a key's hash to its slot in
+//! one cache line per lookup; the table allocates nothing after `new`.
 
 use alloc::vec::Vec;
 use core::hash::BuildHasher;
 
 use foldhash::fast::FixedState;
-use hashbrown::HashTable;
 
 use crate::flow::Flow;
+use crate::index::FlowIndex;
 use crate::key::FlowKey;
 
 const NIL: u32 = u32::MAX;
@@ -21,10 +19,15 @@ const NIL: u32 = u32::MAX;
 /// The recency lists a flow can be on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum List {
-    /// Open flows, expired by the idle timeout.
+    /// Open flows whose responder has answered, expired by the idle timeout.
     Open = 0,
     /// TCP flows closed by FIN/FIN or RST, expired after a short linger.
     Ended = 1,
+    /// Open flows whose responder never sent a packet (a lone SYN, a scan
+    /// probe, one-way UDP): idle timeout too, and evicted first when the
+    /// table is full, so a flood of spoofed SYNs cannot push out
+    /// established conversations.
+    Embryonic = 2,
 }
 
 #[derive(Clone, Copy)]
@@ -45,10 +48,10 @@ struct Ends {
 pub struct FlowTable {
     flows: Vec<Flow>,
     links: Vec<Link>,
-    index: HashTable<u32>,
+    index: FlowIndex,
     hasher: FixedState,
     free: Vec<u32>,
-    lists: [Ends; 2],
+    lists: [Ends; 3],
 }
 
 impl FlowTable {
@@ -72,13 +75,13 @@ impl FlowTable {
         FlowTable {
             flows,
             links,
-            index: HashTable::with_capacity(capacity * 2),
+            index: FlowIndex::new(capacity),
             hasher: FixedState::with_seed(seed),
             free,
             lists: [Ends {
                 head: NIL,
                 tail: NIL,
-            }; 2],
+            }; 3],
         }
     }
 
@@ -104,9 +107,7 @@ impl FlowTable {
 
     pub fn find(&self, hash: u64, key: &FlowKey) -> Option<u32> {
         let flows = &self.flows;
-        self.index
-            .find(hash, |&i| flows[i as usize].key == *key)
-            .copied()
+        self.index.find(hash, |i| flows[i as usize].key == *key)
     }
 
     pub fn get(&self, slot: u32) -> &Flow {
@@ -121,9 +122,7 @@ impl FlowTable {
     pub fn insert(&mut self, hash: u64, flow: Flow, list: List) -> Option<u32> {
         let slot = self.free.pop()?;
         self.flows[slot as usize] = flow;
-        let (flows, hasher) = (&self.flows, &self.hasher);
-        self.index
-            .insert_unique(hash, slot, |&i| hasher.hash_one(flows[i as usize].key));
+        self.index.insert(hash, slot);
         self.link_head(slot, list);
         Some(slot)
     }
@@ -132,9 +131,7 @@ impl FlowTable {
     pub fn remove(&mut self, slot: u32) -> Flow {
         let flow = self.flows[slot as usize];
         let hash = self.hash(&flow.key);
-        if let Ok(entry) = self.index.find_entry(hash, |&i| i == slot) {
-            entry.remove();
-        }
+        self.index.remove(hash, slot);
         self.unlink(slot);
         self.free.push(slot);
         flow

@@ -70,6 +70,10 @@ pub fn run(opts: &Options) -> Result<EngineStats, String> {
                 sinks.tick();
             }
         }
+        // Every 16k frames (about 10 MB) the pages read leave the RSS.
+        if engine.stats().frames.is_multiple_of(16_384) {
+            reader.release_consumed();
+        }
         if let Some(p) = &mut progress {
             if engine.stats().frames.is_multiple_of(4096) {
                 let (done, total) = reader.progress();

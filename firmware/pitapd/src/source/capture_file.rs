@@ -202,6 +202,12 @@ impl CaptureReader<MappedFile> {
         }
         CaptureReader::new(MappedFile::open(&file)?)
     }
+
+    /// Lets go of the part of the map already read (see
+    /// [`MappedFile::release_before`]); call it every few megabytes.
+    pub fn release_consumed(&mut self) {
+        self.buf.release_before(self.pos);
+    }
 }
 
 impl<B: AsRef<[u8]>> CaptureReader<B> {

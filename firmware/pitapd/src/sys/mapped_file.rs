@@ -22,6 +22,27 @@ impl MappedFile {
     }
 }
 
+impl MappedFile {
+    /// Drops the pages before `offset` from this process's memory (they stay
+    /// in the page cache): a reader going front to back then holds a few
+    /// megabytes of the file resident, not the whole file, so the RSS of
+    /// `pitapd --read` is its own memory.
+    pub fn release_before(&self, offset: usize) {
+        let page = 4096;
+        let end = (offset.min(self.map.len()) / page) * page;
+        if end == 0 {
+            return;
+        }
+        // SAFETY: MADV_DONTNEED on a read-only private file map only drops
+        // page table entries: a later access faults the page in again from
+        // the file, so frames still borrowed from this range stay valid.
+        let _ = unsafe {
+            self.map
+                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, end)
+        };
+    }
+}
+
 impl AsRef<[u8]> for MappedFile {
     fn as_ref(&self) -> &[u8] {
         &self.map

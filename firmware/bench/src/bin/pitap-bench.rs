@@ -1,0 +1,333 @@
+//! The benchmark runner (`scripts/bench.sh` runs it). See BENCHMARKS.md.
+//!
+//! pitap-bench [--capture FILE] [--packets N] [--runs N] [--no-peers] [--callgrind-packets N]
+//! pitap-bench --inner read|engine [--limit N] FILE   (what callgrind measures)
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use pitap_bench::measure::{median_of, Run};
+use pitap_flow_core::{EngineConfig, FlowEngine, PacketSource};
+use pitap_wire::{FlowRecord, FlowSink};
+use pitapd::source::CaptureReader;
+
+/// Counts records without keeping them: the engine's cost, not the sink's.
+#[derive(Default)]
+struct CountingSink {
+    records: u64,
+    bytes: u64,
+}
+
+impl FlowSink for CountingSink {
+    fn emit(&mut self, r: &FlowRecord) {
+        self.records += 1;
+        self.bytes = self.bytes.wrapping_add(r.total_bytes());
+    }
+}
+
+/// Reads the capture (and runs the engine when `engine`) over at most
+/// `limit` frames; returns (frames, records).
+fn inner(path: &Path, engine: bool, limit: u64) -> Result<(u64, u64), String> {
+    let mut reader = CaptureReader::open(path).map_err(|e| e.to_string())?;
+    let mut flow_engine = FlowEngine::new(EngineConfig::default());
+    let mut sink = CountingSink::default();
+    let mut frames = 0u64;
+    let mut checksum = 0u64;
+    while frames < limit {
+        match reader.next_frame() {
+            Ok(Some(frame)) => {
+                if engine {
+                    flow_engine.process(&frame, &mut sink);
+                } else {
+                    checksum = checksum.wrapping_add(u64::from(frame.orig_len) ^ frame.ts_us);
+                }
+                frames += 1;
+            }
+            Ok(None) => break,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    if engine {
+        flow_engine.flush(&mut sink);
+    }
+    std::hint::black_box(checksum);
+    Ok((frames, sink.records))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str| args.iter().position(|a| a == name);
+    let value = |name: &str| flag(name).and_then(|i| args.get(i + 1)).cloned();
+    if let Some(mode) = value("--inner") {
+        let limit = value("--limit")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(u64::MAX);
+        let file = PathBuf::from(args.last().cloned().unwrap_or_default());
+        match inner(&file, mode == "engine", limit) {
+            Ok((frames, records)) => println!("{frames} frames, {records} records"),
+            Err(e) => {
+                eprintln!("pitap-bench: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
+    if let Err(e) = bench(&args) {
+        eprintln!("pitap-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn bin_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default()
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A program to run: its label, how to make the command, a note.
+type External = (String, Box<dyn Fn() -> Command>, String);
+
+struct Row {
+    name: String,
+    packets: u64,
+    run: Run,
+    note: String,
+}
+
+fn bench(args: &[String]) -> Result<(), String> {
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let packets: u64 = value("--packets")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000_000);
+    let runs: usize = value("--runs").and_then(|v| v.parse().ok()).unwrap_or(3);
+    let callgrind_packets: u64 = value("--callgrind-packets")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let peers = !args.iter().any(|a| a == "--no-peers");
+    let capture = value("--capture")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(format!("target/bench/bench-{packets}.pcap")));
+    if !capture.exists() {
+        eprintln!(
+            "generating {} ({packets} packets, seed 1)",
+            capture.display()
+        );
+        if let Some(dir) = capture.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        }
+        let status = Command::new(bin_dir().join("pitap-gencap"))
+            .arg(&capture)
+            .args(["--packets", &packets.to_string()])
+            .status()
+            .map_err(|e| format!("pitap-gencap: {e}"))?;
+        if !status.success() {
+            return Err("pitap-gencap failed".into());
+        }
+    }
+    let size = std::fs::metadata(&capture)
+        .map_err(|e| e.to_string())?
+        .len();
+    // Into the page cache first: every reader below starts from memory.
+    let (frames, records) = inner(&capture, false, u64::MAX)?;
+    let (_, flows) = inner(&capture, true, u64::MAX)?;
+    let _ = records;
+    eprintln!(
+        "capture {}: {frames} packets, {:.2} GB, {flows} flow records",
+        capture.display(),
+        size as f64 / 1e9
+    );
+    let mut rows = Vec::new();
+    // In process: the capture reader alone, then reader + decode + flow update.
+    for (name, engine) in [
+        ("PiTap reader alone (mmap, in process)", false),
+        (
+            "PiTap flow core (reader + decode + flow update, in process)",
+            true,
+        ),
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..runs.max(1) {
+            let start = Instant::now();
+            inner(&capture, engine, u64::MAX)?;
+            times.push(start.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        rows.push(Row {
+            name: name.into(),
+            packets: frames,
+            run: Run {
+                seconds: times[times.len() / 2],
+                max_rss_kib: 0,
+            },
+            note: String::new(),
+        });
+    }
+    let pitapd = bin_dir().join("pitapd");
+    let file = capture
+        .to_str()
+        .ok_or("capture path is not UTF-8")?
+        .to_string();
+    let mut external: Vec<External> = Vec::new();
+    {
+        let (p, f) = (pitapd.clone(), file.clone());
+        external.push((
+            "pitapd --read --print (65,536 flows)".into(),
+            Box::new(move || {
+                let mut c = Command::new(&p);
+                c.args(["--read", &f, "--print", "--quiet"]);
+                c
+            }),
+            "flow lines to /dev/null".into(),
+        ));
+    }
+    if peers {
+        let tmp = std::env::temp_dir().join(format!("pitap-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+        let f = file.clone();
+        if have("tcpdump") {
+            let f = f.clone();
+            external.push((
+                "tcpdump -r -w /dev/null (libpcap reading alone)".into(),
+                Box::new(move || {
+                    let mut c = Command::new("tcpdump");
+                    c.args(["-r", &f, "-w", "/dev/null"]);
+                    c
+                }),
+                "no flows".into(),
+            ));
+        }
+        if have("softflowd") {
+            for (label, extra) in [
+                ("softflowd -r (default 8,192 flows)", vec![]),
+                ("softflowd -r -m 65536", vec!["-m", "65536"]),
+            ] {
+                let f = f.clone();
+                let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+                external.push((
+                    label.into(),
+                    Box::new(move || {
+                        let mut c = Command::new("softflowd");
+                        c.args(["-r", &f, "-c", "none", "-d", "-n", "127.0.0.1:9"])
+                            .args(&extra);
+                        c
+                    }),
+                    "NetFlow to a closed port".into(),
+                ));
+            }
+        }
+        if have("argus") {
+            let (f, out) = (f.clone(), tmp.join("argus.out"));
+            external.push((
+                "argus -r".into(),
+                Box::new(move || {
+                    let _ = std::fs::remove_file(&out);
+                    let mut c = Command::new("argus");
+                    c.args(["-r", &f, "-w"]).arg(&out);
+                    c
+                }),
+                "records to a file".into(),
+            ));
+        }
+        if have("nfpcapd") {
+            let (f, dir) = (f.clone(), tmp.join("nfpcapd"));
+            external.push((
+                "nfpcapd -r".into(),
+                Box::new(move || {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    let _ = std::fs::create_dir_all(&dir);
+                    let mut c = Command::new("nfpcapd");
+                    c.args(["-r", &f, "-w"]).arg(&dir);
+                    c
+                }),
+                "nfcapd files".into(),
+            ));
+        }
+    }
+    for (name, make, note) in &external {
+        eprintln!("running {name} ({runs} runs after a warm-up)");
+        match median_of(runs, make) {
+            Ok(run) => rows.push(Row {
+                name: name.clone(),
+                packets: frames,
+                run,
+                note: note.clone(),
+            }),
+            Err(e) => eprintln!("  skipped: {e}"),
+        }
+    }
+    // Instructions per packet: callgrind counts are deterministic.
+    let mut ipp = None;
+    if have("valgrind") {
+        let count = |mode: &str| -> Result<u64, String> {
+            let out = Command::new("valgrind")
+                .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+                .arg(std::env::current_exe().map_err(|e| e.to_string())?)
+                .args([
+                    "--inner",
+                    mode,
+                    "--limit",
+                    &callgrind_packets.to_string(),
+                    &file,
+                ])
+                .output()
+                .map_err(|e| format!("valgrind: {e}"))?;
+            let text = String::from_utf8_lossy(&out.stderr);
+            text.lines()
+                .find_map(|l| l.split("Collected :").nth(1))
+                .and_then(|n| n.trim().parse().ok())
+                .ok_or_else(|| format!("no callgrind total in: {text}"))
+        };
+        eprintln!("callgrind over {callgrind_packets} packets");
+        let read = count("read")?;
+        let engine = count("engine")?;
+        let n = callgrind_packets.min(frames) as f64;
+        ipp = Some((
+            read as f64 / n,
+            engine as f64 / n,
+            (engine.saturating_sub(read)) as f64 / n,
+        ));
+    }
+    // The table.
+    let ours = rows
+        .iter()
+        .find(|r| r.name.starts_with("pitapd"))
+        .map(|r| r.packets as f64 / r.run.seconds);
+    println!("| program | packets/s | vs pitapd --read | peak RSS | note |");
+    println!("| --- | ---: | ---: | ---: | --- |");
+    for r in &rows {
+        let pps = r.packets as f64 / r.run.seconds;
+        let ratio = ours.map(|o| format!("{:.2}×", o / pps)).unwrap_or_default();
+        let rss = if r.run.max_rss_kib > 0 {
+            format!("{:.1} MiB", r.run.max_rss_kib as f64 / 1024.0)
+        } else {
+            "—".into()
+        };
+        println!(
+            "| {} | {:.2} M | {ratio} | {rss} | {} |",
+            r.name,
+            pps / 1e6,
+            r.note
+        );
+    }
+    println!();
+    println!("Capture: {} packets, {:.2} GB, {flows} flows (PiTap's count), generated by `pitap-gencap --packets {packets}` (seed 1). Median of {runs} runs after a warm-up, file in the page cache.", frames, size as f64 / 1e9);
+    if let Some((read, engine, core)) = ipp {
+        println!();
+        println!("Instructions per packet (callgrind, first {callgrind_packets} packets): reader alone {read:.0}, reader + decode + flow update {engine:.0}, so decode + flow update {core:.0}.");
+    }
+    Ok(())
+}

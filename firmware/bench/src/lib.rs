@@ -1,0 +1,6 @@
+//! PiTap's benchmark kit: [`gen`] makes a deterministic capture with a
+//! realistic mix; the `pitap-gencap` binary writes it as pcap and
+//! `pitap-bench` runs the flow core, `pitapd --read` and the peers on it.
+
+pub mod gen;
+pub mod measure;
