@@ -245,6 +245,14 @@ impl Session {
         } else {
             (self.sport, self.cport)
         };
+        // Frames stay within 1514 bytes whatever the headers.
+        let l4 = match self.kind {
+            Kind::Tcp | Kind::Refused => 20,
+            _ => 8,
+        };
+        let overhead =
+            14 + if self.vlan.is_some() { 4 } else { 0 } + if self.v6 { 40 } else { 20 } + l4;
+        let payload = payload.min(1514 - overhead);
         let eth = PacketBuilder::ethernet2(src.mac, dst.mac);
         let body = vec_payload(payload);
         let written = match (self.vlan, self.v6) {

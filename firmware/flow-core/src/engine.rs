@@ -13,6 +13,19 @@ use crate::source::Frame;
 use crate::stats::{Anomaly, EngineStats};
 use crate::table::{FlowTable, List};
 
+/// What goes when the table is full and a new flow arrives (after TCP
+/// flows that already ended, which always go first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Eviction {
+    /// Flows nobody answered first (half-open SYNs, scans, spoofed
+    /// sources), least recently seen first; answered flows only when none
+    /// is left. A flood then costs only other unanswered flows.
+    #[default]
+    UnansweredFirst,
+    /// Plain least recently seen, whatever the flow (for comparison).
+    LeastRecent,
+}
+
 /// Engine settings; every field has a default suited to a Pi.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EngineConfig {
@@ -30,6 +43,7 @@ pub struct EngineConfig {
     pub fragment_slots: usize,
     /// Hash key; pass something random on a live tap.
     pub hash_seed: u64,
+    pub eviction: Eviction,
 }
 
 impl Default for EngineConfig {
@@ -41,6 +55,7 @@ impl Default for EngineConfig {
             tcp_linger_us: 5_000_000,
             fragment_slots: 1024,
             hash_seed: 0x5049_5441_5000_0001,
+            eviction: Eviction::UnansweredFirst,
         }
     }
 }
@@ -230,15 +245,38 @@ impl FlowEngine {
                 .unwrap_or(EndReason::TcpClose);
             self.emit(slot, reason, sink);
             self.table.remove(slot);
-        } else if let Some(slot) = self.table.oldest(List::Embryonic) {
+            return;
+        }
+        let victim = match self.config.eviction {
+            Eviction::UnansweredFirst => self
+                .table
+                .oldest(List::Embryonic)
+                .map(|s| (s, true))
+                .or_else(|| self.table.oldest(List::Open).map(|s| (s, false))),
+            Eviction::LeastRecent => {
+                // The older of the two lists' tails.
+                let tail = |list| {
+                    self.table
+                        .oldest(list)
+                        .map(|s| (s, self.table.get(s).last_us))
+                };
+                match (tail(List::Embryonic), tail(List::Open)) {
+                    (Some(e), Some(o)) => Some(if e.1 <= o.1 {
+                        (e.0, true)
+                    } else {
+                        (o.0, false)
+                    }),
+                    (Some(e), None) => Some((e.0, true)),
+                    (None, Some(o)) => Some((o.0, false)),
+                    (None, None) => None,
+                }
+            }
+        };
+        if let Some((slot, unanswered)) = victim {
             self.emit(slot, EndReason::Evicted, sink);
             self.table.remove(slot);
             self.stats.evictions += 1;
-            self.stats.evictions_embryonic += 1;
-        } else if let Some(slot) = self.table.oldest(List::Open) {
-            self.emit(slot, EndReason::Evicted, sink);
-            self.table.remove(slot);
-            self.stats.evictions += 1;
+            self.stats.evictions_embryonic += u64::from(unanswered);
         }
     }
 

@@ -9,25 +9,31 @@ use crate::key::{is_icmp_reply, FlowKey};
 use crate::tcp::{HistoryTracker, TcpTracker};
 
 /// A flow's state. Index 0 of the per-side arrays is the initiator.
+///
+/// Laid out for the cache: `repr(C)` keeps the key and what every packet
+/// updates (last time, counters) at the front, and the 64-byte alignment
+/// keeps a flow from straddling more cache lines than it must. The lookup's
+/// key comparison then brings in the line the update needs.
 #[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
 pub struct Flow {
     pub key: FlowKey,
     /// Which end of the key (0 or 1) is the initiator.
     initiator_end: u8,
-    /// Start of the current part (the flow's start unless an active timeout
-    /// split it), microseconds.
-    pub part_start_us: u64,
+    /// The responder has sent at least one packet (kept across parts).
+    responder_seen: bool,
+    ingress: TapPort,
+    continuation: bool,
     /// Last packet, microseconds.
     pub last_us: u64,
     sides: [SideCounters; 2],
-    macs: [[u8; 6]; 2],
     pub tcp: TcpTracker,
     history: HistoryTracker,
+    /// Start of the current part (the flow's start unless an active timeout
+    /// split it), microseconds.
+    pub part_start_us: u64,
+    macs: [[u8; 6]; 2],
     icmp: Option<(u8, u8)>,
-    ingress: TapPort,
-    continuation: bool,
-    /// The responder has sent at least one packet (kept across parts).
-    responder_seen: bool,
 }
 
 impl Flow {

@@ -96,11 +96,12 @@ pub fn key_of(pkt: &Packet<'_>, ports: (u16, u16)) -> (FlowKey, bool) {
             }
         }
     }
-    // Canonical order: the smaller (address, port) first, compared as one
-    // big-endian number (the same order as comparing the bytes).
-    let a = u128::from_be_bytes(pkt.src_ip);
-    let b = u128::from_be_bytes(pkt.dst_ip);
-    let reversed = a > b || (a == b && sport > dport);
+    // Canonical order: the smaller (address, port) first.
+    let reversed = match pkt.src_ip.cmp(&pkt.dst_ip) {
+        core::cmp::Ordering::Greater => true,
+        core::cmp::Ordering::Less => false,
+        core::cmp::Ordering::Equal => sport > dport,
+    };
     let (lo, hi) = if reversed {
         ((pkt.dst_ip, dport), (pkt.src_ip, sport))
     } else {

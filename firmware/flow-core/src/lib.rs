@@ -21,6 +21,6 @@ pub mod stats;
 pub mod table;
 pub mod tcp;
 
-pub use engine::{EngineConfig, FlowEngine};
+pub use engine::{EngineConfig, Eviction, FlowEngine};
 pub use source::{Frame, LinkType, PacketSource};
 pub use stats::{Anomaly, EngineStats};

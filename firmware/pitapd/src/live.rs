@@ -391,7 +391,8 @@ pub fn run(
     );
     let mut ports = ports;
     let uplink = open_uplink(&config, &mut ports)?;
-    let sinks = Sinks::new(print, &config.tap.id, uplink);
+    let mut sinks = Sinks::new(print, &config.tap.id, uplink);
+    sinks.track_talkers = true;
     eprintln!(
         "pitapd: tapping {} ({} mode{})",
         ports.names.join(" + "),

@@ -70,8 +70,8 @@ pub fn run(opts: &Options) -> Result<EngineStats, String> {
                 sinks.tick();
             }
         }
-        // Every 16k frames (about 10 MB) the pages read leave the RSS.
-        if engine.stats().frames.is_multiple_of(16_384) {
+        // Every 2,048 frames (a megabyte or so) the pages read leave the RSS.
+        if engine.stats().frames.is_multiple_of(2_048) {
             reader.release_consumed();
         }
         if let Some(p) = &mut progress {

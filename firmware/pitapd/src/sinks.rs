@@ -14,6 +14,9 @@ pub struct Sinks {
     pub uplink: Option<Uplink>,
     /// Bytes per host from the records, for the display.
     pub talkers: TopTalkers,
+    /// Whether the talkers are kept (a live tap with a display; a replay
+    /// has nobody to show them to).
+    pub track_talkers: bool,
 }
 
 fn now_ms() -> u64 {
@@ -28,6 +31,7 @@ impl Sinks {
             print: print.map(|f| LineSink::new(io::BufWriter::new(io::stdout()), tap_id, f)),
             uplink,
             talkers: TopTalkers::default(),
+            track_talkers: false,
         }
     }
 
@@ -81,7 +85,9 @@ impl Sinks {
 
 impl FlowSink for Sinks {
     fn emit(&mut self, record: &FlowRecord) {
-        self.talkers.record(record);
+        if self.track_talkers {
+            self.talkers.record(record);
+        }
         if let Some(p) = &mut self.print {
             p.emit(record);
         }

@@ -141,41 +141,11 @@ fn bench(args: &[String]) -> Result<(), String> {
     let size = std::fs::metadata(&capture)
         .map_err(|e| e.to_string())?
         .len();
-    // Into the page cache first: every reader below starts from memory.
-    let (frames, records) = inner(&capture, false, u64::MAX)?;
-    let (_, flows) = inner(&capture, true, u64::MAX)?;
-    let _ = records;
-    eprintln!(
-        "capture {}: {frames} packets, {:.2} GB, {flows} flow records",
-        capture.display(),
-        size as f64 / 1e9
-    );
+    // Into the page cache first, by a child: every reader below starts from
+    // memory, and no child inherits a large RSS from this process (a
+    // forked child's peak RSS starts at its parent's).
+    pitap_bench::measure::run_once(Command::new("cat").arg(&capture))?;
     let mut rows = Vec::new();
-    // In process: the capture reader alone, then reader + decode + flow update.
-    for (name, engine) in [
-        ("PiTap reader alone (mmap, in process)", false),
-        (
-            "PiTap flow core (reader + decode + flow update, in process)",
-            true,
-        ),
-    ] {
-        let mut times = Vec::new();
-        for _ in 0..runs.max(1) {
-            let start = Instant::now();
-            inner(&capture, engine, u64::MAX)?;
-            times.push(start.elapsed().as_secs_f64());
-        }
-        times.sort_by(f64::total_cmp);
-        rows.push(Row {
-            name: name.into(),
-            packets: frames,
-            run: Run {
-                seconds: times[times.len() / 2],
-                max_rss_kib: 0,
-            },
-            note: String::new(),
-        });
-    }
     let pitapd = bin_dir().join("pitapd");
     let file = capture
         .to_str()
@@ -262,13 +232,52 @@ fn bench(args: &[String]) -> Result<(), String> {
         match median_of(runs, make) {
             Ok(run) => rows.push(Row {
                 name: name.clone(),
-                packets: frames,
+                packets: 0, // known once the capture is read below
                 run,
                 note: note.clone(),
             }),
             Err(e) => eprintln!("  skipped: {e}"),
         }
     }
+    // In process, after the children: the capture reader alone, then
+    // reader + decode + flow update.
+    let (frames, _) = inner(&capture, false, u64::MAX)?;
+    let (_, flows) = inner(&capture, true, u64::MAX)?;
+    eprintln!(
+        "capture {}: {frames} packets, {:.2} GB, {flows} flow records",
+        capture.display(),
+        size as f64 / 1e9
+    );
+    let mut inproc_rows = Vec::new();
+    for (name, engine) in [
+        ("PiTap reader alone (mmap, in process)", false),
+        (
+            "PiTap flow core (reader + decode + flow update, in process)",
+            true,
+        ),
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..runs.max(1) {
+            let start = Instant::now();
+            inner(&capture, engine, u64::MAX)?;
+            times.push(start.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        inproc_rows.push(Row {
+            name: name.into(),
+            packets: frames,
+            run: Run {
+                seconds: times[times.len() / 2],
+                max_rss_kib: 0,
+            },
+            note: String::new(),
+        });
+    }
+    for r in &mut rows {
+        r.packets = frames;
+    }
+    inproc_rows.append(&mut rows);
+    let rows = inproc_rows;
     // Instructions per packet: callgrind counts are deterministic.
     let mut ipp = None;
     if have("valgrind") {
@@ -301,6 +310,94 @@ fn bench(args: &[String]) -> Result<(), String> {
             (engine.saturating_sub(read)) as f64 / n,
         ));
     }
+    // Whole programs under callgrind, on a capture of `callgrind_packets`
+    // packets from the same generator: instructions per packet, exact.
+    let mut whole = Vec::new();
+    if have("valgrind") {
+        let small = PathBuf::from(format!("target/bench/bench-{callgrind_packets}.pcap"));
+        if !small.exists() {
+            let status = Command::new(bin_dir().join("pitap-gencap"))
+                .arg(&small)
+                .args(["--packets", &callgrind_packets.to_string()])
+                .status()
+                .map_err(|e| format!("pitap-gencap: {e}"))?;
+            if !status.success() {
+                return Err("pitap-gencap failed".into());
+            }
+        }
+        let f = small.to_str().ok_or("path")?.to_string();
+        let nf_dir = std::env::temp_dir().join(format!("pitap-bench-nf-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&nf_dir);
+        let nf = nf_dir.to_str().ok_or("path")?.to_string();
+        let programs: Vec<(&str, Vec<String>)> = vec![
+            (
+                "pitapd --read --print",
+                vec![
+                    pitapd.to_str().ok_or("path")?.into(),
+                    "--read".into(),
+                    f.clone(),
+                    "--print".into(),
+                    "--quiet".into(),
+                ],
+            ),
+            (
+                "softflowd -r",
+                vec![
+                    "softflowd".into(),
+                    "-r".into(),
+                    f.clone(),
+                    "-c".into(),
+                    "none".into(),
+                    "-d".into(),
+                    "-n".into(),
+                    "127.0.0.1:9".into(),
+                ],
+            ),
+            (
+                "nfpcapd -r",
+                vec!["nfpcapd".into(), "-r".into(), f.clone(), "-w".into(), nf],
+            ),
+            (
+                "argus -r",
+                vec![
+                    "argus".into(),
+                    "-r".into(),
+                    f.clone(),
+                    "-w".into(),
+                    "/dev/null".into(),
+                ],
+            ),
+            (
+                "tcpdump -r -w /dev/null",
+                vec![
+                    "tcpdump".into(),
+                    "-r".into(),
+                    f.clone(),
+                    "-w".into(),
+                    "/dev/null".into(),
+                ],
+            ),
+        ];
+        for (name, argv) in programs {
+            if !have(&argv[0]) && !argv[0].contains('/') {
+                continue;
+            }
+            let out = Command::new("valgrind")
+                .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+                .args(&argv)
+                .stdout(std::process::Stdio::null())
+                .output()
+                .map_err(|e| format!("valgrind: {e}"))?;
+            let text = String::from_utf8_lossy(&out.stderr);
+            if let Some(n) = text
+                .lines()
+                .find_map(|l| l.split("Collected :").nth(1))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+            {
+                whole.push((name, n as f64 / callgrind_packets as f64));
+            }
+        }
+    }
     // The table.
     let ours = rows
         .iter()
@@ -327,7 +424,22 @@ fn bench(args: &[String]) -> Result<(), String> {
     println!("Capture: {} packets, {:.2} GB, {flows} flows (PiTap's count), generated by `pitap-gencap --packets {packets}` (seed 1). Median of {runs} runs after a warm-up, file in the page cache.", frames, size as f64 / 1e9);
     if let Some((read, engine, core)) = ipp {
         println!();
-        println!("Instructions per packet (callgrind, first {callgrind_packets} packets): reader alone {read:.0}, reader + decode + flow update {engine:.0}, so decode + flow update {core:.0}.");
+        println!("Instructions per packet (callgrind, first {callgrind_packets} packets of the capture, in process, including start-up and the final flush): reader alone {read:.0}, reader + decode + flow update {engine:.0}, so decode + flow update {core:.0}.");
+    }
+    if !whole.is_empty() {
+        let ours = whole
+            .iter()
+            .find(|w| w.0.starts_with("pitapd"))
+            .map(|w| w.1);
+        println!();
+        println!("Whole programs under callgrind ({callgrind_packets} generated packets, start to exit):");
+        println!();
+        println!("| program | instructions/packet | vs pitapd |");
+        println!("| --- | ---: | ---: |");
+        for (name, ipp) in &whole {
+            let ratio = ours.map(|o| format!("{:.2}×", ipp / o)).unwrap_or_default();
+            println!("| {name} | {ipp:.0} | {ratio} |");
+        }
     }
     Ok(())
 }
