@@ -403,7 +403,7 @@ fn bench(args: &[String]) -> Result<(), String> {
         .iter()
         .find(|r| r.name.starts_with("pitapd"))
         .map(|r| r.packets as f64 / r.run.seconds);
-    println!("| program | packets/s | vs pitapd --read | peak RSS | note |");
+    println!("| program | packets/s | pitapd --read is | peak RSS | note |");
     println!("| --- | ---: | ---: | ---: | --- |");
     for r in &rows {
         let pps = r.packets as f64 / r.run.seconds;
@@ -434,7 +434,7 @@ fn bench(args: &[String]) -> Result<(), String> {
         println!();
         println!("Whole programs under callgrind ({callgrind_packets} generated packets, start to exit):");
         println!();
-        println!("| program | instructions/packet | vs pitapd |");
+        println!("| program | instructions/packet | ÷ pitapd's |");
         println!("| --- | ---: | ---: |");
         for (name, ipp) in &whole {
             let ratio = ours.map(|o| format!("{:.2}×", ipp / o)).unwrap_or_default();
