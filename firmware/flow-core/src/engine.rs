@@ -3,9 +3,11 @@
 //! `new`. Time is the packets' own, so a replay gives the same records every
 //! time.
 
-use pitap_wire::{EndReason, FlowSink};
+use pitap_wire::{EndReason, FlowSink, Text};
 
+use crate::apps::{dhcp, dns, http, tls};
 use crate::decode::{decode_into, Packet, Skip, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use crate::enrich::{AppInfo, AppSlab, Leases, NameCache};
 use crate::flow::Flow;
 use crate::fragments::FragmentCache;
 use crate::key::key_of;
@@ -44,6 +46,14 @@ pub struct EngineConfig {
     /// Hash key; pass something random on a live tap.
     pub hash_seed: u64,
     pub eviction: Eviction,
+    /// Addresses whose DNS name is remembered (0: no DNS names).
+    pub name_cache: usize,
+    /// DHCP leases remembered.
+    pub leases: usize,
+    /// Flows at once whose TLS/HTTP info is kept.
+    pub app_flows: usize,
+    /// ClientHellos joined across segments at once.
+    pub reassembly_buffers: usize,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +66,10 @@ impl Default for EngineConfig {
             fragment_slots: 1024,
             hash_seed: 0x5049_5441_5000_0001,
             eviction: Eviction::UnansweredFirst,
+            name_cache: 8192,
+            leases: 1024,
+            app_flows: 8192,
+            reassembly_buffers: 32,
         }
     }
 }
@@ -63,6 +77,9 @@ impl Default for EngineConfig {
 pub struct FlowEngine {
     config: EngineConfig,
     table: FlowTable,
+    names: NameCache,
+    leases: Leases,
+    apps: AppSlab,
     fragments: FragmentCache,
     stats: EngineStats,
     /// The latest packet time seen; time never runs backwards for timeouts.
@@ -79,6 +96,9 @@ impl FlowEngine {
     pub fn new(config: EngineConfig) -> Self {
         FlowEngine {
             table: FlowTable::new(config.capacity, config.hash_seed),
+            names: NameCache::new(config.name_cache),
+            leases: Leases::new(config.leases),
+            apps: AppSlab::new(config.app_flows, config.reassembly_buffers),
             fragments: FragmentCache::new(config.fragment_slots, config.hash_seed),
             config,
             stats: EngineStats::default(),
@@ -93,6 +113,11 @@ impl FlowEngine {
 
     pub fn stats(&self) -> &EngineStats {
         &self.stats
+    }
+
+    /// Names in the DNS cache now, and its fixed capacity.
+    pub fn name_cache_fill(&self) -> (usize, usize) {
+        (self.names.len(self.clock_us), self.names.capacity())
     }
 
     /// Flows in the table now.
@@ -151,7 +176,7 @@ impl FlowEngine {
             if let (Some(reason), true) = (flow.tcp_ended(), pure_syn) {
                 // A new connection reuses the ports of one that ended.
                 self.emit(s, reason, sink);
-                self.table.remove(s);
+                self.remove_flow(s);
                 slot = None;
             } else if frame.ts_us.saturating_sub(flow.part_start_us)
                 >= self.config.active_timeout_us
@@ -178,6 +203,10 @@ impl FlowEngine {
 
         let flow = self.table.get_mut(slot);
         flow.update(&pkt, reversed, frame.ts_us, frame.orig_len, frame.port);
+        if !pkt.payload.is_empty() && pkt.fragment.is_none_or(|f| f.offset == 0) {
+            self.inspect(slot, &pkt, reversed, now);
+        }
+        let flow = self.table.get(slot);
         let list = if flow.tcp_ended().is_some() {
             List::Ended
         } else if flow.answered() {
@@ -206,7 +235,7 @@ impl FlowEngine {
                 }
                 let reason = flow.tcp_ended().unwrap_or(EndReason::Idle);
                 self.emit(slot, reason, sink);
-                self.table.remove(slot);
+                self.remove_flow(slot);
             }
         }
         self.stats.active_flows = self.table.len() as u64;
@@ -222,7 +251,7 @@ impl FlowEngine {
                     .tcp_ended()
                     .unwrap_or(EndReason::Shutdown);
                 self.emit(slot, reason, sink);
-                self.table.remove(slot);
+                self.remove_flow(slot);
             }
         }
         self.stats.active_flows = 0;
@@ -244,7 +273,7 @@ impl FlowEngine {
                 .tcp_ended()
                 .unwrap_or(EndReason::TcpClose);
             self.emit(slot, reason, sink);
-            self.table.remove(slot);
+            self.remove_flow(slot);
             return;
         }
         let victim = match self.config.eviction {
@@ -274,7 +303,7 @@ impl FlowEngine {
         };
         if let Some((slot, unanswered)) = victim {
             self.emit(slot, EndReason::Evicted, sink);
-            self.table.remove(slot);
+            self.remove_flow(slot);
             self.stats.evictions += 1;
             self.stats.evictions_embryonic += u64::from(unanswered);
         }
@@ -282,10 +311,196 @@ impl FlowEngine {
 
     fn emit<S: FlowSink + ?Sized>(&mut self, slot: u32, reason: EndReason, sink: &mut S) {
         self.stats.records += 1;
-        sink.emit(&self.table.get(slot).record(reason));
+        let flow = self.table.get(slot);
+        let mut record = flow.record(reason);
+        if let Some(info) = flow.app.and_then(|i| self.apps.get(i)) {
+            record.names.sni = info.sni;
+            record.names.alpn = info.alpn;
+            record.names.http_host = info.http_host;
+            record.names.http_request = info.http_request;
+        }
+        let now = self.clock_us;
+        if let Some(name) = self.names.lookup(&ip16(record.dst.addr), now) {
+            record.names.responder_name = Text::from_bytes(name.as_bytes());
+        }
+        if let core::net::IpAddr::V4(a) = record.src.addr {
+            if let Some((_, host)) = self.leases.lookup(a.octets(), now) {
+                record.names.client_hostname = *host;
+            }
+        }
+        sink.emit(&record);
+    }
+
+    /// Takes a flow out of the table with what it holds elsewhere.
+    fn remove_flow(&mut self, slot: u32) {
+        let flow = self.table.remove(slot);
+        if let Some(i) = flow.app {
+            self.apps.release(i);
+        }
+        if let Some(b) = flow.join {
+            self.apps.end_join(b);
+        }
+    }
+
+    /// Learns from a payload: DNS answers, DHCP leases, and a flow's first
+    /// client bytes (TLS ClientHello, HTTP request).
+    fn inspect(&mut self, slot: u32, pkt: &Packet<'_>, reversed: bool, now: u64) {
+        let a = &mut self.stats.apps;
+        match pkt.proto {
+            17 if matches!(pkt.src_port, 53 | 5353) => match dns::parse_response(pkt.payload) {
+                Ok(resp) => {
+                    a.dns_responses += 1;
+                    let (names, qname) = (&mut self.names, resp.qname);
+                    let learned = resp.answers(|ans| match ans {
+                        dns::Answer::A { addr, ttl, .. } => {
+                            let mut a16 = [0u8; 16];
+                            a16[..4].copy_from_slice(&addr);
+                            names.insert(a16, &qname, ttl, now);
+                        }
+                        dns::Answer::Aaaa { addr, ttl, .. } => names.insert(addr, &qname, ttl, now),
+                        _ => {}
+                    });
+                    if learned.is_err() {
+                        a.dns_malformed += 1;
+                    }
+                }
+                Err(_) => a.dns_malformed += 1,
+            },
+            17 if matches!(pkt.dst_port, 67 | 68) => match dhcp::parse(pkt.payload) {
+                Ok(d) => {
+                    a.dhcp_messages += 1;
+                    match d.msg_type {
+                        Some(dhcp::ACK) => self.leases.update(d.yiaddr, d.chaddr, d.hostname, now),
+                        Some(dhcp::REQUEST) | Some(dhcp::DISCOVER) => {
+                            if let Some(h) = d.hostname {
+                                self.leases.announce(d.chaddr, h, now);
+                            }
+                            let addr = d.requested.unwrap_or(d.ciaddr);
+                            if addr != [0; 4] && d.hostname.is_some() {
+                                self.leases.update(addr, d.chaddr, d.hostname, now);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Err(_) => a.dhcp_malformed += 1,
+            },
+            6 => self.inspect_client_bytes(slot, pkt, reversed),
+            _ => {}
+        }
+    }
+
+    /// The first payload the initiator sends on a TCP flow (joined with the
+    /// next when a ClientHello spans segments).
+    fn inspect_client_bytes(&mut self, slot: u32, pkt: &Packet<'_>, reversed: bool) {
+        let flow = self.table.get(slot);
+        if flow.app_done || !flow.from_initiator(reversed) {
+            return;
+        }
+        let join = flow.join;
+        let mut info = AppInfo::default();
+        let mut keep = false;
+        let mut done = true;
+        let mut new_join = None;
+        let a = &mut self.stats.apps;
+        let parsed = match join {
+            Some(b) => self
+                .apps
+                .join(b, pkt.payload)
+                .map(|joined| (tls::parse_client_hello(joined), true)),
+            None => Some((tls::parse_client_hello(pkt.payload), false)),
+        };
+        match parsed {
+            Some((Ok(tls::Outcome::Hello(h)), joined)) => {
+                a.tls_hellos += 1;
+                a.tls_joined += u64::from(joined);
+                info.sni = h.sni.map(Text::from_bytes).unwrap_or_default();
+                let mut alpn = [0u8; 32];
+                let mut n = 0;
+                for p in h.alpn_protocols() {
+                    let sep = usize::from(n > 0);
+                    if n + sep + p.len() > alpn.len() {
+                        break;
+                    }
+                    if sep == 1 {
+                        alpn[n] = b',';
+                    }
+                    alpn[n + sep..n + sep + p.len()].copy_from_slice(p);
+                    n += sep + p.len();
+                }
+                info.alpn = Text::from_bytes(&alpn[..n]);
+                keep = true;
+            }
+            Some((Ok(tls::Outcome::NeedMore(_)), true)) => done = false,
+            Some((Ok(tls::Outcome::NeedMore(_)), false)) => {
+                new_join = self.apps.start_join(pkt.payload);
+                done = new_join.is_none();
+            }
+            Some((Ok(tls::Outcome::NotTls), false)) => match http::parse_request(pkt.payload) {
+                Ok(Some(r)) => {
+                    a.http_requests += 1;
+                    info.http_host = r.host.map(Text::from_bytes).unwrap_or_default();
+                    let mut line = [0u8; 128];
+                    let m = r.method.len().min(line.len());
+                    line[..m].copy_from_slice(&r.method[..m]);
+                    let mut n = m;
+                    if n < line.len() {
+                        line[n] = b' ';
+                        n += 1;
+                    }
+                    let t = r.target.len().min(line.len() - n);
+                    line[n..n + t].copy_from_slice(&r.target[..t]);
+                    info.http_request = Text::from_bytes(&line[..n + t]);
+                    keep = true;
+                }
+                Ok(None) => {}
+                Err(_) => a.http_malformed += 1,
+            },
+            Some((Ok(tls::Outcome::NotTls), true)) | None => {}
+            Some((Err(_), _)) => a.tls_malformed += 1,
+        }
+        if done {
+            if let Some(b) = join {
+                self.apps.end_join(b);
+            }
+        }
+        let slot_app = if keep {
+            match self.apps.take() {
+                Some(i) => {
+                    if let Some(e) = self.apps.get_mut(i) {
+                        *e = info;
+                    }
+                    Some(i)
+                }
+                None => {
+                    self.stats.apps.slab_full += 1;
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let flow = self.table.get_mut(slot);
+        if slot_app.is_some() {
+            flow.app = slot_app;
+        }
+        flow.app_done = done;
+        flow.join = if done { None } else { new_join.or(join) };
     }
 
     fn count(&mut self, anomaly: Anomaly) {
         self.stats.anomalies[anomaly as usize] += 1;
+    }
+}
+
+/// An address as the caches key it: IPv4 in the first four bytes.
+fn ip16(addr: core::net::IpAddr) -> [u8; 16] {
+    match addr {
+        core::net::IpAddr::V4(a) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a.octets());
+            b
+        }
+        core::net::IpAddr::V6(a) => a.octets(),
     }
 }

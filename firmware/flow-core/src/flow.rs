@@ -34,6 +34,12 @@ pub struct Flow {
     pub part_start_us: u64,
     macs: [[u8; 6]; 2],
     icmp: Option<(u8, u8)>,
+    /// Application info in the engine's slab, if any.
+    pub app: Option<u32>,
+    /// A ClientHello being joined in this reassembly buffer.
+    pub join: Option<u16>,
+    /// The client's first payload has been looked at.
+    pub app_done: bool,
 }
 
 impl Flow {
@@ -177,6 +183,7 @@ impl Flow {
             continuation: self.continuation,
             ingress: self.ingress,
             icmp: self.icmp,
+            names: Default::default(),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! - [`decode`]: link layer, VLAN/QinQ, MPLS, IPv4/IPv6, TCP/UDP/ICMP fields.
 //! - [`key`], [`flow`], [`tcp`]: bidirectional flows, Zeek-style TCP state and history.
 //! - [`table`]: the fixed-size flow table with its recency lists; [`index`]: its hash index.
+//! - [`enrich`]: bounded caches of DNS names, DHCP leases and per-flow TLS/HTTP info.
 //! - [`engine`]: frames in, [`pitap_wire::FlowRecord`]s out, with timeouts and eviction.
 #![cfg_attr(not(feature = "std"), no_std)]
 
@@ -14,6 +15,7 @@ extern crate alloc;
 pub mod apps;
 pub mod decode;
 pub mod engine;
+pub mod enrich;
 pub mod flow;
 pub mod fragments;
 pub mod index;
@@ -25,4 +27,4 @@ pub mod tcp;
 
 pub use engine::{EngineConfig, Eviction, FlowEngine};
 pub use source::{Frame, LinkType, PacketSource};
-pub use stats::{Anomaly, EngineStats};
+pub use stats::{Anomaly, AppStats, EngineStats};

@@ -132,6 +132,24 @@ pub struct EngineStats {
     pub evictions_embryonic: u64,
     /// Flows in the table now.
     pub active_flows: u64,
+    /// Application payloads understood, and those that were malformed
+    /// (counted and skipped).
+    pub apps: AppStats,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppStats {
+    pub dns_responses: u64,
+    pub dns_malformed: u64,
+    pub dhcp_messages: u64,
+    pub dhcp_malformed: u64,
+    pub tls_hellos: u64,
+    pub tls_joined: u64,
+    pub tls_malformed: u64,
+    pub http_requests: u64,
+    pub http_malformed: u64,
+    /// Flows whose application info found the per-flow slab full.
+    pub slab_full: u64,
 }
 
 impl EngineStats {

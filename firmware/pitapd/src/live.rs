@@ -473,6 +473,16 @@ pub fn run(
             next_status = Instant::now() + STATUS_TICK;
         }
     }
+    // Frames in a block the kernel has not retired yet become visible only
+    // when the block times out: wait that long once, reading as blocks
+    // come, so the last frames before a stop are in the last records.
+    let retire = Duration::from_millis(u64::from(tap.config.capture.block_timeout_ms) + 20);
+    let until = Instant::now() + retire;
+    while Instant::now() < until {
+        let fds: Vec<_> = tap.sources.iter().map(RingSource::fd).collect();
+        wait_readable(&fds, 10).map_err(|e| format!("poll: {e}"))?;
+        tap.drain(true)?;
+    }
     // What the rings still hold belongs in the last records.
     while tap.sources.iter_mut().any(|s| s.peek_ts_us().is_some()) {
         tap.drain(true)?;

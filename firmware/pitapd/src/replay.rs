@@ -126,6 +126,23 @@ pub fn summary(path: &str, s: &EngineStats) -> String {
         }
         line.push(']');
     }
+    let a = &s.apps;
+    for (name, n) in [
+        ("dns_responses", a.dns_responses),
+        ("dns_malformed", a.dns_malformed),
+        ("dhcp", a.dhcp_messages),
+        ("dhcp_malformed", a.dhcp_malformed),
+        ("tls_hellos", a.tls_hellos),
+        ("tls_joined", a.tls_joined),
+        ("tls_malformed", a.tls_malformed),
+        ("http_requests", a.http_requests),
+        ("http_malformed", a.http_malformed),
+        ("app_slab_full", a.slab_full),
+    ] {
+        if n > 0 {
+            line.push_str(&format!(" {name}={n}"));
+        }
+    }
     let _ = io::stderr().flush();
     line
 }

@@ -625,3 +625,117 @@ fn watchdog_is_fed_only_while_the_bridge_is_whole() {
         "a clean stop disarms the watchdog"
     );
 }
+
+/// Removes /etc/netns/NS (the resolver configuration `ip netns exec`
+/// bind-mounts for a namespace) when the test ends.
+struct NetnsEtc(std::path::PathBuf);
+
+impl Drop for NetnsEtc {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A client resolves a name through a DNS server (dnsmasq) in the server
+/// namespace and fetches a page from it: the flow the collector receives
+/// carries the name it looked up (DNS) and the Host it asked for (HTTP).
+#[test]
+fn a_flow_carries_the_name_the_client_resolved() {
+    let mut topo = Topology::new("dns");
+    let (tap_ns, client, server) = (topo.tap.clone(), topo.client.clone(), topo.server.clone());
+    let etc = NetnsEtc(std::path::PathBuf::from(format!("/etc/netns/{client}")));
+    std::fs::create_dir_all(&etc.0).unwrap();
+    std::fs::write(
+        etc.0.join("resolv.conf"),
+        format!("nameserver {SERVER_IP}\n"),
+    )
+    .unwrap();
+    topo.spawn(
+        &server,
+        "dnsmasq",
+        &[
+            "dnsmasq",
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--user=root",
+            &format!("--listen-address={SERVER_IP}"),
+            "--bind-interfaces",
+            &format!("--address=/c2.example.net/{SERVER_IP}"),
+        ],
+    );
+    let www = topo.dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("beacon"), "ok").unwrap();
+    topo.spawn(
+        &server,
+        "http",
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "8000",
+            "--bind",
+            SERVER_IP,
+            "--directory",
+            www.to_str().unwrap(),
+        ],
+    );
+    let collector = start_collector(&mut topo, &tap_ns, "127.0.0.1:47120");
+    let config = topo.pitapd_config("", &topo.uplink("127.0.0.1:47120", ""));
+    let pitapd = topo.start_pitapd(&config, &[]);
+    std::thread::sleep(Duration::from_millis(800));
+    let got = topo.run(
+        &client,
+        &[
+            "curl",
+            "-sS",
+            "--retry",
+            "3",
+            "--retry-connrefused",
+            "http://c2.example.net:8000/beacon",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout),
+        "ok",
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    // No pause: pitapd's stop waits for the rings' last blocks to retire.
+    let flows = topo.stop_and_collect(pitapd, collector);
+    let http = flows
+        .iter()
+        .filter(|f| f["dst_port"] == 8000)
+        .find(|f| f["src_pkts"].as_u64() > Some(0))
+        .unwrap_or_else(|| panic!("no HTTP flow in {flows:?}"));
+    assert_eq!(http["dst_name"], "c2.example.net", "{http}");
+    assert_eq!(http["http_host"], "c2.example.net:8000", "{http}");
+    assert_eq!(http["http_request"], "GET /beacon", "{http}");
+    assert!(
+        flows
+            .iter()
+            .any(|f| (f["dst_port"] == 53 || f["src_port"] == 53) && f["proto"] == "UDP"),
+        "the lookup is a flow too"
+    );
+    // The store answers the query an analyst would type.
+    let out = std::process::Command::new(common::netns::sibling_binary("pitap"))
+        .args([
+            "query",
+            "--since",
+            "0",
+            "--count",
+            "dst_name:*.example.net AND dst_port:8000",
+            "--store",
+        ])
+        .arg(topo.store_path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

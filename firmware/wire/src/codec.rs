@@ -19,7 +19,9 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::{ConnState, EndReason, Endpoint, FlowRecord, History, SideCounters, TapPort};
+use crate::record::{
+    ConnState, EndReason, Endpoint, FlowRecord, History, Names, SideCounters, TapPort, Text,
+};
 
 pub const MAGIC: [u8; 4] = *b"PTAP";
 pub const VERSION: u8 = 1;
@@ -33,8 +35,17 @@ pub const FLAG_FINAL: u8 = 0x01;
 
 const RECORD_FLAG_CONTINUATION: u8 = 0x01;
 /// Scratch space for one encoded record; the largest possible (IPv6, every
-/// counter at u64::MAX, a full history) stays well below it.
-const MAX_RECORD: usize = 256;
+/// counter at u64::MAX, a full history, every name at its longest: about
+/// 800 bytes) stays below it.
+const MAX_RECORD: usize = 1024;
+
+/// Record extension tags (version 1 readers skip them all).
+const EXT_RESPONDER_NAME: u32 = 1;
+const EXT_CLIENT_HOSTNAME: u32 = 2;
+const EXT_SNI: u32 = 3;
+const EXT_ALPN: u32 = 4;
+const EXT_HTTP_HOST: u32 = 5;
+const EXT_HTTP_REQUEST: u32 = 6;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WireError {
@@ -356,14 +367,32 @@ fn encode_record<'b>(
         ingress: r.ingress as u8,
         icmp: r.icmp,
     };
-    postcard::to_slice(&wire, scratch).map_err(|_| WireError::Malformed("record"))
+    let core_len = postcard::to_slice(&wire, &mut scratch[..])
+        .map_err(|_| WireError::Malformed("record"))?
+        .len();
+    let mut pos = core_len;
+    let n = &r.names;
+    for (tag, text) in [
+        (EXT_RESPONDER_NAME, n.responder_name.as_str()),
+        (EXT_CLIENT_HOSTNAME, n.client_hostname.as_str()),
+        (EXT_SNI, n.sni.as_str()),
+        (EXT_ALPN, n.alpn.as_str()),
+        (EXT_HTTP_HOST, n.http_host.as_str()),
+        (EXT_HTTP_REQUEST, n.http_request.as_str()),
+    ] {
+        if !text.is_empty() {
+            put_varint(scratch, &mut pos, tag)?;
+            put_part(scratch, &mut pos, text.as_bytes())?;
+        }
+    }
+    Ok(&mut scratch[..pos])
 }
 
 /// Decodes the core fields of one record body and skips its extensions.
 fn decode_record(body: &[u8], base_ms: u64) -> Result<FlowRecord, WireError> {
     let (w, rest): (WireFlow<'_>, &[u8]) =
         postcard::take_from_bytes(body).map_err(|_| WireError::Malformed("record"))?;
-    skip_extensions(rest)?;
+    let names = read_extensions(rest)?;
     let start_ms = (base_ms as i64)
         .checked_add(w.start_rel_ms)
         .filter(|v| *v >= 0)
@@ -409,19 +438,30 @@ fn decode_record(body: &[u8], base_ms: u64) -> Result<FlowRecord, WireError> {
         continuation: w.flags & RECORD_FLAG_CONTINUATION != 0,
         ingress: TapPort::from_u8(w.ingress).ok_or(WireError::Malformed("ingress"))?,
         icmp: w.icmp,
+        names,
     })
 }
 
-/// Walks the tagged extensions after a record's core fields. None are defined
-/// in version 1; unknown tags are skipped so newer taps stay readable.
-fn skip_extensions(mut rest: &[u8]) -> Result<(), WireError> {
+/// Walks the tagged extensions after a record's core fields: the names it
+/// knows, and unknown tags skipped so newer taps stay readable.
+fn read_extensions(mut rest: &[u8]) -> Result<Names, WireError> {
+    let mut names = Names::default();
     while !rest.is_empty() {
         let mut pos = 0;
-        let _tag = take_varint(rest, &mut pos)?;
-        take_part(rest, &mut pos)?;
+        let tag = take_varint(rest, &mut pos)?;
+        let value = take_part(rest, &mut pos)?;
+        match tag {
+            EXT_RESPONDER_NAME => names.responder_name = Text::from_bytes(value),
+            EXT_CLIENT_HOSTNAME => names.client_hostname = Text::from_bytes(value),
+            EXT_SNI => names.sni = Text::from_bytes(value),
+            EXT_ALPN => names.alpn = Text::from_bytes(value),
+            EXT_HTTP_HOST => names.http_host = Text::from_bytes(value),
+            EXT_HTTP_REQUEST => names.http_request = Text::from_bytes(value),
+            _ => {}
+        }
         rest = &rest[pos..];
     }
-    Ok(())
+    Ok(names)
 }
 
 /// A decoded batch header plus an iterator over its records. Nothing is
@@ -534,6 +574,50 @@ mod tests {
     }
 
     #[test]
+    fn names_travel_as_extensions_both_ways() {
+        let mut rec = FlowRecord {
+            start_ms: 5_000,
+            end_ms: 6_000,
+            proto: 6,
+            ..FlowRecord::default()
+        };
+        let mut scratch = [0u8; MAX_RECORD];
+        // A record without names is exactly a version 1 record.
+        let plain_len = encode_record(&rec, 4_000, &mut scratch).unwrap().len();
+        rec.names.responder_name = Text::from_bytes(b"c2.example.net");
+        rec.names.sni = Text::from_bytes(b"c2.example.net");
+        rec.names.alpn = Text::from_bytes(b"h2,http/1.1");
+        rec.names.client_hostname = Text::from_bytes(b"alice-mbp");
+        let encoded = encode_record(&rec, 4_000, &mut scratch).unwrap().to_vec();
+        assert!(encoded.len() > plain_len);
+        assert_eq!(decode_record(&encoded, 4_000), Ok(rec));
+        // An old collector reads the core fields and skips what follows.
+        let (core, rest): (WireFlow<'_>, &[u8]) = postcard::take_from_bytes(&encoded).unwrap();
+        assert_eq!((core.proto, core.duration_ms), (6, 1_000));
+        let mut pos = 0;
+        let mut seen = 0;
+        while pos < rest.len() {
+            take_varint(rest, &mut pos).unwrap();
+            take_part(rest, &mut pos).unwrap();
+            seen += 1;
+        }
+        assert_eq!(seen, 4);
+        // And a new collector reads an old record: no names.
+        let old = &scratch[..0];
+        let _ = old;
+        let mut old_scratch = [0u8; MAX_RECORD];
+        let plain = FlowRecord {
+            names: Names::default(),
+            ..rec
+        };
+        let bytes = encode_record(&plain, 4_000, &mut old_scratch)
+            .unwrap()
+            .to_vec();
+        assert_eq!(bytes.len(), plain_len);
+        assert!(decode_record(&bytes, 4_000).unwrap().names.is_empty());
+    }
+
+    #[test]
     fn unknown_extensions_are_skipped() {
         let mut scratch = [0u8; MAX_RECORD + 16];
         let rec = FlowRecord {
@@ -543,8 +627,8 @@ mod tests {
             ..FlowRecord::default()
         };
         let len = encode_record(&rec, 4_000, &mut scratch).unwrap().len();
-        // A newer tap appends extension tag 9 with three bytes.
-        scratch[len..len + 5].copy_from_slice(&[9, 3, b'a', b'b', b'c']);
+        // A newer tap appends extension tag 90 with three bytes.
+        scratch[len..len + 5].copy_from_slice(&[90, 3, b'a', b'b', b'c']);
         let decoded = decode_record(&scratch[..len + 5], 4_000).unwrap();
         assert_eq!(decoded, rec);
         // ...but an extension that claims more bytes than exist is an error.

@@ -161,6 +161,24 @@ pub fn push_text_line(buf: &mut Vec<u8>, r: &FlowRecord, tap: &str) {
         buf.extend_from_slice(b" tap=");
         buf.extend_from_slice(tap.as_bytes());
     }
+    for (key, text) in text_names(&r.names) {
+        buf.extend_from_slice(key.as_bytes());
+        buf.extend_from_slice(text.as_bytes());
+    }
+}
+
+/// The names a text line carries after the tap id (no spaces in any of
+/// them; the HTTP request line is in the JSON only).
+fn text_names(n: &crate::record::Names) -> impl Iterator<Item = (&'static str, &str)> {
+    [
+        (" dst_name=", n.responder_name.as_str()),
+        (" src_hostname=", n.client_hostname.as_str()),
+        (" sni=", n.sni.as_str()),
+        (" alpn=", n.alpn.as_str()),
+        (" http_host=", n.http_host.as_str()),
+    ]
+    .into_iter()
+    .filter(|(_, t)| !t.is_empty() && !t.contains(' '))
 }
 
 fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
@@ -238,6 +256,14 @@ fn push_end(buf: &mut Vec<u8>, addr: IpAddr, port: Option<u16>) {
     }
 }
 
+fn opt(text: &str) -> Value {
+    if text.is_empty() {
+        Value::Null
+    } else {
+        Value::from(text)
+    }
+}
+
 /// One flow as a JSON object; field names are the query fields.
 pub fn json_value(r: &FlowRecord, tap: &str) -> Value {
     let ports = has_ports(r.proto);
@@ -274,6 +300,12 @@ pub fn json_value(r: &FlowRecord, tap: &str) -> Value {
         "inner_vlan": r.inner_vlan,
         "icmp_type": r.icmp.map(|(t, _)| t),
         "icmp_code": r.icmp.map(|(_, c)| c),
+        "dst_name": opt(r.names.responder_name.as_str()),
+        "src_hostname": opt(r.names.client_hostname.as_str()),
+        "sni": opt(r.names.sni.as_str()),
+        "alpn": opt(r.names.alpn.as_str()),
+        "http_host": opt(r.names.http_host.as_str()),
+        "http_request": opt(r.names.http_request.as_str()),
     })
 }
 
@@ -409,6 +441,9 @@ mod tests {
         if !tap.is_empty() {
             write!(line, " tap={tap}")?;
         }
+        for (key, text) in text_names(&r.names) {
+            write!(line, "{key}{text}")?;
+        }
         Ok(())
     }
 
@@ -463,6 +498,7 @@ mod tests {
                 continuation: n % 11 == 0,
                 ingress: [TapPort::Unknown, TapPort::A, TapPort::B][(n % 3) as usize],
                 icmp: (n % 4 == 0).then_some(((n >> 8) as u8, (n >> 16) as u8)),
+                names: Default::default(),
             };
             let tap = ["", "edge", "rack-3"][(i % 3) as usize];
             let mut want = String::new();

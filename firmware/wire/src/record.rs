@@ -245,6 +245,80 @@ impl core::fmt::Debug for History {
 }
 
 /// A flow summary.
+/// Short text of at most `N` bytes (`N` < 256), inline: records stay
+/// `Copy` and nothing is allocated. Bytes outside printable ASCII are
+/// stored as `?`, so the text is always valid UTF-8 and safe to print.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Text<const N: usize> {
+    buf: [u8; N],
+    len: u8,
+}
+
+impl<const N: usize> Default for Text<N> {
+    fn default() -> Self {
+        Text {
+            buf: [0; N],
+            len: 0,
+        }
+    }
+}
+
+impl<const N: usize> core::fmt::Debug for Text<N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl<const N: usize> Text<N> {
+    pub const CAPACITY: usize = N;
+
+    /// The first `N` bytes of `bytes` (longer text is cut).
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        let mut t = Text::default();
+        let n = bytes.len().min(N).min(255);
+        for (dst, &b) in t.buf.iter_mut().zip(&bytes[..n]) {
+            *dst = if (0x20..0x7f).contains(&b) { b } else { b'?' };
+        }
+        t.len = n as u8;
+        t
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only printable ASCII is stored.
+        core::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Who and what is behind a flow, as the tap learned it from DNS, DHCP,
+/// the TLS ClientHello and the first HTTP request. Every field is optional
+/// (empty) and travels as a tagged wire extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Names {
+    /// The name the client looked up that resolved to the responder's
+    /// address (the first name of a CNAME chain).
+    pub responder_name: Text<128>,
+    /// The initiator's hostname from its DHCP lease.
+    pub client_hostname: Text<64>,
+    /// TLS server name indication of the ClientHello.
+    pub sni: Text<128>,
+    /// TLS ALPN protocols offered, comma-separated.
+    pub alpn: Text<32>,
+    /// HTTP Host header of the first request.
+    pub http_host: Text<128>,
+    /// HTTP request line of the first request: method and target.
+    pub http_request: Text<128>,
+}
+
+impl Names {
+    pub fn is_empty(&self) -> bool {
+        *self == Names::default()
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct FlowRecord {
     /// Time of the first packet of this part, ms since the Unix epoch.
@@ -270,6 +344,8 @@ pub struct FlowRecord {
     pub ingress: TapPort,
     /// ICMP/ICMPv6 type and code of the first packet, for ICMP flows.
     pub icmp: Option<(u8, u8)>,
+    /// What DNS, DHCP, TLS and HTTP said about the flow's ends.
+    pub names: Names,
 }
 
 /// What the analyst reads first: did the conversation happen?

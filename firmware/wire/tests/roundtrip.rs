@@ -65,6 +65,7 @@ prop_compose! {
             continuation,
             ingress: TapPort::from_u8(ingress).unwrap(),
             icmp,
+            names: Default::default(),
         }
     }
 }

@@ -54,6 +54,7 @@ fn record(i: u64) -> FlowRecord {
         continuation: false,
         ingress: pitap_wire::TapPort::A,
         icmp: None,
+        names: Default::default(),
     }
 }
 

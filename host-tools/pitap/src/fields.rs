@@ -52,6 +52,12 @@ pub enum Field {
     ToInternal,
     SrcGroup,
     DstGroup,
+    DstName,
+    SrcHostname,
+    Sni,
+    Alpn,
+    HttpHost,
+    HttpRequest,
     /// Either side.
     Addr,
     Port,
@@ -94,6 +100,12 @@ const NAMES: &[(&str, Field)] = &[
     ("to_internal", Field::ToInternal),
     ("src_group", Field::SrcGroup),
     ("dst_group", Field::DstGroup),
+    ("dst_name", Field::DstName),
+    ("src_hostname", Field::SrcHostname),
+    ("sni", Field::Sni),
+    ("alpn", Field::Alpn),
+    ("http_host", Field::HttpHost),
+    ("http_request", Field::HttpRequest),
     ("addr", Field::Addr),
     ("port", Field::Port),
     ("mac", Field::Mac),
@@ -118,6 +130,10 @@ impl std::fmt::Display for Value {
             Value::Bool(b) => write!(f, "{b}"),
         }
     }
+}
+
+fn nonempty(s: &str) -> Option<Value> {
+    (!s.is_empty()).then(|| Value::Text(s.to_string()))
 }
 
 fn has_ports(p: u8) -> bool {
@@ -148,7 +164,8 @@ impl Field {
         use Field::*;
         match self {
             Tap | Action | Proto | SrcMac | DstMac | ConnState | History | EndReason | Ingress
-            | SrcGroup | DstGroup | Mac | Group => Kind::Text,
+            | SrcGroup | DstGroup | Mac | Group | DstName | SrcHostname | Sni | Alpn | HttpHost
+            | HttpRequest => Kind::Text,
             SrcAddr | DstAddr | Addr => Kind::Addr,
             Continuation | FromInternal | ToInternal => Kind::Bool,
             _ => Kind::Num,
@@ -208,6 +225,12 @@ impl Field {
             Continuation => Some(Value::Bool(r.continuation)),
             FromInternal => Some(Value::Bool(e.from_internal)),
             ToInternal => Some(Value::Bool(e.to_internal)),
+            DstName => nonempty(r.names.responder_name.as_str()),
+            SrcHostname => nonempty(r.names.client_hostname.as_str()),
+            Sni => nonempty(r.names.sni.as_str()),
+            Alpn => nonempty(r.names.alpn.as_str()),
+            HttpHost => nonempty(r.names.http_host.as_str()),
+            HttpRequest => nonempty(r.names.http_request.as_str()),
             SrcGroup => e.src_group.as_deref().and_then(text),
             DstGroup => e.dst_group.as_deref().and_then(text),
             Addr | Port | Mac | Group => None,

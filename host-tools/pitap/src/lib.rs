@@ -16,6 +16,7 @@ pub mod alerts;
 pub mod collect;
 pub mod collector;
 pub mod config;
+pub mod devices;
 pub mod export;
 pub mod fields;
 pub mod image_write;

@@ -67,6 +67,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The devices (MACs) seen: hostname from DHCP, last address, first and last seen.
+    Devices {
+        #[command(flatten)]
+        window: Window,
+        /// JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// The SD card image.
     Image {
         #[command(subcommand)]
@@ -310,6 +318,11 @@ fn main() -> ExitCode {
                 &mut out,
             )
             .map(|_| ())
+        }),
+        Command::Devices { window, json } => window.resolve().and_then(|(store, _, _, _)| {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            pitap::devices::run(&store, json, &mut out).map(|_| ())
         }),
         Command::Report {
             window,

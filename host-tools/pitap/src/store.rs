@@ -12,13 +12,13 @@ use std::path::Path;
 
 use pitap_wire::format::mac_text;
 use pitap_wire::{
-    proto, ConnState, EndReason, Endpoint, FlowRecord, History, SideCounters, TapPort,
+    proto, ConnState, EndReason, Endpoint, FlowRecord, History, SideCounters, TapPort, Text,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::networks::Enrichment;
 
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS flows (
@@ -55,7 +55,13 @@ CREATE TABLE IF NOT EXISTS flows (
     from_internal INTEGER NOT NULL,
     to_internal   INTEGER NOT NULL,
     src_group     TEXT,
-    dst_group     TEXT
+    dst_group     TEXT,
+    dst_name      TEXT,
+    src_hostname  TEXT,
+    sni           TEXT,
+    alpn          TEXT,
+    http_host     TEXT,
+    http_request  TEXT
 );
 CREATE INDEX IF NOT EXISTS flows_start ON flows(start_ms);
 CREATE INDEX IF NOT EXISTS flows_src ON flows(src_addr, start_ms);
@@ -65,7 +71,8 @@ CREATE TABLE IF NOT EXISTS devices (
     first_ms  INTEGER NOT NULL,
     last_ms   INTEGER NOT NULL,
     last_addr TEXT NOT NULL,
-    flows     INTEGER NOT NULL
+    flows     INTEGER NOT NULL,
+    hostname  TEXT
 );
 CREATE TABLE IF NOT EXISTS collector_state (
     name  TEXT PRIMARY KEY,
@@ -98,6 +105,7 @@ pub struct Device {
     pub last_ms: u64,
     pub last_addr: String,
     pub flows: u64,
+    pub hostname: Option<String>,
 }
 
 pub struct Store {
@@ -106,6 +114,14 @@ pub struct Store {
 
 fn err(context: &str) -> impl Fn(rusqlite::Error) -> String + '_ {
     move |e| format!("{context}: {e}")
+}
+
+/// A device in one commit: first and last time, last address, flows, hostname.
+type DeviceSeen = (u64, u64, IpAddr, u64, Option<String>);
+
+/// NULL for an empty name.
+fn text(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
 }
 
 fn has_ports(p: u8) -> bool {
@@ -148,6 +164,19 @@ impl Store {
                 "{ctx}: schema version {version} is newer than this pitap ({SCHEMA_VERSION})"
             ));
         }
+        if version == 1 {
+            // Version 2 added the names a tap learns (DNS, DHCP, TLS, HTTP).
+            conn.execute_batch(
+                "ALTER TABLE flows ADD COLUMN dst_name TEXT;
+                 ALTER TABLE flows ADD COLUMN src_hostname TEXT;
+                 ALTER TABLE flows ADD COLUMN sni TEXT;
+                 ALTER TABLE flows ADD COLUMN alpn TEXT;
+                 ALTER TABLE flows ADD COLUMN http_host TEXT;
+                 ALTER TABLE flows ADD COLUMN http_request TEXT;
+                 ALTER TABLE devices ADD COLUMN hostname TEXT;",
+            )
+            .map_err(err(&ctx))?;
+        }
         conn.execute_batch(SCHEMA).map_err(err(&ctx))?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(err(&ctx))?;
@@ -177,13 +206,14 @@ impl Store {
                      src_pkts, src_bytes, dst_pkts, dst_bytes, pkts, bytes,
                      src_tcp_flags, dst_tcp_flags, conn_state, history, end_reason,
                      continuation, ingress, vlan, inner_vlan, icmp_type, icmp_code,
-                     from_internal, to_internal, src_group, dst_group)
+                     from_internal, to_internal, src_group, dst_group,
+                     dst_name, src_hostname, sni, alpn, http_host, http_request)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
                      ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28,
-                     ?29, ?30, ?31, ?32, ?33)",
+                     ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39)",
                 )
                 .map_err(err("store"))?;
-            let mut devices: HashMap<[u8; 6], (u64, u64, IpAddr, u64)> = HashMap::new();
+            let mut devices: HashMap<[u8; 6], DeviceSeen> = HashMap::new();
             for StoredFlow {
                 tap,
                 record: r,
@@ -226,16 +256,25 @@ impl Store {
                         e.to_internal,
                         e.src_group.as_deref(),
                         e.dst_group.as_deref(),
+                        text(r.names.responder_name.as_str()),
+                        text(r.names.client_hostname.as_str()),
+                        text(r.names.sni.as_str()),
+                        text(r.names.alpn.as_str()),
+                        text(r.names.http_host.as_str()),
+                        text(r.names.http_request.as_str()),
                     ])
                     .map_err(err("store: insert"))?;
-                for side in [&r.src, &r.dst] {
+                for (i, side) in [&r.src, &r.dst].into_iter().enumerate() {
                     // Only unicast station MACs name a device.
                     if side.mac == [0; 6] || side.mac[0] & 1 == 1 {
                         continue;
                     }
                     let d = devices
                         .entry(side.mac)
-                        .or_insert((r.start_ms, r.end_ms, side.addr, 0));
+                        .or_insert((r.start_ms, r.end_ms, side.addr, 0, None));
+                    if i == 0 && !r.names.client_hostname.is_empty() {
+                        d.4 = Some(r.names.client_hostname.as_str().to_string());
+                    }
                     d.0 = d.0.min(r.start_ms);
                     if r.end_ms >= d.1 {
                         d.1 = r.end_ms;
@@ -246,9 +285,10 @@ impl Store {
             }
             let mut upsert = tx
                 .prepare_cached(
-                    "INSERT INTO devices (mac, first_ms, last_ms, last_addr, flows)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
+                    "INSERT INTO devices (mac, first_ms, last_ms, last_addr, flows, hostname)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                      ON CONFLICT(mac) DO UPDATE SET
+                       hostname = coalesce(excluded.hostname, hostname),
                        first_ms = min(first_ms, excluded.first_ms),
                        last_addr = CASE WHEN excluded.last_ms >= last_ms
                                    THEN excluded.last_addr ELSE last_addr END,
@@ -256,14 +296,15 @@ impl Store {
                        flows = flows + excluded.flows",
                 )
                 .map_err(err("store"))?;
-            for (mac, (first, last, addr, n)) in devices {
+            for (mac, (first, last, addr, n, hostname)) in devices {
                 upsert
                     .execute(params![
                         mac_text(&mac),
                         first as i64,
                         last as i64,
                         addr.to_string(),
-                        n as i64
+                        n as i64,
+                        hostname
                     ])
                     .map_err(err("store: devices"))?;
             }
@@ -352,7 +393,8 @@ impl Store {
                  src_mac, dst_mac, src_pkts, src_bytes, dst_pkts, dst_bytes,
                  src_tcp_flags, dst_tcp_flags, conn_state, history, end_reason,
                  continuation, ingress, vlan, inner_vlan, icmp_type, icmp_code,
-                 from_internal, to_internal, src_group, dst_group
+                 from_internal, to_internal, src_group, dst_group,
+                 dst_name, src_hostname, sni, alpn, http_host, http_request
                  FROM flows WHERE start_ms >= ?1 AND start_ms < ?2 ORDER BY start_ms, id",
             )
             .map_err(err("store"))?;
@@ -381,7 +423,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT mac, first_ms, last_ms, last_addr, flows FROM devices ORDER BY first_ms",
+                "SELECT mac, first_ms, last_ms, last_addr, flows, hostname FROM devices ORDER BY first_ms",
             )
             .map_err(err("store"))?;
         let rows = stmt
@@ -392,6 +434,7 @@ impl Store {
                     last_ms: r.get::<_, i64>(2)? as u64,
                     last_addr: r.get(3)?,
                     flows: r.get::<_, i64>(4)? as u64,
+                    hostname: r.get(5)?,
                 })
             })
             .map_err(err("store"))?;
@@ -420,6 +463,7 @@ fn blank_record() -> FlowRecord {
         continuation: false,
         ingress: TapPort::default(),
         icmp: None,
+        names: Default::default(),
     }
 }
 
@@ -479,11 +523,19 @@ fn read_row(row: &rusqlite::Row, f: &mut StoredFlow) -> rusqlite::Result<()> {
         (Some(t), Some(c)) => Some((t as u8, c as u8)),
         _ => None,
     };
+    let r = &mut f.record;
     let e = &mut f.enrichment;
     e.from_internal = num(25)? != 0;
     e.to_internal = num(26)? != 0;
     e.src_group = row.get(27)?;
     e.dst_group = row.get(28)?;
+    let n = &mut r.names;
+    n.responder_name = Text::from_bytes(text(29)?.as_bytes());
+    n.client_hostname = Text::from_bytes(text(30)?.as_bytes());
+    n.sni = Text::from_bytes(text(31)?.as_bytes());
+    n.alpn = Text::from_bytes(text(32)?.as_bytes());
+    n.http_host = Text::from_bytes(text(33)?.as_bytes());
+    n.http_request = Text::from_bytes(text(34)?.as_bytes());
     Ok(())
 }
 

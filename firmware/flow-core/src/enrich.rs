@@ -1,0 +1,294 @@
+//! What the tap learns about who is behind a flow, in fixed memory taken at
+//! start-up (no allocation per packet, bounded whatever the traffic):
+//!
+//! - [`NameCache`]: address -> the name a client looked up (DNS answers),
+//!   until the record's TTL runs out; 4-way set-associative, the entry
+//!   closest to expiry makes room, so a flood of unique names only churns it.
+//! - [`Leases`]: IPv4 address -> MAC and hostname (DHCP), the same way.
+//! - [`AppSlab`]: per-flow TLS server name, ALPN and HTTP host/request from
+//!   the client's first bytes, for a bounded number of flows; a ClientHello
+//!   split over segments is joined in one of a few reassembly buffers.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use pitap_wire::Text;
+
+use crate::apps::dns::Name;
+
+const WAYS: usize = 4;
+
+/// A short hash of an address (FNV-1a; the sets are small).
+fn addr_hash(addr: &[u8; 16]) -> usize {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for &b in addr {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    (h ^ (h >> 29)) as usize
+}
+
+#[derive(Clone, Copy, Default)]
+struct NameEntry {
+    addr: [u8; 16],
+    expires_us: u64,
+    name: Name,
+}
+
+/// DNS-learned names of addresses.
+pub struct NameCache {
+    entries: Vec<NameEntry>,
+    sets: usize,
+    pub inserted: u64,
+    pub replaced: u64,
+}
+
+impl NameCache {
+    /// Room for `capacity` names (rounded up to a power of two, at least 4).
+    pub fn new(capacity: usize) -> NameCache {
+        let sets = (capacity.max(WAYS) / WAYS).next_power_of_two();
+        NameCache {
+            entries: vec![NameEntry::default(); sets * WAYS],
+            sets,
+            inserted: 0,
+            replaced: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn set(&mut self, addr: &[u8; 16]) -> &mut [NameEntry] {
+        let s = addr_hash(addr) & (self.sets - 1);
+        &mut self.entries[s * WAYS..(s + 1) * WAYS]
+    }
+
+    /// Remembers that `addr` is `name` for `ttl_s` seconds from `now_us`
+    /// (at least 60 s: clients keep using an address past short TTLs).
+    pub fn insert(&mut self, addr: [u8; 16], name: &Name, ttl_s: u32, now_us: u64) {
+        let expires_us = now_us.saturating_add(u64::from(ttl_s.max(60)) * 1_000_000);
+        let set = self.set(&addr);
+        let way = set
+            .iter()
+            .position(|e| e.addr == addr && e.expires_us != 0)
+            .or_else(|| set.iter().position(|e| e.expires_us < now_us))
+            .unwrap_or_else(|| {
+                // All live: the one closest to expiry goes.
+                set.iter()
+                    .enumerate()
+                    .min_by_key(|(_, e)| e.expires_us)
+                    .map_or(0, |(i, _)| i)
+            });
+        let replacing = set[way].expires_us >= now_us && set[way].addr != addr;
+        set[way] = NameEntry {
+            addr,
+            expires_us,
+            name: *name,
+        };
+        self.inserted += 1;
+        self.replaced += u64::from(replacing);
+    }
+
+    pub fn lookup(&self, addr: &[u8; 16], now_us: u64) -> Option<&Name> {
+        let s = addr_hash(addr) & (self.sets - 1);
+        self.entries[s * WAYS..(s + 1) * WAYS]
+            .iter()
+            .find(|e| e.addr == *addr && e.expires_us >= now_us && e.expires_us != 0)
+            .map(|e| &e.name)
+    }
+
+    /// Live entries (tests, status).
+    pub fn len(&self, now_us: u64) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.expires_us >= now_us && e.expires_us != 0)
+            .count()
+    }
+
+    pub fn is_empty(&self, now_us: u64) -> bool {
+        self.len(now_us) == 0
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct Lease {
+    addr: [u8; 4],
+    mac: [u8; 6],
+    hostname: Text<64>,
+    expires_us: u64,
+}
+
+/// DHCP leases: who holds an IPv4 address, and what it calls itself.
+pub struct Leases {
+    entries: Vec<Lease>,
+    sets: usize,
+}
+
+/// Leases are kept this long after the last DHCP message about them.
+const LEASE_KEEP_US: u64 = 24 * 3600 * 1_000_000;
+
+impl Leases {
+    pub fn new(capacity: usize) -> Leases {
+        let sets = (capacity.max(WAYS) / WAYS).next_power_of_two();
+        Leases {
+            entries: vec![Lease::default(); sets * WAYS],
+            sets,
+        }
+    }
+
+    fn set_of(&self, addr: [u8; 4]) -> usize {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&addr);
+        addr_hash(&a) & (self.sets - 1)
+    }
+
+    /// Records that `mac` holds `addr`; a hostname, when given, replaces
+    /// the one known (a later message without one keeps it).
+    pub fn update(&mut self, addr: [u8; 4], mac: [u8; 6], hostname: Option<&[u8]>, now_us: u64) {
+        if addr == [0; 4] {
+            return;
+        }
+        // A hostname the same device sent for another address carries over.
+        let known = hostname.map(Text::from_bytes).or_else(|| {
+            self.entries
+                .iter()
+                .find(|l| l.mac == mac && !l.hostname.is_empty() && l.expires_us >= now_us)
+                .map(|l| l.hostname)
+        });
+        let s = self.set_of(addr);
+        let set = &mut self.entries[s * WAYS..(s + 1) * WAYS];
+        let way = set
+            .iter()
+            .position(|l| l.addr == addr && l.expires_us != 0)
+            .or_else(|| set.iter().position(|l| l.expires_us < now_us))
+            .unwrap_or_else(|| {
+                set.iter()
+                    .enumerate()
+                    .min_by_key(|(_, l)| l.expires_us)
+                    .map_or(0, |(i, _)| i)
+            });
+        let keep = if set[way].addr == addr && set[way].mac == mac {
+            set[way].hostname
+        } else {
+            Text::default()
+        };
+        set[way] = Lease {
+            addr,
+            mac,
+            hostname: known.unwrap_or(keep),
+            expires_us: now_us.saturating_add(LEASE_KEEP_US),
+        };
+    }
+
+    /// Remembers a hostname a client announced (DHCP REQUEST/DISCOVER)
+    /// before its address is acknowledged.
+    pub fn announce(&mut self, mac: [u8; 6], hostname: &[u8], now_us: u64) {
+        for l in self
+            .entries
+            .iter_mut()
+            .filter(|l| l.mac == mac && l.expires_us >= now_us)
+        {
+            l.hostname = Text::from_bytes(hostname);
+        }
+    }
+
+    /// (MAC, hostname) of the device holding `addr`.
+    pub fn lookup(&self, addr: [u8; 4], now_us: u64) -> Option<([u8; 6], &Text<64>)> {
+        let s = self.set_of(addr);
+        self.entries[s * WAYS..(s + 1) * WAYS]
+            .iter()
+            .find(|l| l.addr == addr && l.expires_us >= now_us && l.expires_us != 0)
+            .map(|l| (l.mac, &l.hostname))
+    }
+}
+
+/// What a flow's first client bytes said.
+#[derive(Clone, Copy, Default)]
+pub struct AppInfo {
+    pub sni: Text<128>,
+    pub alpn: Text<32>,
+    pub http_host: Text<128>,
+    pub http_request: Text<128>,
+}
+
+/// Per-flow application info for at most `capacity` flows at once, and a
+/// few buffers to join ClientHellos that span segments.
+pub struct AppSlab {
+    infos: Vec<AppInfo>,
+    free: Vec<u32>,
+    buffers: Vec<[u8; REASSEMBLY]>,
+    buffer_len: Vec<u16>,
+    free_buffers: Vec<u16>,
+    /// Flows that had something to keep but found the slab full.
+    pub full: u64,
+}
+
+/// A ClientHello longer than this is not joined (real ones are < 4 KB).
+pub const REASSEMBLY: usize = 4096;
+
+impl AppSlab {
+    pub fn new(capacity: usize, buffers: usize) -> AppSlab {
+        AppSlab {
+            infos: vec![AppInfo::default(); capacity],
+            free: (0..capacity as u32).rev().collect(),
+            buffers: vec![[0u8; REASSEMBLY]; buffers],
+            buffer_len: vec![0; buffers],
+            free_buffers: (0..buffers as u16).rev().collect(),
+            full: 0,
+        }
+    }
+
+    /// A fresh entry; `None` when all are taken.
+    pub fn take(&mut self) -> Option<u32> {
+        let i = self.free.pop();
+        match i {
+            Some(i) => self.infos[i as usize] = AppInfo::default(),
+            None => self.full += 1,
+        }
+        i
+    }
+
+    pub fn release(&mut self, i: u32) {
+        if (i as usize) < self.infos.len() {
+            self.free.push(i);
+        }
+    }
+
+    pub fn get(&self, i: u32) -> Option<&AppInfo> {
+        self.infos.get(i as usize)
+    }
+
+    pub fn get_mut(&mut self, i: u32) -> Option<&mut AppInfo> {
+        self.infos.get_mut(i as usize)
+    }
+
+    /// Starts joining: copies `data` into a free buffer.
+    pub fn start_join(&mut self, data: &[u8]) -> Option<u16> {
+        if data.len() > REASSEMBLY {
+            return None;
+        }
+        let b = self.free_buffers.pop()?;
+        self.buffers[usize::from(b)][..data.len()].copy_from_slice(data);
+        self.buffer_len[usize::from(b)] = data.len() as u16;
+        Some(b)
+    }
+
+    /// Appends `data`; returns the joined bytes, or `None` (buffer freed)
+    /// when they no longer fit.
+    pub fn join(&mut self, b: u16, data: &[u8]) -> Option<&[u8]> {
+        let (i, len) = (usize::from(b), usize::from(self.buffer_len[usize::from(b)]));
+        if len + data.len() > REASSEMBLY {
+            self.end_join(b);
+            return None;
+        }
+        self.buffers[i][len..len + data.len()].copy_from_slice(data);
+        self.buffer_len[i] = (len + data.len()) as u16;
+        Some(&self.buffers[i][..len + data.len()])
+    }
+
+    pub fn end_join(&mut self, b: u16) {
+        if usize::from(b) < self.buffers.len() && !self.free_buffers.contains(&b) {
+            self.free_buffers.push(b);
+        }
+    }
+}
