@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use pitap_wire::codec::{FLAG_FINAL, MAX_DATAGRAM};
+use pitap_wire::Text;
 use pitap_wire::{
     BatchHeader, BatchReader, BatchWriter, ConnState, EndReason, Endpoint, FlowRecord, History,
     SideCounters, TapPort, WireError,
@@ -50,6 +51,7 @@ prop_compose! {
         continuation in any::<bool>(),
         ingress in 0u8..3,
         icmp in proptest::option::of(any::<(u8, u8)>()),
+        names in proptest::collection::vec("[ -~]{0,140}", 6),
     ) -> FlowRecord {
         FlowRecord {
             start_ms,
@@ -65,7 +67,14 @@ prop_compose! {
             continuation,
             ingress: TapPort::from_u8(ingress).unwrap(),
             icmp,
-            names: Default::default(),
+            names: pitap_wire::Names {
+                responder_name: Text::from_bytes(names[0].as_bytes()),
+                client_hostname: Text::from_bytes(names[1].as_bytes()),
+                sni: Text::from_bytes(names[2].as_bytes()),
+                alpn: Text::from_bytes(names[3].as_bytes()),
+                http_host: Text::from_bytes(names[4].as_bytes()),
+                http_request: Text::from_bytes(names[5].as_bytes()),
+            },
         }
     }
 }
