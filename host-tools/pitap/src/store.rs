@@ -74,6 +74,13 @@ CREATE TABLE IF NOT EXISTS devices (
     flows     INTEGER NOT NULL,
     hostname  TEXT
 );
+CREATE TABLE IF NOT EXISTS device_addrs (
+    mac      TEXT NOT NULL,
+    addr     TEXT NOT NULL,
+    first_ms INTEGER NOT NULL,
+    last_ms  INTEGER NOT NULL,
+    PRIMARY KEY (mac, addr)
+);
 CREATE TABLE IF NOT EXISTS collector_state (
     name  TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -118,6 +125,20 @@ fn err(context: &str) -> impl Fn(rusqlite::Error) -> String + '_ {
 
 /// A device in one commit: first and last time, last address, flows, hostname.
 type DeviceSeen = (u64, u64, IpAddr, u64, Option<String>);
+
+/// Private, shared, link-local and unique-local addresses: on a LAN.
+fn is_local(addr: &IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            a.is_private() || a.is_link_local() || (o[0] == 100 && (64..128).contains(&o[1]))
+        }
+        IpAddr::V6(a) => {
+            let s = a.segments()[0];
+            (s & 0xfe00) == 0xfc00 || (s & 0xffc0) == 0xfe80
+        }
+    }
+}
 
 /// NULL for an empty name.
 fn text(s: &str) -> Option<&str> {
@@ -214,6 +235,7 @@ impl Store {
                 )
                 .map_err(err("store"))?;
             let mut devices: HashMap<[u8; 6], DeviceSeen> = HashMap::new();
+            let mut addrs: HashMap<([u8; 6], IpAddr), (u64, u64)> = HashMap::new();
             for StoredFlow {
                 tap,
                 record: r,
@@ -281,6 +303,20 @@ impl Store {
                         d.2 = side.addr;
                     }
                     d.3 += 1;
+                    // Addresses over time, for local addresses only: a
+                    // router's MAC stands for every outside address.
+                    let internal = if i == 0 {
+                        e.from_internal
+                    } else {
+                        e.to_internal
+                    };
+                    if internal || is_local(&side.addr) {
+                        let a = addrs
+                            .entry((side.mac, side.addr))
+                            .or_insert((r.start_ms, r.end_ms));
+                        a.0 = a.0.min(r.start_ms);
+                        a.1 = a.1.max(r.end_ms);
+                    }
                 }
             }
             let mut upsert = tx
@@ -307,6 +343,24 @@ impl Store {
                         hostname
                     ])
                     .map_err(err("store: devices"))?;
+            }
+            let mut upsert_addr = tx
+                .prepare_cached(
+                    "INSERT INTO device_addrs (mac, addr, first_ms, last_ms) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(mac, addr) DO UPDATE SET
+                       first_ms = min(first_ms, excluded.first_ms),
+                       last_ms = max(last_ms, excluded.last_ms)",
+                )
+                .map_err(err("store"))?;
+            for ((mac, addr), (first, last)) in addrs {
+                upsert_addr
+                    .execute(params![
+                        mac_text(&mac),
+                        addr.to_string(),
+                        first as i64,
+                        last as i64
+                    ])
+                    .map_err(err("store: device addresses"))?;
             }
             if let Some(state) = state {
                 tx.execute(
@@ -416,6 +470,26 @@ impl Store {
             n += 1;
         }
         Ok(n)
+    }
+
+    /// A device's addresses, the most recently seen first: (address, first_ms, last_ms).
+    pub fn device_addrs(&self, mac: &str) -> Result<Vec<(String, u64, u64)>, String> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT addr, first_ms, last_ms FROM device_addrs WHERE mac = ?1 ORDER BY last_ms DESC",
+            )
+            .map_err(err("store"))?;
+        let rows = stmt
+            .query_map(params![mac], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)? as u64,
+                ))
+            })
+            .map_err(err("store"))?;
+        rows.collect::<Result<_, _>>().map_err(err("store"))
     }
 
     /// Devices (MACs), first seen first.

@@ -119,6 +119,27 @@ impl Traffic {
         }
     }
 
+    /// A DHCP ACK from `server` giving `client` its address, with a hostname.
+    pub fn dhcp_ack(&mut self, at_ms: u64, server: Host, client: Host, hostname: &str) {
+        let mut bootp = vec![2, 1, 6, 0, 0, 0, 0, 1, 0, 0, 0, 0];
+        bootp.extend_from_slice(&[0; 4]); // ciaddr
+        bootp.extend_from_slice(&client.ip); // yiaddr
+        bootp.extend_from_slice(&server.ip); // siaddr
+        bootp.extend_from_slice(&[0; 4]); // giaddr
+        bootp.extend_from_slice(&client.mac);
+        bootp.extend_from_slice(&[0; 10 + 192]);
+        bootp.extend_from_slice(&[0x63, 0x82, 0x53, 0x63, 53, 1, 5, 12, hostname.len() as u8]);
+        bootp.extend_from_slice(hostname.as_bytes());
+        bootp.push(255);
+        let mut bytes = Vec::new();
+        PacketBuilder::ethernet2(server.mac, client.mac)
+            .ipv4(server.ip, client.ip, 64)
+            .udp(67, 68)
+            .write(&mut bytes, &bootp)
+            .expect("frame");
+        self.frames.push(((T0_MS + at_ms) * 1000, bytes));
+    }
+
     /// Writes the frames in time order.
     pub fn write(mut self, path: &Path) {
         self.frames.sort_by_key(|f| f.0);
