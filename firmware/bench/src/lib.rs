@@ -2,5 +2,6 @@
 //! realistic mix; the `pitap-gencap` binary writes it as pcap and
 //! `pitap-bench` runs the flow core, `pitapd --read` and the peers on it.
 
+pub mod alloc_count;
 pub mod gen;
 pub mod measure;

@@ -7,38 +7,13 @@
 //! memory is flat). Plain least-recently-seen eviction, for comparison,
 //! loses them.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use etherparse::PacketBuilder;
+use pitap_bench::alloc_count::allocations_during;
 use pitap_flow_core::{EngineConfig, Eviction, FlowEngine, Frame, LinkType};
 use pitap_wire::{EndReason, FlowRecord, FlowSink, TapPort};
 
-struct Counting;
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-thread_local! {
-    static WATCHING: Cell<bool> = const { Cell::new(false) };
-}
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if WATCHING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if WATCHING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: pitap_bench::alloc_count::Counting = pitap_bench::alloc_count::Counting;
 
 const SYNS: u64 = 1_000_000;
 const LEGIT: u32 = 2_000;
@@ -139,26 +114,26 @@ fn run(eviction: Eviction) -> Outcome {
     let mut lcg = 0x1234_5678u64;
     let mut next_legit = 0;
     let end_us = (ROUNDS + 1) * 10_000_000;
-    WATCHING.with(|w| w.set(true));
-    for n in 0..SYNS {
-        let ts = n * end_us / SYNS;
-        while next_legit < legit.len() && legit[next_legit].0 <= ts {
-            let (t, data) = &legit[next_legit];
-            engine.process(&frame(*t, data), &mut sink);
-            next_legit += 1;
+    let ((), allocations) = allocations_during(|| {
+        for n in 0..SYNS {
+            let ts = n * end_us / SYNS;
+            while next_legit < legit.len() && legit[next_legit].0 <= ts {
+                let (t, data) = &legit[next_legit];
+                engine.process(&frame(*t, data), &mut sink);
+                next_legit += 1;
+            }
+            lcg = lcg
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            syn[26..30].copy_from_slice(&((lcg >> 32) as u32 | 0x0100_0000).to_be_bytes());
+            syn[34..36].copy_from_slice(&((lcg >> 16) as u16 | 1024).to_be_bytes());
+            engine.process(&frame(ts, &syn), &mut sink);
         }
-        lcg = lcg
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        syn[26..30].copy_from_slice(&((lcg >> 32) as u32 | 0x0100_0000).to_be_bytes());
-        syn[34..36].copy_from_slice(&((lcg >> 16) as u16 | 1024).to_be_bytes());
-        engine.process(&frame(ts, &syn), &mut sink);
-    }
-    for (t, data) in &legit[next_legit..] {
-        engine.process(&frame(*t, data), &mut sink);
-    }
-    engine.flush(&mut sink);
-    WATCHING.with(|w| w.set(false));
+        for (t, data) in &legit[next_legit..] {
+            engine.process(&frame(*t, data), &mut sink);
+        }
+        engine.flush(&mut sink);
+    });
     let stats = engine.stats().clone();
     let intact = sink
         .legit
@@ -175,7 +150,7 @@ fn run(eviction: Eviction) -> Outcome {
         intact,
         evictions: stats.evictions,
         embryonic: stats.evictions_embryonic,
-        allocations: ALLOCATIONS.swap(0, Ordering::Relaxed),
+        allocations,
     }
 }
 

@@ -3,38 +3,13 @@
 //! name cache stays at its fixed capacity, nothing is allocated while it
 //! happens, and a name learned just before a connection still names it.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use etherparse::PacketBuilder;
+use pitap_bench::alloc_count::allocations_during;
 use pitap_flow_core::{EngineConfig, FlowEngine, Frame, LinkType};
 use pitap_wire::{FlowRecord, FlowSink, TapPort};
 
-struct Counting;
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-thread_local! {
-    static WATCHING: Cell<bool> = const { Cell::new(false) };
-}
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if WATCHING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if WATCHING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: pitap_bench::alloc_count::Counting = pitap_bench::alloc_count::Counting;
 
 /// A DNS response "nNNNNNN.flood.example A 10.x.y.z" from 172.16.0.53.
 fn response(n: u32) -> Vec<u8> {
@@ -73,20 +48,19 @@ fn unique_names_churn_a_fixed_cache() {
     let capacity = config.name_cache;
     let mut engine = FlowEngine::new(config);
     let mut sink = Names(Vec::with_capacity(16));
-    WATCHING.with(|w| w.set(true));
-    for (i, data) in frames.iter().enumerate() {
-        let f = Frame {
-            ts_us: 1_000_000 + i as u64 * 10,
-            orig_len: data.len() as u32,
-            data,
-            link: LinkType::Ethernet,
-            port: TapPort::A,
-            vlan_tci: None,
-        };
-        engine.process(&f, &mut sink);
-    }
-    WATCHING.with(|w| w.set(false));
-    let flooded = ALLOCATIONS.swap(0, Ordering::Relaxed);
+    let ((), flooded) = allocations_during(|| {
+        for (i, data) in frames.iter().enumerate() {
+            let f = Frame {
+                ts_us: 1_000_000 + i as u64 * 10,
+                orig_len: data.len() as u32,
+                data,
+                link: LinkType::Ethernet,
+                port: TapPort::A,
+                vlan_tci: None,
+            };
+            engine.process(&f, &mut sink);
+        }
+    });
     let stats = engine.stats().clone();
     assert_eq!(stats.apps.dns_responses, u64::from(FLOOD));
     assert_eq!(stats.apps.dns_malformed, 0);

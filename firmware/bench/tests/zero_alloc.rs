@@ -4,44 +4,13 @@
 //! through the engine, including timeouts, evictions from a deliberately
 //! small table, and the final flush.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
-
+use pitap_bench::alloc_count::allocations_during;
 use pitap_bench::gen::{generate, GenConfig};
 use pitap_flow_core::{EngineConfig, FlowEngine, Frame, LinkType};
 use pitap_wire::{FlowRecord, FlowSink, TapPort};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static WATCHING: Cell<bool> = const { Cell::new(false) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if WATCHING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if WATCHING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: pitap_bench::alloc_count::Counting = pitap_bench::alloc_count::Counting;
 
 /// Keeps a running sum of what it is given, and nothing else.
 #[derive(Default)]
@@ -93,11 +62,10 @@ fn no_allocation_per_packet_after_warm_up() {
     };
     let (warm, rest) = frames.split_at(50_000);
     feed(&mut engine, &mut sink, warm);
-    WATCHING.with(|w| w.set(true));
-    feed(&mut engine, &mut sink, rest);
-    engine.flush(&mut sink);
-    WATCHING.with(|w| w.set(false));
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let ((), allocations) = allocations_during(|| {
+        feed(&mut engine, &mut sink, rest);
+        engine.flush(&mut sink);
+    });
     let stats = engine.stats().clone();
     assert_eq!(stats.frames, 400_000);
     assert!(
