@@ -18,13 +18,16 @@ use crate::apps::dns::Name;
 
 const WAYS: usize = 4;
 
-/// A short hash of an address (FNV-1a; the sets are small).
+/// A short hash of an address: its two halves mixed by multiplication
+/// (every record looks its addresses up, so this is on the hot path).
 fn addr_hash(addr: &[u8; 16]) -> usize {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for &b in addr {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-    }
-    (h ^ (h >> 29)) as usize
+    let mut lo = [0u8; 8];
+    let mut hi = [0u8; 8];
+    lo.copy_from_slice(&addr[..8]);
+    hi.copy_from_slice(&addr[8..]);
+    let h = (u64::from_ne_bytes(lo) ^ u64::from_ne_bytes(hi).rotate_left(29))
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (h ^ (h >> 32)) as usize
 }
 
 #[derive(Clone, Copy, Default)]
@@ -90,6 +93,9 @@ impl NameCache {
     }
 
     pub fn lookup(&self, addr: &[u8; 16], now_us: u64) -> Option<&Name> {
+        if self.inserted == 0 {
+            return None; // no DNS seen yet: the common case on some links
+        }
         let s = addr_hash(addr) & (self.sets - 1);
         self.entries[s * WAYS..(s + 1) * WAYS]
             .iter()
@@ -122,6 +128,8 @@ struct Lease {
 pub struct Leases {
     entries: Vec<Lease>,
     sets: usize,
+    /// Updates so far (lookups skip the table while there were none).
+    updates: u64,
 }
 
 /// Leases are kept this long after the last DHCP message about them.
@@ -133,6 +141,7 @@ impl Leases {
         Leases {
             entries: vec![Lease::default(); sets * WAYS],
             sets,
+            updates: 0,
         }
     }
 
@@ -148,6 +157,7 @@ impl Leases {
         if addr == [0; 4] {
             return;
         }
+        self.updates += 1;
         // A hostname the same device sent for another address carries over.
         let known = hostname.map(Text::from_bytes).or_else(|| {
             self.entries
@@ -194,6 +204,9 @@ impl Leases {
 
     /// (MAC, hostname) of the device holding `addr`.
     pub fn lookup(&self, addr: [u8; 4], now_us: u64) -> Option<([u8; 6], &Text<64>)> {
+        if self.updates == 0 {
+            return None;
+        }
         let s = self.set_of(addr);
         self.entries[s * WAYS..(s + 1) * WAYS]
             .iter()
