@@ -516,9 +516,12 @@ fn status_simulator_shows_links_and_traffic() {
         ),
     );
     let pitapd = topo.start_pitapd(&config, &[]);
-    assert!(topo
-        .errors("pitapd")
-        .contains("status: status simulator in"));
+    // Said just after "tapping": wait for it rather than race it.
+    topo.wait_for_stderr(
+        "pitapd",
+        "status: status simulator in",
+        Duration::from_secs(5),
+    );
     let pinger = topo.spawn(
         &client,
         "ping",
