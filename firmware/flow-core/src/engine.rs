@@ -68,7 +68,7 @@ impl Default for EngineConfig {
             eviction: Eviction::UnansweredFirst,
             name_cache: 8192,
             leases: 1024,
-            app_flows: 8192,
+            app_flows: 4096,
             reassembly_buffers: 32,
         }
     }
@@ -321,7 +321,7 @@ impl FlowEngine {
         }
         let now = self.clock_us;
         if let Some(name) = self.names.lookup(&ip16(record.dst.addr), now) {
-            record.names.responder_name = Text::from_bytes(name.as_bytes());
+            record.names.responder_name = *name;
         }
         if let core::net::IpAddr::V4(a) = record.src.addr {
             if let Some((_, host)) = self.leases.lookup(a.octets(), now) {

@@ -30,11 +30,13 @@ fn addr_hash(addr: &[u8; 16]) -> usize {
     (h ^ (h >> 32)) as usize
 }
 
+/// Names are kept as long as a record carries them (128 bytes), which
+/// halves the cache's memory against whole DNS names.
 #[derive(Clone, Copy, Default)]
 struct NameEntry {
     addr: [u8; 16],
     expires_us: u64,
-    name: Name,
+    name: Text<128>,
 }
 
 /// DNS-learned names of addresses.
@@ -86,13 +88,13 @@ impl NameCache {
         set[way] = NameEntry {
             addr,
             expires_us,
-            name: *name,
+            name: Text::from_bytes(name.as_bytes()),
         };
         self.inserted += 1;
         self.replaced += u64::from(replacing);
     }
 
-    pub fn lookup(&self, addr: &[u8; 16], now_us: u64) -> Option<&Name> {
+    pub fn lookup(&self, addr: &[u8; 16], now_us: u64) -> Option<&Text<128>> {
         if self.inserted == 0 {
             return None; // no DNS seen yet: the common case on some links
         }
