@@ -5,7 +5,7 @@
 
 use pitap_wire::{EndReason, FlowSink, Text};
 
-use crate::apps::{dhcp, dns, http, tls};
+use crate::apps::{dhcp, dns, http, tls, AppError};
 use crate::decode::{decode_into, Packet, Skip, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 use crate::enrich::{AppInfo, AppSlab, Leases, NameCache};
 use crate::flow::Flow;
@@ -364,6 +364,8 @@ impl FlowEngine {
                         a.dns_malformed += 1;
                     }
                 }
+                // mDNS queries leave from port 5353 too: not malformed.
+                Err(AppError::Unexpected) => {}
                 Err(_) => a.dns_malformed += 1,
             },
             17 if matches!(pkt.dst_port, 67 | 68) => match dhcp::parse(pkt.payload) {
