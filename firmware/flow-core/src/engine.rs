@@ -5,7 +5,7 @@
 
 use pitap_wire::{EndReason, FlowSink, Text};
 
-use crate::apps::{dhcp, dns, http, tls, AppError};
+use crate::apps::{dhcp, dhcp6, dns, http, tls, AppError};
 use crate::decode::{decode_into, Packet, Skip, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 use crate::enrich::{AppInfo, AppSlab, Leases, NameCache};
 use crate::flow::Flow;
@@ -323,10 +323,8 @@ impl FlowEngine {
         if let Some(name) = self.names.lookup(&ip16(record.dst.addr), now) {
             record.names.responder_name = *name;
         }
-        if let core::net::IpAddr::V4(a) = record.src.addr {
-            if let Some((_, host)) = self.leases.lookup(a.octets(), now) {
-                record.names.client_hostname = *host;
-            }
+        if let Some((_, host)) = self.leases.lookup(&ip16(record.src.addr), now) {
+            record.names.client_hostname = *host;
         }
         sink.emit(&record);
     }
@@ -371,20 +369,46 @@ impl FlowEngine {
             17 if matches!(pkt.dst_port, 67 | 68) => match dhcp::parse(pkt.payload) {
                 Ok(d) => {
                     a.dhcp_messages += 1;
+                    let v4 = |a: [u8; 4]| {
+                        let mut b = [0u8; 16];
+                        b[..4].copy_from_slice(&a);
+                        b
+                    };
                     match d.msg_type {
-                        Some(dhcp::ACK) => self.leases.update(d.yiaddr, d.chaddr, d.hostname, now),
+                        Some(dhcp::ACK) => {
+                            self.leases.update(v4(d.yiaddr), d.chaddr, d.hostname, now)
+                        }
                         Some(dhcp::REQUEST) | Some(dhcp::DISCOVER) => {
                             if let Some(h) = d.hostname {
                                 self.leases.announce(d.chaddr, h, now);
                             }
                             let addr = d.requested.unwrap_or(d.ciaddr);
                             if addr != [0; 4] && d.hostname.is_some() {
-                                self.leases.update(addr, d.chaddr, d.hostname, now);
+                                self.leases.update(v4(addr), d.chaddr, d.hostname, now);
                             }
                         }
                         _ => {}
                     }
                 }
+                Err(_) => a.dhcp_malformed += 1,
+            },
+            17 if matches!(pkt.dst_port, 546 | 547) => match dhcp6::parse(pkt.payload) {
+                Ok(d) => {
+                    a.dhcp_messages += 1;
+                    let host = d.fqdn.as_ref().map(|n| n.as_bytes());
+                    if let Some(mac) = d.mac {
+                        match (d.msg_type, d.addr) {
+                            (dhcp6::REPLY, Some(addr)) => self.leases.update(addr, mac, host, now),
+                            (dhcp6::SOLICIT | dhcp6::REQUEST, _) => {
+                                if let Some(h) = host {
+                                    self.leases.announce(mac, h, now);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Err(AppError::Unexpected) => {}
                 Err(_) => a.dhcp_malformed += 1,
             },
             6 => self.inspect_client_bytes(slot, pkt, reversed),

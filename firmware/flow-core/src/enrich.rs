@@ -120,13 +120,14 @@ impl NameCache {
 
 #[derive(Clone, Copy, Default)]
 struct Lease {
-    addr: [u8; 4],
+    /// IPv4 in the first four bytes, as flow keys hold it.
+    addr: [u8; 16],
     mac: [u8; 6],
     hostname: Text<64>,
     expires_us: u64,
 }
 
-/// DHCP leases: who holds an IPv4 address, and what it calls itself.
+/// DHCP leases (v4 and v6): who holds an address, and what it calls itself.
 pub struct Leases {
     entries: Vec<Lease>,
     sets: usize,
@@ -147,16 +148,14 @@ impl Leases {
         }
     }
 
-    fn set_of(&self, addr: [u8; 4]) -> usize {
-        let mut a = [0u8; 16];
-        a[..4].copy_from_slice(&addr);
-        addr_hash(&a) & (self.sets - 1)
+    fn set_of(&self, addr: &[u8; 16]) -> usize {
+        addr_hash(addr) & (self.sets - 1)
     }
 
     /// Records that `mac` holds `addr`; a hostname, when given, replaces
     /// the one known (a later message without one keeps it).
-    pub fn update(&mut self, addr: [u8; 4], mac: [u8; 6], hostname: Option<&[u8]>, now_us: u64) {
-        if addr == [0; 4] {
+    pub fn update(&mut self, addr: [u8; 16], mac: [u8; 6], hostname: Option<&[u8]>, now_us: u64) {
+        if addr == [0; 16] {
             return;
         }
         self.updates += 1;
@@ -167,7 +166,7 @@ impl Leases {
                 .find(|l| l.mac == mac && !l.hostname.is_empty() && l.expires_us >= now_us)
                 .map(|l| l.hostname)
         });
-        let s = self.set_of(addr);
+        let s = self.set_of(&addr);
         let set = &mut self.entries[s * WAYS..(s + 1) * WAYS];
         let way = set
             .iter()
@@ -205,14 +204,14 @@ impl Leases {
     }
 
     /// (MAC, hostname) of the device holding `addr`.
-    pub fn lookup(&self, addr: [u8; 4], now_us: u64) -> Option<([u8; 6], &Text<64>)> {
+    pub fn lookup(&self, addr: &[u8; 16], now_us: u64) -> Option<([u8; 6], &Text<64>)> {
         if self.updates == 0 {
             return None;
         }
         let s = self.set_of(addr);
         self.entries[s * WAYS..(s + 1) * WAYS]
             .iter()
-            .find(|l| l.addr == addr && l.expires_us >= now_us && l.expires_us != 0)
+            .find(|l| l.addr == *addr && l.expires_us >= now_us && l.expires_us != 0)
             .map(|l| (l.mac, &l.hostname))
     }
 }

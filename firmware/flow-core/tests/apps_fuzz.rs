@@ -4,7 +4,7 @@
 //! allows, never a slice outside the input. `PROPTEST_CASES=1000000 cargo
 //! test --release -p pitap-flow-core --test apps_fuzz` for a long run.
 
-use pitap_flow_core::apps::{dhcp, dns, http, tls};
+use pitap_flow_core::apps::{dhcp, dhcp6, dns, http, tls};
 use proptest::prelude::*;
 
 /// A DNS response with a compressed CNAME chain and A/AAAA answers.
@@ -52,6 +52,19 @@ fn dhcp_request() -> Vec<u8> {
     m
 }
 
+fn dhcp6_reply() -> Vec<u8> {
+    let mut m = vec![7, 1, 2, 3];
+    m.extend_from_slice(&[0, 1, 0, 10, 0, 3, 0, 1, 2, 0, 0, 0, 0, 9]); // client id: DUID-LL
+    m.extend_from_slice(&[0, 3, 0, 40, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]); // IA_NA
+    m.extend_from_slice(&[0, 5, 0, 24]);
+    m.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7]);
+    m.extend_from_slice(&[0; 8]);
+    m.extend_from_slice(&[
+        0, 39, 0, 12, 0, 5, b'a', b'l', b'i', b'c', b'e', 3, b'l', b'a', b'n', 0,
+    ]);
+    m
+}
+
 fn http_request() -> Vec<u8> {
     b"GET /x HTTP/1.1\r\nHost: example.net\r\nAccept: */*\r\n\r\n".to_vec()
 }
@@ -75,6 +88,11 @@ fn exercise(data: &[u8]) {
         }
     }
     let _ = http::parse_request(data);
+    if let Ok(d) = dhcp6::parse(data) {
+        if let Some(n) = d.fqdn {
+            assert!(n.as_bytes().len() <= dns::MAX_NAME);
+        }
+    }
     if let Ok(d) = dhcp::parse(data) {
         if let Some(h) = d.hostname {
             assert!(h.len() <= 255);
@@ -107,12 +125,12 @@ proptest! {
 
     #[test]
     fn mutated_messages(
-        which in 0usize..4,
+        which in 0usize..5,
         edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6),
         cut in any::<usize>(),
         splice in proptest::collection::vec(any::<u8>(), 0..40),
     ) {
-        let seed = [dns_response(), client_hello(), dhcp_request(), http_request()][which].clone();
+        let seed = [dns_response(), client_hello(), dhcp_request(), http_request(), dhcp6_reply()][which].clone();
         exercise(&mutate(seed, edits, cut, splice));
     }
 }
@@ -144,4 +162,11 @@ fn the_seeds_parse() {
         (Some(&b"alice"[..]), Some(3), Some([10, 1, 2, 34]))
     );
     assert!(http::parse_request(&http_request()).unwrap().is_some());
+    let d6 = dhcp6::parse(&dhcp6_reply()).unwrap();
+    assert_eq!(d6.mac, Some([2, 0, 0, 0, 0, 9]));
+    assert_eq!(d6.addr.map(|a| a[15]), Some(7));
+    assert_eq!(
+        d6.fqdn.map(|n| n.as_str().to_string()).as_deref(),
+        Some("alice.lan")
+    );
 }

@@ -10,7 +10,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 
 use common::*;
-use pitap_flow_core::apps::{dhcp, dns, http, tls};
+use pitap_flow_core::apps::{dhcp, dhcp6, dns, http, tls};
 use pitap_flow_core::decode::{decode, Decoded, Packet};
 use pitap_flow_core::PacketSource;
 use pitapd::source::CaptureReader;
@@ -290,4 +290,60 @@ fn dhcp_messages_match_tshark() {
             "frame {n}"
         );
     }
+}
+
+#[test]
+fn dhcpv6_messages_match_tshark() {
+    let file = real_pcap("tcpdump__dhcpv6-ia-na.pcap");
+    let f = file.to_str().unwrap();
+    let theirs = tshark_fields(
+        f,
+        "dhcpv6",
+        &[
+            "dhcpv6.msgtype",
+            "dhcpv6.iaaddr.ip",
+            "dhcpv6.duidll.link_layer_addr",
+            "dhcpv6.duidllt.link_layer_addr",
+        ],
+    );
+    let mut ours = BTreeMap::new();
+    each_packet(f, |n, pkt| {
+        if pkt.proto != 17 || ![546, 547].contains(&pkt.dst_port) {
+            return;
+        }
+        let d = dhcp6::parse(pkt.payload).unwrap();
+        ours.insert(n, d);
+    });
+    assert_eq!(ours.len(), theirs.len());
+    assert!(theirs.len() >= 4);
+    let mut with_addr = 0;
+    for (n, cols) in &theirs {
+        let d = ours
+            .get(n)
+            .unwrap_or_else(|| panic!("frame {n}: not parsed"));
+        assert_eq!(cols[0], d.msg_type.to_string(), "frame {n} type");
+        let addr = d.addr.map(|a| addr_text(&a)).unwrap_or_default();
+        assert_eq!(
+            cols[1].split(',').next().unwrap_or(""),
+            addr,
+            "frame {n} IA address"
+        );
+        with_addr += usize::from(d.addr.is_some());
+        // The client's MAC is one of the DUID link-layer addresses tshark shows.
+        let mac = d
+            .mac
+            .map(|m| {
+                m.iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":")
+            })
+            .unwrap();
+        let shown: Vec<&str> = cols[2].split(',').chain(cols[3].split(',')).collect();
+        assert!(
+            shown.contains(&mac.as_str()),
+            "frame {n}: {mac} not in {shown:?}"
+        );
+    }
+    assert!(with_addr >= 2, "Advertise and Reply carry the address");
 }

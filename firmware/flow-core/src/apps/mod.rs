@@ -1,6 +1,6 @@
 //! Application-layer parsers for what a tap can learn about who is behind
-//! a flow: DNS answers (names of addresses), DHCPv4 (device MAC, address
-//! and hostname), the TLS ClientHello (server name, ALPN) and the HTTP
+//! a flow: DNS answers (names of addresses), DHCPv4 and DHCPv6 (device MAC,
+//! address and hostname), the TLS ClientHello (server name, ALPN) and the HTTP
 //! request line and Host header.
 //!
 //! Each parser reads a borrowed payload, allocates nothing, checks every
@@ -11,6 +11,7 @@
 //! whole handshakes, and a tap needs four fields of each.
 
 pub mod dhcp;
+pub mod dhcp6;
 pub mod dns;
 pub mod http;
 pub mod tls;
