@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use serde_json::{json, Value};
 
-use crate::record::{proto, proto_name, FlowRecord};
+use crate::record::{has_ports, proto_name, FlowRecord};
 use crate::FlowSink;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,11 +29,6 @@ impl std::str::FromStr for LineFormat {
             other => Err(format!("unknown format {other:?} (expected text or json)")),
         }
     }
-}
-
-/// Protocols whose records carry real port numbers.
-fn has_ports(p: u8) -> bool {
-    matches!(p, proto::TCP | proto::UDP | proto::SCTP | 33 | 136)
 }
 
 fn proto_label(p: u8) -> String {

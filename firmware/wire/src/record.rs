@@ -398,6 +398,12 @@ impl FlowRecord {
     }
 }
 
+/// Protocols whose records carry real port numbers (TCP, UDP, SCTP, DCCP,
+/// UDP-Lite); for the rest the port fields mean nothing.
+pub fn has_ports(p: u8) -> bool {
+    matches!(p, proto::TCP | proto::UDP | proto::SCTP | 33 | 136)
+}
+
 /// Name of an IP protocol as flow lines print it.
 pub fn proto_name(proto: u8) -> Option<&'static str> {
     Some(match proto {

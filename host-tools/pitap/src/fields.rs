@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use pitap_wire::format::mac_text;
-use pitap_wire::proto_name;
+use pitap_wire::{has_ports, proto_name};
 
 use crate::store::StoredFlow;
 
@@ -134,13 +134,6 @@ impl std::fmt::Display for Value {
 
 fn nonempty(s: &str) -> Option<Value> {
     (!s.is_empty()).then(|| Value::Text(s.to_string()))
-}
-
-fn has_ports(p: u8) -> bool {
-    matches!(
-        p,
-        pitap_wire::proto::TCP | pitap_wire::proto::UDP | pitap_wire::proto::SCTP
-    )
 }
 
 impl Field {

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use pitap_wire::format::mac_text;
 use pitap_wire::{
-    proto, ConnState, EndReason, Endpoint, FlowRecord, History, SideCounters, TapPort, Text,
+    has_ports, ConnState, EndReason, Endpoint, FlowRecord, History, SideCounters, TapPort, Text,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -143,10 +143,6 @@ fn is_local(addr: &IpAddr) -> bool {
 /// NULL for an empty name.
 fn text(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
-}
-
-fn has_ports(p: u8) -> bool {
-    matches!(p, proto::TCP | proto::UDP | proto::SCTP)
 }
 
 fn parse_mac(text: &str) -> [u8; 6] {
@@ -621,7 +617,7 @@ mod tests {
         let mut record = blank_record();
         record.start_ms = end_ms - 10;
         record.end_ms = end_ms;
-        record.proto = proto::UDP;
+        record.proto = pitap_wire::proto::UDP;
         record.src.addr = IpAddr::from([10, 0, 0, (i % 200) as u8]);
         record.src.mac = [2, 0, 0, 0, 0, (i % 200) as u8];
         record.src.counters.packets = 1;

@@ -12,7 +12,7 @@
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use pitap_wire::{proto, EndReason, FlowRecord};
+use pitap_wire::{has_ports, EndReason, FlowRecord};
 
 use super::Exporter;
 use crate::store::StoredFlow;
@@ -109,10 +109,6 @@ fn end_reason(r: &FlowRecord) -> u8 {
 
 fn icmp_type_code(r: &FlowRecord) -> u16 {
     r.icmp.map_or(0, |(t, c)| u16::from(t) << 8 | u16::from(c))
-}
-
-fn has_ports(p: u8) -> bool {
-    matches!(p, proto::TCP | proto::UDP | proto::SCTP)
 }
 
 /// One IPFIX biflow record's bytes (template 256 or 257 order).
