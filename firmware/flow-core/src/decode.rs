@@ -322,9 +322,21 @@ fn decode_ipv4<'a>(bytes: &'a [u8], pkt: &mut Packet<'a>) -> Result<(), Skip> {
     } else {
         (&bytes[header_len..total_len], false)
     };
+    ipv4_fields(&h, pkt);
+    pkt.proto = h.protocol().0;
+    if pkt.fragment.is_some_and(|f| f.offset != 0) {
+        pkt.payload = payload;
+        return Ok(());
+    }
+    read_transport(pkt, payload, incomplete);
+    Ok(())
+}
+
+/// Addresses and fragment fields of an IPv4 header, for both paths.
+#[inline]
+fn ipv4_fields(h: &etherparse::Ipv4HeaderSlice<'_>, pkt: &mut Packet<'_>) {
     pkt.src_ip[..4].copy_from_slice(&h.source());
     pkt.dst_ip[..4].copy_from_slice(&h.destination());
-    pkt.proto = h.protocol().0;
     let offset = h.fragments_offset().value();
     if offset != 0 || h.more_fragments() {
         pkt.fragment = Some(Fragment {
@@ -332,13 +344,7 @@ fn decode_ipv4<'a>(bytes: &'a [u8], pkt: &mut Packet<'a>) -> Result<(), Skip> {
             offset,
             more: h.more_fragments(),
         });
-        if offset != 0 {
-            pkt.payload = payload;
-            return Ok(());
-        }
     }
-    read_transport(pkt, payload, incomplete);
-    Ok(())
 }
 
 /// IPv6 (extension headers, fragments) and IPv4 with an authentication
@@ -354,19 +360,7 @@ fn decode_ip_lax<'a>(bytes: &'a [u8], pkt: &mut Packet<'a>) -> Result<(), Skip> 
         }
     };
     match &ip {
-        LaxIpSlice::Ipv4(v4) => {
-            let h = v4.header();
-            pkt.src_ip[..4].copy_from_slice(&h.source());
-            pkt.dst_ip[..4].copy_from_slice(&h.destination());
-            let offset = h.fragments_offset().value();
-            if offset != 0 || h.more_fragments() {
-                pkt.fragment = Some(Fragment {
-                    id: u32::from(h.identification()),
-                    offset,
-                    more: h.more_fragments(),
-                });
-            }
-        }
+        LaxIpSlice::Ipv4(v4) => ipv4_fields(&v4.header(), pkt),
         LaxIpSlice::Ipv6(v6) => {
             let h = v6.header();
             pkt.is_v6 = true;
