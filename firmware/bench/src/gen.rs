@@ -255,46 +255,22 @@ impl Session {
         let payload = payload.min(1514 - overhead);
         let eth = PacketBuilder::ethernet2(src.mac, dst.mac);
         let body = vec_payload(payload);
-        let written = match (self.vlan, self.v6) {
-            (Some(v), false) => self.l4(
-                eth.single_vlan(etherparse::VlanId::try_new(v).unwrap_or(etherparse::VlanId::ZERO))
-                    .ipv4(src.v4, dst.v4, 64),
-                sp,
-                dp,
-                flags,
-                step,
-                &body,
-                buf,
-            ),
-            (Some(v), true) => self.l4(
-                eth.single_vlan(etherparse::VlanId::try_new(v).unwrap_or(etherparse::VlanId::ZERO))
-                    .ipv6(src.v6, dst.v6, 64),
-                sp,
-                dp,
-                flags,
-                step,
-                &body,
-                buf,
-            ),
-            (None, false) => self.l4(
-                eth.ipv4(src.v4, dst.v4, 64),
-                sp,
-                dp,
-                flags,
-                step,
-                &body,
-                buf,
-            ),
-            (None, true) => self.l4(
-                eth.ipv6(src.v6, dst.v6, 64),
-                sp,
-                dp,
-                flags,
-                step,
-                &body,
-                buf,
-            ),
+        // Tagged or not, v4 or v6: one IP builder step for the transport.
+        let ip = match (self.vlan, self.v6) {
+            (Some(v), v6) => {
+                let tagged = eth.single_vlan(
+                    etherparse::VlanId::try_new(v).unwrap_or(etherparse::VlanId::ZERO),
+                );
+                if v6 {
+                    tagged.ipv6(src.v6, dst.v6, 64)
+                } else {
+                    tagged.ipv4(src.v4, dst.v4, 64)
+                }
+            }
+            (None, true) => eth.ipv6(src.v6, dst.v6, 64),
+            (None, false) => eth.ipv4(src.v4, dst.v4, 64),
         };
+        let written = self.l4(ip, sp, dp, flags, step, &body, buf);
         if !written {
             return false;
         }

@@ -262,26 +262,12 @@ fn analyses_and_alerts_find_what_the_traffic_holds() {
         .read_line(&mut first)
         .unwrap();
     assert!(first.contains("collecting on"), "{first}");
-    let replay = Command::new("ip")
-        .args(["netns", "exec", &ns.0])
-        .arg(pitapd_bin())
-        .arg("--read")
-        .arg(&capture)
-        .args([
-            "--uplink",
-            "127.0.0.1:47200",
-            "--tap-id",
-            "edge",
-            "--key",
-            &keys[0].to_hex(),
-            "-q",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        replay.status.success(),
-        "{}",
-        String::from_utf8_lossy(&replay.stderr)
+    replay_with(
+        ns.command(pitapd_bin()),
+        &capture,
+        "127.0.0.1:47200",
+        "edge",
+        &keys[0],
     );
     let out = collector.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -214,25 +214,12 @@ fn ipfix_and_netflow_v9_read_back_by_nfdump_and_tshark() {
         .unwrap();
     assert!(first.contains("collecting on"), "{first}");
     for capture in CAPTURES {
-        let out = ns
-            .command(pitapd_bin())
-            .arg("--read")
-            .arg(real_pcap(capture))
-            .args([
-                "--uplink",
-                "127.0.0.1:47400",
-                "--tap-id",
-                "edge",
-                "--key",
-                &keys[0].to_hex(),
-                "-q",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{capture}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        replay_with(
+            ns.command(pitapd_bin()),
+            &real_pcap(capture),
+            "127.0.0.1:47400",
+            "edge",
+            &keys[0],
         );
     }
     let out = collector.wait_with_output().unwrap();

@@ -116,10 +116,16 @@ pub fn finish(child: Child) -> (String, String) {
 }
 
 pub fn replay_to(file: &Path, addr: &str, tap: &str, key: &Key) {
-    let out = Command::new(pitapd_bin())
+    replay_with(Command::new(pitapd_bin()), file, addr, tap, key);
+}
+
+/// `pitapd --read FILE` sent sealed to `addr`, run by `pitapd` (a plain
+/// command, or one inside a namespace: `Netns::command(pitapd_bin())`).
+pub fn replay_with(mut pitapd: Command, file: &Path, addr: &str, tap: &str, key: &Key) {
+    let out = pitapd
+        .arg("--read")
+        .arg(file)
         .args([
-            "--read",
-            file.to_str().unwrap(),
             "--uplink",
             addr,
             "--tap-id",
@@ -132,7 +138,8 @@ pub fn replay_to(file: &Path, addr: &str, tap: &str, key: &Key) {
         .unwrap();
     assert!(
         out.status.success(),
-        "pitapd: {}",
+        "pitapd {}: {}",
+        file.display(),
         String::from_utf8_lossy(&out.stderr)
     );
 }
