@@ -87,6 +87,10 @@ pub struct FlowEngine {
     /// Timeouts are checked when packet time passes this (every millisecond
     /// of packet time, not every packet: a flow ends at most 1 ms late).
     next_expiry_us: u64,
+    /// Frames the capture dropped so far (wrapping): each flow keeps the
+    /// value at its start, so a record says how many were dropped while its
+    /// flow was open without the engine visiting every flow on a drop.
+    ring_drops: u32,
 }
 
 /// How often packet time checks the timeouts.
@@ -104,7 +108,16 @@ impl FlowEngine {
             stats: EngineStats::default(),
             clock_us: 0,
             next_expiry_us: 0,
+            ring_drops: 0,
         }
+    }
+
+    /// The packet source dropped `frames` frames (a full ring): every flow
+    /// open now may miss some, and its record will say so.
+    pub fn note_ring_drops(&mut self, frames: u64) {
+        self.ring_drops = self
+            .ring_drops
+            .wrapping_add(frames.min(u64::from(u32::MAX)) as u32);
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -118,6 +131,11 @@ impl FlowEngine {
     /// Names in the DNS cache now, and its fixed capacity.
     pub fn name_cache_fill(&self) -> (usize, usize) {
         (self.names.len(self.clock_us), self.names.capacity())
+    }
+
+    /// The latest packet (or expiry) time the engine has seen, µs.
+    pub fn clock_us(&self) -> u64 {
+        self.clock_us
     }
 
     /// Flows in the table now.
@@ -182,7 +200,8 @@ impl FlowEngine {
                 >= self.config.active_timeout_us
             {
                 self.emit(s, EndReason::Active, sink);
-                self.table.get_mut(s).start_continuation(frame.ts_us);
+                let drops = self.ring_drops;
+                self.table.get_mut(s).start_continuation(frame.ts_us, drops);
             }
         }
 
@@ -190,7 +209,7 @@ impl FlowEngine {
             Some(s) => s,
             None => {
                 self.make_room(sink);
-                let flow = Flow::start(key, &pkt, reversed, frame.ts_us);
+                let flow = Flow::start(key, &pkt, reversed, frame.ts_us, self.ring_drops);
                 let Some(s) = self.table.insert(hash, flow, List::Embryonic) else {
                     // make_room always frees a slot; this is unreachable but
                     // must not panic on a tap.
@@ -312,7 +331,7 @@ impl FlowEngine {
     fn emit<S: FlowSink + ?Sized>(&mut self, slot: u32, reason: EndReason, sink: &mut S) {
         self.stats.records += 1;
         let flow = self.table.get(slot);
-        let mut record = flow.record(reason);
+        let mut record = flow.record(reason, self.ring_drops);
         if let Some(info) = flow.app.and_then(|i| self.apps.get(i)) {
             record.names.sni = info.sni;
             record.names.alpn = info.alpn;

@@ -40,6 +40,9 @@ pub struct Flow {
     pub join: Option<u16>,
     /// The client's first payload has been looked at.
     pub app_done: bool,
+    /// The engine's ring-drop count when this part started: what it counts
+    /// past this, the rings dropped while the flow was open.
+    pub drops_at_start: u32,
 }
 
 impl Flow {
@@ -47,7 +50,13 @@ impl Flow {
     /// sent the first SYN, or else the sender of the first packet; a first
     /// packet that can only be an answer (SYN-ACK, ICMP echo reply) makes its
     /// receiver the initiator, noted `^` in the history as Zeek does.
-    pub fn start(key: FlowKey, pkt: &Packet<'_>, reversed: bool, ts_us: u64) -> Flow {
+    pub fn start(
+        key: FlowKey,
+        pkt: &Packet<'_>,
+        reversed: bool,
+        ts_us: u64,
+        drops_now: u32,
+    ) -> Flow {
         let sender_end = u8::from(reversed);
         let is_answer = if pkt.proto == proto::TCP {
             pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK
@@ -64,6 +73,7 @@ impl Flow {
             part_start_us: ts_us,
             last_us: ts_us,
             icmp: pkt.icmp.map(|i| (i.icmp_type, i.code)),
+            drops_at_start: drops_now,
             ..Flow::default()
         };
         if is_answer {
@@ -132,7 +142,8 @@ impl Flow {
 
     /// Begins a new part after an active timeout: counters restart, the
     /// connection state goes on.
-    pub fn start_continuation(&mut self, ts_us: u64) {
+    pub fn start_continuation(&mut self, ts_us: u64, drops_now: u32) {
+        self.drops_at_start = drops_now;
         self.sides = [SideCounters::default(); 2];
         self.part_start_us = ts_us;
         self.last_us = ts_us;
@@ -148,8 +159,9 @@ impl Flow {
         }
     }
 
-    /// The flow's record as it stands.
-    pub fn record(&self, end_reason: EndReason) -> FlowRecord {
+    /// The flow's record as it stands; `drops_now` is the engine's
+    /// ring-drop count.
+    pub fn record(&self, end_reason: EndReason, drops_now: u32) -> FlowRecord {
         let ends = [
             usize::from(self.initiator_end),
             usize::from(1 - self.initiator_end),
@@ -184,6 +196,8 @@ impl Flow {
             ingress: self.ingress,
             icmp: self.icmp,
             names: Default::default(),
+            clock: Default::default(),
+            ring_drops: drops_now.wrapping_sub(self.drops_at_start),
         }
     }
 }

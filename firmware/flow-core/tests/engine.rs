@@ -168,3 +168,31 @@ proptest! {
         prop_assert_eq!(in_records, engine.stats().ip_frames);
     }
 }
+
+#[test]
+fn records_say_how_many_frames_the_rings_dropped_while_they_were_open() {
+    let mut engine = FlowEngine::new(EngineConfig {
+        capacity: 64,
+        idle_timeout_us: 10_000_000,
+        ..EngineConfig::default()
+    });
+    let mut out = Vec::new();
+    let t0 = 1_000_000_000;
+    // Flow 1000 opens, the ring drops 7 frames, flow 2000 opens, 5 more drop.
+    engine.process(&frame(&udp_frame(1000, b"a"), t0), &mut out);
+    engine.note_ring_drops(7);
+    engine.process(&frame(&udp_frame(2000, b"b"), t0 + 1_000), &mut out);
+    engine.note_ring_drops(5);
+    // Flow 1000 ends by its idle timeout; flow 3000 starts after every drop.
+    engine.expire(t0 + 10_500_000, &mut out);
+    engine.process(&frame(&udp_frame(2000, b"b"), t0 + 10_600_000), &mut out);
+    engine.process(&frame(&udp_frame(3000, b"c"), t0 + 10_700_000), &mut out);
+    engine.flush(&mut out);
+    let drops = |port: u16| {
+        out.iter()
+            .find(|r| r.src.port == port)
+            .map(|r| r.ring_drops)
+            .unwrap()
+    };
+    assert_eq!((drops(1000), drops(2000), drops(3000)), (12, 5, 0));
+}

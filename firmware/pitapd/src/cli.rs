@@ -9,14 +9,15 @@ use pitap_wire::envelope::Key;
 use pitap_wire::format::LineFormat;
 
 use crate::config::Config;
-use crate::uplink::{Sealing, UplinkSettings};
+use crate::uplink::{ClockMode, Sealing, UplinkSettings};
 
 pub const USAGE: &str = "\
 usage: pitapd --config FILE [--print] [--format text|json] [--config-errors FILE]
        pitapd --check-config FILE
        pitapd --read FILE [--config FILE] [--print] [--format text|json]
               [--uplink HOST:PORT (--key HEX | --insecure-plaintext)] [--tap-id ID]
-              [--flows N] [--idle-timeout SECS] [--active-timeout SECS] [--progress] [--quiet]
+              [--ack-timeout SECS] [--flows N] [--idle-timeout SECS] [--active-timeout SECS]
+              [--progress] [--quiet]
 
   --config FILE          the tap's pitap.toml; without --read, tap the ports it names
   --check-config FILE    validate a pitap.toml: ok, or the key and the reason (exit 2)
@@ -29,6 +30,8 @@ usage: pitapd --config FILE [--print] [--format text|json] [--config-errors FILE
   --key HEX              the tap's key (pitap keygen); every datagram is sealed with it
   --insecure-plaintext   send without sealing (tests only; the collector must agree)
   --tap-id ID            name of this tap in records (default: pitap)
+  --ack-timeout SECS     give up when the collector has acknowledged nothing for
+                         this long (default: wait as long as it takes, saying so)
   --flows N              flow table capacity (default 65536)
   --idle-timeout SECS    end a flow after this long without packets (default 60)
   --active-timeout SECS  report long flows in parts of this length (default 300)
@@ -47,6 +50,8 @@ pub struct Options {
     pub engine: pitap_flow_core::EngineConfig,
     pub progress: bool,
     pub quiet: bool,
+    /// How long a replay waits for the collector at most (None: for ever).
+    pub ack_timeout: Option<std::time::Duration>,
 }
 
 /// What the command line asks for.
@@ -114,6 +119,7 @@ struct Flags {
     capacity: Option<usize>,
     idle_us: Option<u64>,
     active_us: Option<u64>,
+    ack_timeout_us: Option<u64>,
     progress: bool,
     quiet: bool,
     help: bool,
@@ -136,6 +142,7 @@ fn parse_flags<I: IntoIterator<Item = OsString>>(args: I) -> Result<Flags, Strin
     let mut capacity = None;
     let mut idle_us = None;
     let mut active_us = None;
+    let mut ack_timeout_us = None;
     let mut progress = false;
     let mut quiet = false;
     let mut help = false;
@@ -188,6 +195,12 @@ fn parse_flags<I: IntoIterator<Item = OsString>>(args: I) -> Result<Flags, Strin
                     &value(&mut parser, "--active-timeout")?,
                 )?)
             }
+            Long("ack-timeout") => {
+                ack_timeout_us = Some(seconds_to_us(
+                    "--ack-timeout",
+                    &value(&mut parser, "--ack-timeout")?,
+                )?)
+            }
             Long("check-config") => {
                 check_config = Some(PathBuf::from(value(&mut parser, "--check-config")?))
             }
@@ -213,6 +226,7 @@ fn parse_flags<I: IntoIterator<Item = OsString>>(args: I) -> Result<Flags, Strin
         capacity,
         idle_us,
         active_us,
+        ack_timeout_us,
         progress,
         quiet,
         help,
@@ -293,10 +307,13 @@ impl Flags {
                             sealing: sealing.clone(),
                             buffer_batches: 4096,
                             flush_interval: std::time::Duration::from_millis(1000),
+                            clock: ClockMode::Capture,
                         },
                     );
                     settings.tap_id = tap_id.clone();
                     settings.sealing = sealing;
+                    // A replay's times are the capture's own.
+                    settings.clock = ClockMode::Capture;
                     Some((addr, settings))
                 }
                 (Some(_), None) => {
@@ -321,6 +338,7 @@ impl Flags {
             engine,
             progress: self.progress,
             quiet: self.quiet,
+            ack_timeout: self.ack_timeout_us.map(std::time::Duration::from_micros),
         })))
     }
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::status::Backend;
 use crate::sys::ring::RingGeometry;
-use crate::uplink::{Sealing, UplinkSettings};
+use crate::uplink::{ClockMode, Sealing, UplinkSettings};
 use pitap_wire::envelope::Key;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -529,6 +529,7 @@ impl Config {
             sealing: self.sealing()?,
             buffer_batches: self.uplink.buffer_batches,
             flush_interval: std::time::Duration::from_millis(self.uplink.flush_interval_ms),
+            clock: ClockMode::Sync,
         })
     }
 }

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use std::net::SocketAddr;
 
-use pitap_wire::messages::{Health, PortHealth};
+use pitap_wire::messages::{ClockHealth, Health, PortHealth, UplinkHealth};
 
 use crate::config::{parse_cidr, parse_mac, Config, Mode};
 use crate::links::LinkMonitor;
@@ -22,10 +22,10 @@ use crate::ports::{self, TapPorts};
 use crate::sinks::Sinks;
 use crate::source::ring::RingSource;
 use crate::stack::{Addressing, StackUdp};
-use crate::status::logic::{PortSnapshot, Snapshot, UplinkSnapshot};
+use crate::status::logic::{Snapshot, UplinkSnapshot};
 use crate::status::{self, StatusPanel};
 use crate::sys::ring::wait_readable;
-use crate::uplink::{KernelUdp, Transport, Uplink};
+use crate::uplink::{ClockMode, KernelUdp, Transport, Uplink};
 use crate::watchdog::Watchdog;
 
 /// Frames handled before the loop looks at its timers again.
@@ -72,6 +72,10 @@ struct Tap {
     board: String,
     last_decay: Instant,
     watchdog: Option<Watchdog>,
+    /// The counters as last read (`refresh_counters`).
+    counters: Health,
+    /// Ring drops already told to the engine.
+    drops_noted: u64,
 }
 
 impl Tap {
@@ -123,20 +127,11 @@ impl Tap {
     fn tick(&mut self) {
         self.engine.expire(wall_clock_us(), &mut self.sinks);
         self.sinks.tick();
+        self.refresh_counters();
         let health_every = Duration::from_secs(self.config.uplink.health_interval_s);
         if self.last_health.is_none_or(|t| t.elapsed() >= health_every) {
-            let health = self.health();
-            if let Some(u) = &mut self.sinks.uplink {
-                u.send_health(&health);
-            }
-            self.last_health = Some(Instant::now());
+            self.send_health();
         }
-        for source in &mut self.sources {
-            if let Err(e) = source.update_counters() {
-                eprintln!("pitapd: ring statistics of port {:?}: {e}", source.port());
-            }
-        }
-        self.links.refresh();
         if self.last_decay.elapsed() >= TALKER_WINDOW {
             self.sinks.talkers.decay();
             self.last_decay = Instant::now();
@@ -144,65 +139,33 @@ impl Tap {
         self.write_status();
     }
 
-    /// What the status LEDs and display need, read off the tap now.
-    fn snapshot(&self) -> Snapshot {
-        let s = self.engine.stats();
-        let mac = self
-            .ports
-            .own_macs
-            .last()
-            .map(pitap_wire::format::mac_text)
-            .unwrap_or_default();
-        Snapshot {
-            tap_id: self.config.tap.id.clone(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            board: self.board.clone(),
-            uptime_s: self.started.elapsed().as_secs(),
-            ports: self
-                .sources
-                .iter()
-                .zip(&self.links.states)
-                .map(|(src, link)| {
-                    let c = src.counters();
-                    PortSnapshot {
-                        name: link.name.clone(),
-                        carrier: link.carrier,
-                        speed_mbps: link.speed_mbps,
-                        frames: c.frames,
-                        bytes: c.bytes,
-                        ring_drops: c.ring_drops,
-                    }
-                })
-                .collect(),
-            flows_active: self.engine.active_flows() as u64,
-            flows_capacity: self.engine.config().capacity as u64,
-            malformed: s.dropped(),
-            evictions: s.evictions,
-            uplink: self.sinks.uplink.as_ref().map(|u| {
-                let c = u.counters();
-                UplinkSnapshot {
-                    last_ack_ms_ago: u.last_ack().map(|t| t.elapsed().as_millis() as u64),
-                    pending: c.pending,
-                    dropped: c.dropped,
-                    send_errors: c.send_errors,
-                }
-            }),
-            address: self
-                .sinks
-                .uplink
-                .as_ref()
-                .and_then(|u| u.address())
-                .unwrap_or_default(),
-            mac,
-            talkers: self.sinks.talkers.top(5),
-            config_error: self.config_errors.is_some(),
+    fn send_health(&mut self) {
+        if let Some(u) = &mut self.sinks.uplink {
+            u.send_health(&self.counters);
         }
+        self.last_health = Some(Instant::now());
     }
 
-    fn health(&self) -> Health {
+    /// Reads the tap's counters once: the kernel's ring statistics, the
+    /// links, the engine and the uplink. The display, the health report and
+    /// the status file are all views of `self.counters`.
+    fn refresh_counters(&mut self) {
+        for source in &mut self.sources {
+            if let Err(e) = source.update_counters() {
+                eprintln!("pitapd: ring statistics of port {:?}: {e}", source.port());
+            }
+        }
+        // Flows open now may have missed the frames the rings dropped.
+        let drops: u64 = self.sources.iter().map(|s| s.counters().ring_drops).sum();
+        if drops > self.drops_noted {
+            self.engine.note_ring_drops(drops - self.drops_noted);
+            self.drops_noted = drops;
+        }
+        self.links.refresh();
         let s = self.engine.stats();
         let u = self.sinks.uplink_counters();
-        Health {
+        let uplink = self.sinks.uplink.as_ref();
+        self.counters = Health {
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_s: self.started.elapsed().as_secs(),
             frames: s.frames,
@@ -226,83 +189,118 @@ impl Tap {
                         port: src.port().as_str().to_string(),
                         name: link.name.clone(),
                         carrier: link.carrier,
+                        admin_up: link.admin_up,
                         speed_mbps: link.speed_mbps,
                         frames: c.frames,
                         bytes: c.bytes,
                         ring_drops: c.ring_drops,
+                        ring_freezes: c.ring_freezes,
+                        bad_ring_entries: c.bad_entries,
                     }
                 })
                 .collect(),
             buffer_batches: u.pending,
-            buffer_capacity: self
+            buffer_capacity: uplink.map_or(0, |u| u.buffer_capacity() as u64),
+            dropped_batches: u.dropped,
+            link_propagation_events: self.links.propagation_events,
+            clock: uplink.map_or_else(ClockHealth::default, Uplink::clock_health),
+            uplink: uplink.map_or_else(UplinkHealth::default, Uplink::uplink_health),
+        };
+    }
+
+    /// What the status LEDs and display need: the counters, and what only
+    /// the display shows.
+    fn snapshot(&self) -> Snapshot {
+        let h = &self.counters;
+        let mac = self
+            .ports
+            .own_macs
+            .last()
+            .map(pitap_wire::format::mac_text)
+            .unwrap_or_default();
+        Snapshot {
+            tap_id: self.config.tap.id.clone(),
+            version: h.version.clone(),
+            board: self.board.clone(),
+            uptime_s: self.started.elapsed().as_secs(),
+            ports: h.ports.clone(),
+            flows_active: self.engine.active_flows() as u64,
+            flows_capacity: h.flows_capacity,
+            malformed: self.engine.stats().dropped(),
+            evictions: h.evictions,
+            uplink: self.sinks.uplink.as_ref().map(|u| {
+                let c = u.counters();
+                UplinkSnapshot {
+                    last_ack_ms_ago: u.last_ack().map(|t| t.elapsed().as_millis() as u64),
+                    pending: c.pending,
+                    dropped: c.dropped,
+                    send_errors: c.send_errors,
+                }
+            }),
+            clock: h.clock.clone(),
+            address: self
                 .sinks
                 .uplink
                 .as_ref()
-                .map_or(0, |u| u.buffer_capacity() as u64),
-            dropped_batches: u.dropped,
-            link_propagation_events: self.links.propagation_events,
+                .and_then(|u| u.address())
+                .unwrap_or_default(),
+            mac,
+            talkers: self.sinks.talkers.top(5),
+            config_error: self.config_errors.is_some(),
         }
     }
 
+    /// The status file: the counters, and what only the file shows.
     fn status(&self) -> serde_json::Value {
+        let h = &self.counters;
         let s = self.engine.stats();
         let anomalies: serde_json::Map<String, serde_json::Value> = pitap_flow_core::Anomaly::ALL
             .iter()
             .map(|a| (a.as_str().to_string(), json!(s.anomaly(*a))))
             .collect();
-        let ports: Vec<serde_json::Value> = self
-            .sources
-            .iter()
-            .zip(&self.links.states)
-            .map(|(src, link)| {
-                let c = src.counters();
-                json!({
-                    "port": src.port().as_str(),
-                    "name": link.name,
-                    "carrier": link.carrier,
-                    "admin_up": link.admin_up,
-                    "speed_mbps": link.speed_mbps,
-                    "frames": c.frames,
-                    "bytes": c.bytes,
-                    "ring_drops": c.ring_drops,
-                    "ring_freezes": c.ring_freezes,
-                    "bad_ring_entries": c.bad_entries,
-                })
-            })
-            .collect();
         let u = self.sinks.uplink_counters();
+        let uplink = self.sinks.uplink.as_ref();
         json!({
             "tap_id": self.config.tap.id,
-            "version": env!("CARGO_PKG_VERSION"),
+            "version": h.version,
             "mode": match self.config.tap.mode { Mode::Inline => "inline", Mode::Span => "span" },
-            "uptime_s": self.started.elapsed().as_secs(),
-            "ports": ports,
-            "own_traffic_frames": self.own_traffic,
-            "link_propagation_events": self.links.propagation_events,
+            "uptime_s": h.uptime_s,
+            "ports": h.ports,
+            "own_traffic_frames": h.own_traffic_frames,
+            "link_propagation_events": h.link_propagation_events,
             "watchdog": self.watchdog.as_ref().map(|w| json!({ "feeds": w.feeds, "healthy": w.healthy })),
+            "clock": h.clock,
             "engine": {
-                "frames": s.frames,
-                "bytes": s.bytes,
+                "frames": h.frames,
+                "bytes": h.bytes,
                 "ip_frames": s.ip_frames,
                 "dropped": s.dropped(),
                 "anomalies": anomalies,
-                "flows_active": self.engine.active_flows(),
-                "flows_capacity": self.engine.config().capacity,
+                "flows_active": h.flows_active,
+                "flows_capacity": h.flows_capacity,
                 "flows_created": s.flows_created,
                 "records": s.records,
-                "evictions": s.evictions,
+                "evictions": h.evictions,
             },
             "uplink": {
-                "transport": self.sinks.uplink.as_ref().map(|u| u.describe()),
+                "transport": uplink.map(Uplink::describe),
                 "batches": u.batches,
                 "records": u.records,
+                "transmissions": u.transmissions,
                 "acked": u.acked,
                 "pending": u.pending,
+                "in_flight": u.in_flight,
                 "retransmits": u.retransmits,
                 "dropped_batches": u.dropped,
                 "send_errors": u.send_errors,
-                "bad_replies": u.bad_replies,
-                "last_ack_s_ago": self.sinks.uplink.as_ref().and_then(|u| u.last_ack()).map(|t| t.elapsed().as_secs()),
+                "hellos": u.hellos,
+                "round_trip_ms": uplink.and_then(Uplink::round_trip).map(|d| d.as_secs_f64() * 1e3),
+                "rto_ms": h.uplink.rto_ms,
+                "window": h.uplink.window,
+                "challenge_after_ms": uplink.and_then(Uplink::challenge_after).map(|d| d.as_secs_f64() * 1e3),
+                "refused_replies": uplink.map(|u| u.refused().map(|(r, n)| (r.as_str().to_string(), json!(n))).collect::<serde_json::Map<_, _>>()),
+                "last_ack_s_ago": uplink.and_then(Uplink::last_ack).map(|t| t.elapsed().as_secs()),
+                "last_sync_s_ago": uplink.and_then(Uplink::last_sync).map(|t| t.elapsed().as_secs()),
             },
         })
     }
@@ -391,7 +389,7 @@ pub fn run(
     );
     let mut ports = ports;
     let uplink = open_uplink(&config, &mut ports)?;
-    let mut sinks = Sinks::new(print, &config.tap.id, uplink);
+    let mut sinks = Sinks::new(print, &config.tap.id, uplink, ClockMode::Sync);
     sinks.track_talkers = true;
     eprintln!(
         "pitapd: tapping {} ({} mode{})",
@@ -439,8 +437,11 @@ pub fn run(
         board,
         last_decay: Instant::now(),
         watchdog: None,
+        counters: Health::default(),
+        drops_noted: 0,
     };
     tap.watchdog = Watchdog::open(&tap.config);
+    tap.refresh_counters();
     tap.write_status();
     let mut next_tick = Instant::now() + TICK;
     let mut next_status = Instant::now();
@@ -487,18 +488,26 @@ pub fn run(
     while tap.sources.iter_mut().any(|s| s.peek_ts_us().is_some()) {
         tap.drain(true)?;
     }
+    // The last counters: the rings' last drops mark the flows still open,
+    // and the collector hears them in a last health report.
+    tap.refresh_counters();
+    tap.send_health();
     tap.engine.flush(&mut tap.sinks);
-    if let Err(e) = tap.sinks.finish(SHUTDOWN_ACK_WAIT) {
+    if let Err(e) = tap
+        .sinks
+        .finish(wall_clock_us() / 1000, Some(SHUTDOWN_ACK_WAIT))
+    {
         eprintln!("pitapd: {e}");
     }
     tap.links.restore();
     if let Some(w) = &mut tap.watchdog {
         w.disarm();
     }
-    for source in &mut tap.sources {
-        let _ = source.update_counters();
-    }
+    tap.refresh_counters();
     tap.write_status();
+    if let Some(u) = &tap.sinks.uplink {
+        eprintln!("{}", crate::replay::uplink_summary(u));
+    }
     eprintln!(
         "{}",
         crate::replay::summary(&tap.ports.names.join("+"), tap.engine.stats())

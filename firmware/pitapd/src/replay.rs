@@ -8,10 +8,7 @@ use pitap_flow_core::{Anomaly, EngineStats, FlowEngine, PacketSource};
 use crate::cli::Options;
 use crate::sinks::Sinks;
 use crate::source::{CaptureError, CaptureReader};
-use crate::uplink::{KernelUdp, Uplink};
-
-/// How long a replay waits for the collector's acknowledgements.
-const REPLAY_ACK_WAIT: Duration = Duration::from_secs(10);
+use crate::uplink::{ClockMode, KernelUdp, Uplink};
 
 /// A one-line progress bar on stderr, redrawn at most five times a second.
 struct Progress {
@@ -45,7 +42,12 @@ pub fn run(opts: &Options) -> Result<EngineStats, String> {
         }
         None => None,
     };
-    let mut sinks = Sinks::new(opts.print.then_some(opts.format), &opts.tap_id, uplink);
+    let mut sinks = Sinks::new(
+        opts.print.then_some(opts.format),
+        &opts.tap_id,
+        uplink,
+        ClockMode::Capture,
+    );
     let mut engine = FlowEngine::new(opts.engine);
     let mut progress = opts.progress.then(|| Progress {
         last: Instant::now() - Duration::from_secs(1),
@@ -61,13 +63,12 @@ pub fn run(opts: &Options) -> Result<EngineStats, String> {
             }
         }
         // A replay outruns any network: when the uplink's buffer is full,
-        // wait for acknowledgements instead of dropping batches.
+        // wait for acknowledgements (as long as the collector needs, or
+        // --ack-timeout) instead of dropping batches.
         if sinks.uplink.is_some() && engine.stats().frames.is_multiple_of(256) {
             sinks.tick();
-            let waited = Instant::now();
-            while sinks.uplink_full() && waited.elapsed() < REPLAY_ACK_WAIT {
-                std::thread::sleep(Duration::from_millis(2));
-                sinks.tick();
+            if sinks.uplink_full() {
+                sinks.wait_for_room(opts.ack_timeout)?;
             }
         }
         // Every 2,048 frames (a megabyte or so) the pages read leave the RSS.
@@ -85,15 +86,59 @@ pub fn run(opts: &Options) -> Result<EngineStats, String> {
     if progress.is_some() {
         eprintln!();
     }
-    sinks.finish(REPLAY_ACK_WAIT)?;
+    // The last batch's base time; a capture's records carry their own.
+    let last_ms = engine.clock_us() / 1000;
+    let finished = sinks.finish(last_ms, opts.ack_timeout);
     let stats = engine.stats().clone();
     if !opts.quiet {
         eprintln!("{}", summary(&path, &stats));
+        if let Some(u) = &sinks.uplink {
+            eprintln!("{}", uplink_summary(u));
+        }
     }
+    finished?;
     match read_error {
         Some(e) => Err(format!("{path}: {e}")),
         None => Ok(stats),
     }
+}
+
+/// What the uplink did, for the end of a run.
+pub fn uplink_summary(u: &Uplink) -> String {
+    let c = u.counters();
+    let percent = |n: u64| {
+        if c.transmissions == 0 {
+            0.0
+        } else {
+            n as f64 * 100.0 / c.transmissions as f64
+        }
+    };
+    let mut line = format!(
+        "pitapd: uplink ({}): {} batches ({} records), {} datagrams, {} retransmitted ({:.2} %), {} acknowledged, {} dropped, {} unacknowledged",
+        u.describe(),
+        c.batches,
+        c.records,
+        c.transmissions,
+        c.retransmits,
+        percent(c.retransmits),
+        c.acked,
+        c.dropped,
+        c.pending,
+    );
+    match u.challenge_after() {
+        Some(d) => line.push_str(&format!(
+            ", challenge after {:.1} ms",
+            d.as_secs_f64() * 1e3
+        )),
+        None => line.push_str(", no challenge from the collector"),
+    }
+    if let Some(rtt) = u.round_trip() {
+        line.push_str(&format!(", round trip {:.1} ms", rtt.as_secs_f64() * 1e3));
+    }
+    for (why, n) in u.refused().filter(|(_, n)| *n > 0) {
+        line.push_str(&format!(", {n} replies refused ({})", why.as_str()));
+    }
+    line
 }
 
 /// The end-of-run summary line.

@@ -1,17 +1,21 @@
-//! Where a tap's records go: the uplink, stdout, or both.
+//! Where a tap's records go: the uplink, stdout, or both. Each record is
+//! stamped once (its times on the synchronised clock, and where they come
+//! from), so the printed line and the one the collector writes agree.
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pitap_wire::format::{LineFormat, LineSink};
-use pitap_wire::{FlowRecord, FlowSink};
+use pitap_wire::{ClockState, FlowRecord, FlowSink};
 
 use crate::status::talkers::TopTalkers;
-use crate::uplink::{Uplink, UplinkCounters};
+use crate::uplink::{ClockMode, Uplink, UplinkCounters};
 
 pub struct Sinks {
     pub print: Option<LineSink<io::BufWriter<io::Stdout>>>,
     pub uplink: Option<Uplink>,
+    /// Where times come from when there is no uplink to synchronise with.
+    clock: ClockMode,
     /// Bytes per host from the records, for the display.
     pub talkers: TopTalkers,
     /// Whether the talkers are kept (a live tap with a display; a replay
@@ -19,25 +23,28 @@ pub struct Sinks {
     pub track_talkers: bool,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+/// How often a waiting tap says that it waits.
+const WAIT_NOTE_EVERY: Duration = Duration::from_secs(5);
 
 impl Sinks {
-    pub fn new(print: Option<LineFormat>, tap_id: &str, uplink: Option<Uplink>) -> Sinks {
+    pub fn new(
+        print: Option<LineFormat>,
+        tap_id: &str,
+        uplink: Option<Uplink>,
+        clock: ClockMode,
+    ) -> Sinks {
         Sinks {
             print: print.map(|f| LineSink::new(io::BufWriter::new(io::stdout()), tap_id, f)),
             uplink,
+            clock,
             talkers: TopTalkers::default(),
             track_talkers: false,
         }
     }
 
-    /// Periodic work: acknowledgements, retransmissions, a batch that waited
-    /// long enough, printed lines made visible. Errors are reported, not
-    /// fatal: the tap keeps tapping.
+    /// Periodic work: replies, retransmissions, a batch that waited long
+    /// enough, printed lines made visible. Errors are reported, not fatal:
+    /// the tap keeps tapping.
     pub fn tick(&mut self) {
         if let Some(u) = &mut self.uplink {
             u.tick();
@@ -64,35 +71,91 @@ impl Sinks {
             .unwrap_or_default()
     }
 
+    /// Ticks until the uplink's buffer has room again, saying on stderr
+    /// every few seconds that it waits. `Err` after `limit` (if one is set).
+    pub fn wait_for_room(&mut self, limit: Option<Duration>) -> Result<(), String> {
+        self.wait_until("room in the buffer", limit, |u| !u.is_full())
+    }
+
+    fn wait_until(
+        &mut self,
+        what: &str,
+        limit: Option<Duration>,
+        done: impl Fn(&Uplink) -> bool,
+    ) -> Result<(), String> {
+        let started = Instant::now();
+        let mut next_note = started + WAIT_NOTE_EVERY;
+        loop {
+            let Some(u) = &self.uplink else {
+                return Ok(());
+            };
+            if done(u) {
+                return Ok(());
+            }
+            let waited = started.elapsed();
+            if limit.is_some_and(|l| waited >= l) {
+                return Err(format!(
+                    "uplink ({}): {} batches not acknowledged by the collector after {} s",
+                    u.describe(),
+                    u.unacknowledged(),
+                    waited.as_secs()
+                ));
+            }
+            if Instant::now() >= next_note {
+                eprintln!(
+                    "pitapd: waiting {} s for the collector ({}): {} batches unacknowledged, waiting for {what}",
+                    waited.as_secs(),
+                    u.describe(),
+                    u.unacknowledged(),
+                );
+                next_note += WAIT_NOTE_EVERY;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+            self.tick();
+        }
+    }
+
     /// Flushes the printer, sends the last batch (flagged final) and waits
-    /// up to `wait` for every batch to be acknowledged.
-    pub fn finish(&mut self, wait: Duration) -> Result<(), String> {
+    /// for every batch to be acknowledged: without `limit` as long as the
+    /// collector needs, saying so every few seconds.
+    pub fn finish(&mut self, now_ms: u64, limit: Option<Duration>) -> Result<(), String> {
         if let Some(p) = &mut self.print {
             p.finish().map_err(|e| format!("writing flows: {e}"))?;
         }
         if let Some(u) = &mut self.uplink {
-            let unacked = u.finish(now_ms(), wait);
-            if unacked > 0 {
-                return Err(format!(
-                    "uplink ({}): {unacked} batches not acknowledged by the collector",
-                    u.describe()
-                ));
-            }
+            u.finish(now_ms);
         }
-        Ok(())
+        self.wait_until("the last acknowledgements", limit, |u| {
+            u.unacknowledged() == 0
+        })
+    }
+
+    /// The record as it leaves the tap (see `Uplink::stamp`).
+    fn stamp(&self, record: &FlowRecord) -> FlowRecord {
+        match &self.uplink {
+            Some(u) => u.stamp(record),
+            None => FlowRecord {
+                clock: match self.clock {
+                    ClockMode::Capture => ClockState::Capture,
+                    ClockMode::Sync => ClockState::Unsynced,
+                },
+                ..*record
+            },
+        }
     }
 }
 
 impl FlowSink for Sinks {
     fn emit(&mut self, record: &FlowRecord) {
+        let record = self.stamp(record);
         if self.track_talkers {
-            self.talkers.record(record);
+            self.talkers.record(&record);
         }
         if let Some(p) = &mut self.print {
-            p.emit(record);
+            p.emit(&record);
         }
         if let Some(u) = &mut self.uplink {
-            u.emit(record);
+            u.emit(&record);
         }
     }
 }

@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use pitap_wire::messages::ClockHealth;
 use pitapd::status::hw::StatusHardware;
 use pitapd::status::logic::{PortSnapshot, Snapshot, StatusModel, UplinkSnapshot};
 use pitapd::status::pages::Page;
@@ -26,6 +27,7 @@ fn tap_state(frames_a: u64, frames_b: u64) -> Snapshot {
                 frames: frames_a,
                 bytes: frames_a * 800,
                 ring_drops: 0,
+                ..PortSnapshot::default()
             },
             PortSnapshot {
                 name: "eth1".into(),
@@ -34,6 +36,7 @@ fn tap_state(frames_a: u64, frames_b: u64) -> Snapshot {
                 frames: frames_b,
                 bytes: frames_b * 120,
                 ring_drops: 3,
+                ..PortSnapshot::default()
             },
         ],
         flows_active: 1234,
@@ -46,6 +49,14 @@ fn tap_state(frames_a: u64, frames_b: u64) -> Snapshot {
             dropped: 0,
             send_errors: 0,
         }),
+        // Booted at 1970 without a real-time clock, synchronised since.
+        clock: ClockHealth {
+            synced: true,
+            source: "collector".into(),
+            offset_ms: 1_796_000_000_000,
+            uncertainty_us: 800,
+            steps: 0,
+        },
         address: "192.0.2.57".into(),
         mac: "02:50:54:41:50:01".into(),
         talkers: vec![

@@ -32,6 +32,7 @@ fn batches(records: &[FlowRecord]) -> Vec<Vec<u8>> {
             base_ms: r.start_ms,
             flags: 0,
             dropped_batches: 0,
+            low_seq: seq,
         };
         if !w.is_started() {
             w.start(&header(seq)).unwrap();

@@ -20,18 +20,28 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::{Deserialize, Serialize};
 
 use crate::record::{
-    ConnState, EndReason, Endpoint, FlowRecord, History, Names, SideCounters, TapPort, Text,
+    ClockState, ConnState, EndReason, Endpoint, FlowRecord, History, Names, SideCounters, TapPort,
+    Text,
 };
 
 pub const MAGIC: [u8; 4] = *b"PTAP";
 pub const VERSION: u8 = 1;
-/// Largest datagram a tap sends: fits a 1500-byte MTU with IPv6 + UDP headers
-/// and room for the authentication added by the secure uplink.
-pub const MAX_DATAGRAM: usize = 1400;
+/// Largest batch a tap makes. Sealed (the envelope adds at most
+/// `envelope::MAX_OVERHEAD`, 87 bytes) it fits the 1,452-byte UDP payload of
+/// a 1500-byte MTU under IPv6, with room for the few bytes a header grows
+/// when a batch made before the clock was synchronised is rebased.
+pub const MAX_DATAGRAM: usize = 1344;
+/// What a rewritten header may add to a full batch.
+pub const REWRITE_ROOM: usize = 16;
 /// Longest tap id.
 pub const MAX_TAP_ID: usize = 32;
 /// Header flag: the tap is shutting down; this is its last batch.
 pub const FLAG_FINAL: u8 = 0x01;
+/// Header flag: the records' times are on the collector's clock (the tap
+/// synchronised with it before the batch left).
+pub const FLAG_CLOCK_SYNCED: u8 = 0x02;
+/// Header flag: the records' times are a capture file's timestamps.
+pub const FLAG_CAPTURE_TIME: u8 = 0x04;
 
 const RECORD_FLAG_CONTINUATION: u8 = 0x01;
 /// Scratch space for one encoded record; the largest possible (IPv6, every
@@ -46,6 +56,8 @@ const EXT_SNI: u32 = 3;
 const EXT_ALPN: u32 = 4;
 const EXT_HTTP_HOST: u32 = 5;
 const EXT_HTTP_REQUEST: u32 = 6;
+/// Frames the tap's rings dropped while the flow was open (a varint).
+const EXT_RING_DROPS: u32 = 7;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WireError {
@@ -99,6 +111,23 @@ pub struct BatchHeader<'a> {
     /// retransmission buffer was full (cumulative): a gap in `seq` is always
     /// explained, never silent.
     pub dropped_batches: u64,
+    /// The lowest seq the tap still held when it made this batch: every seq
+    /// below was acknowledged or dropped (and counted) by the tap, so a
+    /// collector tells batches lost for good from batches still coming.
+    pub low_seq: u64,
+}
+
+impl BatchHeader<'_> {
+    /// Where the records' times come from, by the header's flags.
+    pub fn clock(&self) -> ClockState {
+        if self.flags & FLAG_CAPTURE_TIME != 0 {
+            ClockState::Capture
+        } else if self.flags & FLAG_CLOCK_SYNCED != 0 {
+            ClockState::Synced
+        } else {
+            ClockState::Unsynced
+        }
+    }
 }
 
 /// The header fields of version 1, frozen.
@@ -115,6 +144,7 @@ struct HeaderV1<'a> {
 #[derive(Serialize, Deserialize, Default)]
 struct HeaderExt {
     dropped_batches: u64,
+    low_seq: u64,
 }
 
 fn encode_header(h: &BatchHeader<'_>, scratch: &mut [u8]) -> Result<usize, WireError> {
@@ -130,6 +160,7 @@ fn encode_header(h: &BatchHeader<'_>, scratch: &mut [u8]) -> Result<usize, WireE
         .len();
     let ext = HeaderExt {
         dropped_batches: h.dropped_batches,
+        low_seq: h.low_seq,
     };
     let m = postcard::to_slice(&ext, &mut scratch[n..])
         .map_err(|_| WireError::Malformed("header"))?
@@ -155,6 +186,7 @@ fn decode_header(bytes: &[u8]) -> Result<BatchHeader<'_>, WireError> {
         base_ms: v1.base_ms,
         flags: v1.flags,
         dropped_batches: ext.dropped_batches,
+        low_seq: ext.low_seq,
     })
 }
 
@@ -385,14 +417,21 @@ fn encode_record<'b>(
             put_part(scratch, &mut pos, text.as_bytes())?;
         }
     }
+    if r.ring_drops > 0 {
+        let mut value = [0u8; 5];
+        let mut n = 0;
+        put_varint(&mut value, &mut n, r.ring_drops)?;
+        put_varint(scratch, &mut pos, EXT_RING_DROPS)?;
+        put_part(scratch, &mut pos, &value[..n])?;
+    }
     Ok(&mut scratch[..pos])
 }
 
-/// Decodes the core fields of one record body and skips its extensions.
-fn decode_record(body: &[u8], base_ms: u64) -> Result<FlowRecord, WireError> {
+/// Decodes the core fields of one record body and its extensions.
+fn decode_record(body: &[u8], base_ms: u64, clock: ClockState) -> Result<FlowRecord, WireError> {
     let (w, rest): (WireFlow<'_>, &[u8]) =
         postcard::take_from_bytes(body).map_err(|_| WireError::Malformed("record"))?;
-    let names = read_extensions(rest)?;
+    let Extensions { names, ring_drops } = read_extensions(rest)?;
     let start_ms = (base_ms as i64)
         .checked_add(w.start_rel_ms)
         .filter(|v| *v >= 0)
@@ -439,13 +478,23 @@ fn decode_record(body: &[u8], base_ms: u64) -> Result<FlowRecord, WireError> {
         ingress: TapPort::from_u8(w.ingress).ok_or(WireError::Malformed("ingress"))?,
         icmp: w.icmp,
         names,
+        clock,
+        ring_drops,
     })
 }
 
-/// Walks the tagged extensions after a record's core fields: the names it
+/// What a record's extensions carry.
+#[derive(Default)]
+struct Extensions {
+    names: Names,
+    ring_drops: u32,
+}
+
+/// Walks the tagged extensions after a record's core fields: the ones it
 /// knows, and unknown tags skipped so newer taps stay readable.
-fn read_extensions(mut rest: &[u8]) -> Result<Names, WireError> {
-    let mut names = Names::default();
+fn read_extensions(mut rest: &[u8]) -> Result<Extensions, WireError> {
+    let mut ext = Extensions::default();
+    let names = &mut ext.names;
     while !rest.is_empty() {
         let mut pos = 0;
         let tag = take_varint(rest, &mut pos)?;
@@ -457,11 +506,18 @@ fn read_extensions(mut rest: &[u8]) -> Result<Names, WireError> {
             EXT_ALPN => names.alpn = Text::from_bytes(value),
             EXT_HTTP_HOST => names.http_host = Text::from_bytes(value),
             EXT_HTTP_REQUEST => names.http_request = Text::from_bytes(value),
+            EXT_RING_DROPS => {
+                let mut at = 0;
+                ext.ring_drops = take_varint(value, &mut at)?;
+                if at != value.len() {
+                    return Err(WireError::Malformed("ring_drops"));
+                }
+            }
             _ => {}
         }
         rest = &rest[pos..];
     }
-    Ok(names)
+    Ok(ext)
 }
 
 /// A decoded batch header plus an iterator over its records. Nothing is
@@ -496,6 +552,35 @@ impl<'a> BatchReader<'a> {
     }
 }
 
+/// A batch with its header changed by `edit` and its records untouched
+/// (their times are relative to the header's base time, so moving
+/// `base_ms` moves them all). The tap uses it to put batches made before
+/// its clock was synchronised on the collector's clock.
+#[cfg(feature = "std")]
+pub fn rewrite_header(
+    batch: &[u8],
+    edit: impl FnOnce(&mut BatchHeader<'_>),
+) -> Result<std::vec::Vec<u8>, WireError> {
+    let reader = BatchReader::new(batch)?;
+    let mut header = reader.header;
+    edit(&mut header);
+    let mut scratch = [0u8; MAX_RECORD];
+    let n = encode_header(&header, &mut scratch)?;
+    let mut out = std::vec::Vec::with_capacity(batch.len() + 8);
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    let mut len = [0u8; 5];
+    let mut l = 0;
+    put_varint(&mut len, &mut l, n as u32)?;
+    out.extend_from_slice(&len[..l]);
+    out.extend_from_slice(&scratch[..n]);
+    out.extend_from_slice(&batch[reader.pos..]);
+    if out.len() > MAX_DATAGRAM + REWRITE_ROOM {
+        return Err(WireError::Full);
+    }
+    Ok(out)
+}
+
 impl Iterator for BatchReader<'_> {
     type Item = Result<FlowRecord, WireError>;
 
@@ -504,7 +589,7 @@ impl Iterator for BatchReader<'_> {
             return None;
         }
         let result = take_part(self.bytes, &mut self.pos)
-            .and_then(|body| decode_record(body, self.header.base_ms));
+            .and_then(|body| decode_record(body, self.header.base_ms, self.header.clock()));
         if result.is_err() {
             // A broken record poisons the rest of the datagram.
             self.pos = self.bytes.len();
@@ -547,6 +632,7 @@ mod tests {
             base_ms: 77,
             flags: 1,
             dropped_batches: 12,
+            low_seq: 5,
         };
         let mut scratch = [0u8; 64];
         let n = encode_header(&h, &mut scratch).unwrap();
@@ -564,6 +650,7 @@ mod tests {
             decode_header(&scratch[..old]).unwrap(),
             BatchHeader {
                 dropped_batches: 0,
+                low_seq: 0,
                 ..h
             }
         );
@@ -590,7 +677,10 @@ mod tests {
         rec.names.client_hostname = Text::from_bytes(b"alice-mbp");
         let encoded = encode_record(&rec, 4_000, &mut scratch).unwrap().to_vec();
         assert!(encoded.len() > plain_len);
-        assert_eq!(decode_record(&encoded, 4_000), Ok(rec));
+        assert_eq!(
+            decode_record(&encoded, 4_000, ClockState::Unsynced),
+            Ok(rec)
+        );
         // An old collector reads the core fields and skips what follows.
         let (core, rest): (WireFlow<'_>, &[u8]) = postcard::take_from_bytes(&encoded).unwrap();
         assert_eq!((core.proto, core.duration_ms), (6, 1_000));
@@ -614,7 +704,10 @@ mod tests {
             .unwrap()
             .to_vec();
         assert_eq!(bytes.len(), plain_len);
-        assert!(decode_record(&bytes, 4_000).unwrap().names.is_empty());
+        assert!(decode_record(&bytes, 4_000, ClockState::Unsynced)
+            .unwrap()
+            .names
+            .is_empty());
     }
 
     #[test]
@@ -629,13 +722,84 @@ mod tests {
         let len = encode_record(&rec, 4_000, &mut scratch).unwrap().len();
         // A newer tap appends extension tag 90 with three bytes.
         scratch[len..len + 5].copy_from_slice(&[90, 3, b'a', b'b', b'c']);
-        let decoded = decode_record(&scratch[..len + 5], 4_000).unwrap();
+        let decoded = decode_record(&scratch[..len + 5], 4_000, ClockState::Unsynced).unwrap();
         assert_eq!(decoded, rec);
         // ...but an extension that claims more bytes than exist is an error.
         scratch[len + 1] = 9;
         assert_eq!(
-            decode_record(&scratch[..len + 5], 4_000),
+            decode_record(&scratch[..len + 5], 4_000, ClockState::Unsynced),
             Err(WireError::Truncated)
         );
+    }
+
+    #[test]
+    fn ring_drops_travel_as_an_extension() {
+        let rec = FlowRecord {
+            start_ms: 5_000,
+            end_ms: 6_000,
+            proto: 17,
+            ring_drops: 300_000,
+            ..FlowRecord::default()
+        };
+        let mut scratch = [0u8; MAX_RECORD];
+        let encoded = encode_record(&rec, 4_000, &mut scratch).unwrap().to_vec();
+        assert_eq!(
+            decode_record(&encoded, 4_000, ClockState::Unsynced),
+            Ok(rec)
+        );
+        // A value with trailing bytes inside its part is refused.
+        let mut bad = encoded.clone();
+        let n = bad.len();
+        bad[n - 4] += 1; // the part's length: one byte more than the varint
+        bad.push(0);
+        assert!(decode_record(&bad, 4_000, ClockState::Unsynced).is_err());
+    }
+
+    #[test]
+    fn a_rewritten_header_moves_every_record_and_keeps_them() {
+        let mut w = BatchWriter::default();
+        w.start(&BatchHeader {
+            tap_id: "t",
+            seq: 4,
+            base_ms: 10_000,
+            ..BatchHeader::default()
+        })
+        .unwrap();
+        let mut records = std::vec::Vec::new();
+        for i in 0..200u64 {
+            let r = FlowRecord {
+                start_ms: 9_000 + i * 37,
+                end_ms: 9_500 + i * 41,
+                proto: 6,
+                ..FlowRecord::default()
+            };
+            if w.push(&r).is_err() {
+                break;
+            }
+            records.push(r);
+        }
+        assert!(w.as_bytes().len() > MAX_DATAGRAM - 80, "a full batch");
+        // From 1970 plus a few seconds to 2026: the base time's varint grows.
+        let shift = 1_780_000_000_000u64;
+        let moved = rewrite_header(w.as_bytes(), |h| {
+            h.base_ms += shift;
+            h.flags |= FLAG_CLOCK_SYNCED;
+        })
+        .unwrap();
+        assert!(moved.len() <= MAX_DATAGRAM + REWRITE_ROOM);
+        let reader = BatchReader::new(&moved).unwrap();
+        assert_eq!(
+            (reader.header.seq, reader.header.clock()),
+            (4, ClockState::Synced)
+        );
+        let back: std::vec::Vec<FlowRecord> = reader.map(|r| r.unwrap()).collect();
+        assert_eq!(back.len(), records.len());
+        for (b, r) in back.iter().zip(&records) {
+            assert_eq!(
+                (b.start_ms, b.end_ms),
+                (r.start_ms + shift, r.end_ms + shift)
+            );
+            assert_eq!(b.clock, ClockState::Synced);
+        }
     }
 }

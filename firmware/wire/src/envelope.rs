@@ -1,19 +1,26 @@
 //! The envelope every datagram between a tap and a collector travels in.
 //!
 //! ```text
-//! "PTAP" | version | kind | tap id length | tap id | boot (16) | counter (8, BE) | payload | tag (16)
+//! "PTAP" | version | kind | tap id length | tap id | boot (16) | counter (8, BE)
+//!        | challenge (8) | payload | tag (16)
 //! ```
 //!
-//! Version 2 is sealed with XChaCha20-Poly1305 under the tap's pre-shared
+//! Version 4 is sealed with XChaCha20-Poly1305 under the tap's pre-shared
 //! key: the clear header (everything before the payload) is authenticated
 //! as associated data, the payload is encrypted. The 24-byte nonce is the
 //! sender's boot value (16 random bytes drawn at every process start) and a
 //! counter that counts up from 0 in that boot, so nonces never repeat, across
 //! reboots included, without any state kept on the tap. The clear tap id lets
-//! the collector pick the key; the boot and counter let it refuse replays.
+//! the collector pick the key; the boot and counter let it refuse replays
+//! within a boot. The challenge is the value the collector gave this boot
+//! of the tap (zero in a `Hello`, which asks for one): the collector takes a
+//! boot's data only with a challenge it made for that boot since the tap's
+//! last reboot, so datagrams of a past boot, replayed whenever and into
+//! whatever collector, are refused.
 //!
-//! Version 3 is the same envelope without encryption or tag, for tests only:
-//! both ends must be configured to accept it.
+//! Version 5 is the same envelope without encryption or tag, for tests only:
+//! both ends must be configured to accept it. Versions 2 and 3 (before the
+//! challenge) are refused as unsupported.
 
 use chacha20poly1305::aead::AeadInPlace;
 use chacha20poly1305::{KeyInit, Tag, XChaCha20Poly1305, XNonce};
@@ -22,11 +29,17 @@ use crate::codec::MAX_TAP_ID;
 use crate::WireError;
 
 pub const MAGIC: [u8; 4] = *b"PTAP";
-pub const SEALED: u8 = 2;
-pub const PLAINTEXT: u8 = 3;
+pub const SEALED: u8 = 4;
+pub const PLAINTEXT: u8 = 5;
 pub const TAG_LEN: usize = 16;
+pub const CHALLENGE_LEN: usize = 8;
 /// The longest clear header (a 32-byte tap id).
-pub const MAX_HEADER: usize = 4 + 3 + MAX_TAP_ID + 16 + 8;
+pub const MAX_HEADER: usize = 4 + 3 + MAX_TAP_ID + 16 + 8 + CHALLENGE_LEN;
+/// The most a sealed envelope adds to its payload.
+pub const MAX_OVERHEAD: usize = MAX_HEADER + TAG_LEN;
+
+/// What a collector asks a boot of a tap to carry in its datagrams.
+pub type Challenge = [u8; CHALLENGE_LEN];
 
 /// What a datagram carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -34,18 +47,23 @@ pub const MAX_HEADER: usize = 4 + 3 + MAX_TAP_ID + 16 + 8;
 pub enum Kind {
     /// Flow records (tap to collector).
     Batch = 1,
-    /// Acknowledgement of batches (collector to tap).
-    Ack = 2,
+    /// The collector's answer: challenge, time, acknowledgements (collector
+    /// to tap).
+    Reply = 2,
     /// The tap's counters (tap to collector).
     Health = 3,
+    /// A tap asking for a challenge (and the time): at its start, and
+    /// whenever it has nothing else to send and no answer yet.
+    Hello = 4,
 }
 
 impl Kind {
     fn from_u8(v: u8) -> Option<Kind> {
         match v {
             1 => Some(Kind::Batch),
-            2 => Some(Kind::Ack),
+            2 => Some(Kind::Reply),
             3 => Some(Kind::Health),
+            4 => Some(Kind::Hello),
             _ => None,
         }
     }
@@ -94,6 +112,9 @@ pub struct Header<'a> {
     /// The sender's per-boot random value.
     pub boot: [u8; 16],
     pub counter: u64,
+    /// The collector's challenge for this boot of the tap (zero in a Hello
+    /// and in the collector's own datagrams).
+    pub challenge: Challenge,
 }
 
 impl Header<'_> {
@@ -131,16 +152,19 @@ pub fn parse(datagram: &[u8]) -> Result<(Header<'_>, usize), WireError> {
     if id_len == 0 || id_len > MAX_TAP_ID {
         return Err(WireError::Malformed("tap id"));
     }
-    let end = 7 + id_len + 24;
+    let end = 7 + id_len + 24 + CHALLENGE_LEN;
     if datagram.len() < end + if sealed { TAG_LEN } else { 0 } {
         return Err(WireError::Truncated);
     }
     let tap_id = core::str::from_utf8(&datagram[7..7 + id_len])
         .map_err(|_| WireError::Malformed("tap id"))?;
+    let at = 7 + id_len;
     let mut boot = [0u8; 16];
-    boot.copy_from_slice(&datagram[7 + id_len..7 + id_len + 16]);
+    boot.copy_from_slice(&datagram[at..at + 16]);
     let mut counter = [0u8; 8];
-    counter.copy_from_slice(&datagram[end - 8..end]);
+    counter.copy_from_slice(&datagram[at + 16..at + 24]);
+    let mut challenge = [0u8; CHALLENGE_LEN];
+    challenge.copy_from_slice(&datagram[at + 24..end]);
     Ok((
         Header {
             sealed,
@@ -148,6 +172,7 @@ pub fn parse(datagram: &[u8]) -> Result<(Header<'_>, usize), WireError> {
             tap_id,
             boot,
             counter: u64::from_be_bytes(counter),
+            challenge,
         },
         end,
     ))
@@ -174,6 +199,7 @@ pub fn seal(header: &Header<'_>, key: Option<&Key>, payload: &[u8]) -> Result<Ve
     out.extend_from_slice(id);
     out.extend_from_slice(&header.boot);
     out.extend_from_slice(&header.counter.to_be_bytes());
+    out.extend_from_slice(&header.challenge);
     let header_len = out.len();
     out.extend_from_slice(payload);
     if let Some(key) = key {
@@ -185,6 +211,19 @@ pub fn seal(header: &Header<'_>, key: Option<&Key>, payload: &[u8]) -> Result<Ve
         out.extend_from_slice(&tag);
     }
     Ok(out)
+}
+
+/// The challenge a collector gives boot `boot` of a tap in `generation`:
+/// the first bytes of XChaCha20's keystream under the collector's secret
+/// with (boot, generation) as the nonce, a pseudo-random function of both.
+/// Nobody without the secret can predict it, a new generation (the next
+/// reboot) or a new secret (a collector that lost its state) changes it.
+pub fn derive_challenge(secret: &Key, boot: &[u8; 16], generation: u64) -> Challenge {
+    let cipher = XChaCha20Poly1305::new(&secret.0.into());
+    let mut block = [0u8; CHALLENGE_LEN];
+    // Encrypting zeros yields the keystream; the tag is not needed.
+    let _ = cipher.encrypt_in_place_detached(&nonce(boot, generation), b"challenge", &mut block);
+    block
 }
 
 /// Checks and opens a datagram. A sealed one needs the key; a plaintext one
@@ -228,6 +267,7 @@ mod tests {
             tap_id: "rack3",
             boot: [7; 16],
             counter: 42,
+            challenge: [3; CHALLENGE_LEN],
         }
     }
 
@@ -237,6 +277,7 @@ mod tests {
         let dg = seal(&header(Kind::Batch), Some(&key), b"flow records").unwrap();
         let (h, payload) = open(&dg, Some(&key), false).unwrap();
         assert_eq!((h.kind, h.tap_id, h.counter), (Kind::Batch, "rack3", 42));
+        assert_eq!(h.challenge, [3; CHALLENGE_LEN]);
         assert_eq!(payload, b"flow records");
         assert!(
             !dg.windows(12).any(|w| w == b"flow records"),
@@ -265,12 +306,37 @@ mod tests {
 
     #[test]
     fn plaintext_needs_consent() {
-        let dg = seal(&header(Kind::Ack), None, b"ack").unwrap();
+        let dg = seal(&header(Kind::Reply), None, b"ack").unwrap();
         assert_eq!(
             open(&dg, None, false).err(),
             Some(WireError::PlaintextRefused)
         );
         assert_eq!(open(&dg, None, true).unwrap().1, b"ack");
+    }
+
+    #[test]
+    fn envelopes_before_the_challenge_are_unsupported() {
+        let key = Key::from_bytes([1; 32]);
+        let mut dg = seal(&header(Kind::Batch), Some(&key), b"x").unwrap();
+        for old in [2u8, 3] {
+            dg[4] = old;
+            assert_eq!(
+                open(&dg, Some(&key), false).err(),
+                Some(WireError::UnsupportedVersion(old))
+            );
+        }
+    }
+
+    #[test]
+    fn challenges_differ_by_boot_generation_and_secret() {
+        let a = Key::from_bytes([1; 32]);
+        let b = Key::from_bytes([2; 32]);
+        let c = derive_challenge(&a, &[5; 16], 0);
+        assert_eq!(c, derive_challenge(&a, &[5; 16], 0), "deterministic");
+        assert_ne!(c, derive_challenge(&a, &[5; 16], 1));
+        assert_ne!(c, derive_challenge(&a, &[6; 16], 0));
+        assert_ne!(c, derive_challenge(&b, &[5; 16], 0));
+        assert_ne!(c, [0; CHALLENGE_LEN]);
     }
 
     #[test]

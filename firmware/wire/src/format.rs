@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use serde_json::{json, Value};
 
-use crate::record::{has_ports, proto_name, FlowRecord};
+use crate::record::{has_ports, proto_name, ClockState, FlowRecord};
 use crate::FlowSink;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,6 +151,13 @@ pub fn push_text_line(buf: &mut Vec<u8>, r: &FlowRecord, tap: &str) {
     if r.ingress != crate::TapPort::Unknown {
         buf.extend_from_slice(b" port=");
         buf.extend_from_slice(r.ingress.as_str().as_bytes());
+    }
+    if r.ring_drops > 0 {
+        buf.extend_from_slice(b" drops=");
+        push_u64(buf, r.ring_drops.into());
+    }
+    if r.clock == ClockState::Unsynced {
+        buf.extend_from_slice(b" clock=unsynced");
     }
     if !tap.is_empty() {
         buf.extend_from_slice(b" tap=");
@@ -301,6 +308,8 @@ pub fn json_value(r: &FlowRecord, tap: &str) -> Value {
         "alpn": opt(r.names.alpn.as_str()),
         "http_host": opt(r.names.http_host.as_str()),
         "http_request": opt(r.names.http_request.as_str()),
+        "clock": r.clock.as_str(),
+        "ring_drops": r.ring_drops,
     })
 }
 
@@ -433,6 +442,12 @@ mod tests {
         if r.ingress != crate::TapPort::Unknown {
             write!(line, " port={}", r.ingress.as_str())?;
         }
+        if r.ring_drops > 0 {
+            write!(line, " drops={}", r.ring_drops)?;
+        }
+        if r.clock == ClockState::Unsynced {
+            line.write_str(" clock=unsynced")?;
+        }
         if !tap.is_empty() {
             write!(line, " tap={tap}")?;
         }
@@ -494,6 +509,8 @@ mod tests {
                 ingress: [TapPort::Unknown, TapPort::A, TapPort::B][(n % 3) as usize],
                 icmp: (n % 4 == 0).then_some(((n >> 8) as u8, (n >> 16) as u8)),
                 names: Default::default(),
+                clock: ClockState::ALL[(n % 3) as usize],
+                ring_drops: if n % 5 == 0 { (n >> 20) as u32 } else { 0 },
             };
             let tap = ["", "edge", "rack-3"][(i % 3) as usize];
             let mut want = String::new();

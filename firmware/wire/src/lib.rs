@@ -21,8 +21,8 @@ pub mod replay;
 
 pub use codec::{BatchHeader, BatchReader, BatchWriter, WireError};
 pub use record::{
-    has_ports, proto, proto_name, Action, ConnState, EndReason, Endpoint, FlowRecord, History,
-    Names, SideCounters, TapPort, Text,
+    has_ports, proto, proto_name, Action, ClockState, ConnState, EndReason, Endpoint, FlowRecord,
+    History, Names, SideCounters, TapPort, Text,
 };
 
 /// Where flow records go: a printer, the uplink, a test's list.

@@ -1,16 +1,53 @@
-//! The messages besides flow batches: acknowledgements (collector to tap)
-//! and health reports (tap to collector), postcard-encoded inside envelopes.
+//! The messages besides flow batches, postcard-encoded inside envelopes: a
+//! tap's hello and health reports, the collector's replies.
 
 use serde::{Deserialize, Serialize};
 
+use crate::envelope::Challenge;
 use crate::WireError;
 
-/// "These batches of yours arrived": the tap may forget them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ack {
-    /// The tap boot the sequence numbers belong to.
+/// A tap asking for its challenge and the time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The tap's firmware version.
+    pub version: String,
+}
+
+/// The collector's answer to a tap's datagram: the challenge the tap's
+/// datagrams must carry, the collector's time, and which batches are
+/// stored. Every field is about one boot of the tap, and the reply names
+/// the datagram it answers, so a tap takes each reply once and a reply
+/// recorded and replayed later is refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    /// The boot of the tap this reply is for.
     pub tap_boot: [u8; 16],
-    pub seqs: Vec<u64>,
+    /// The envelope counter of the tap's datagram this answers.
+    pub echo: u64,
+    /// How long the collector held that datagram before answering, µs: the
+    /// tap takes it off the round trip when it reads the time.
+    pub held_us: u64,
+    /// The collector's clock when it sent this, µs since the Unix epoch.
+    pub time_us: u64,
+    /// The challenge this boot's datagrams carry from now on.
+    pub challenge: Challenge,
+    /// Every batch below this seq is stored (or was given up by the tap).
+    pub acked_below: u64,
+    /// Ranges `[start, end)` of seqs above `acked_below` that are stored.
+    pub acked: Vec<(u64, u64)>,
+    /// Batches the collector can take in flight from this tap.
+    pub window: u32,
+    /// How long the collector may hold a datagram before it answers, µs:
+    /// its grouping delay and how long its commits take lately (the tap
+    /// adds it to its retransmission timeout, as QUIC's `max_ack_delay`).
+    pub ack_delay_us: u64,
+}
+
+impl Reply {
+    /// Whether batch `seq` is stored.
+    pub fn acks(&self, seq: u64) -> bool {
+        seq < self.acked_below || self.acked.iter().any(|&(a, b)| (a..b).contains(&seq))
+    }
 }
 
 /// One tap port in a health report.
@@ -19,10 +56,16 @@ pub struct PortHealth {
     pub port: String,
     pub name: String,
     pub carrier: bool,
+    pub admin_up: bool,
     pub speed_mbps: Option<u32>,
     pub frames: u64,
     pub bytes: u64,
+    /// Frames the kernel dropped because the capture ring was full.
     pub ring_drops: u64,
+    pub ring_freezes: u64,
+    /// Ring entries whose header did not fit their block (never seen;
+    /// counted rather than trusted).
+    pub bad_ring_entries: u64,
 }
 
 /// A tap's counters, sent every few seconds so the collector knows it lives.
@@ -45,6 +88,36 @@ pub struct Health {
     /// Batches dropped unacknowledged because the buffer was full.
     pub dropped_batches: u64,
     pub link_propagation_events: u64,
+    pub clock: ClockHealth,
+    pub uplink: UplinkHealth,
+}
+
+/// The tap's clock as it stands.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockHealth {
+    pub synced: bool,
+    /// Where the time comes from ("collector"), empty while unsynced.
+    pub source: String,
+    /// What the tap adds to its own clock, ms.
+    pub offset_ms: i64,
+    /// How far off the time can be at most, by the best recent round trip, µs.
+    pub uncertainty_us: u64,
+    /// Times the correction had to move after the first sync.
+    pub steps: u64,
+}
+
+/// The uplink's own counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UplinkHealth {
+    pub batches: u64,
+    pub retransmits: u64,
+    /// Smoothed round trip to the collector, µs (0 before the first).
+    pub srtt_us: u64,
+    pub rto_ms: u64,
+    /// Batches allowed in flight now.
+    pub window: u64,
+    /// Datagrams from the collector's address refused, by reason.
+    pub refused: Vec<(String, u64)>,
 }
 
 pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, WireError> {

@@ -197,6 +197,40 @@ impl TapPort {
     }
 }
 
+/// Where a record's times come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum ClockState {
+    /// The tap's own clock, never checked against the collector's: on a Pi
+    /// without a real-time clock this can be 1970.
+    #[default]
+    Unsynced = 0,
+    /// The tap's clock as corrected by the collector's sealed time.
+    Synced = 1,
+    /// The capture file's own timestamps (`pitapd --read`).
+    Capture = 2,
+}
+
+impl ClockState {
+    pub const ALL: [ClockState; 3] = [
+        ClockState::Unsynced,
+        ClockState::Synced,
+        ClockState::Capture,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClockState::Unsynced => "unsynced",
+            ClockState::Synced => "synced",
+            ClockState::Capture => "capture",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+}
+
 /// Zeek-style connection history: one letter per event kind, upper case for
 /// the initiator and lower case for the responder, in the order first seen.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
@@ -346,6 +380,11 @@ pub struct FlowRecord {
     pub icmp: Option<(u8, u8)>,
     /// What DNS, DHCP, TLS and HTTP said about the flow's ends.
     pub names: Names,
+    /// Where `start_ms` and `end_ms` come from.
+    pub clock: ClockState,
+    /// Frames the tap's capture rings dropped while this flow was open: its
+    /// counters may miss up to that many (0: nothing was lost).
+    pub ring_drops: u32,
 }
 
 /// What the analyst reads first: did the conversation happen?

@@ -3,11 +3,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use pitap_wire::codec::{FLAG_FINAL, MAX_DATAGRAM};
+use pitap_wire::codec::{FLAG_CAPTURE_TIME, FLAG_CLOCK_SYNCED, FLAG_FINAL, MAX_DATAGRAM};
 use pitap_wire::Text;
 use pitap_wire::{
-    BatchHeader, BatchReader, BatchWriter, ConnState, EndReason, Endpoint, FlowRecord, History,
-    SideCounters, TapPort, WireError,
+    BatchHeader, BatchReader, BatchWriter, ClockState, ConnState, EndReason, Endpoint, FlowRecord,
+    History, SideCounters, TapPort, WireError,
 };
 use proptest::prelude::*;
 
@@ -52,6 +52,7 @@ prop_compose! {
         ingress in 0u8..3,
         icmp in proptest::option::of(any::<(u8, u8)>()),
         names in proptest::collection::vec("[ -~]{0,140}", 6),
+        ring_drops in prop_oneof![Just(0u32), any::<u32>()],
     ) -> FlowRecord {
         FlowRecord {
             start_ms,
@@ -75,12 +76,15 @@ prop_compose! {
                 http_host: Text::from_bytes(names[4].as_bytes()),
                 http_request: Text::from_bytes(names[5].as_bytes()),
             },
+            clock: ClockState::Unsynced,
+            ring_drops,
         }
     }
 }
 
-/// Encodes records into as many batches as they need.
-fn encode(records: &[FlowRecord], tap: &str) -> Vec<Vec<u8>> {
+/// Encodes records into as many batches as they need; the batch header
+/// says where the times come from (`flags`).
+fn encode(records: &[FlowRecord], tap: &str, flags: u8) -> Vec<Vec<u8>> {
     let mut batches = Vec::new();
     let mut writer = BatchWriter::default();
     let mut seq = 0;
@@ -92,8 +96,9 @@ fn encode(records: &[FlowRecord], tap: &str) -> Vec<Vec<u8>> {
                     boot_id: 7,
                     seq,
                     base_ms: r.start_ms,
-                    flags: 0,
+                    flags,
                     dropped_batches: 0,
+                    low_seq: seq,
                 };
                 writer.start(&header).unwrap();
             }
@@ -120,8 +125,18 @@ fn encode(records: &[FlowRecord], tap: &str) -> Vec<Vec<u8>> {
 
 proptest! {
     #[test]
-    fn records_round_trip(records in proptest::collection::vec(record(), 1..60), tap in "[a-z0-9-]{1,32}") {
-        let batches = encode(&records, &tap);
+    fn records_round_trip(
+        records in proptest::collection::vec(record(), 1..60),
+        tap in "[a-z0-9-]{1,32}",
+        clock in 0usize..3,
+    ) {
+        let (flags, clock) = [
+            (0, ClockState::Unsynced),
+            (FLAG_CLOCK_SYNCED, ClockState::Synced),
+            (FLAG_CAPTURE_TIME, ClockState::Capture),
+        ][clock];
+        let records: Vec<FlowRecord> = records.into_iter().map(|r| FlowRecord { clock, ..r }).collect();
+        let batches = encode(&records, &tap, flags);
         let mut decoded = Vec::new();
         for (i, b) in batches.iter().enumerate() {
             prop_assert!(b.len() <= MAX_DATAGRAM);
@@ -146,7 +161,7 @@ proptest! {
 
     #[test]
     fn flipped_bits_are_rejected_or_decode(records in proptest::collection::vec(record(), 1..5), at in any::<prop::sample::Index>(), bit in 0u8..8) {
-        let mut batch = encode(&records, "t").remove(0);
+        let mut batch = encode(&records, "t", 0).remove(0);
         let i = at.index(batch.len());
         batch[i] ^= 1 << bit;
         if let Ok(reader) = BatchReader::new(&batch) {
@@ -163,7 +178,7 @@ fn damaged_batches_give_named_errors() {
         proto: 6,
         ..FlowRecord::default()
     };
-    let good = encode(&[rec], "tap").remove(0);
+    let good = encode(&[rec], "tap", 0).remove(0);
     assert_eq!(
         BatchReader::new(b"GET / HTTP/1.1").err(),
         Some(WireError::BadMagic)
@@ -185,7 +200,7 @@ fn damaged_batches_give_named_errors() {
         ..rec
     };
     bad_state.history = History::from_text("");
-    let mut bytes = encode(&[bad_state], "tap").remove(0);
+    let mut bytes = encode(&[bad_state], "tap", 0).remove(0);
     // conn_state is followed by the empty history (length 0) and end_reason:
     // find the OTH value (12) right before the zero-length history.
     let pos = bytes.windows(2).rposition(|w| w == [12, 0]).unwrap();
@@ -205,6 +220,7 @@ fn final_flag_and_empty_batch() {
             base_ms: 0,
             flags: FLAG_FINAL,
             dropped_batches: 0,
+            low_seq: 0,
         })
         .unwrap();
     let reader = BatchReader::new(writer.as_bytes()).unwrap();
@@ -218,6 +234,7 @@ fn final_flag_and_empty_batch() {
         base_ms: 0,
         flags: 0,
         dropped_batches: 0,
+        low_seq: 0,
     };
     assert_eq!(writer.start(&header), Err(WireError::TapIdTooLong));
 }

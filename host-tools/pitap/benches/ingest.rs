@@ -1,13 +1,14 @@
 //! Collector ingest benchmark (not a test): sealed batches of realistic
-//! records through the collector core (open, replay check, dedup, decode)
-//! and the text line format into a sink, as `pitap collect` does minus the
-//! socket. Prints flows/s sealed and, for comparison, plaintext.
+//! records through the collector core (open, challenge and replay check,
+//! dedup, decode, a sealed reply per group of 64) and the text line format
+//! into a sink, as `pitap collect` does minus the socket. Prints flows/s
+//! sealed and, for comparison, plaintext.
 //!
 //! `cargo bench -p pitap --bench ingest`
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Instant, SystemTime};
 
 use pitap::collector::{Collector, Outcome};
@@ -18,6 +19,10 @@ use pitap_wire::{
 };
 
 const FLOWS: u64 = 400_000;
+/// The collector's secret in this bench, so the batches carry the
+/// challenge it gives the tap's boot.
+const SECRET: [u8; 32] = [0x77; 32];
+const BOOT: [u8; 16] = [3; 16];
 
 fn record(i: u64) -> FlowRecord {
     let side = |a: u32, port: u16, n: u64| Endpoint {
@@ -50,13 +55,15 @@ fn datagrams(key: Option<&Key>) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut w = BatchWriter::default();
     let mut seq = 0;
+    let challenge = envelope::derive_challenge(&Key::from_bytes(SECRET), &BOOT, 0);
     let seal = |w: &BatchWriter, seq: u64| {
         let h = Header {
             sealed: key.is_some(),
             kind: Kind::Batch,
             tap_id: "bench-tap",
-            boot: [3; 16],
+            boot: BOOT,
             counter: seq,
+            challenge,
         };
         envelope::seal(&h, key, w.as_bytes()).unwrap()
     };
@@ -91,17 +98,20 @@ fn run(label: &str, key: Option<Key>) -> f64 {
         if let Some(k) = &key {
             keys.insert("bench-tap".to_string(), k.clone());
         }
-        let mut collector = Collector::new(keys, key.is_none(), [5; 16]);
+        let mut collector = Collector::new(keys, key.is_none(), [5; 16], SECRET);
         let mut sink = LineSink::new(std::io::sink(), "", LineFormat::Text);
+        let from = SocketAddr::from(([127, 0, 0, 1], 9));
         let start = Instant::now();
         let mut flows = 0u64;
-        for d in &dgs {
-            if let Outcome::Batch { records, ack, .. } = collector.handle(d, SystemTime::now()) {
+        for (i, d) in dgs.iter().enumerate() {
+            if let Outcome::Batch { records, .. } = collector.handle(d, from, SystemTime::now()) {
                 for r in &records {
                     sink.emit(r);
                 }
                 flows += records.len() as u64;
-                black_box(ack);
+            }
+            if i % 64 == 63 {
+                black_box(collector.take_replies(2048, std::time::Duration::from_millis(50)));
             }
         }
         assert_eq!(flows, FLOWS);

@@ -55,6 +55,8 @@ fn record(i: u64) -> FlowRecord {
         ingress: pitap_wire::TapPort::A,
         icmp: None,
         names: Default::default(),
+        clock: pitap_wire::ClockState::Synced,
+        ring_drops: 0,
     }
 }
 

@@ -48,24 +48,38 @@ const RETENTION_EVERY: Duration = Duration::from_secs(60);
 /// Receive buffer asked of the kernel: room for bursts of a few thousand
 /// batches while lines are being written.
 const RECV_BUFFER: usize = 8 << 20;
-/// Acknowledgements wait at most this long (or for this many batches) so
-/// that lines and state are written once per group, not per batch.
+/// What one datagram of a batch takes of the receive buffer, at most (the
+/// kernel counts its buffers, not just the payload).
+const BUFFER_PER_BATCH: usize = 4096;
+/// Replies wait at most this long (or for this many batches) so that lines
+/// and state are written once per group, not per batch; taps measure the
+/// wait into their round trips.
 const ACK_DELAY: Duration = Duration::from_millis(50);
 const ACK_GROUP: usize = 64;
 /// With a store, one transaction per group: a commit writes every index
 /// page it touched, so larger groups cost far less per flow (the store
 /// bench: ~30k flows/s in groups of 1,280 flows, ~100k/s in groups of
-/// 20,000). 200 ms stays well under the tap's first retransmission (500 ms).
+/// 20,000).
 const STORE_ACK_DELAY: Duration = Duration::from_millis(200);
 const STORE_ACK_GROUP: usize = 1024;
+/// The loop looks at its timers at least this often.
+const READ_TIMEOUT: Duration = Duration::from_millis(25);
+/// Commits whose time the announced ack delay covers.
+const COMMITS_REMEMBERED: usize = 16;
+/// Hellos and refused datagrams are answered at once, but a flood of them
+/// makes at most one extra group this often.
+const URGENT_EVERY: Duration = Duration::from_millis(5);
 
-fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+/// The socket, and the batches its receive buffer holds (the window taps
+/// are told).
+fn bind(addr: SocketAddr) -> io::Result<(UdpSocket, u32)> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     // The kernel caps this at net.core.rmem_max; a smaller buffer still works.
     let _ = socket.set_recv_buffer_size(RECV_BUFFER);
     socket.bind(&addr.into())?;
-    Ok(socket.into())
+    let room = socket.recv_buffer_size().unwrap_or(212_992) / BUFFER_PER_BATCH;
+    Ok((socket.into(), room.clamp(16, 8192) as u32))
 }
 
 fn ago(t: Option<SystemTime>) -> String {
@@ -87,13 +101,14 @@ pub fn status_line(id: &str, t: &TapState) -> String {
         ),
         None => (0, "-".into()),
     };
+    let lost = t.current.as_ref().map_or(0, |b| b.lost);
     let mut line = format!(
-        "tap {id}: boot {boot}, {} batches, {} records, {} duplicates, {} missing, {} dropped by tap, {} reboots ({} lost before), last seen {}",
+        "tap {id}: boot {boot}, {} batches, {} records, {} duplicates, {} waiting, {} lost (tap gave up), {} reboots ({} lost before), last seen {}",
         t.batches,
         t.records,
         t.duplicates,
         missing,
-        t.tap_dropped,
+        lost,
         t.reboots,
         t.lost_before_reboot,
         ago(t.last_seen),
@@ -105,8 +120,18 @@ pub fn status_line(id: &str, t: &TapState) -> String {
             .iter()
             .map(|p| format!("{}:{}", p.port, if p.carrier { "up" } else { "down" }))
             .collect();
+        let clock = if h.clock.synced {
+            format!(
+                "clock synced by {} {:+} ms (within {} us, {} steps)",
+                h.clock.source, h.clock.offset_ms, h.clock.uncertainty_us, h.clock.steps
+            )
+        } else if h.clock.source == "capture" {
+            "clock from the capture".to_string()
+        } else {
+            "clock UNSYNCED".to_string()
+        };
         line.push_str(&format!(
-            "; fw {}, up {}s, links {}, {} frames, {} ring drops, flows {}/{}, {} evicted, buffer {}/{}",
+            "; fw {}, up {}s, links {}, {} frames, {} ring drops, flows {}/{}, {} evicted, buffer {}/{}, {} retransmitted, {clock}",
             h.version,
             h.uptime_s,
             links.join(" "),
@@ -116,7 +141,8 @@ pub fn status_line(id: &str, t: &TapState) -> String {
             h.flows_capacity,
             h.evictions,
             h.buffer_batches,
-            h.buffer_capacity
+            h.buffer_capacity,
+            h.uplink.retransmits,
         ));
     }
     line
@@ -136,7 +162,10 @@ struct Loop {
     sink: LineSink<Box<dyn Write>>,
     output: Option<PathBuf>,
     state: Option<PathBuf>,
-    acks: Vec<(Vec<u8>, SocketAddr)>,
+    /// Batches received since the last flush.
+    group: usize,
+    /// Batches the receive buffer holds.
+    window: u32,
     last_flush: Instant,
     /// Flows received since the last flush, enriched.
     pending: Vec<StoredFlow>,
@@ -146,45 +175,36 @@ struct Loop {
     last_retention: Instant,
     alerts: Alerts,
     exporters: Vec<Box<dyn Exporter>>,
+    /// How long the last commits took.
+    commits: std::collections::VecDeque<Duration>,
+    /// Flows stored so far, and (tests only) the count past which the
+    /// collector kills itself just before committing.
+    flows_committed: u64,
+    kill_before_commit_at: Option<u64>,
 }
 
 impl Loop {
     /// Lines out, flows and state stored (one transaction), state file
-    /// saved, then the acknowledgements; alerts and exports last.
+    /// saved, then the replies (which acknowledge what is stored); alerts
+    /// and exports last.
     fn flush(&mut self) -> Result<(), String> {
         self.sink
             .finish()
             .map_err(|e| format!("writing flows: {e}"))?;
-        if self.state.is_some() || self.store.is_some() {
-            let output_len = match &self.output {
-                Some(out) => Some(
-                    std::fs::metadata(out)
-                        .map_err(|e| format!("{}: {e}", out.display()))?
-                        .len(),
-                ),
-                None => None,
-            };
-            let saved = SavedState {
-                output_len,
-                taps: self.collector.taps().clone(),
-            };
-            let text = serde_json::to_string(&saved).map_err(|e| e.to_string())?;
-            if let Some(store) = &mut self.store {
-                if !self.pending.is_empty() || !self.acks.is_empty() {
-                    store.commit(&self.pending, Some(&text))?;
-                }
-            }
-            if let Some(path) = &self.state {
-                let tmp = path.with_extension("tmp");
-                std::fs::write(&tmp, text)
-                    .and_then(|()| std::fs::rename(&tmp, path))
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-            }
+        if self.kill_before_commit_at.is_some_and(|at| {
+            !self.pending.is_empty() && self.flows_committed + self.pending.len() as u64 > at
+        }) {
+            kill_self();
         }
-        for (ack, to) in self.acks.drain(..) {
-            // A lost acknowledgement only means one more retransmission.
-            let _ = self.socket.send_to(&ack, to);
+        let committing = Instant::now();
+        self.save_state(self.group > 0 || !self.pending.is_empty())?;
+        self.note_commit(committing.elapsed());
+        self.flows_committed += self.pending.len() as u64;
+        for (reply, to) in self.collector.take_replies(self.window, self.ack_delay()) {
+            // A lost reply costs nothing: the next one says it all.
+            let _ = self.socket.send_to(&reply, to);
         }
+        self.group = 0;
         if !self.alerts.is_empty() {
             for flow in &self.pending {
                 self.alerts.observe(flow);
@@ -207,6 +227,59 @@ impl Loop {
         Ok(())
     }
 
+    fn note_commit(&mut self, took: Duration) {
+        if self.commits.len() >= COMMITS_REMEMBERED {
+            self.commits.pop_front();
+        }
+        self.commits.push_back(took);
+    }
+
+    /// How long a datagram may wait for its reply: the grouping delay, a
+    /// turn of the loop (its read timeout) and the longest of the recent
+    /// commits, doubled for what comes.
+    fn ack_delay(&self) -> Duration {
+        let delay = if self.store.is_some() {
+            STORE_ACK_DELAY
+        } else {
+            ACK_DELAY
+        };
+        delay + READ_TIMEOUT + 2 * self.commits.iter().copied().max().unwrap_or_default()
+    }
+
+    /// Saves the state (with the output file's length): into the store
+    /// with the pending flows in one transaction (`commit`: there is
+    /// something to commit), and into the state file.
+    fn save_state(&mut self, commit: bool) -> Result<(), String> {
+        if self.state.is_none() && self.store.is_none() {
+            return Ok(());
+        }
+        let output_len = match &self.output {
+            Some(out) => Some(
+                std::fs::metadata(out)
+                    .map_err(|e| format!("{}: {e}", out.display()))?
+                    .len(),
+            ),
+            None => None,
+        };
+        let saved = SavedState {
+            output_len,
+            taps: self.collector.taps().clone(),
+        };
+        let text = serde_json::to_string(&saved).map_err(|e| e.to_string())?;
+        if let Some(store) = &mut self.store {
+            if commit {
+                store.commit(&self.pending, Some(&text))?;
+            }
+        }
+        if let Some(path) = &self.state {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, text)
+                .and_then(|()| std::fs::rename(&tmp, path))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+
     fn print_status(&self) {
         for (id, t) in self.collector.taps() {
             if t.current.is_some() {
@@ -222,6 +295,16 @@ fn load_state(path: &PathBuf) -> Result<SavedState, String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(SavedState::default()),
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
+}
+
+/// Tests only (`PITAP_TEST_KILL_BEFORE_COMMIT_AT=N`): a real SIGKILL at the
+/// worst moment, lines written and nothing committed, by the commit that
+/// would take the store past N flows.
+fn kill_self() -> ! {
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &std::process::id().to_string()])
+        .status();
+    std::process::abort()
 }
 
 /// Cuts the output back to what the saved state covers.
@@ -256,7 +339,8 @@ pub fn run(opts: Options) -> Result<(), String> {
         Some(path) => Some(Store::open(path)?),
         None => None,
     };
-    // With a store, the state committed with the rows is the one to trust.
+    // With a store, the state committed with the rows is the one to trust;
+    // a store that has none yet committed nothing.
     let saved = match (&store, &opts.state) {
         (Some(store), _) => match store.saved_state()? {
             Some(text) => serde_json::from_str(&text).map_err(|e| format!("store state: {e}"))?,
@@ -265,14 +349,19 @@ pub fn run(opts: Options) -> Result<(), String> {
         (None, Some(path)) => load_state(path)?,
         (None, None) => SavedState::default(),
     };
+    let flows_committed = match &store {
+        Some(store) => store.count()?,
+        None => 0,
+    };
     let alerts = Alerts::new(&opts.alerts)?;
     let exporters = crate::export::from_config(&opts.exports)?;
     if let (Some(out), Some(committed)) = (&opts.output, saved.output_len) {
         roll_back(out, committed)?;
     }
-    let socket = bind(opts.listen).map_err(|e| format!("listen on {}: {e}", opts.listen))?;
+    let (socket, window) =
+        bind(opts.listen).map_err(|e| format!("listen on {}: {e}", opts.listen))?;
     socket
-        .set_read_timeout(Some(Duration::from_millis(25)))
+        .set_read_timeout(Some(READ_TIMEOUT))
         .map_err(|e| e.to_string())?;
     let out: Box<dyn Write> = match &opts.output {
         Some(path) => Box::new(io::BufWriter::new(
@@ -288,6 +377,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         opts.keys.clone(),
         opts.allow_plaintext,
         crate::keygen::random_bytes::<16>()?,
+        crate::keygen::random_bytes::<32>()?,
     );
     collector.restore(saved.taps);
     eprintln!(
@@ -300,7 +390,8 @@ pub fn run(opts: Options) -> Result<(), String> {
         sink: LineSink::new(out, "", opts.format),
         output: opts.output.clone(),
         state: opts.state.clone(),
-        acks: Vec::new(),
+        group: 0,
+        window,
         last_flush: Instant::now(),
         pending: Vec::new(),
         networks: opts.networks.clone(),
@@ -309,7 +400,15 @@ pub fn run(opts: Options) -> Result<(), String> {
         last_retention: Instant::now(),
         alerts,
         exporters,
+        commits: Default::default(),
+        flows_committed,
+        kill_before_commit_at: std::env::var("PITAP_TEST_KILL_BEFORE_COMMIT_AT")
+            .ok()
+            .and_then(|v| v.parse().ok()),
     };
+    // What the output file holds now is committed: a collector killed
+    // before its first commit rolls back to here, not to nothing known.
+    state.save_state(true)?;
     if let Some(path) = &opts.store {
         eprintln!("pitap: storing flows in {}", path.display());
     }
@@ -334,10 +433,9 @@ pub fn run(opts: Options) -> Result<(), String> {
         };
         if let Some((len, from)) = received {
             last_datagram = Instant::now();
-            match state.collector.handle(&buf[..len], SystemTime::now()) {
-                Outcome::Batch {
-                    tap, records, ack, ..
-                } => {
+            match state.collector.handle(&buf[..len], from, SystemTime::now()) {
+                Outcome::Batch { tap, records, .. } => {
+                    state.group += 1;
                     state.sink.set_tap(&tap);
                     for record in &records {
                         state.sink.emit(record);
@@ -347,9 +445,8 @@ pub fn run(opts: Options) -> Result<(), String> {
                             enrichment: state.networks.enrich(record),
                         });
                     }
-                    state.acks.push((ack, from));
                 }
-                Outcome::Health { .. } => {}
+                Outcome::Health { .. } | Outcome::Hello { .. } => {}
                 Outcome::Rejected(reason) => {
                     if state.collector.rejected().get(&reason) == Some(&1) {
                         eprintln!(
@@ -365,9 +462,11 @@ pub fn run(opts: Options) -> Result<(), String> {
         } else {
             (ACK_DELAY, ACK_GROUP)
         };
-        if state.acks.len() >= group
-            || (!state.acks.is_empty() && state.last_flush.elapsed() >= delay)
-            || (received.is_none() && state.last_flush.elapsed() >= delay)
+        let since = state.last_flush.elapsed();
+        if state.group >= group
+            || (state.group > 0 && since >= delay)
+            || (received.is_none() && since >= delay)
+            || (state.collector.has_urgent_replies() && since >= URGENT_EVERY)
         {
             state.flush()?;
         }

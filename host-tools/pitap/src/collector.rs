@@ -1,16 +1,17 @@
 //! The collector's core, without sockets: a datagram in, its records (or a
-//! reason to reject it) and the acknowledgement to send back out. `pitap
-//! collect`, the ingest benchmark and the fuzz test all drive this.
+//! reason to refuse it); the replies to send once what arrived is stored.
+//! `pitap collect`, the ingest benchmark and the fuzz test all drive this.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime};
 
 use pitap_wire::codec::FLAG_FINAL;
 use pitap_wire::envelope::{self, Header, Key, Kind};
-use pitap_wire::messages::{self, Ack, Health};
+use pitap_wire::messages::{self, Health, Reply};
 use pitap_wire::{BatchReader, FlowRecord, WireError};
 
-use crate::taps::{BootCheck, TapState};
+use crate::taps::{Admission, TapState};
 
 /// Why a datagram was refused. Each is counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -25,15 +26,31 @@ pub enum Reject {
     PlaintextRefused,
     /// A datagram already accepted, sent again.
     Replayed,
-    /// Authentic but from an earlier boot of the tap: an old datagram replayed.
-    StaleBoot,
+    /// Authentic, but its challenge is not the one of the boot taken now
+    /// nor the one offered to a new boot: a datagram of an earlier boot,
+    /// or of an earlier run of this collector (which lost its state).
+    StaleChallenge,
     /// Authentic envelope, but the batch or message inside does not decode.
     MalformedContent,
-    /// A kind a collector never receives (an acknowledgement).
+    /// A kind a collector never receives (a reply).
     UnexpectedKind,
 }
 
 impl Reject {
+    pub const ALL: [Reject; 11] = [
+        Reject::NotPitap,
+        Reject::Truncated,
+        Reject::UnsupportedVersion,
+        Reject::MalformedEnvelope,
+        Reject::UnknownTap,
+        Reject::Forged,
+        Reject::PlaintextRefused,
+        Reject::Replayed,
+        Reject::StaleChallenge,
+        Reject::MalformedContent,
+        Reject::UnexpectedKind,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reject::NotPitap => "not a PiTap datagram",
@@ -44,7 +61,7 @@ impl Reject {
             Reject::Forged => "forged or wrong key",
             Reject::PlaintextRefused => "plaintext refused",
             Reject::Replayed => "replayed",
-            Reject::StaleBoot => "from an earlier boot (replayed)",
+            Reject::StaleChallenge => "stale challenge (an earlier boot or collector run)",
             Reject::MalformedContent => "malformed content",
             Reject::UnexpectedKind => "unexpected kind",
         }
@@ -66,32 +83,59 @@ impl Reject {
 #[derive(Debug)]
 pub enum Outcome {
     /// A batch: its records (empty if it was a retransmission already
-    /// delivered) and the acknowledgement to send back.
+    /// delivered).
     Batch {
         tap: String,
         records: Vec<FlowRecord>,
         duplicate: bool,
-        ack: Vec<u8>,
     },
     Health {
+        tap: String,
+    },
+    Hello {
         tap: String,
     },
     Rejected(Reject),
 }
 
+/// A reply owed to one boot of a tap: to the first datagram of it since
+/// the last replies went out (the longest wait, so the tap's retransmission
+/// timeout covers every batch of the group).
+struct Owed {
+    to: SocketAddr,
+    echo: u64,
+    received: Instant,
+    /// A hello or a refused datagram: answer without waiting for a group.
+    urgent: bool,
+}
+
+/// Replies owed at once, at most (refused datagrams of many old boots
+/// cannot make the collector a reflector).
+const MAX_OWED: usize = 256;
+
 pub struct Collector {
     taps: BTreeMap<String, TapState>,
     allow_plaintext: bool,
     rejected: BTreeMap<Reject, u64>,
-    /// Nonce prefix of this collector's acknowledgements.
+    /// Nonce prefix of this collector's replies.
     boot: [u8; 16],
     counter: u64,
+    owed: BTreeMap<(String, [u8; 16]), Owed>,
+    /// The secret this run derives challenges from.
+    secret: Key,
 }
 
 impl Collector {
     /// `keys`: tap id -> key. With `allow_plaintext`, plaintext datagrams
-    /// from tap ids without a key are accepted too (tests only).
-    pub fn new(keys: BTreeMap<String, Key>, allow_plaintext: bool, boot: [u8; 16]) -> Self {
+    /// from tap ids without a key are accepted too (tests only). `boot`:
+    /// 16 random bytes, `secret`: 32 more, both new at every start.
+    pub fn new(
+        keys: BTreeMap<String, Key>,
+        allow_plaintext: bool,
+        boot: [u8; 16],
+        secret: [u8; 32],
+    ) -> Self {
+        let secret = Key::from_bytes(secret);
         let taps = keys
             .into_iter()
             .map(|(id, key)| {
@@ -99,6 +143,7 @@ impl Collector {
                     id,
                     TapState {
                         key: Some(key),
+                        secret: Some(secret.clone()),
                         ..TapState::default()
                     },
                 )
@@ -110,6 +155,8 @@ impl Collector {
             rejected: BTreeMap::new(),
             boot,
             counter: 0,
+            owed: BTreeMap::new(),
+            secret,
         }
     }
 
@@ -129,6 +176,7 @@ impl Collector {
                 continue;
             }
             state.key = key;
+            state.secret = Some(self.secret.clone());
             if let Some(b) = &mut state.current {
                 b.restore_window();
             }
@@ -141,7 +189,25 @@ impl Collector {
         Outcome::Rejected(r)
     }
 
-    pub fn handle(&mut self, datagram: &[u8], now: SystemTime) -> Outcome {
+    fn owe(&mut self, tap: &str, boot: [u8; 16], to: SocketAddr, echo: u64, urgent: bool) {
+        if self.owed.len() >= MAX_OWED {
+            return;
+        }
+        let owed = self.owed.entry((tap.to_string(), boot)).or_insert(Owed {
+            to,
+            echo,
+            received: Instant::now(),
+            urgent,
+        });
+        owed.urgent |= urgent;
+    }
+
+    /// Whether a reply should go out now rather than with the next group.
+    pub fn has_urgent_replies(&self) -> bool {
+        self.owed.values().any(|o| o.urgent)
+    }
+
+    pub fn handle(&mut self, datagram: &[u8], from: SocketAddr, now: SystemTime) -> Outcome {
         let header = match envelope::parse(datagram) {
             Ok((h, _)) => h,
             Err(e) => return self.reject(Reject::from_wire(e)),
@@ -164,12 +230,38 @@ impl Collector {
             Ok(opened) => opened,
             Err(e) => return self.reject(Reject::from_wire(e)),
         };
-        // Authentic from here on: the boot and counter can be trusted.
-        let tap = self.taps.entry(tap_id.clone()).or_default();
-        match tap.check_boot(&header.boot) {
-            BootCheck::Stale => return self.reject(Reject::StaleBoot),
-            BootCheck::New => tap.start_boot(header.boot),
-            BootCheck::Current => {}
+        // Authentic from here on: the boot, counter and challenge can be
+        // trusted to be the tap's (not that they are recent).
+        if header.kind == Kind::Reply {
+            return self.reject(Reject::UnexpectedKind);
+        }
+        let secret = self.secret.clone();
+        let tap = self.taps.entry(tap_id.clone()).or_insert_with(|| TapState {
+            secret: Some(secret),
+            ..TapState::default()
+        });
+        if header.kind == Kind::Hello {
+            // A hello changes nothing; it is answered with the challenge
+            // for its boot (a replayed one only makes a reply nobody can use).
+            if let Some(b) = tap.current.as_mut().filter(|b| b.boot == header.boot) {
+                if !b.accept_counter(header.counter) {
+                    return self.reject(Reject::Replayed);
+                }
+                tap.last_seen = Some(now);
+            }
+            tap.hellos += 1;
+            self.owe(&tap_id, header.boot, from, header.counter, true);
+            return Outcome::Hello { tap: tap_id };
+        }
+        match tap.admit(&header.boot, &header.challenge) {
+            Admission::Current => {}
+            Admission::NewBoot(challenge) => tap.start_boot(header.boot, challenge),
+            Admission::Stale => {
+                // Tell the sender the challenge of its boot: a tap whose
+                // collector lost its state carries on with the new one.
+                self.owe(&tap_id, header.boot, from, header.counter, true);
+                return self.reject(Reject::StaleChallenge);
+            }
         }
         let Some(boot) = tap.current.as_mut() else {
             return self.reject(Reject::MalformedEnvelope);
@@ -178,8 +270,9 @@ impl Collector {
             return self.reject(Reject::Replayed);
         }
         tap.last_seen = Some(now);
+        self.owe(&tap_id, header.boot, from, header.counter, false);
         match header.kind {
-            Kind::Batch => self.batch(&tap_id, &header, &payload, key.as_ref()),
+            Kind::Batch => self.batch(&tap_id, &payload),
             Kind::Health => match messages::decode::<Health>(&payload) {
                 Ok(h) => {
                     if let Some(t) = self.taps.get_mut(&tap_id) {
@@ -189,17 +282,11 @@ impl Collector {
                 }
                 Err(_) => self.reject(Reject::MalformedContent),
             },
-            Kind::Ack => self.reject(Reject::UnexpectedKind),
+            Kind::Hello | Kind::Reply => self.reject(Reject::UnexpectedKind),
         }
     }
 
-    fn batch(
-        &mut self,
-        tap_id: &str,
-        env: &Header<'_>,
-        payload: &[u8],
-        key: Option<&Key>,
-    ) -> Outcome {
+    fn batch(&mut self, tap_id: &str, payload: &[u8]) -> Outcome {
         let decoded = BatchReader::new(payload).and_then(|reader| {
             let header = reader.header;
             let records = reader.collect::<Result<Vec<_>, _>>()?;
@@ -215,42 +302,77 @@ impl Collector {
         let Some(boot) = tap.current.as_mut() else {
             return self.reject(Reject::MalformedContent);
         };
-        let fresh = boot.receive(header.seq);
+        let fresh = boot.receive(header.seq, header.low_seq);
         if fresh {
             tap.batches += 1;
             tap.records += records.len() as u64;
-            tap.tap_dropped = tap.tap_dropped.max(header.dropped_batches);
             if header.flags & FLAG_FINAL != 0 {
                 tap.final_seq = Some(header.seq);
             }
         } else {
             tap.duplicates += 1;
         }
-        let ack = Ack {
-            tap_boot: env.boot,
-            seqs: vec![header.seq],
-        };
-        let ack = self.seal_ack(tap_id, &ack, key);
         Outcome::Batch {
             tap: tap_id.to_string(),
             records: if fresh { records } else { Vec::new() },
             duplicate: !fresh,
-            ack,
         }
     }
 
-    fn seal_ack(&mut self, tap_id: &str, ack: &Ack, key: Option<&Key>) -> Vec<u8> {
+    /// The replies owed, sealed, with where they go. Call it only once what
+    /// arrived so far is stored: a reply says so. `window`: batches the
+    /// collector can take in flight, shared among the taps that sent;
+    /// `ack_delay`: how long it may hold a datagram before answering.
+    pub fn take_replies(
+        &mut self,
+        window: u32,
+        ack_delay: std::time::Duration,
+    ) -> Vec<(Vec<u8>, SocketAddr)> {
+        let owed = std::mem::take(&mut self.owed);
+        let senders = owed.len().max(1) as u32;
+        let now = Instant::now();
+        let mut out = Vec::with_capacity(owed.len());
+        for ((tap_id, boot), o) in owed {
+            let Some(tap) = self.taps.get(&tap_id) else {
+                continue;
+            };
+            let mut reply = Reply {
+                tap_boot: boot,
+                echo: o.echo,
+                held_us: now.duration_since(o.received).as_micros() as u64,
+                time_us: SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as u64),
+                challenge: tap.challenge_for(&boot),
+                window: (window / senders).max(4),
+                ack_delay_us: ack_delay.as_micros() as u64,
+                ..Reply::default()
+            };
+            if let Some(b) = tap.current.as_ref().filter(|b| b.boot == boot) {
+                reply.acked_below = b.next_seq;
+                reply.acked = b.ack_ranges();
+            }
+            let key = tap.key.clone();
+            if let Some(datagram) = self.seal_reply(&tap_id, &reply, key.as_ref()) {
+                out.push((datagram, o.to));
+            }
+        }
+        out
+    }
+
+    fn seal_reply(&mut self, tap_id: &str, reply: &Reply, key: Option<&Key>) -> Option<Vec<u8>> {
         let header = Header {
             sealed: key.is_some(),
-            kind: Kind::Ack,
+            kind: Kind::Reply,
             tap_id,
             boot: self.boot,
             counter: self.counter,
+            challenge: [0; envelope::CHALLENGE_LEN],
         };
         self.counter += 1;
-        messages::encode(ack)
+        messages::encode(reply)
             .and_then(|payload| envelope::seal(&header, key, &payload))
-            .unwrap_or_default()
+            .ok()
     }
 
     /// Whether a tap has finished: its final batch (the end of a replay or

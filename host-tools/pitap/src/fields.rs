@@ -58,6 +58,8 @@ pub enum Field {
     Alpn,
     HttpHost,
     HttpRequest,
+    Clock,
+    RingDrops,
     /// Either side.
     Addr,
     Port,
@@ -106,6 +108,8 @@ const NAMES: &[(&str, Field)] = &[
     ("alpn", Field::Alpn),
     ("http_host", Field::HttpHost),
     ("http_request", Field::HttpRequest),
+    ("clock", Field::Clock),
+    ("ring_drops", Field::RingDrops),
     ("addr", Field::Addr),
     ("port", Field::Port),
     ("mac", Field::Mac),
@@ -158,7 +162,7 @@ impl Field {
         match self {
             Tap | Action | Proto | SrcMac | DstMac | ConnState | History | EndReason | Ingress
             | SrcGroup | DstGroup | Mac | Group | DstName | SrcHostname | Sni | Alpn | HttpHost
-            | HttpRequest => Kind::Text,
+            | HttpRequest | Clock => Kind::Text,
             SrcAddr | DstAddr | Addr => Kind::Addr,
             Continuation | FromInternal | ToInternal => Kind::Bool,
             _ => Kind::Num,
@@ -224,6 +228,8 @@ impl Field {
             Alpn => nonempty(r.names.alpn.as_str()),
             HttpHost => nonempty(r.names.http_host.as_str()),
             HttpRequest => nonempty(r.names.http_request.as_str()),
+            Clock => text(r.clock.as_str()),
+            RingDrops => num(r.ring_drops.into()),
             SrcGroup => e.src_group.as_deref().and_then(text),
             DstGroup => e.dst_group.as_deref().and_then(text),
             Addr | Port | Mac | Group => None,

@@ -12,13 +12,14 @@ use std::path::Path;
 
 use pitap_wire::format::mac_text;
 use pitap_wire::{
-    has_ports, ConnState, EndReason, Endpoint, FlowRecord, History, SideCounters, TapPort, Text,
+    has_ports, ClockState, ConnState, EndReason, Endpoint, FlowRecord, History, SideCounters,
+    TapPort, Text,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::networks::Enrichment;
 
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS flows (
@@ -61,7 +62,9 @@ CREATE TABLE IF NOT EXISTS flows (
     sni           TEXT,
     alpn          TEXT,
     http_host     TEXT,
-    http_request  TEXT
+    http_request  TEXT,
+    clock         TEXT NOT NULL DEFAULT 'unsynced',
+    ring_drops    INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS flows_start ON flows(start_ms);
 CREATE INDEX IF NOT EXISTS flows_src ON flows(src_addr, start_ms);
@@ -194,6 +197,16 @@ impl Store {
             )
             .map_err(err(&ctx))?;
         }
+        if (1..=2).contains(&version) {
+            // Version 3: where a flow's times come from, and the frames the
+            // tap's rings dropped while it was open. Older rows come from
+            // taps that never synchronised their clocks.
+            conn.execute_batch(
+                "ALTER TABLE flows ADD COLUMN clock TEXT NOT NULL DEFAULT 'unsynced';
+                 ALTER TABLE flows ADD COLUMN ring_drops INTEGER NOT NULL DEFAULT 0;",
+            )
+            .map_err(err(&ctx))?;
+        }
         conn.execute_batch(SCHEMA).map_err(err(&ctx))?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(err(&ctx))?;
@@ -224,10 +237,11 @@ impl Store {
                      src_tcp_flags, dst_tcp_flags, conn_state, history, end_reason,
                      continuation, ingress, vlan, inner_vlan, icmp_type, icmp_code,
                      from_internal, to_internal, src_group, dst_group,
-                     dst_name, src_hostname, sni, alpn, http_host, http_request)
+                     dst_name, src_hostname, sni, alpn, http_host, http_request,
+                     clock, ring_drops)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
                      ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28,
-                     ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39)",
+                     ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41)",
                 )
                 .map_err(err("store"))?;
             let mut devices: HashMap<[u8; 6], DeviceSeen> = HashMap::new();
@@ -280,6 +294,8 @@ impl Store {
                         text(r.names.alpn.as_str()),
                         text(r.names.http_host.as_str()),
                         text(r.names.http_request.as_str()),
+                        r.clock.as_str(),
+                        r.ring_drops,
                     ])
                     .map_err(err("store: insert"))?;
                 for (i, side) in [&r.src, &r.dst].into_iter().enumerate() {
@@ -444,7 +460,8 @@ impl Store {
                  src_tcp_flags, dst_tcp_flags, conn_state, history, end_reason,
                  continuation, ingress, vlan, inner_vlan, icmp_type, icmp_code,
                  from_internal, to_internal, src_group, dst_group,
-                 dst_name, src_hostname, sni, alpn, http_host, http_request
+                 dst_name, src_hostname, sni, alpn, http_host, http_request,
+                 clock, ring_drops
                  FROM flows WHERE start_ms >= ?1 AND start_ms < ?2 ORDER BY start_ms, id",
             )
             .map_err(err("store"))?;
@@ -534,6 +551,8 @@ fn blank_record() -> FlowRecord {
         ingress: TapPort::default(),
         icmp: None,
         names: Default::default(),
+        clock: ClockState::Unsynced,
+        ring_drops: 0,
     }
 }
 
@@ -606,6 +625,9 @@ fn read_row(row: &rusqlite::Row, f: &mut StoredFlow) -> rusqlite::Result<()> {
     n.alpn = Text::from_bytes(text(32)?.as_bytes());
     n.http_host = Text::from_bytes(text(33)?.as_bytes());
     n.http_request = Text::from_bytes(text(34)?.as_bytes());
+    let clock = text(35)?;
+    r.clock = ClockState::from_name(clock).ok_or_else(|| bad(35, "a clock state"))?;
+    r.ring_drops = num(36)? as u32;
     Ok(())
 }
 

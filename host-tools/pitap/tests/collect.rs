@@ -12,7 +12,8 @@ use std::time::Duration;
 mod common;
 
 use common::*;
-use pitap_wire::envelope::{self, Header, Key, Kind};
+use pitap_wire::envelope::{self, Challenge, Header, Key, Kind};
+use pitap_wire::messages::{self, Hello, Reply};
 use pitap_wire::{BatchHeader, BatchWriter, FlowRecord};
 
 fn printed(file: &Path, format: &str, tap: &str) -> String {
@@ -49,7 +50,7 @@ fn collector_lines_equal_the_taps_own_lines() {
         assert!(collected.lines().count() > 20);
         assert!(stderr.contains("tap lab-tap:"), "{stderr}");
         assert!(
-            stderr.contains("0 duplicates, 0 missing, 0 dropped by tap"),
+            stderr.contains("0 duplicates, 0 waiting, 0 lost (tap gave up)"),
             "{stderr}"
         );
         assert!(!stderr.contains("rejected"), "{stderr}");
@@ -115,8 +116,16 @@ fn a_restarted_tap_is_a_reboot_not_a_replay() {
     );
 }
 
-/// A sealed batch of one record, as a tap of `boot` would send it.
-fn sealed_batch(tap: &str, key: &Key, boot: [u8; 16], counter: u64, seq: u64) -> Vec<u8> {
+/// A sealed batch of one record, as a tap of `boot` with `challenge` would
+/// send it.
+fn sealed_batch(
+    tap: &str,
+    key: &Key,
+    boot: [u8; 16],
+    challenge: Challenge,
+    counter: u64,
+    seq: u64,
+) -> Vec<u8> {
     let mut w = BatchWriter::default();
     let header = BatchHeader {
         tap_id: tap,
@@ -139,8 +148,40 @@ fn sealed_batch(tap: &str, key: &Key, boot: [u8; 16], counter: u64, seq: u64) ->
         tap_id: tap,
         boot,
         counter,
+        challenge,
     };
     envelope::seal(&env, Some(key), w.as_bytes()).unwrap()
+}
+
+/// What a tap does first: a hello for `boot`, and the challenge out of the
+/// collector's sealed reply.
+fn handshake(sock: &UdpSocket, addr: &str, tap: &str, key: &Key, boot: [u8; 16]) -> Challenge {
+    let hello = envelope::seal(
+        &Header {
+            sealed: true,
+            kind: Kind::Hello,
+            tap_id: tap,
+            boot,
+            counter: 1_000_000,
+            challenge: [0; 8],
+        },
+        Some(key),
+        &messages::encode(&Hello::default()).unwrap(),
+    )
+    .unwrap();
+    sock.send_to(&hello, addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 2048];
+    loop {
+        let n = sock.recv(&mut buf).expect("a reply to the hello");
+        let Ok((_, payload)) = envelope::open(&buf[..n], Some(key), false) else {
+            continue;
+        };
+        let reply: Reply = messages::decode(&payload).unwrap();
+        if reply.tap_boot == boot && reply.echo == 1_000_000 {
+            return reply.challenge;
+        }
+    }
 }
 
 #[test]
@@ -160,7 +201,8 @@ fn bad_datagrams_are_rejected_and_counted_while_good_taps_are_served() {
     };
     let victim = &keys[1];
     let boot_a = [0xa1; 16];
-    let genuine = sealed_batch("victim", victim, boot_a, 0, 0);
+    let challenge_a = handshake(&sock, &addr, "victim", victim, boot_a);
+    let genuine = sealed_batch("victim", victim, boot_a, challenge_a, 0, 0);
     send(&genuine); // accepted: 1 record
     send(&genuine); // the same datagram again: replayed
     send(&genuine[..genuine.len() - 5]); // truncated: the tag no longer checks
@@ -168,14 +210,15 @@ fn bad_datagrams_are_rejected_and_counted_while_good_taps_are_served() {
         "victim",
         &Key::from_bytes([7; 32]),
         boot_a,
+        challenge_a,
         1,
         1,
     )); // wrong key
-    let mut forged = sealed_batch("victim", victim, boot_a, 2, 2);
+    let mut forged = sealed_batch("victim", victim, boot_a, challenge_a, 2, 2);
     let n = forged.len();
     forged[n - 20] ^= 0x40; // a bit of the ciphertext changed
     send(&forged);
-    send(&sealed_batch("stranger", victim, boot_a, 0, 0)); // no such tap
+    send(&sealed_batch("stranger", victim, boot_a, challenge_a, 0, 0)); // no such tap
     send(b"\x00\x01 random bytes, not a datagram of ours");
     let plain = envelope::seal(
         &Header {
@@ -184,14 +227,28 @@ fn bad_datagrams_are_rejected_and_counted_while_good_taps_are_served() {
             tap_id: "victim",
             boot: boot_a,
             counter: 9,
+            challenge: challenge_a,
         },
         None,
         b"x",
     )
     .unwrap();
     send(&plain); // plaintext is refused without --insecure-plaintext
-    send(&sealed_batch("victim", victim, [0xb2; 16], 0, 0)); // a reboot: accepted
-    send(&sealed_batch("victim", victim, boot_a, 3, 3)); // the old boot again: stale
+    let mut old_version = genuine.clone();
+    old_version[4] = 2; // an envelope from before the challenge
+    send(&old_version);
+    // A batch of a new boot with a challenge the collector never gave it.
+    send(&sealed_batch("victim", victim, [0xb2; 16], [0x55; 8], 0, 0));
+    let challenge_b = handshake(&sock, &addr, "victim", victim, [0xb2; 16]);
+    send(&sealed_batch(
+        "victim",
+        victim,
+        [0xb2; 16],
+        challenge_b,
+        0,
+        0,
+    )); // a reboot: accepted
+    send(&sealed_batch("victim", victim, boot_a, challenge_a, 3, 3)); // the old boot again: stale
     good_tap.join().unwrap();
     let (collected, stderr) = finish(child);
     let expected = printed(&real_pcap("zeek__ssh_ssh.pcap"), "text", "good");
@@ -217,7 +274,8 @@ fn bad_datagrams_are_rejected_and_counted_while_good_taps_are_served() {
         ("unknown tap", 1),
         ("not a PiTap datagram", 1),
         ("plaintext refused", 1),
-        ("from an earlier boot (replayed)", 1),
+        ("unsupported version", 1),
+        ("stale challenge (an earlier boot or collector run)", 2),
     ] {
         assert!(
             stderr.contains(&format!("rejected {n} datagrams: {reason}\n")),

@@ -7,6 +7,7 @@
 //! `PROPTEST_CASES=2000000 cargo test --release -p pitap --test fuzz_datagrams`
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use pitap::collector::{Collector, Outcome};
@@ -27,10 +28,17 @@ fn key() -> Key {
     Key::from_bytes([0x42; 32])
 }
 
+const SECRET: [u8; 32] = [0x31; 32];
+const BOOT: [u8; 16] = [1; 16];
+
 fn collector(allow_plaintext: bool) -> Collector {
     let mut keys = BTreeMap::new();
     keys.insert("fuzz".to_string(), key());
-    Collector::new(keys, allow_plaintext, [9; 16])
+    Collector::new(keys, allow_plaintext, [9; 16], SECRET)
+}
+
+fn from() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 4000))
 }
 
 fn batch(records: u64, seq: u64) -> Vec<u8> {
@@ -59,17 +67,26 @@ fn datagram(sealed: bool, kind: Kind, counter: u64, payload: &[u8]) -> Vec<u8> {
         sealed,
         kind,
         tap_id: "fuzz",
-        boot: [1; 16],
+        boot: BOOT,
         counter,
+        // The challenge the collector gives this boot first.
+        challenge: envelope::derive_challenge(&Key::from_bytes(SECRET), &BOOT, 0),
     };
     envelope::seal(&h, sealed.then(key).as_ref(), payload).unwrap()
 }
 
 /// A valid datagram of any kind, sealed or not.
 fn valid() -> impl Strategy<Value = (bool, Vec<u8>)> {
-    (any::<bool>(), 0u8..3, 0u64..20, 0u64..1000).prop_map(|(sealed, kind, records, counter)| {
+    (any::<bool>(), 0u8..4, 0u64..20, 0u64..1000).prop_map(|(sealed, kind, records, counter)| {
         let (kind, payload) = match kind {
             0 => (Kind::Batch, batch(records, counter)),
+            3 => (
+                Kind::Hello,
+                messages::encode(&messages::Hello {
+                    version: "0.1.0".into(),
+                })
+                .unwrap(),
+            ),
             1 => (
                 Kind::Health,
                 messages::encode(&Health {
@@ -78,7 +95,7 @@ fn valid() -> impl Strategy<Value = (bool, Vec<u8>)> {
                 })
                 .unwrap(),
             ),
-            _ => (Kind::Ack, vec![0; records as usize]),
+            _ => (Kind::Reply, vec![0; records as usize]),
         };
         (sealed, datagram(sealed, kind, counter, &payload))
     })
@@ -132,7 +149,7 @@ proptest! {
     #[test]
     fn random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..1600), plaintext in any::<bool>()) {
         let mut c = collector(plaintext);
-        let outcome = c.handle(&bytes, SystemTime::now());
+        let outcome = c.handle(&bytes, from(), SystemTime::now());
         prop_assert!(matches!(outcome, Outcome::Rejected(_)), "{outcome:?}");
     }
 
@@ -143,14 +160,14 @@ proptest! {
         for m in &mutations {
             apply(&mut d, m);
         }
-        let outcome = c.handle(&d, SystemTime::now());
+        let outcome = c.handle(&d, from(), SystemTime::now());
         if sealed && d != original {
             // A sealed datagram changed anywhere must not be accepted...
             prop_assert!(matches!(outcome, Outcome::Rejected(_)), "accepted a mutated sealed datagram: {outcome:?}");
         }
         // ...and the collector goes on serving the genuine tap.
-        let fresh = datagram(true, Kind::Batch, 5000, &batch(3, 777));
-        let next = c.handle(&fresh, SystemTime::now());
+        let fresh = datagram(true, Kind::Batch, 5000, &batch(3, 5000));
+        let next = c.handle(&fresh, from(), SystemTime::now());
         let accepted = matches!(&next, Outcome::Batch { records, .. } if records.len() == 3);
         prop_assert!(accepted, "{next:?}");
     }

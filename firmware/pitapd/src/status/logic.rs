@@ -68,17 +68,8 @@ impl Leds {
     }
 }
 
-/// One tap port as the status sees it.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct PortSnapshot {
-    pub name: String,
-    pub carrier: bool,
-    pub speed_mbps: Option<u32>,
-    /// Cumulative counters.
-    pub frames: u64,
-    pub bytes: u64,
-    pub ring_drops: u64,
-}
+/// One tap port as the status sees it: the counters the tap reports.
+pub use pitap_wire::messages::PortHealth as PortSnapshot;
 
 /// Everything the status needs, read off the tap at one moment.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -94,6 +85,8 @@ pub struct Snapshot {
     pub evictions: u64,
     /// The uplink, if one is configured.
     pub uplink: Option<UplinkSnapshot>,
+    /// The tap's clock.
+    pub clock: pitap_wire::messages::ClockHealth,
     /// Where the tap can be reached or is known as (uplink address, MAC).
     pub address: String,
     pub mac: String,
@@ -272,7 +265,7 @@ mod tests {
             speed_mbps: carrier.then_some(1000),
             frames,
             bytes: frames * 500,
-            ring_drops: 0,
+            ..PortSnapshot::default()
         }
     }
 

@@ -76,6 +76,33 @@ fn uptime(secs: u64) -> String {
     }
 }
 
+/// A clock offset in a few characters: +12ms, -1.5s, +3h, +56y.
+pub fn offset_text(ms: i64) -> String {
+    let sign = if ms < 0 { '-' } else { '+' };
+    let a = ms.unsigned_abs();
+    match a {
+        0..=999 => format!("{sign}{a}ms"),
+        1_000..=99_999 => format!("{sign}{:.1}s", a as f64 / 1e3),
+        100_000..=86_399_999 => format!("{sign}{}m", a / 60_000),
+        86_400_000..=31_535_999_999 => format!("{sign}{}d", a / 86_400_000),
+        _ => format!("{sign}{}y", a / 31_536_000_000),
+    }
+}
+
+/// The clock line: synchronised or not, and by how much it was corrected.
+fn clock_line(c: &pitap_wire::messages::ClockHealth) -> String {
+    if !c.synced {
+        return "clock UNSYNCED".into();
+    }
+    // The display's font is ASCII: no "±".
+    let within = offset_text(c.uncertainty_us.div_ceil(1000).max(1) as i64);
+    format!(
+        "clock ok {} +/-{}",
+        offset_text(c.offset_ms),
+        within.trim_start_matches('+')
+    )
+}
+
 fn link_word(s: &Snapshot, i: usize, label: char) -> String {
     match s.ports.get(i) {
         None => format!("{label}:-"),
@@ -171,7 +198,7 @@ pub fn lines(page: Page, s: &Snapshot, rates: &[PortRate], leds: &Leds) -> PageL
         Page::Identity => [
             format!("PiTap {}", s.version),
             format!("id {}", s.tap_id),
-            format!("up {}", uptime(s.uptime_s)),
+            clock_line(&s.clock),
             format!(
                 "ip {}",
                 if s.address.is_empty() {
@@ -201,6 +228,25 @@ mod tests {
         assert_eq!(si(1_488_000), "1.5M");
         assert_eq!(si(940_000_000), "940M");
         assert_eq!(uptime(3 * 86_400 + 4 * 3600 + 12 * 60), "3d 04:12");
+    }
+
+    #[test]
+    fn offsets_fit() {
+        assert_eq!(offset_text(12), "+12ms");
+        assert_eq!(offset_text(-1_500), "-1.5s");
+        assert_eq!(offset_text(7_200_000), "+120m");
+        assert_eq!(offset_text(3 * 86_400_000), "+3d");
+        // A Pi booted at 1970 and synchronised in December 2026.
+        assert_eq!(offset_text(1_796_000_000_000), "+56y");
+        let c = pitap_wire::messages::ClockHealth {
+            synced: true,
+            offset_ms: 1_796_000_000_000,
+            uncertainty_us: 1_800,
+            ..Default::default()
+        };
+        assert_eq!(clock_line(&c), "clock ok +56y +/-2ms");
+        assert!(clock_line(&c).chars().count() <= COLUMNS);
+        assert_eq!(clock_line(&Default::default()), "clock UNSYNCED");
     }
 
     #[test]
