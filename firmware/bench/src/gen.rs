@@ -346,6 +346,38 @@ pub struct GenSummary {
     pub sessions: u64,
 }
 
+/// Writes the generated frames as a pcap file (microseconds, Ethernet).
+pub fn write_pcap(path: &std::path::Path, config: &GenConfig) -> std::io::Result<GenSummary> {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    // pcap, microseconds, Ethernet, snap length 65535.
+    w.write_all(&0xa1b2_c3d4u32.to_le_bytes())?;
+    w.write_all(&2u16.to_le_bytes())?;
+    w.write_all(&4u16.to_le_bytes())?;
+    w.write_all(&[0; 8])?;
+    w.write_all(&65_535u32.to_le_bytes())?;
+    w.write_all(&1u32.to_le_bytes())?;
+    let mut error = None;
+    let summary = generate(config, |ts_us, frame| {
+        if error.is_some() {
+            return;
+        }
+        let mut header = [0u8; 16];
+        header[0..4].copy_from_slice(&((ts_us / 1_000_000) as u32).to_le_bytes());
+        header[4..8].copy_from_slice(&((ts_us % 1_000_000) as u32).to_le_bytes());
+        header[8..12].copy_from_slice(&(frame.len() as u32).to_le_bytes());
+        header[12..16].copy_from_slice(&(frame.len() as u32).to_le_bytes());
+        if let Err(e) = w.write_all(&header).and_then(|()| w.write_all(frame)) {
+            error = Some(e);
+        }
+    });
+    if let Some(e) = error {
+        return Err(e);
+    }
+    w.flush()?;
+    Ok(summary)
+}
+
 /// Generates `config.packets` frames, in time order, into `emit(ts_us, frame)`.
 pub fn generate(config: &GenConfig, mut emit: impl FnMut(u64, &[u8])) -> GenSummary {
     let mut rng = Rng::new(config.seed);

@@ -5,7 +5,6 @@
 //! are served.
 
 use std::net::UdpSocket;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -15,24 +14,6 @@ use common::*;
 use pitap_wire::envelope::{self, Challenge, Header, Key, Kind};
 use pitap_wire::messages::{self, Hello, Reply};
 use pitap_wire::{BatchHeader, BatchWriter, FlowRecord};
-
-fn printed(file: &Path, format: &str, tap: &str) -> String {
-    let out = Command::new(pitapd_bin())
-        .args([
-            "--read",
-            file.to_str().unwrap(),
-            "--print",
-            "--format",
-            format,
-            "--tap-id",
-            tap,
-            "-q",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
-}
 
 #[test]
 fn collector_lines_equal_the_taps_own_lines() {

@@ -16,6 +16,9 @@
 /// A first sync needs an interval at most this wide (µs): the time is then
 /// off by at most 2 s.
 pub const MAX_FIRST_WIDTH_US: i64 = 4_000_000;
+/// How fast a kernel clock can drift from the collector's, in parts per
+/// million: a crystal's tolerance (a Pi's is ±50 ppm) with room to spare.
+const DRIFT_PPM: u64 = 100;
 
 /// What a sample did to the clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,8 +39,10 @@ pub struct TapClock {
     synced: bool,
     /// Added to the kernel's clock, µs.
     correction_us: i64,
-    /// How far the corrected time can be off at most, by the last sample, µs.
+    /// How far the corrected time can be off at most, µs, as of
+    /// `bound_at_us` (kernel time): the tightest sample since the last step.
     uncertainty_us: u64,
+    bound_at_us: u64,
     steps: u64,
 }
 
@@ -55,8 +60,15 @@ impl TapClock {
         self.correction_us.div_euclid(1000)
     }
 
+    /// How far the corrected time can be off at most now, µs: the tightest
+    /// bound a sample gave, grown by what the clocks can drift since.
     pub fn uncertainty_us(&self) -> u64 {
         self.uncertainty_us
+    }
+
+    fn drifted(&self, kernel_us: u64) -> u64 {
+        self.uncertainty_us
+            .saturating_add(kernel_us.saturating_sub(self.bound_at_us) * DRIFT_PPM / 1_000_000)
     }
 
     pub fn steps(&self) -> u64 {
@@ -92,7 +104,15 @@ impl TapClock {
             self.steps += 1;
             Sample::Stepped
         };
-        self.uncertainty_us = (self.correction_us - lo).max(hi - self.correction_us) as u64;
+        // The truth lies in every sample's interval, and so does the
+        // correction: its error is at most its distance to the interval's
+        // far end. A kept correction keeps the tighter of the two bounds.
+        let bound = (self.correction_us - lo).max(hi - self.correction_us) as u64;
+        self.uncertainty_us = match result {
+            Sample::Kept => bound.min(self.drifted(kernel_us)),
+            _ => bound,
+        };
+        self.bound_at_us = kernel_us;
         result
     }
 }
@@ -139,6 +159,12 @@ mod tests {
         );
         assert_eq!(c.correction_us(), before);
         assert_eq!(c.steps(), 0);
+        // The bound stays the first sample's (1 ms), grown by 60 s of drift.
+        assert!(
+            c.uncertainty_us() <= 1_000 + 6_000,
+            "{}",
+            c.uncertainty_us()
+        );
     }
 
     #[test]

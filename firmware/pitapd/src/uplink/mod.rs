@@ -184,8 +184,9 @@ pub struct Uplink {
     counter: u64,
     sent: SentLog,
     challenge: Option<Challenge>,
-    started: Instant,
-    /// How long the first challenge took to come.
+    /// When the first hello left.
+    first_hello: Option<Instant>,
+    /// How long the first challenge took to come after it.
     challenge_after: Option<Duration>,
     next_hello: Instant,
     hello_every: Duration,
@@ -246,7 +247,7 @@ impl Uplink {
             counter: 0,
             sent: SentLog::new(now),
             challenge: None,
-            started: now,
+            first_hello: None,
             challenge_after: None,
             next_hello: now,
             hello_every: FIRST_HELLO,
@@ -301,7 +302,7 @@ impl Uplink {
         self.last_sync
     }
 
-    /// How long the first challenge took to come after the start.
+    /// How long the first challenge took to come after the first hello.
     pub fn challenge_after(&self) -> Option<Duration> {
         self.challenge_after
     }
@@ -603,7 +604,7 @@ impl Uplink {
         }
         if self.challenge != Some(reply.challenge) {
             if self.challenge.is_none() {
-                self.challenge_after = Some(now.duration_since(self.started));
+                self.challenge_after = self.first_hello.map(|t| now.duration_since(t));
             } else {
                 // The collector lost what it knew of us (a restart without
                 // its state): what is in flight carries the old challenge.
@@ -721,6 +722,7 @@ impl Uplink {
             if let Ok(payload) = hello {
                 if self.seal_and_send(Kind::Hello, &payload, now).is_ok() {
                     self.counters.hellos += 1;
+                    self.first_hello.get_or_insert(now);
                 }
             }
             self.next_hello = now + self.hello_every;

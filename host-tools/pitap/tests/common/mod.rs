@@ -2,6 +2,7 @@
 //! real captures, keys, collectors and replays through pitapd.
 #![allow(dead_code)]
 
+pub mod relay;
 pub mod traffic;
 
 use std::io::{BufRead, BufReader};
@@ -32,6 +33,19 @@ pub fn real_pcap(name: &str) -> PathBuf {
         p.display()
     );
     p
+}
+
+/// The tap's own lines for a capture (`pitapd --read --print`): the ground
+/// truth of what a collector must write.
+pub fn printed(file: &Path, format: &str, tap: &str) -> String {
+    let out = Command::new(pitapd_bin())
+        .arg("--read")
+        .arg(file)
+        .args(["--print", "--format", format, "--tap-id", tap, "-q"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
 }
 
 pub fn temp_dir(name: &str) -> PathBuf {
@@ -183,4 +197,144 @@ impl Drop for Netns {
         }
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
+}
+
+/// A capture of `packets` packets from the benchmark generator (seeded:
+/// the same bytes every time), written once per test process.
+pub fn generated(dir: &Path, packets: u64) -> PathBuf {
+    let path = dir.join(format!("gen-{packets}.pcap"));
+    if !path.exists() {
+        let config = pitap_bench::gen::GenConfig {
+            packets,
+            ..pitap_bench::gen::GenConfig::default()
+        };
+        pitap_bench::gen::write_pcap(&path, &config).unwrap();
+    }
+    path
+}
+
+/// `pitap collect` with every path given: the restart of a collector is the
+/// same command again. Returns the child and the address it listens on.
+pub fn collector_at(
+    config: &Path,
+    listen: &str,
+    files: &Path,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> (Child, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pitap"));
+    cmd.args(["collect", "--listen", listen, "--config"])
+        .arg(config)
+        .arg("--store")
+        .arg(files.join("flows.db"))
+        .arg("--output")
+        .arg(files.join("flows.txt"))
+        .arg("--state")
+        .arg(files.join("state.json"))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start pitap collect");
+    // A restarted collector may say first what it rolled back.
+    let mut reader = BufReader::new(child.stderr.as_mut().unwrap());
+    let mut said = String::new();
+    let addr = loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            panic!("pitap collect ended: {said}");
+        }
+        if let Some(addr) = line.trim().strip_prefix("pitap: collecting on ") {
+            break addr.to_string();
+        }
+        said.push_str(&line);
+    };
+    (child, addr)
+}
+
+/// The rest of a child's stderr, once it has exited.
+pub fn rest_of_stderr(child: Child) -> (std::process::ExitStatus, String) {
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `pitapd --read FILE --uplink ADDR` for tap `tap`, as a child with its
+/// stderr piped (the summary says what the uplink did). It gives up after
+/// 120 s without acknowledgements, so no test waits for ever.
+pub fn spawn_replay(file: &Path, addr: &str, tap: &str, key: &Key, extra: &[&str]) -> Child {
+    Command::new(pitapd_bin())
+        .arg("--read")
+        .arg(file)
+        .args(["--uplink", addr, "--tap-id", tap, "--key", &key.to_hex()])
+        .args(["--ack-timeout", "120"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The figures of pitapd's uplink summary line.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct UplinkSummary {
+    pub batches: u64,
+    pub datagrams: u64,
+    pub retransmitted: u64,
+    pub acknowledged: u64,
+    pub dropped: u64,
+    pub unacknowledged: u64,
+}
+
+pub fn uplink_summary(stderr: &str) -> UplinkSummary {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("pitapd: uplink ("))
+        .unwrap_or_else(|| panic!("no uplink summary in {stderr}"));
+    let number_before = |word: &str| -> u64 {
+        let at = line
+            .find(word)
+            .unwrap_or_else(|| panic!("{word:?} not in {line}"));
+        line[..at]
+            .split_whitespace()
+            .last()
+            .and_then(|n| n.trim_start_matches('(').parse().ok())
+            .unwrap_or_else(|| panic!("no number before {word:?} in {line}"))
+    };
+    UplinkSummary {
+        batches: number_before(" batches ("),
+        datagrams: number_before(" datagrams"),
+        retransmitted: number_before(" retransmitted"),
+        acknowledged: number_before(" acknowledged"),
+        dropped: number_before(" dropped"),
+        unacknowledged: number_before(" unacknowledged"),
+    }
+}
+
+/// Lines of a text, counted.
+pub fn multiset(text: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        *m.entry(line.to_string()).or_default() += 1;
+    }
+    m
+}
+
+/// The flows in a store, one JSON line each (`pitap query --json`).
+pub fn stored_json(store: &Path) -> Vec<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_pitap"))
+        .args(["query", "--since", "0", "--json", "--store"])
+        .arg(store)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }

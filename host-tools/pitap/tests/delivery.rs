@@ -1,0 +1,288 @@
+//! Delivery between real `pitapd --read` and `pitap collect` processes on
+//! loopback, under the conditions of the field: a replay far faster than
+//! the collector can store, the collector killed -9 at the worst moments
+//! and restarted late, a path that reorders and duplicates, an old
+//! datagram injected into a running replay. Every flow arrives exactly
+//! once, in the store and in the output file, and the counters say only
+//! what happened.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::relay::{PathFaults, Relay};
+use common::*;
+
+/// The stored flows as the tap's JSON lines (without the collector's
+/// enrichment), counted.
+fn stored_lines(store: &Path) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for mut v in stored_json(store) {
+        let o = v.as_object_mut().unwrap();
+        for k in ["from_internal", "to_internal", "src_group", "dst_group"] {
+            o.remove(k);
+        }
+        *m.entry(v.to_string()).or_default() += 1;
+    }
+    m
+}
+
+fn parse_json_lines(text: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        *m.entry(v.to_string()).or_default() += 1;
+    }
+    m
+}
+
+fn assert_exactly_once(
+    what: &str,
+    ours: &std::collections::BTreeMap<String, usize>,
+    theirs: &std::collections::BTreeMap<String, usize>,
+) {
+    let missing = theirs.keys().filter(|k| !ours.contains_key(*k)).count();
+    let twice = ours.values().filter(|n| **n > 1).count();
+    let foreign = ours.keys().filter(|k| !theirs.contains_key(*k)).count();
+    assert!(
+        missing == 0 && twice == 0 && foreign == 0,
+        "{what}: {missing} flows missing, {twice} stored more than once, {foreign} not the tap's"
+    );
+    assert_eq!(ours, theirs, "{what}");
+}
+
+#[test]
+fn a_300k_packet_replay_arrives_whole_with_few_retransmissions() {
+    let dir = temp_dir("replay300k");
+    let capture = generated(&dir, 300_000);
+    let (config, keys) = keygen(&dir, &["bench"]);
+    let truth = parse_json_lines(&printed(&capture, "json", "bench"));
+    for (i, until_final) in [false, true].into_iter().enumerate() {
+        let files = dir.join(format!("run{i}"));
+        std::fs::create_dir_all(&files).unwrap();
+        let mut extra = vec!["--format", "json", "--idle-exit", "20"];
+        if until_final {
+            extra.push("--until-final");
+        }
+        let (collector, addr) = collector_at(&config, "127.0.0.1:0", &files, &extra, &[]);
+        let started = Instant::now();
+        let tap = spawn_replay(&capture, &addr, "bench", &keys[0], &[]);
+        let (status, stderr) = rest_of_stderr(tap);
+        let took = started.elapsed();
+        assert!(status.success(), "pitapd: {stderr}");
+        let (cstatus, cerr) = rest_of_stderr(collector);
+        assert!(cstatus.success(), "{cerr}");
+        let s = uplink_summary(&stderr);
+        println!(
+            "300k packets, until_final={until_final}: {} batches in {} datagrams, {} retransmitted ({:.2} %), {:.1} s",
+            s.batches,
+            s.datagrams,
+            s.retransmitted,
+            s.retransmitted as f64 * 100.0 / s.datagrams as f64,
+            took.as_secs_f64()
+        );
+        assert_eq!((s.dropped, s.unacknowledged), (0, 0), "{stderr}");
+        assert_eq!(s.acknowledged, s.batches);
+        assert!(
+            s.retransmitted * 100 <= s.datagrams,
+            "more than 1 % retransmitted: {s:?}"
+        );
+        assert!(
+            cerr.contains("0 waiting, 0 lost (tap gave up), 0 reboots"),
+            "{cerr}"
+        );
+        let output = std::fs::read_to_string(files.join("flows.txt")).unwrap();
+        assert_exactly_once("output file", &parse_json_lines(&output), &truth);
+        assert_exactly_once("store", &stored_lines(&files.join("flows.db")), &truth);
+    }
+}
+
+/// One run of the crash test: the collector kills itself (SIGKILL) just
+/// before the commit that would take the store past `kill_at` flows, stays
+/// away for `away`, and comes back with its store and state.
+fn crash_and_return(dir: &Path, capture: &Path, kill_at: u64, away: Duration) -> String {
+    let files = dir.join(format!("kill{kill_at}-away{}", away.as_secs()));
+    std::fs::create_dir_all(&files).unwrap();
+    let (config, keys) = keygen(&files, &["edge"]);
+    let (first, addr) = collector_at(
+        &config,
+        "127.0.0.1:0",
+        &files,
+        &["--format", "json"],
+        &[("PITAP_TEST_KILL_BEFORE_COMMIT_AT", kill_at.to_string())],
+    );
+    let tap = spawn_replay(capture, &addr, "edge", &keys[0], &[]);
+    let (status, _) = rest_of_stderr(first);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "the first collector was killed -9"
+    );
+    let killed = Instant::now();
+    let written = std::fs::read_to_string(files.join("flows.txt")).unwrap_or_default();
+    std::thread::sleep(away);
+    let restarted = Instant::now();
+    let (second, _) = collector_at(
+        &config,
+        &addr,
+        &files,
+        &["--format", "json", "--until-final", "--idle-exit", "60"],
+        &[],
+    );
+    let (status, stderr) = rest_of_stderr(tap);
+    assert!(status.success(), "pitapd: {stderr}");
+    let s = uplink_summary(&stderr);
+    assert_eq!((s.dropped, s.unacknowledged), (0, 0), "{stderr}");
+    let (cstatus, cerr) = rest_of_stderr(second);
+    assert!(cstatus.success(), "{cerr}");
+    let truth = parse_json_lines(&printed(capture, "json", "edge"));
+    let output = std::fs::read_to_string(files.join("flows.txt")).unwrap();
+    let what = format!("killed before the commit past {kill_at} flows, away {away:?}");
+    assert_exactly_once(
+        &format!("{what}: output file"),
+        &parse_json_lines(&output),
+        &truth,
+    );
+    assert_exactly_once(
+        &format!("{what}: store"),
+        &stored_lines(&files.join("flows.db")),
+        &truth,
+    );
+    format!(
+        "{what}: {} lines written before the kill (rolled back), restarted {:.1} s after it, replay done {:.1} s after the restart, {} retransmitted of {} datagrams",
+        written.lines().count(),
+        restarted.duration_since(killed).as_secs_f64(),
+        restarted.elapsed().as_secs_f64(),
+        s.retransmitted,
+        s.datagrams
+    )
+}
+
+#[test]
+fn collector_killed_at_three_points_keeps_every_flow_once() {
+    let dir = temp_dir("crash");
+    let capture = generated(&dir, 60_000);
+    let flows = printed(&capture, "text", "edge").lines().count() as u64;
+    assert!(flows > 5_000, "{flows} flows");
+    // Before the first commit, midway, near the end; back after 5 s and 30 s.
+    let mut runs = Vec::new();
+    for kill_at in [0, flows / 2, flows * 9 / 10] {
+        for away in [5, 30] {
+            let (dir, capture) = (dir.clone(), capture.clone());
+            runs.push(std::thread::spawn(move || {
+                crash_and_return(&dir, &capture, kill_at, Duration::from_secs(away))
+            }));
+        }
+    }
+    for run in runs {
+        println!("{}", run.join().unwrap());
+    }
+}
+
+#[test]
+fn an_old_datagram_injected_into_a_running_replay_changes_nothing() {
+    let dir = temp_dir("inject");
+    let (config, keys) = keygen(&dir, &["edge"]);
+    let files = dir.join("run");
+    std::fs::create_dir_all(&files).unwrap();
+    let (collector, addr) = collector_at(
+        &config,
+        "127.0.0.1:0",
+        &files,
+        &["--format", "json", "--idle-exit", "5"],
+        &[],
+    );
+    let relay = Relay::start(&addr, PathFaults::default());
+    // An earlier boot of the tap, recorded on the path.
+    let earlier = real_pcap("zeek__http_bro.org.pcap");
+    replay_to(&earlier, &relay.addr, "edge", &keys[0]);
+    let old_batch = relay
+        .recorded()
+        .up
+        .iter()
+        .filter(|d| d.get(5) == Some(&1)) // kind: batch
+        .max_by_key(|d| d.len())
+        .cloned()
+        .expect("a batch of the earlier boot");
+    let old_len = old_batch.len();
+    let old_boot = old_batch[7 + 4..7 + 4 + 16].to_vec(); // after "edge"
+                                                          // The current boot: a long replay; 80 ms after its first batch (the
+                                                          // collector has taken the new boot), the old datagram.
+    let capture = generated(&dir, 150_000);
+    let tap = spawn_replay(&capture, &relay.addr, "edge", &keys[0], &[]);
+    let waited = Instant::now();
+    while !relay
+        .recorded()
+        .up
+        .iter()
+        .any(|d| d.get(5) == Some(&1) && d[11..27] != old_boot[..])
+    {
+        assert!(
+            waited.elapsed() < Duration::from_secs(30),
+            "no batch of the new boot"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(80));
+    relay.inject(&[old_batch]);
+    let (status, stderr) = rest_of_stderr(tap);
+    assert!(status.success(), "pitapd: {stderr}");
+    let s = uplink_summary(&stderr);
+    assert_eq!((s.dropped, s.unacknowledged), (0, 0), "{stderr}");
+    let (cstatus, cerr) = rest_of_stderr(collector);
+    assert!(cstatus.success(), "{cerr}");
+    assert!(
+        cerr.contains("rejected 1 datagrams: stale challenge (an earlier boot or collector run)\n"),
+        "{cerr}"
+    );
+    assert!(cerr.contains("1 reboots (0 lost before)"), "{cerr}");
+    let mut truth = parse_json_lines(&printed(&earlier, "json", "edge"));
+    for (line, n) in parse_json_lines(&printed(&capture, "json", "edge")) {
+        *truth.entry(line).or_default() += n;
+    }
+    let output = std::fs::read_to_string(files.join("flows.txt")).unwrap();
+    assert_exactly_once("output file", &parse_json_lines(&output), &truth);
+    assert_exactly_once("store", &stored_lines(&files.join("flows.db")), &truth);
+    println!("one {old_len}-byte datagram of an earlier boot, 80 ms into a replay: refused, nothing lost");
+}
+
+#[test]
+fn a_path_that_reorders_and_duplicates_loses_and_repeats_nothing() {
+    let dir = temp_dir("reorder");
+    let (config, keys) = keygen(&dir, &["edge"]);
+    let files = dir.join("run");
+    std::fs::create_dir_all(&files).unwrap();
+    let (collector, addr) = collector_at(
+        &config,
+        "127.0.0.1:0",
+        &files,
+        &["--format", "json", "--until-final", "--idle-exit", "30"],
+        &[],
+    );
+    let relay = Relay::start(
+        &addr,
+        PathFaults {
+            swap_every: Some(3),
+            duplicate_every: Some(7),
+        },
+    );
+    let capture = generated(&dir, 60_000);
+    let tap = spawn_replay(&capture, &relay.addr, "edge", &keys[0], &[]);
+    let (status, stderr) = rest_of_stderr(tap);
+    assert!(status.success(), "pitapd: {stderr}");
+    let s = uplink_summary(&stderr);
+    assert_eq!((s.dropped, s.unacknowledged), (0, 0), "{stderr}");
+    let (cstatus, cerr) = rest_of_stderr(collector);
+    assert!(cstatus.success(), "{cerr}");
+    let truth = parse_json_lines(&printed(&capture, "json", "edge"));
+    let output = std::fs::read_to_string(files.join("flows.txt")).unwrap();
+    assert_exactly_once("output file", &parse_json_lines(&output), &truth);
+    assert_exactly_once("store", &stored_lines(&files.join("flows.db")), &truth);
+    // Duplicates the path made are refused as replays, counted.
+    assert!(cerr.contains("datagrams: replayed"), "{cerr}");
+    println!(
+        "every 3rd datagram reordered, every 7th twice: {} batches, {} retransmitted",
+        s.batches, s.retransmitted
+    );
+}
