@@ -112,7 +112,7 @@ impl World {
     }
 
     /// Hands the tap a datagram as if it came from the collector.
-    fn to_tap(&mut self, datagram: Vec<u8>) {
+    fn deliver_to_tap(&mut self, datagram: Vec<u8>) {
         self.path.borrow_mut().down.push_back(datagram);
         self.tap.tick();
     }
@@ -180,14 +180,14 @@ fn replayed_forged_foreign_and_delayed_replies_move_nothing() {
     let old = w.path.borrow().replies[0].clone();
 
     // Replayed: the datagram it answers was answered already.
-    w.to_tap(old.clone());
+    w.deliver_to_tap(old.clone());
     assert_eq!(w.refused(Refusal::Replayed), 1);
 
     // Forged: a byte of the sealed time changed, or sealed with another key.
     let mut flipped = old.clone();
     let at = flipped.len() - 30;
     flipped[at] ^= 0x10;
-    w.to_tap(flipped);
+    w.deliver_to_tap(flipped);
     let (header, payload) = envelope::open(&old, Some(&Key::from_bytes(KEY)), false).unwrap();
     let mut reply: Reply = messages::decode(&payload).unwrap();
     let seal = |reply: &Reply, key: [u8; 32], counter: u64| {
@@ -206,13 +206,13 @@ fn replayed_forged_foreign_and_delayed_replies_move_nothing() {
         .unwrap()
     };
     reply.time_us += 365 * 86_400 * 1_000_000;
-    w.to_tap(seal(&reply, [0x43; 32], 1 << 40));
+    w.deliver_to_tap(seal(&reply, [0x43; 32], 1 << 40));
     assert_eq!(w.refused(Refusal::Forged), 2);
 
     // For another boot of the tap (sealed right: a recording of the past).
     let mut foreign = reply.clone();
     foreign.tap_boot = [0xee; 16];
-    w.to_tap(seal(&foreign, KEY, 1 << 41));
+    w.deliver_to_tap(seal(&foreign, KEY, 1 << 41));
     assert_eq!(w.refused(Refusal::OtherBoot), 1);
 
     // Delayed on the path by 1.5 s, but genuine: its interval is wider and
@@ -225,7 +225,7 @@ fn replayed_forged_foreign_and_delayed_replies_move_nothing() {
     assert_eq!(held.len(), 1, "the reply to the batch");
     std::thread::sleep(Duration::from_millis(1_500));
     for d in held {
-        w.to_tap(d);
+        w.deliver_to_tap(d);
     }
     assert_eq!(w.tap.counters().pending, 0, "the delayed reply was taken");
     assert_eq!(w.tap.refused().map(|(_, n)| n).sum::<u64>(), refused_before);
