@@ -6,7 +6,11 @@
 # port A (client side), tap port B (server side) and management (collector).
 # pitapd bridges A and B and uplinks over its own stack on the management
 # port (static address, no kernel address); real traffic crosses, and the
-# collector must receive the flows. Prints the boot time. Needs root.
+# collector must receive the flows. The guest boots with its emulated
+# real-time clock at 1970 (as a Pi without one), then again 10 years ahead:
+# the flows at the collector must start within 2 s of when the traffic
+# crossed by the host's clock, synchronised through the sealed uplink.
+# Prints the boot time. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -59,17 +63,19 @@ for ns in $nsa $nsb $nsm; do ip netns add "$ns"; ip -n "$ns" link set lo up; don
 # host hands the guest 64 KB TSO segments and the tap would count a handful
 # of giant frames; without them the host kernel segments before the TAP.
 nic="virtio-net-pci,romfile=,guest_tso4=off,guest_tso6=off,guest_ecn=off,guest_ufo=off"
-# boot CARD CONSOLE: qemu with the card as its disk and NICs for A, B and
-# management on fresh TAP devices, moved into the namespaces once qemu
-# holds them (before, qemu would silently make new ones).
+# boot CARD CONSOLE RTC: qemu with the card as its disk, its real-time clock
+# starting at RTC, and NICs for A, B and management on fresh TAP devices,
+# moved into the namespaces once qemu holds them (before, qemu would
+# silently make new ones).
 boot() {
-    local card=$1 console=$2 d
+    local card=$1 console=$2 rtc=$3 d
     for d in qta$id qtb$id qtm$id; do
         for ns in $nsa $nsb $nsm; do ip -n "$ns" link del "$d" 2>/dev/null || true; done
         ip tuntap add dev "$d" mode tap
     done
     start=$(date +%s.%N)
     qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -nographic -no-reboot \
+        -rtc "base=$rtc" \
         -kernel image/out/vmlinuz -initrd image/out/initrd.img \
         -append "console=ttyAMA0 panic=10 net.ifnames=0" \
         -drive "file=$card,format=raw,if=virtio" \
@@ -105,7 +111,20 @@ stop_guest() {
     qemu_pid=
 }
 
-boot "$t/card.img" "$t/console.log"
+now_ms() { date +%s%3N; }
+# flow_start_near JSON_LINE MS: the flow's start_ms within 2 s of MS.
+flow_start_near() {
+    local start
+    start=$(echo "$1" | sed -n 's/.*"start_ms":\([0-9]*\).*/\1/p')
+    [ -n "$start" ] || fail "no start_ms in $1"
+    local off=$(( start > $2 ? start - $2 : $2 - start ))
+    [ "$off" -le 2000 ] || fail "flow started ${off} ms from the collector's clock ($1)"
+    echo "$1" | grep -q '"clock":"synced"' || fail "flow time not synced: $1"
+    echo "$off"
+}
+
+# A Pi 3/4/Zero 2 W has no real-time clock: the guest starts at 1970.
+boot "$t/card.img" "$t/console.log" 1970-01-01T00:00:00
 for ns in $nsa $nsb; do ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1; done
 
 # What reaches the management side, for the failure report.
@@ -124,6 +143,7 @@ first_ping=$(date +%s.%N)
 mkdir -p "$t/www" && head -c 200000 /dev/urandom > "$t/www/file.bin"
 ip netns exec $nsb python3 -m http.server 8000 --bind 192.0.2.2 --directory "$t/www" >/dev/null 2>&1 &
 sleep 1
+ping_ms=$(now_ms)
 ip netns exec $nsa ping -c 5 -i 0.2 192.0.2.2 >/dev/null
 got=$(ip netns exec $nsa curl -sS -o /dev/null -w '%{size_download}' http://192.0.2.2:8000/file.bin)
 [ "$got" = 200000 ] || fail "HTTP download through the tap got $got bytes"
@@ -147,10 +167,33 @@ pkts=$(echo "$http" | sed -n 's/.*"dst_pkts":\([0-9]*\).*/\1/p')
 bytes=$(echo "$http" | sed -n 's/.*"dst_bytes":\([0-9]*\).*/\1/p')
 [ "${pkts:-0}" -ge 138 ] && [ "${bytes:-0}" -gt 200000 ] \
     || fail "HTTP flow counted $pkts packets, $bytes bytes from the server: $http"
+grep -q "pitapd: clock synchronised by the collector" "$t/console.log" \
+    || fail "pitapd did not synchronise its clock"
+off_1970=$(flow_start_near "$icmp" "$ping_ms")
 
 boot=$(echo "$tapping - $start" | bc)
 ping_t=$(echo "$first_ping - $start" | bc)
 flows=$(wc -l < "$t/flows.jsonl")
+stop_guest
+
+# The same card, the clock 10 years ahead (a Pi whose clock was set wrong,
+# a board with a flat RTC battery): the same collector takes the reboot.
+lines_before=$(wc -l < "$t/flows.jsonl")
+boot "$t/card.img" "$t/console-ahead.log" "$(date -u -d '+10 years' +%Y-%m-%dT%H:%M:%S)"
+wait_tapping "$t/console-ahead.log"
+ping_across
+ping_ms=$(now_ms)
+ip netns exec $nsa ping -c 3 -i 0.2 192.0.2.2 >/dev/null
+ahead=
+for _ in $(seq 1 60); do
+    ahead=$(tail -n +$((lines_before + 1)) "$t/flows.jsonl" | grep '"dst_pkts":3,.*"proto":"ICMP".*"src_pkts":3,' | head -1 || true)
+    [ -n "$ahead" ] && break
+    sleep 1
+done
+[ -n "$ahead" ] || fail "no flow from the boot 10 years ahead ($(wc -l < "$t/flows.jsonl") lines)"
+off_ahead=$(flow_start_near "$ahead" "$ping_ms")
+grep -q "pitapd: clock synchronised by the collector" "$t/console-ahead.log" \
+    || fail "pitapd did not synchronise its clock (10 years ahead)"
 stop_guest
 
 # A card whose pitap.toml has an error: the known-good fallback bridges
@@ -158,7 +201,7 @@ stop_guest
 printf '[flows]\nidle_timeout_s = "soon"\n' > "$t/bad.toml"
 "$pitap" image write --image "$img" --target "$t/bad-card.img" --tap-id qemu-tap \
     --extra "$t/bad.toml" >/dev/null
-boot "$t/bad-card.img" "$t/console-bad.log"
+boot "$t/bad-card.img" "$t/console-bad.log" 1970-01-01T00:00:00
 wait_tapping "$t/console-bad.log"
 grep -q "pitap: config /etc/pitap/fallback.toml" "$t/console-bad.log" || fail "the fallback was not used"
 ping_across
@@ -167,4 +210,5 @@ errors=$(MTOOLS_SKIP_CHECK=1 mtype -i "$t/bad-card.img@@1M" ::pitap-errors.txt) 
     || fail "no pitap-errors.txt on the card"
 echo "$errors" | grep -q "idle_timeout_s" || fail "pitap-errors.txt does not name the key: $errors"
 
-echo "system-test: passed: pitapd tapping ${boot%???????} s after qemu started, first ping across ${ping_t%???????} s, $flows flows at the collector; a broken pitap.toml falls back and bridges (pitap-errors.txt: $(echo "$errors" | head -1))"
+sync_1970=$(grep -o "pitapd: clock synchronised by the collector: [^(]*(within [0-9]* us)" "$t/console.log" | head -1)
+echo "system-test: passed: pitapd tapping ${boot%???????} s after qemu started, first ping across ${ping_t%???????} s, $flows flows at the collector; RTC at 1970: flows ${off_1970} ms from the collector's clock ($sync_1970); RTC 10 years ahead: ${off_ahead} ms; a broken pitap.toml falls back and bridges (pitap-errors.txt: $(echo "$errors" | head -1))"

@@ -127,7 +127,15 @@ impl Tap {
     fn tick(&mut self) {
         self.engine.expire(wall_clock_us(), &mut self.sinks);
         self.sinks.tick();
+        let was_synced = self.counters.clock.synced;
         self.refresh_counters();
+        let c = &self.counters.clock;
+        if c.synced && !was_synced {
+            eprintln!(
+                "pitapd: clock synchronised by the {}: {:+} ms on the kernel's clock (within {} us)",
+                c.source, c.offset_ms, c.uncertainty_us
+            );
+        }
         let health_every = Duration::from_secs(self.config.uplink.health_interval_s);
         if self.last_health.is_none_or(|t| t.elapsed() >= health_every) {
             self.send_health();

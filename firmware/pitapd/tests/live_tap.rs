@@ -304,21 +304,30 @@ fn traffic_survives_kill_9() {
 }
 
 #[test]
-fn ring_drops_reach_the_counters() {
+fn ring_drops_reach_the_counters_the_collector_and_the_flows() {
     let mut topo = Topology::new("drops");
-    let client = topo.client.clone();
+    let (tap_ns, client) = (topo.tap.clone(), topo.client.clone());
+    let collector = topo.start_collector(
+        &tap_ns,
+        "collector",
+        "127.0.0.1:47113",
+        &["--until-final", "--idle-exit", "30"],
+    );
     // Two 4 KiB blocks: room for a handful of frames.
     let config = topo.pitapd_config(
         "",
-        "[capture]\nblock_size = 4096\nblock_count = 2\nframe_size = 2048\n",
+        &format!(
+            "[capture]\nblock_size = 4096\nblock_count = 2\nframe_size = 2048\n{}",
+            topo.uplink("127.0.0.1:47113", "")
+        ),
     );
     let pitapd = topo.start_pitapd(&config, &[]);
     topo.run(&client, &["ping", "-c", "1", "-W", "2", SERVER_IP]);
-    // pitapd stops reading while a burst crosses the bridge.
+    // pitapd stops reading while a burst crosses the bridge: one UDP flow.
     topo.signal(pitapd, "STOP");
     const BURST: u64 = 3000;
     let sender = format!(
-        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range({BURST}): s.sendto(b'x' * 100, ('{SERVER_IP}', 9))"
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('{CLIENT_IP}', 5555))\nfor i in range({BURST}): s.sendto(b'x' * 100, ('{SERVER_IP}', 9))"
     );
     topo.run(&client, &["python3", "-c", &sender]);
     topo.signal(pitapd, "CONT");
@@ -330,8 +339,10 @@ fn ring_drops_reach_the_counters() {
     assert!(drops > 0, "no drops counted: {status}");
     // Every frame that entered port A was either taken or counted as dropped.
     assert!(frames + drops >= BURST, "{frames} + {drops} < {BURST}");
-    topo.signal(pitapd, "TERM");
-    assert!(topo.wait(pitapd, Duration::from_secs(10)));
+    // A flow that starts after the drops were counted missed nothing.
+    topo.run(&client, &["ping", "-c", "1", "-W", "2", SERVER_IP]);
+    std::thread::sleep(Duration::from_millis(300));
+    let flows = topo.stop_and_collect(pitapd, collector);
     // The summary at exit reports the same accumulated counter.
     let last = topo.status()["ports"][0]["ring_drops"].as_u64().unwrap();
     assert!(last >= drops);
@@ -340,6 +351,28 @@ fn ring_drops_reach_the_counters() {
         summary.contains(&format!(" {last} ring drops")),
         "{summary}"
     );
+    // The collector heard them in the tap's health report...
+    let report = topo.errors("collector");
+    assert!(
+        report.contains(&format!(", {last} ring drops,")),
+        "{report}"
+    );
+    // ...and the flows open while they happened say so; the later one not.
+    let burst = flows
+        .iter()
+        .find(|f| f["src_port"] == 5555 && f["dst_port"] == 9)
+        .unwrap_or_else(|| panic!("no burst flow in {flows:#?}"));
+    assert!(burst["ring_drops"].as_u64().unwrap() >= drops, "{burst}");
+    // (The server answers the burst with port unreachables: ICMP type 3.)
+    let pings: Vec<&Value> = flows
+        .iter()
+        .filter(|f| f["proto"] == "ICMP" && f["icmp_type"] == 8)
+        .collect();
+    assert_eq!(pings.len(), 2, "{pings:#?}");
+    let first = pings.iter().min_by_key(|f| f["start_ms"].as_u64()).unwrap();
+    let later = pings.iter().max_by_key(|f| f["start_ms"].as_u64()).unwrap();
+    assert!(first["ring_drops"].as_u64().unwrap() >= drops, "{first}");
+    assert_eq!(later["ring_drops"], 0, "{later}");
 }
 
 #[test]
