@@ -21,10 +21,16 @@ pub struct Sinks {
     /// Whether the talkers are kept (a live tap with a display; a replay
     /// has nobody to show them to).
     pub track_talkers: bool,
+    /// When an uplink error was last written, and how many came since.
+    last_error_note: Option<Instant>,
+    errors_unsaid: u64,
 }
 
 /// How often a waiting tap says that it waits.
 const WAIT_NOTE_EVERY: Duration = Duration::from_secs(5);
+/// Uplink errors (a collector without a route) are written at most this
+/// often, with the count of those in between.
+const ERROR_NOTE_EVERY: Duration = Duration::from_secs(10);
 
 impl Sinks {
     pub fn new(
@@ -39,6 +45,8 @@ impl Sinks {
             clock,
             talkers: TopTalkers::default(),
             track_talkers: false,
+            last_error_note: None,
+            errors_unsaid: 0,
         }
     }
 
@@ -49,7 +57,19 @@ impl Sinks {
         if let Some(u) = &mut self.uplink {
             u.tick();
             if let Some(e) = u.take_error() {
-                eprintln!("pitapd: uplink ({}): {e}", u.describe());
+                if self
+                    .last_error_note
+                    .is_some_and(|t| t.elapsed() < ERROR_NOTE_EVERY)
+                {
+                    self.errors_unsaid += 1;
+                } else {
+                    let more = match std::mem::take(&mut self.errors_unsaid) {
+                        0 => String::new(),
+                        n => format!(" ({n} more since the last)"),
+                    };
+                    eprintln!("pitapd: uplink ({}): {e}{more}", u.describe());
+                    self.last_error_note = Some(Instant::now());
+                }
             }
         }
         if let Some(p) = &mut self.print {
@@ -127,7 +147,11 @@ impl Sinks {
         }
         self.wait_until("the last acknowledgements", limit, |u| {
             u.unacknowledged() == 0
-        })
+        })?;
+        if let Some(u) = &mut self.uplink {
+            u.goodbye();
+        }
+        Ok(())
     }
 
     /// The record as it leaves the tap (see `Uplink::stamp`).

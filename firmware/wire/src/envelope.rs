@@ -55,6 +55,9 @@ pub enum Kind {
     /// A tap asking for a challenge (and the time): at its start, and
     /// whenever it has nothing else to send and no answer yet.
     Hello = 4,
+    /// A tap that stops: everything it sent is acknowledged (tap to
+    /// collector; not answered).
+    Goodbye = 5,
 }
 
 impl Kind {
@@ -64,6 +67,7 @@ impl Kind {
             2 => Some(Kind::Reply),
             3 => Some(Kind::Health),
             4 => Some(Kind::Hello),
+            5 => Some(Kind::Goodbye),
             _ => None,
         }
     }

@@ -37,10 +37,6 @@ pub struct Reply {
     pub acked: Vec<(u64, u64)>,
     /// Batches the collector can take in flight from this tap.
     pub window: u32,
-    /// How long the collector may hold a datagram before it answers, µs:
-    /// its grouping delay and how long its commits take lately (the tap
-    /// adds it to its retransmission timeout, as QUIC's `max_ack_delay`).
-    pub ack_delay_us: u64,
 }
 
 impl Reply {

@@ -64,8 +64,18 @@ const STORE_ACK_DELAY: Duration = Duration::from_millis(200);
 const STORE_ACK_GROUP: usize = 1024;
 /// The loop looks at its timers at least this often.
 const READ_TIMEOUT: Duration = Duration::from_millis(25);
-/// Commits whose time the announced ack delay covers.
-const COMMITS_REMEMBERED: usize = 16;
+/// A group is answered once the socket was this quiet (the taps sent what
+/// their windows allow and wait for the reply)...
+const IDLE_FLUSH: Duration = Duration::from_millis(10);
+/// ...but not more often than this: a steady trickle of batches still
+/// makes groups, not a commit per batch.
+const MIN_GROUP_GAP: Duration = Duration::from_millis(20);
+/// `--until-final`: a finished tap quiet this long (past its longest probe
+/// timeout) is done even without a goodbye; nobody is kept longer than
+/// FINAL_LINGER after the final batch.
+const FINAL_QUIET: Duration = Duration::from_secs(5);
+const FINAL_LINGER: Duration = Duration::from_secs(60);
+
 /// Hellos and refused datagrams are answered at once, but a flood of them
 /// makes at most one extra group this often.
 const URGENT_EVERY: Duration = Duration::from_millis(5);
@@ -175,8 +185,6 @@ struct Loop {
     last_retention: Instant,
     alerts: Alerts,
     exporters: Vec<Box<dyn Exporter>>,
-    /// How long the last commits took.
-    commits: std::collections::VecDeque<Duration>,
     /// Flows stored so far, and (tests only) the count past which the
     /// collector kills itself just before committing.
     flows_committed: u64,
@@ -196,11 +204,9 @@ impl Loop {
         }) {
             kill_self();
         }
-        let committing = Instant::now();
         self.save_state(self.group > 0 || !self.pending.is_empty())?;
-        self.note_commit(committing.elapsed());
         self.flows_committed += self.pending.len() as u64;
-        for (reply, to) in self.collector.take_replies(self.window, self.ack_delay()) {
+        for (reply, to) in self.collector.take_replies(self.window) {
             // A lost reply costs nothing: the next one says it all.
             let _ = self.socket.send_to(&reply, to);
         }
@@ -225,25 +231,6 @@ impl Loop {
         }
         self.last_flush = Instant::now();
         Ok(())
-    }
-
-    fn note_commit(&mut self, took: Duration) {
-        if self.commits.len() >= COMMITS_REMEMBERED {
-            self.commits.pop_front();
-        }
-        self.commits.push_back(took);
-    }
-
-    /// How long a datagram may wait for its reply: the grouping delay, a
-    /// turn of the loop (its read timeout) and the longest of the recent
-    /// commits, doubled for what comes.
-    fn ack_delay(&self) -> Duration {
-        let delay = if self.store.is_some() {
-            STORE_ACK_DELAY
-        } else {
-            ACK_DELAY
-        };
-        delay + READ_TIMEOUT + 2 * self.commits.iter().copied().max().unwrap_or_default()
     }
 
     /// Saves the state (with the output file's length): into the store
@@ -400,7 +387,6 @@ pub fn run(opts: Options) -> Result<(), String> {
         last_retention: Instant::now(),
         alerts,
         exporters,
-        commits: Default::default(),
         flows_committed,
         kill_before_commit_at: std::env::var("PITAP_TEST_KILL_BEFORE_COMMIT_AT")
             .ok()
@@ -418,7 +404,22 @@ pub fn run(opts: Options) -> Result<(), String> {
     let mut buf = vec![0u8; 65_536];
     let mut last_datagram = Instant::now();
     let mut last_status = Instant::now();
+    let mut read_timeout = READ_TIMEOUT;
+    let mut finished_at: Option<Instant> = None;
     loop {
+        // With a group waiting, a short silence means the burst is over.
+        let wanted = if state.group > 0 {
+            IDLE_FLUSH
+        } else {
+            READ_TIMEOUT
+        };
+        if wanted != read_timeout {
+            state
+                .socket
+                .set_read_timeout(Some(wanted))
+                .map_err(|e| e.to_string())?;
+            read_timeout = wanted;
+        }
         let received = match state.socket.recv_from(&mut buf) {
             Ok(got) => Some(got),
             Err(e)
@@ -446,7 +447,7 @@ pub fn run(opts: Options) -> Result<(), String> {
                         });
                     }
                 }
-                Outcome::Health { .. } | Outcome::Hello { .. } => {}
+                Outcome::Health { .. } | Outcome::Hello { .. } | Outcome::Goodbye { .. } => {}
                 Outcome::Rejected(reason) => {
                     if state.collector.rejected().get(&reason) == Some(&1) {
                         eprintln!(
@@ -465,13 +466,22 @@ pub fn run(opts: Options) -> Result<(), String> {
         let since = state.last_flush.elapsed();
         if state.group >= group
             || (state.group > 0 && since >= delay)
+            || (state.group > 0 && received.is_none() && since >= MIN_GROUP_GAP)
             || (received.is_none() && since >= delay)
             || (state.collector.has_urgent_replies() && since >= URGENT_EVERY)
         {
             state.flush()?;
         }
         if opts.until_final && state.collector.any_finished() {
-            break;
+            // The last replies may be lost: stay until the tap says goodbye,
+            // or has been quiet longer than any of its probe timeouts.
+            let finished = *finished_at.get_or_insert_with(Instant::now);
+            if state.collector.any_gone()
+                || last_datagram.elapsed() >= FINAL_QUIET
+                || finished.elapsed() >= FINAL_LINGER
+            {
+                break;
+            }
         }
         if opts.idle_exit.is_some_and(|d| last_datagram.elapsed() >= d) {
             break;

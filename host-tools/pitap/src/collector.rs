@@ -95,6 +95,9 @@ pub enum Outcome {
     Hello {
         tap: String,
     },
+    Goodbye {
+        tap: String,
+    },
     Rejected(Reject),
 }
 
@@ -270,6 +273,10 @@ impl Collector {
             return self.reject(Reject::Replayed);
         }
         tap.last_seen = Some(now);
+        if header.kind == Kind::Goodbye {
+            tap.said_goodbye = true;
+            return Outcome::Goodbye { tap: tap_id };
+        }
         self.owe(&tap_id, header.boot, from, header.counter, false);
         match header.kind {
             Kind::Batch => self.batch(&tap_id, &payload),
@@ -282,7 +289,7 @@ impl Collector {
                 }
                 Err(_) => self.reject(Reject::MalformedContent),
             },
-            Kind::Hello | Kind::Reply => self.reject(Reject::UnexpectedKind),
+            Kind::Hello | Kind::Reply | Kind::Goodbye => self.reject(Reject::UnexpectedKind),
         }
     }
 
@@ -321,13 +328,8 @@ impl Collector {
 
     /// The replies owed, sealed, with where they go. Call it only once what
     /// arrived so far is stored: a reply says so. `window`: batches the
-    /// collector can take in flight, shared among the taps that sent;
-    /// `ack_delay`: how long it may hold a datagram before answering.
-    pub fn take_replies(
-        &mut self,
-        window: u32,
-        ack_delay: std::time::Duration,
-    ) -> Vec<(Vec<u8>, SocketAddr)> {
+    /// collector can take in flight, shared among the taps that sent.
+    pub fn take_replies(&mut self, window: u32) -> Vec<(Vec<u8>, SocketAddr)> {
         let owed = std::mem::take(&mut self.owed);
         let senders = owed.len().max(1) as u32;
         let now = Instant::now();
@@ -345,7 +347,6 @@ impl Collector {
                     .map_or(0, |d| d.as_micros() as u64),
                 challenge: tap.challenge_for(&boot),
                 window: (window / senders).max(4),
-                ack_delay_us: ack_delay.as_micros() as u64,
                 ..Reply::default()
             };
             if let Some(b) = tap.current.as_ref().filter(|b| b.boot == boot) {
@@ -379,5 +380,11 @@ impl Collector {
     /// a shutdown) and every batch before it arrived.
     pub fn any_finished(&self) -> bool {
         self.taps.values().any(TapState::finished)
+    }
+
+    /// Whether a finished tap also said goodbye: it has every reply it
+    /// needed, nobody waits for this collector any more.
+    pub fn any_gone(&self) -> bool {
+        self.taps.values().any(|t| t.finished() && t.said_goodbye)
     }
 }

@@ -209,6 +209,9 @@ pub struct TapState {
     /// The seq of the current boot's final batch, once it arrived.
     #[serde(skip)]
     pub final_seq: Option<u64>,
+    /// The current boot said goodbye: everything it sent is acknowledged.
+    #[serde(skip)]
+    pub said_goodbye: bool,
 }
 
 impl TapState {
@@ -247,6 +250,7 @@ impl TapState {
         }
         self.generation += 1;
         self.final_seq = None;
+        self.said_goodbye = false;
         self.current = Some(BootState::new(boot, challenge));
     }
 

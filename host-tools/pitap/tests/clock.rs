@@ -97,7 +97,7 @@ impl World {
                 self.received.extend(records);
             }
         }
-        for (reply, _) in self.collector.take_replies(64, Duration::from_millis(1)) {
+        for (reply, _) in self.collector.take_replies(64) {
             let mut p = self.path.borrow_mut();
             p.replies.push(reply.clone());
             p.down.push_back(reply);

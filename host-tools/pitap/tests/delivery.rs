@@ -286,3 +286,61 @@ fn a_path_that_reorders_and_duplicates_loses_and_repeats_nothing() {
         s.batches, s.retransmitted
     );
 }
+
+#[test]
+fn thirty_percent_loss_both_ways_loses_and_repeats_nothing() {
+    let dir = temp_dir("loss");
+    let ns = Netns::new("loss");
+    // The kernel drops 30 % of the datagrams to the collector and 30 % of
+    // its replies (nftables in a namespace of the test's own).
+    let rules = "table inet loss {
+        chain out {
+            type filter hook output priority 0;
+            udp dport 47300 numgen random mod 10 < 3 drop
+            udp sport 47300 numgen random mod 10 < 3 drop
+        }
+    }";
+    let rules_file = dir.join("loss.nft");
+    std::fs::write(&rules_file, rules).unwrap();
+    let nft = ns
+        .command("nft")
+        .arg("-f")
+        .arg(&rules_file)
+        .output()
+        .unwrap();
+    assert!(nft.status.success(), "nft: {nft:?}");
+    let (config, keys) = keygen(&dir, &["edge"]);
+    let files = dir.join("run");
+    std::fs::create_dir_all(&files).unwrap();
+    let (collector, addr) = collector_in(
+        Some(&ns),
+        &config,
+        "127.0.0.1:47300",
+        &files,
+        &["--format", "json", "--until-final", "--idle-exit", "30"],
+        &[],
+    );
+    let capture = generated(&dir, 60_000);
+    let tap = replay_in(Some(&ns), &capture, &addr, "edge", &keys[0], &[]);
+    let (status, stderr) = rest_of_stderr(tap);
+    assert!(status.success(), "pitapd: {stderr}");
+    let s = uplink_summary(&stderr);
+    assert_eq!((s.dropped, s.unacknowledged), (0, 0), "{stderr}");
+    assert!(
+        s.retransmitted > 0,
+        "30 % loss and nothing sent again? {s:?}"
+    );
+    let (cstatus, cerr) = rest_of_stderr(collector);
+    assert!(cstatus.success(), "{cerr}");
+    let truth = parse_json_lines(&printed(&capture, "json", "edge"));
+    let output = std::fs::read_to_string(files.join("flows.txt")).unwrap();
+    assert_exactly_once("output file", &parse_json_lines(&output), &truth);
+    assert_exactly_once("store", &stored_lines(&files.join("flows.db")), &truth);
+    println!(
+        "30 % loss each way: {} batches in {} datagrams ({} retransmitted, {:.0} %), exactly once",
+        s.batches,
+        s.datagrams,
+        s.retransmitted,
+        s.retransmitted as f64 * 100.0 / s.datagrams as f64
+    );
+}

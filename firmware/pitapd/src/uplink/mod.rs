@@ -143,9 +143,10 @@ struct Pending {
 
 /// Dropped batches remembered in case an acknowledgement still comes.
 const DROPPED_REMEMBERED: usize = 4096;
-/// The first hellos go this often; then less often, up to `MAX_HELLO`.
+/// The first hellos go this often; then less often, up to `MAX_HELLO` (a
+/// hello is small: one a second costs nothing while a collector is away).
 const FIRST_HELLO: Duration = Duration::from_millis(250);
-const MAX_HELLO: Duration = Duration::from_secs(4);
+const MAX_HELLO: Duration = Duration::from_secs(1);
 
 /// 16 random bytes for this process start (the nonce prefix and boot id).
 pub fn new_boot() -> [u8; 16] {
@@ -198,8 +199,10 @@ pub struct Uplink {
     window: Window,
     /// The retransmission timer, armed at this instant.
     timer: Option<Instant>,
-    /// When the last timeout fired: a reply to a datagram sent before it
-    /// shows it was spurious.
+    /// Probe timeouts since the last reply.
+    probes_unanswered: u32,
+    /// When the window last went to its floor for a silence: a reply to a
+    /// datagram sent before shows the silence was only a slow path.
     last_timeout: Option<Instant>,
     seq: u64,
     batch: BatchWriter,
@@ -257,6 +260,7 @@ impl Uplink {
             rtt: Rtt::default(),
             window: Window::default(),
             timer: None,
+            probes_unanswered: 0,
             last_timeout: None,
             seq: 0,
             batch: BatchWriter::default(),
@@ -490,27 +494,32 @@ impl Uplink {
                 self.cursor += 1;
                 continue;
             }
-            if !self.may_send(&self.queue[i]) {
+            if !self.may_send(&self.queue[i]) || !self.transmit(i, now) {
                 break;
             }
-            let bytes = std::mem::take(&mut self.queue[i].bytes);
-            let result = self.seal_and_send(Kind::Batch, &bytes, now);
-            let p = &mut self.queue[i];
-            p.bytes = bytes;
-            if result.is_err() {
-                // The socket is full: the rest waits for the next turn.
-                break;
-            }
-            p.sent_at = Some(now);
-            if p.transmissions > 0 {
-                self.counters.retransmits += 1;
-            }
-            p.transmissions += 1;
-            self.counters.transmissions += 1;
             self.in_flight += 1;
             self.cursor += 1;
-            self.timer.get_or_insert(now);
         }
+    }
+
+    /// Sends queue entry `i` (again); false if the socket is full and
+    /// nothing was sent. The caller keeps the in-flight count.
+    fn transmit(&mut self, i: usize, now: Instant) -> bool {
+        let bytes = std::mem::take(&mut self.queue[i].bytes);
+        let result = self.seal_and_send(Kind::Batch, &bytes, now);
+        let p = &mut self.queue[i];
+        p.bytes = bytes;
+        if result.is_err() {
+            return false;
+        }
+        p.sent_at = Some(now);
+        if p.transmissions > 0 {
+            self.counters.retransmits += 1;
+        }
+        p.transmissions += 1;
+        self.counters.transmissions += 1;
+        self.timer.get_or_insert(now);
+        true
     }
 
     /// Puts an in-flight batch back to be sent again.
@@ -572,14 +581,12 @@ impl Uplink {
             self.refuse(Refusal::Replayed);
             return;
         };
-        // The network's part of the round trip: without the time the
-        // collector held our datagram (it said how long).
-        let network = now
-            .saturating_duration_since(sent_at)
-            .saturating_sub(Duration::from_micros(reply.held_us));
-        self.rtt.sample(network);
-        self.rtt
-            .set_ack_delay(Duration::from_micros(reply.ack_delay_us));
+        let round_trip = now.saturating_duration_since(sent_at);
+        self.rtt.sample(round_trip);
+        // The network's part of it: without the time the collector held our
+        // datagram (it said how long).
+        let network = round_trip.saturating_sub(Duration::from_micros(reply.held_us));
+        self.probes_unanswered = 0;
         if let Some(fired) = self.last_timeout.take() {
             if sent_at < fired {
                 self.window.undo_timeout();
@@ -698,6 +705,28 @@ impl Uplink {
         }
     }
 
+    /// Nothing came back for a probe timeout: the two oldest batches in
+    /// flight go again, whatever the window (a reply to either acknowledges
+    /// all that arrived and shows what was lost), the next timeout is
+    /// longer; only a silence through several takes the window to its floor
+    /// (QUIC, RFC 9002).
+    fn on_probe_timeout(&mut self, now: Instant) {
+        self.probes_unanswered += 1;
+        if self.probes_unanswered >= 3 {
+            self.window.on_persistent_timeout(self.in_flight);
+            self.last_timeout = Some(now);
+        }
+        self.rtt.back_off();
+        let oldest: Vec<usize> = (0..self.queue.len())
+            .filter(|&i| self.queue[i].sent_at.is_some())
+            .take(2)
+            .collect();
+        for i in oldest {
+            self.transmit(i, now);
+        }
+        self.timer = Some(now);
+    }
+
     /// Replies in, timeouts, hellos, batches out. Call it often.
     pub fn tick(&mut self) {
         self.receive_replies();
@@ -706,12 +735,7 @@ impl Uplink {
             .timer
             .is_some_and(|armed| self.in_flight > 0 && now >= armed + self.rtt.rto())
         {
-            // Nothing came back for a whole timeout: everything in flight
-            // goes again, slowly, with a longer timeout.
-            self.window.on_timeout(self.in_flight);
-            self.mark_all_lost();
-            self.rtt.back_off();
-            self.last_timeout = Some(now);
+            self.on_probe_timeout(now);
         }
         let wants_hello = self.challenge.is_none()
             || (self.settings.clock == ClockMode::Sync && !self.clock.is_synced());
@@ -759,6 +783,17 @@ impl Uplink {
     /// Batches not acknowledged yet.
     pub fn unacknowledged(&self) -> u64 {
         self.queue.len() as u64
+    }
+
+    /// Says goodbye once everything is acknowledged (twice: the collector
+    /// may be waiting for it to stop, and a datagram can be lost).
+    pub fn goodbye(&mut self) {
+        if self.challenge.is_none() || !self.queue.is_empty() {
+            return;
+        }
+        for _ in 0..2 {
+            let _ = self.seal_and_send(Kind::Goodbye, &[], Instant::now());
+        }
     }
 
     /// Queues what is left and a last batch flagged final; then call

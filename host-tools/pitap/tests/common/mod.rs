@@ -222,7 +222,23 @@ pub fn collector_at(
     extra: &[&str],
     env: &[(&str, String)],
 ) -> (Child, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pitap"));
+    collector_in(None, config, listen, files, extra, env)
+}
+
+/// [`collector_at`], inside a namespace when one is given.
+pub fn collector_in(
+    ns: Option<&Netns>,
+    config: &Path,
+    listen: &str,
+    files: &Path,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> (Child, String) {
+    let pitap = env!("CARGO_BIN_EXE_pitap");
+    let mut cmd = match ns {
+        Some(ns) => ns.command(pitap),
+        None => Command::new(pitap),
+    };
     cmd.args(["collect", "--listen", listen, "--config"])
         .arg(config)
         .arg("--store")
@@ -267,16 +283,31 @@ pub fn rest_of_stderr(child: Child) -> (std::process::ExitStatus, String) {
 /// stderr piped (the summary says what the uplink did). It gives up after
 /// 120 s without acknowledgements, so no test waits for ever.
 pub fn spawn_replay(file: &Path, addr: &str, tap: &str, key: &Key, extra: &[&str]) -> Child {
-    Command::new(pitapd_bin())
-        .arg("--read")
-        .arg(file)
-        .args(["--uplink", addr, "--tap-id", tap, "--key", &key.to_hex()])
-        .args(["--ack-timeout", "120"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    replay_in(None, file, addr, tap, key, extra)
+}
+
+/// [`spawn_replay`], inside a namespace when one is given.
+pub fn replay_in(
+    ns: Option<&Netns>,
+    file: &Path,
+    addr: &str,
+    tap: &str,
+    key: &Key,
+    extra: &[&str],
+) -> Child {
+    match ns {
+        Some(ns) => ns.command(pitapd_bin()),
+        None => Command::new(pitapd_bin()),
+    }
+    .arg("--read")
+    .arg(file)
+    .args(["--uplink", addr, "--tap-id", tap, "--key", &key.to_hex()])
+    .args(["--ack-timeout", "120"])
+    .args(extra)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap()
 }
 
 /// The figures of pitapd's uplink summary line.
@@ -293,7 +324,7 @@ pub struct UplinkSummary {
 pub fn uplink_summary(stderr: &str) -> UplinkSummary {
     let line = stderr
         .lines()
-        .find(|l| l.starts_with("pitapd: uplink ("))
+        .find(|l| l.starts_with("pitapd: uplink (") && l.contains(" batches ("))
         .unwrap_or_else(|| panic!("no uplink summary in {stderr}"));
     let number_before = |word: &str| -> u64 {
         let at = line
