@@ -260,3 +260,88 @@ fn uplink_stack_with_a_static_address() {
         .iter()
         .all(|f| f["src_addr"] != "192.0.2.60" && f["dst_addr"] != "192.0.2.60"));
 }
+
+/// A relay on the tap's uplink path (in the tap's namespace): it forwards
+/// both ways and keeps the collector's replies; when TRIGGER appears it
+/// sends the tap the first reply again (seconds old: taken, it would move
+/// the clock back) and the latest one with a byte of its sealed time
+/// changed, then writes DONE.
+const REPLAYING_RELAY: &str = r#"
+import os, select, socket, sys, time
+front_port, collector_port, trigger, done = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); front.bind(("127.0.0.1", front_port))
+back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); back.bind(("127.0.0.1", 0))
+back.connect(("127.0.0.1", collector_port))
+tap, replies = None, []
+while True:
+    r, _, _ = select.select([front, back], [], [], 0.05)
+    if front in r:
+        d, tap = front.recvfrom(65536); back.send(d)
+    if back in r:
+        d = back.recv(65536); replies.append(d)
+        if tap: front.sendto(d, tap)
+    if os.path.exists(trigger) and tap and len(replies) >= 2:
+        front.sendto(replies[0], tap)
+        forged = bytearray(replies[-1]); forged[-20] ^= 0x40
+        front.sendto(bytes(forged), tap)
+        os.remove(trigger); open(done, "w").write("sent")
+"#;
+
+#[test]
+fn replayed_and_forged_time_replies_move_a_live_taps_clock_nowhere() {
+    let mut topo = Topology::new("timerelay");
+    let (tap_ns, client) = (topo.tap.clone(), topo.client.clone());
+    let collector = topo.start_collector(
+        &tap_ns,
+        "collector",
+        "127.0.0.1:47120",
+        &["--until-final", "--idle-exit", "30"],
+    );
+    let (trigger, done) = (topo.dir.join("trigger"), topo.dir.join("done"));
+    topo.spawn(
+        &tap_ns,
+        "relay",
+        &[
+            "python3",
+            "-c",
+            REPLAYING_RELAY,
+            "47121",
+            "47120",
+            trigger.to_str().unwrap(),
+            done.to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let config = topo.pitapd_config("", &topo.uplink("127.0.0.1:47121", "health_interval_s = 1"));
+    let pitapd = topo.start_pitapd(&config, &[]);
+    topo.run(&client, &["ping", "-c", "2", "-i", "0.2", SERVER_IP]);
+    std::thread::sleep(Duration::from_secs(3));
+    let before = topo.status();
+    assert_eq!(before["clock"]["synced"], true, "{before}");
+    assert_eq!(before["clock"]["source"], "collector", "{before}");
+    // Tap and collector share this machine's clock: nothing to correct.
+    assert_eq!(before["clock"]["offset_ms"], 0, "{before}");
+    std::fs::write(&trigger, "").unwrap();
+    let waited = std::time::Instant::now();
+    while !done.exists() {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "the relay did not replay"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = topo.status();
+    let refused = &after["uplink"]["refused_replies"];
+    assert!(refused["replayed"].as_u64().unwrap() >= 1, "{after}");
+    assert!(refused["forged"].as_u64().unwrap() >= 1, "{after}");
+    assert_eq!(after["clock"]["offset_ms"], 0, "moved: {after}");
+    assert_eq!(after["clock"]["steps"], 0, "stepped: {after}");
+    let flows = topo.stop_and_collect(pitapd, collector);
+    assert!(
+        flows
+            .iter()
+            .any(|f| f["proto"] == "ICMP" && f["clock"] == "synced"),
+        "{flows:#?}"
+    );
+}
