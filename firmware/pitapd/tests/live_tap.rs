@@ -342,6 +342,7 @@ fn ring_drops_reach_the_counters_the_collector_and_the_flows() {
     // A flow that starts after the drops were counted missed nothing.
     topo.run(&client, &["ping", "-c", "1", "-W", "2", SERVER_IP]);
     std::thread::sleep(Duration::from_millis(300));
+
     let flows = topo.stop_and_collect(pitapd, collector);
     // The summary at exit reports the same accumulated counter.
     let last = topo.status()["ports"][0]["ring_drops"].as_u64().unwrap();
@@ -363,12 +364,21 @@ fn ring_drops_reach_the_counters_the_collector_and_the_flows() {
         .find(|f| f["src_port"] == 5555 && f["dst_port"] == 9)
         .unwrap_or_else(|| panic!("no burst flow in {flows:#?}"));
     assert!(burst["ring_drops"].as_u64().unwrap() >= drops, "{burst}");
-    // (The server answers the burst with port unreachables: ICMP type 3.)
+    // Echo flows only (the server answers the burst with port unreachables,
+    // ICMP type 3). After the freeze the kernel may hand over port A's
+    // block late, so the later ping's reply can come first: its flow then
+    // starts with the answer (type 0, history "^").
     let pings: Vec<&Value> = flows
         .iter()
-        .filter(|f| f["proto"] == "ICMP" && f["icmp_type"] == 8)
+        .filter(|f| f["proto"] == "ICMP" && (f["icmp_type"] == 8 || f["icmp_type"] == 0))
         .collect();
-    assert_eq!(pings.len(), 2, "{pings:#?}");
+    assert_eq!(
+        pings.len(),
+        2,
+        "{pings:#?}\npitapd: {}\ncollector: {}",
+        topo.errors("pitapd"),
+        topo.errors("collector")
+    );
     let first = pings.iter().min_by_key(|f| f["start_ms"].as_u64()).unwrap();
     let later = pings.iter().max_by_key(|f| f["start_ms"].as_u64()).unwrap();
     assert!(first["ring_drops"].as_u64().unwrap() >= drops, "{first}");
