@@ -52,6 +52,57 @@ fn assert_exactly_once(
     assert_eq!(ours, theirs, "{what}");
 }
 
+/// The output file and the store each hold the truth's flows exactly once.
+fn assert_delivered(what: &str, files: &Path, truth: &std::collections::BTreeMap<String, usize>) {
+    let output = std::fs::read_to_string(files.join("flows.txt")).unwrap();
+    assert_exactly_once(
+        &format!("{what}output file"),
+        &parse_json_lines(&output),
+        truth,
+    );
+    assert_exactly_once(
+        &format!("{what}store"),
+        &stored_lines(&files.join("flows.db")),
+        truth,
+    );
+}
+
+/// A test's directory, the keys of tap "edge", and a directory for one
+/// collector's files.
+struct Setup {
+    dir: std::path::PathBuf,
+    files: std::path::PathBuf,
+    config: std::path::PathBuf,
+    key: pitap_wire::envelope::Key,
+}
+
+impl Setup {
+    fn new(name: &str) -> Setup {
+        let dir = temp_dir(name);
+        let (config, keys) = keygen(&dir, &["edge"]);
+        let files = dir.join("run");
+        std::fs::create_dir_all(&files).unwrap();
+        Setup {
+            dir,
+            files,
+            config,
+            key: keys[0].clone(),
+        }
+    }
+
+    /// A JSON-line collector with this setup's files (in `ns` if given).
+    fn collector(
+        &self,
+        ns: Option<&Netns>,
+        listen: &str,
+        extra: &[&str],
+    ) -> (std::process::Child, String) {
+        let mut args = vec!["--format", "json"];
+        args.extend_from_slice(extra);
+        collector_in(ns, &self.config, listen, &self.files, &args, &[])
+    }
+}
+
 #[test]
 fn a_300k_packet_replay_arrives_whole_with_few_retransmissions() {
     let dir = temp_dir("replay300k");
@@ -92,9 +143,7 @@ fn a_300k_packet_replay_arrives_whole_with_few_retransmissions() {
             cerr.contains("0 waiting, 0 lost (tap gave up), 0 reboots"),
             "{cerr}"
         );
-        let output = std::fs::read_to_string(files.join("flows.txt")).unwrap();
-        assert_exactly_once("output file", &parse_json_lines(&output), &truth);
-        assert_exactly_once("store", &stored_lines(&files.join("flows.db")), &truth);
+        assert_delivered("", &files, &truth);
     }
 }
 
@@ -136,18 +185,11 @@ fn crash_and_return(dir: &Path, capture: &Path, kill_at: u64, away: Duration) ->
     assert_eq!((s.dropped, s.unacknowledged), (0, 0), "{stderr}");
     let (cstatus, cerr) = rest_of_stderr(second);
     assert!(cstatus.success(), "{cerr}");
-    let truth = parse_json_lines(&printed(capture, "json", "edge"));
-    let output = std::fs::read_to_string(files.join("flows.txt")).unwrap();
     let what = format!("killed before the commit past {kill_at} flows, away {away:?}");
-    assert_exactly_once(
-        &format!("{what}: output file"),
-        &parse_json_lines(&output),
-        &truth,
-    );
-    assert_exactly_once(
-        &format!("{what}: store"),
-        &stored_lines(&files.join("flows.db")),
-        &truth,
+    assert_delivered(
+        &format!("{what}: "),
+        &files,
+        &parse_json_lines(&printed(capture, "json", "edge")),
     );
     format!(
         "{what}: {} lines written before the kill (rolled back), restarted {:.1} s after it, replay done {:.1} s after the restart, {} retransmitted of {} datagrams",
@@ -182,21 +224,12 @@ fn collector_killed_at_three_points_keeps_every_flow_once() {
 
 #[test]
 fn an_old_datagram_injected_into_a_running_replay_changes_nothing() {
-    let dir = temp_dir("inject");
-    let (config, keys) = keygen(&dir, &["edge"]);
-    let files = dir.join("run");
-    std::fs::create_dir_all(&files).unwrap();
-    let (collector, addr) = collector_at(
-        &config,
-        "127.0.0.1:0",
-        &files,
-        &["--format", "json", "--idle-exit", "5"],
-        &[],
-    );
+    let setup = Setup::new("inject");
+    let (collector, addr) = setup.collector(None, "127.0.0.1:0", &["--idle-exit", "5"]);
     let relay = Relay::start(&addr, PathFaults::default());
     // An earlier boot of the tap, recorded on the path.
     let earlier = real_pcap("zeek__http_bro.org.pcap");
-    replay_to(&earlier, &relay.addr, "edge", &keys[0]);
+    replay_to(&earlier, &relay.addr, "edge", &setup.key);
     let old_batch = relay
         .recorded()
         .up
@@ -209,8 +242,8 @@ fn an_old_datagram_injected_into_a_running_replay_changes_nothing() {
     let old_boot = old_batch[7 + 4..7 + 4 + 16].to_vec(); // after "edge"
                                                           // The current boot: a long replay; 80 ms after its first batch (the
                                                           // collector has taken the new boot), the old datagram.
-    let capture = generated(&dir, 150_000);
-    let tap = spawn_replay(&capture, &relay.addr, "edge", &keys[0], &[]);
+    let capture = generated(&setup.dir, 150_000);
+    let tap = spawn_replay(&capture, &relay.addr, "edge", &setup.key, &[]);
     let waited = Instant::now();
     while !relay
         .recorded()
@@ -241,25 +274,15 @@ fn an_old_datagram_injected_into_a_running_replay_changes_nothing() {
     for (line, n) in parse_json_lines(&printed(&capture, "json", "edge")) {
         *truth.entry(line).or_default() += n;
     }
-    let output = std::fs::read_to_string(files.join("flows.txt")).unwrap();
-    assert_exactly_once("output file", &parse_json_lines(&output), &truth);
-    assert_exactly_once("store", &stored_lines(&files.join("flows.db")), &truth);
+    assert_delivered("", &setup.files, &truth);
     println!("one {old_len}-byte datagram of an earlier boot, 80 ms into a replay: refused, nothing lost");
 }
 
 #[test]
 fn a_path_that_reorders_and_duplicates_loses_and_repeats_nothing() {
-    let dir = temp_dir("reorder");
-    let (config, keys) = keygen(&dir, &["edge"]);
-    let files = dir.join("run");
-    std::fs::create_dir_all(&files).unwrap();
-    let (collector, addr) = collector_at(
-        &config,
-        "127.0.0.1:0",
-        &files,
-        &["--format", "json", "--until-final", "--idle-exit", "30"],
-        &[],
-    );
+    let setup = Setup::new("reorder");
+    let (collector, addr) =
+        setup.collector(None, "127.0.0.1:0", &["--until-final", "--idle-exit", "30"]);
     let relay = Relay::start(
         &addr,
         PathFaults {
@@ -267,18 +290,19 @@ fn a_path_that_reorders_and_duplicates_loses_and_repeats_nothing() {
             duplicate_every: Some(7),
         },
     );
-    let capture = generated(&dir, 60_000);
-    let tap = spawn_replay(&capture, &relay.addr, "edge", &keys[0], &[]);
+    let capture = generated(&setup.dir, 60_000);
+    let tap = spawn_replay(&capture, &relay.addr, "edge", &setup.key, &[]);
     let (status, stderr) = rest_of_stderr(tap);
     assert!(status.success(), "pitapd: {stderr}");
     let s = uplink_summary(&stderr);
     assert_eq!((s.dropped, s.unacknowledged), (0, 0), "{stderr}");
     let (cstatus, cerr) = rest_of_stderr(collector);
     assert!(cstatus.success(), "{cerr}");
-    let truth = parse_json_lines(&printed(&capture, "json", "edge"));
-    let output = std::fs::read_to_string(files.join("flows.txt")).unwrap();
-    assert_exactly_once("output file", &parse_json_lines(&output), &truth);
-    assert_exactly_once("store", &stored_lines(&files.join("flows.db")), &truth);
+    assert_delivered(
+        "",
+        &setup.files,
+        &parse_json_lines(&printed(&capture, "json", "edge")),
+    );
     // Duplicates the path made are refused as replays, counted.
     assert!(cerr.contains("datagrams: replayed"), "{cerr}");
     println!(
@@ -289,7 +313,7 @@ fn a_path_that_reorders_and_duplicates_loses_and_repeats_nothing() {
 
 #[test]
 fn thirty_percent_loss_both_ways_loses_and_repeats_nothing() {
-    let dir = temp_dir("loss");
+    let setup = Setup::new("loss");
     let ns = Netns::new("loss");
     // The kernel drops 30 % of the datagrams to the collector and 30 % of
     // its replies (nftables in a namespace of the test's own).
@@ -300,7 +324,7 @@ fn thirty_percent_loss_both_ways_loses_and_repeats_nothing() {
             udp sport 47300 numgen random mod 10 < 3 drop
         }
     }";
-    let rules_file = dir.join("loss.nft");
+    let rules_file = setup.dir.join("loss.nft");
     std::fs::write(&rules_file, rules).unwrap();
     let nft = ns
         .command("nft")
@@ -309,19 +333,13 @@ fn thirty_percent_loss_both_ways_loses_and_repeats_nothing() {
         .output()
         .unwrap();
     assert!(nft.status.success(), "nft: {nft:?}");
-    let (config, keys) = keygen(&dir, &["edge"]);
-    let files = dir.join("run");
-    std::fs::create_dir_all(&files).unwrap();
-    let (collector, addr) = collector_in(
+    let (collector, addr) = setup.collector(
         Some(&ns),
-        &config,
         "127.0.0.1:47300",
-        &files,
-        &["--format", "json", "--until-final", "--idle-exit", "30"],
-        &[],
+        &["--until-final", "--idle-exit", "30"],
     );
-    let capture = generated(&dir, 60_000);
-    let tap = replay_in(Some(&ns), &capture, &addr, "edge", &keys[0], &[]);
+    let capture = generated(&setup.dir, 60_000);
+    let tap = replay_in(Some(&ns), &capture, &addr, "edge", &setup.key, &[]);
     let (status, stderr) = rest_of_stderr(tap);
     assert!(status.success(), "pitapd: {stderr}");
     let s = uplink_summary(&stderr);
@@ -332,10 +350,11 @@ fn thirty_percent_loss_both_ways_loses_and_repeats_nothing() {
     );
     let (cstatus, cerr) = rest_of_stderr(collector);
     assert!(cstatus.success(), "{cerr}");
-    let truth = parse_json_lines(&printed(&capture, "json", "edge"));
-    let output = std::fs::read_to_string(files.join("flows.txt")).unwrap();
-    assert_exactly_once("output file", &parse_json_lines(&output), &truth);
-    assert_exactly_once("store", &stored_lines(&files.join("flows.db")), &truth);
+    assert_delivered(
+        "",
+        &setup.files,
+        &parse_json_lines(&printed(&capture, "json", "edge")),
+    );
     println!(
         "30 % loss each way: {} batches in {} datagrams ({} retransmitted, {:.0} %), exactly once",
         s.batches,

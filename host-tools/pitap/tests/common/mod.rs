@@ -213,6 +213,14 @@ pub fn generated(dir: &Path, packets: u64) -> PathBuf {
     path
 }
 
+/// `program`, run inside `ns` when one is given.
+pub fn command_in(ns: Option<&Netns>, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    match ns {
+        Some(ns) => ns.command(program),
+        None => Command::new(program),
+    }
+}
+
 /// `pitap collect` with every path given: the restart of a collector is the
 /// same command again. Returns the child and the address it listens on.
 pub fn collector_at(
@@ -234,11 +242,7 @@ pub fn collector_in(
     extra: &[&str],
     env: &[(&str, String)],
 ) -> (Child, String) {
-    let pitap = env!("CARGO_BIN_EXE_pitap");
-    let mut cmd = match ns {
-        Some(ns) => ns.command(pitap),
-        None => Command::new(pitap),
-    };
+    let mut cmd = command_in(ns, env!("CARGO_BIN_EXE_pitap"));
     cmd.args(["collect", "--listen", listen, "--config"])
         .arg(config)
         .arg("--store")
@@ -295,19 +299,16 @@ pub fn replay_in(
     key: &Key,
     extra: &[&str],
 ) -> Child {
-    match ns {
-        Some(ns) => ns.command(pitapd_bin()),
-        None => Command::new(pitapd_bin()),
-    }
-    .arg("--read")
-    .arg(file)
-    .args(["--uplink", addr, "--tap-id", tap, "--key", &key.to_hex()])
-    .args(["--ack-timeout", "120"])
-    .args(extra)
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap()
+    command_in(ns, pitapd_bin())
+        .arg("--read")
+        .arg(file)
+        .args(["--uplink", addr, "--tap-id", tap, "--key", &key.to_hex()])
+        .args(["--ack-timeout", "120"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 /// The figures of pitapd's uplink summary line.
