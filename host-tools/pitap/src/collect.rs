@@ -274,6 +274,18 @@ impl Loop {
             }
         }
     }
+
+    /// Datagrams refused so far, by reason, on one line.
+    fn print_refusals(&self) {
+        let rejected = self.collector.rejected();
+        if !rejected.is_empty() {
+            let parts: Vec<String> = rejected
+                .iter()
+                .map(|(reason, n)| format!("{n} {}", reason.as_str()))
+                .collect();
+            eprintln!("pitap: refused so far: {}", parts.join(", "));
+        }
+    }
 }
 
 fn load_state(path: &PathBuf) -> Result<SavedState, String> {
@@ -491,6 +503,7 @@ pub fn run(opts: Options) -> Result<(), String> {
             .is_some_and(|d| last_status.elapsed() >= d)
         {
             state.print_status();
+            state.print_refusals();
             last_status = Instant::now();
         }
     }

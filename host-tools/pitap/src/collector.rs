@@ -37,20 +37,6 @@ pub enum Reject {
 }
 
 impl Reject {
-    pub const ALL: [Reject; 11] = [
-        Reject::NotPitap,
-        Reject::Truncated,
-        Reject::UnsupportedVersion,
-        Reject::MalformedEnvelope,
-        Reject::UnknownTap,
-        Reject::Forged,
-        Reject::PlaintextRefused,
-        Reject::Replayed,
-        Reject::StaleChallenge,
-        Reject::MalformedContent,
-        Reject::UnexpectedKind,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Reject::NotPitap => "not a PiTap datagram",

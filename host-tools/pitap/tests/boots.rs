@@ -33,8 +33,13 @@ fn the_first_boot_replayed_after_forty_boots_is_refused() {
     let (config, keys) = keygen(&dir, &["edge"]);
     let files = dir.join("run");
     std::fs::create_dir_all(&files).unwrap();
-    let (collector, addr) =
-        collector_at(&config, "127.0.0.1:0", &files, &["--idle-exit", "4"], &[]);
+    let (collector, addr) = collector_at(
+        &config,
+        "127.0.0.1:0",
+        &files,
+        &["--idle-exit", "4", "--status-every", "1"],
+        &[],
+    );
     let relay = Relay::start(&addr, PathFaults::default());
     let capture = real_pcap("zeek__http_bro.org.pcap");
     let per_boot = printed(&capture, "text", "edge").lines().count();
@@ -70,6 +75,14 @@ fn the_first_boot_replayed_after_forty_boots_is_refused() {
         "{stderr}"
     );
     assert!(stderr.contains("40 reboots (0 lost before)"), "{stderr}");
+    // The running collector shows them too, not only at its exit.
+    assert!(
+        stderr.contains(&format!(
+            "pitap: refused so far: {} stale challenge",
+            boot1.len()
+        )),
+        "{stderr}"
+    );
     assert_eq!(stored_count(&files.join("flows.db")), 41 * per_boot);
     let output = std::fs::read_to_string(files.join("flows.txt")).unwrap();
     assert_eq!(output.lines().count(), 41 * per_boot);
