@@ -57,8 +57,8 @@ pub struct Options {
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Command {
-    /// Replay a capture file.
-    Run(Box<Options>),
+    /// Read a capture file offline (`--read`).
+    Read(Box<Options>),
     /// Tap the ports of the configuration.
     Live {
         config: Box<Config>,
@@ -329,7 +329,7 @@ impl Flags {
                 "nothing to do with the flows: give --print, --uplink HOST:PORT or both".into(),
             ));
         }
-        Ok(Command::Run(Box::new(Options {
+        Ok(Command::Read(Box::new(Options {
             read,
             print: self.print,
             format: self.format,

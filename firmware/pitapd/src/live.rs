@@ -514,11 +514,11 @@ pub fn run(
     tap.refresh_counters();
     tap.write_status();
     if let Some(u) = &tap.sinks.uplink {
-        eprintln!("{}", crate::replay::uplink_summary(u));
+        eprintln!("{}", crate::summary::uplink(u));
     }
     eprintln!(
         "{}",
-        crate::replay::summary(&tap.ports.names.join("+"), tap.engine.stats())
+        crate::summary::engine(&tap.ports.names.join("+"), tap.engine.stats())
     );
     for source in &tap.sources {
         let c = source.counters();

@@ -12,7 +12,7 @@ fn main() -> ExitCode {
             println!("pitapd {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Ok(Command::Run(opts)) => report(pitapd::replay::run(&opts).map(|_| ())),
+        Ok(Command::Read(opts)) => report(pitapd::offline::run(&opts).map(|_| ())),
         Ok(Command::Live {
             config,
             print,

@@ -10,7 +10,7 @@ use pitap_wire::messages::ClockHealth;
 use pitapd::status::hw::StatusHardware;
 use pitapd::status::logic::{PortSnapshot, Snapshot, StatusModel, UplinkSnapshot};
 use pitapd::status::pages::Page;
-use pitapd::status::render::{draw, Frame};
+use pitapd::status::render::{draw, Framebuffer};
 use pitapd::status::sim::Simulator;
 
 fn tap_state(frames_a: u64, frames_b: u64) -> Snapshot {
@@ -74,12 +74,12 @@ fn golden(page: Page) -> PathBuf {
 }
 
 /// The frame of a page after one second of traffic.
-fn render(page: Page) -> Frame {
+fn render(page: Page) -> Framebuffer {
     let mut model = StatusModel::default();
     model.set_page(page);
     model.update(0, &tap_state(1_000_000, 400_000), 1000);
     let view = model.update(1000, &tap_state(1_012_400, 403_100), 1000);
-    let mut frame = Frame::default();
+    let mut frame = Framebuffer::default();
     let Ok(()) = draw(&mut frame, view.page, &view.lines);
     frame
 }
@@ -95,7 +95,7 @@ fn every_page_matches_its_golden_frame() {
             continue;
         }
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let expected = Frame::from_png(&bytes).unwrap();
+        let expected = Framebuffer::from_png(&bytes).unwrap();
         let diff = frame.diff(&expected);
         assert_eq!(
             diff,
@@ -134,8 +134,8 @@ fn the_simulator_writes_frames_pages_and_led_changes() {
     let page: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("page.json")).unwrap()).unwrap();
     assert_eq!(page["page"], "overview");
-    let shown = Frame::from_png(&std::fs::read(dir.join("display.png")).unwrap()).unwrap();
-    let mut expected = Frame::default();
+    let shown = Framebuffer::from_png(&std::fs::read(dir.join("display.png")).unwrap()).unwrap();
+    let mut expected = Framebuffer::default();
     let Ok(()) = draw(&mut expected, view.page, &view.lines);
     assert_eq!(shown.diff(&expected), 0);
     assert!(dir.join("frame-00000.png").exists());

@@ -44,7 +44,7 @@ pub type Challenge = [u8; CHALLENGE_LEN];
 /// What a datagram carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
-pub enum Kind {
+pub enum DatagramKind {
     /// Flow records (tap to collector).
     Batch = 1,
     /// The collector's answer: challenge, time, acknowledgements (collector
@@ -60,14 +60,14 @@ pub enum Kind {
     Goodbye = 5,
 }
 
-impl Kind {
-    fn from_u8(v: u8) -> Option<Kind> {
+impl DatagramKind {
+    fn from_u8(v: u8) -> Option<DatagramKind> {
         match v {
-            1 => Some(Kind::Batch),
-            2 => Some(Kind::Reply),
-            3 => Some(Kind::Health),
-            4 => Some(Kind::Hello),
-            5 => Some(Kind::Goodbye),
+            1 => Some(DatagramKind::Batch),
+            2 => Some(DatagramKind::Reply),
+            3 => Some(DatagramKind::Health),
+            4 => Some(DatagramKind::Hello),
+            5 => Some(DatagramKind::Goodbye),
             _ => None,
         }
     }
@@ -111,7 +111,7 @@ impl Key {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header<'a> {
     pub sealed: bool,
-    pub kind: Kind,
+    pub kind: DatagramKind,
     pub tap_id: &'a str,
     /// The sender's per-boot random value.
     pub boot: [u8; 16],
@@ -151,7 +151,7 @@ pub fn parse(datagram: &[u8]) -> Result<(Header<'_>, usize), WireError> {
         PLAINTEXT => false,
         v => return Err(WireError::UnsupportedVersion(v)),
     };
-    let kind = Kind::from_u8(datagram[5]).ok_or(WireError::Malformed("kind"))?;
+    let kind = DatagramKind::from_u8(datagram[5]).ok_or(WireError::Malformed("kind"))?;
     let id_len = usize::from(datagram[6]);
     if id_len == 0 || id_len > MAX_TAP_ID {
         return Err(WireError::Malformed("tap id"));
@@ -264,7 +264,7 @@ pub fn open<'a>(
 mod tests {
     use super::*;
 
-    fn header(kind: Kind) -> Header<'static> {
+    fn header(kind: DatagramKind) -> Header<'static> {
         Header {
             sealed: true,
             kind,
@@ -278,9 +278,12 @@ mod tests {
     #[test]
     fn sealed_round_trip_and_tamper_detection() {
         let key = Key::from_bytes([1; 32]);
-        let dg = seal(&header(Kind::Batch), Some(&key), b"flow records").unwrap();
+        let dg = seal(&header(DatagramKind::Batch), Some(&key), b"flow records").unwrap();
         let (h, payload) = open(&dg, Some(&key), false).unwrap();
-        assert_eq!((h.kind, h.tap_id, h.counter), (Kind::Batch, "rack3", 42));
+        assert_eq!(
+            (h.kind, h.tap_id, h.counter),
+            (DatagramKind::Batch, "rack3", 42)
+        );
         assert_eq!(h.challenge, [3; CHALLENGE_LEN]);
         assert_eq!(payload, b"flow records");
         assert!(
@@ -310,7 +313,7 @@ mod tests {
 
     #[test]
     fn plaintext_needs_consent() {
-        let dg = seal(&header(Kind::Reply), None, b"ack").unwrap();
+        let dg = seal(&header(DatagramKind::Reply), None, b"ack").unwrap();
         assert_eq!(
             open(&dg, None, false).err(),
             Some(WireError::PlaintextRefused)
@@ -321,7 +324,7 @@ mod tests {
     #[test]
     fn envelopes_before_the_challenge_are_unsupported() {
         let key = Key::from_bytes([1; 32]);
-        let mut dg = seal(&header(Kind::Batch), Some(&key), b"x").unwrap();
+        let mut dg = seal(&header(DatagramKind::Batch), Some(&key), b"x").unwrap();
         for old in [2u8, 3] {
             dg[4] = old;
             assert_eq!(

@@ -5,7 +5,7 @@
 //! - [`format`] (with `std`): the flow line and JSON line formats.
 //! - [`envelope`] (with `std`): sealing (XChaCha20-Poly1305) of every datagram.
 //! - [`messages`] (with `std`): acknowledgements and health reports.
-//! - [`replay`]: the replay window over message counters.
+//! - [`replay_window`]: the replay window over message counters.
 //! - [`FlowSink`]: where records go, whatever the place.
 #![cfg_attr(not(feature = "std"), no_std)]
 
@@ -17,7 +17,7 @@ pub mod format;
 #[cfg(feature = "std")]
 pub mod messages;
 pub mod record;
-pub mod replay;
+pub mod replay_window;
 
 pub use codec::{BatchHeader, BatchReader, BatchWriter, WireError};
 pub use record::{

@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Instant, SystemTime};
 
 use pitap::collector::{Collector, Outcome};
-use pitap_wire::envelope::{self, Header, Key, Kind};
+use pitap_wire::envelope::{self, DatagramKind, Header, Key};
 use pitap_wire::format::{LineFormat, LineSink};
 use pitap_wire::{
     BatchHeader, BatchWriter, ConnState, Endpoint, FlowRecord, FlowSink, SideCounters, WireError,
@@ -59,7 +59,7 @@ fn datagrams(key: Option<&Key>) -> Vec<Vec<u8>> {
     let seal = |w: &BatchWriter, seq: u64| {
         let h = Header {
             sealed: key.is_some(),
-            kind: Kind::Batch,
+            kind: DatagramKind::Batch,
             tap_id: "bench-tap",
             boot: BOOT,
             counter: seq,

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::fields::{single_field, Field, Kind, Value};
+use crate::fields::{single_field, Field, FieldType, Value};
 use crate::query::{self, Expr};
 use crate::store::StoredFlow;
 
@@ -78,7 +78,7 @@ impl AlertRule {
             None if self.aggregate == "count" => Aggregate::Count,
             Some(("sum", f)) => {
                 let field = single_field(f).map_err(|e| format!("aggregate: {e}"))?;
-                if field.kind() != Kind::Num {
+                if field.field_type() != FieldType::Num {
                     return Err(format!("aggregate: sum:{f} needs a numeric field"));
                 }
                 Aggregate::Sum(field)
@@ -126,7 +126,7 @@ impl AlertRule {
                 }
                 "blocklist" | "nft" | "nft-apply" => {
                     need_arg("a path")?;
-                    if by.is_none_or(|f| f.kind() != Kind::Addr) {
+                    if by.is_none_or(|f| f.field_type() != FieldType::Addr) {
                         return Err(format!(
                             "actions: {kind} blocks the group's address: set by = \"src_addr\" or \"dst_addr\""
                         ));

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
 use pitap_wire::codec::FLAG_FINAL;
-use pitap_wire::envelope::{self, Header, Key, Kind};
+use pitap_wire::envelope::{self, DatagramKind, Header, Key};
 use pitap_wire::messages::{self, Health, Reply};
 use pitap_wire::{BatchReader, FlowRecord, WireError};
 
@@ -221,7 +221,7 @@ impl Collector {
         };
         // Authentic from here on: the boot, counter and challenge can be
         // trusted to be the tap's (not that they are recent).
-        if header.kind == Kind::Reply {
+        if header.kind == DatagramKind::Reply {
             return self.reject(Reject::UnexpectedKind);
         }
         let secret = self.secret.clone();
@@ -229,7 +229,7 @@ impl Collector {
             secret: Some(secret),
             ..TapState::default()
         });
-        if header.kind == Kind::Hello {
+        if header.kind == DatagramKind::Hello {
             // A hello changes nothing; it is answered with the challenge
             // for its boot (a replayed one only makes a reply nobody can use).
             if let Some(b) = tap.current.as_mut().filter(|b| b.boot == header.boot) {
@@ -259,14 +259,14 @@ impl Collector {
             return self.reject(Reject::Replayed);
         }
         tap.last_seen = Some(now);
-        if header.kind == Kind::Goodbye {
+        if header.kind == DatagramKind::Goodbye {
             tap.said_goodbye = true;
             return Outcome::Goodbye { tap: tap_id };
         }
         self.owe(&tap_id, header.boot, from, header.counter, false);
         match header.kind {
-            Kind::Batch => self.batch(&tap_id, &payload),
-            Kind::Health => match messages::decode::<Health>(&payload) {
+            DatagramKind::Batch => self.batch(&tap_id, &payload),
+            DatagramKind::Health => match messages::decode::<Health>(&payload) {
                 Ok(h) => {
                     if let Some(t) = self.taps.get_mut(&tap_id) {
                         t.health = Some(h);
@@ -275,7 +275,9 @@ impl Collector {
                 }
                 Err(_) => self.reject(Reject::MalformedContent),
             },
-            Kind::Hello | Kind::Reply | Kind::Goodbye => self.reject(Reject::UnexpectedKind),
+            DatagramKind::Hello | DatagramKind::Reply | DatagramKind::Goodbye => {
+                self.reject(Reject::UnexpectedKind)
+            }
         }
     }
 
@@ -350,7 +352,7 @@ impl Collector {
     fn seal_reply(&mut self, tap_id: &str, reply: &Reply, key: Option<&Key>) -> Option<Vec<u8>> {
         let header = Header {
             sealed: key.is_some(),
-            kind: Kind::Reply,
+            kind: DatagramKind::Reply,
             tap_id,
             boot: self.boot,
             counter: self.counter,

@@ -10,8 +10,9 @@ use pitap_wire::{has_ports, proto_name};
 
 use crate::store::StoredFlow;
 
+/// What kind of value a field holds, for comparisons and ranges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub enum FieldType {
     Text,
     Addr,
     Num,
@@ -157,15 +158,15 @@ impl Field {
             .unwrap_or("?")
     }
 
-    pub fn kind(self) -> Kind {
+    pub fn field_type(self) -> FieldType {
         use Field::*;
         match self {
             Tap | Action | Proto | SrcMac | DstMac | ConnState | History | EndReason | Ingress
             | SrcGroup | DstGroup | Mac | Group | DstName | SrcHostname | Sni | Alpn | HttpHost
-            | HttpRequest | Clock => Kind::Text,
-            SrcAddr | DstAddr | Addr => Kind::Addr,
-            Continuation | FromInternal | ToInternal => Kind::Bool,
-            _ => Kind::Num,
+            | HttpRequest | Clock => FieldType::Text,
+            SrcAddr | DstAddr | Addr => FieldType::Addr,
+            Continuation | FromInternal | ToInternal => FieldType::Bool,
+            _ => FieldType::Num,
         }
     }
 

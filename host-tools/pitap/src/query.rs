@@ -19,7 +19,7 @@
 
 use std::net::IpAddr;
 
-use crate::fields::{Field, Kind, Value};
+use crate::fields::{Field, FieldType, Value};
 use crate::networks::Cidr;
 use crate::store::StoredFlow;
 
@@ -246,7 +246,7 @@ impl Parser<'_> {
 
     fn value(&mut self, field: Field) -> Result<Expr, QueryError> {
         let start = self.pos;
-        let kind = field.kind();
+        let kind = field.field_type();
         let term = |m: Match| Ok(Expr::Term(field, m));
         match self.peek() {
             Some('"') => {
@@ -293,7 +293,7 @@ impl Parser<'_> {
                     _ => return Err(self.error("expected ']' or '}' to close the range".into())),
                 };
                 self.pos += 1;
-                if kind != Kind::Num {
+                if kind != FieldType::Num {
                     return Err(self.error_at(
                         start,
                         format!("{}: ranges need a numeric field", field.name()),
@@ -322,7 +322,7 @@ impl Parser<'_> {
                 }
                 let at = self.pos;
                 let word = self.word();
-                if kind != Kind::Num {
+                if kind != FieldType::Num {
                     return Err(self.error_at(
                         start,
                         format!("{}: comparisons need a numeric field", field.name()),
@@ -382,22 +382,22 @@ impl Parser<'_> {
         if bare && text == "*" {
             return Ok(Expr::Term(field, Match::Exists));
         }
-        let m = match field.kind() {
-            Kind::Text if wildcard => Match::Glob(text.to_ascii_lowercase()),
-            Kind::Text => Match::Text(text.to_ascii_lowercase()),
-            Kind::Addr if wildcard => Match::Glob(text.to_ascii_lowercase()),
-            Kind::Addr if text.contains('/') => Match::Cidr(
+        let m = match field.field_type() {
+            FieldType::Text if wildcard => Match::Glob(text.to_ascii_lowercase()),
+            FieldType::Text => Match::Text(text.to_ascii_lowercase()),
+            FieldType::Addr if wildcard => Match::Glob(text.to_ascii_lowercase()),
+            FieldType::Addr if text.contains('/') => Match::Cidr(
                 Cidr::parse(text)
                     .map_err(|e| self.error_at(at, format!("{}: {e}", field.name())))?,
             ),
-            Kind::Addr => Match::Addr(text.parse().map_err(|_| {
+            FieldType::Addr => Match::Addr(text.parse().map_err(|_| {
                 self.error_at(
                     at,
                     format!("{}: {text:?} is not an address or CIDR block", field.name()),
                 )
             })?),
-            Kind::Num => Match::Num(self.number(text, at)?),
-            Kind::Bool => match text.to_ascii_lowercase().as_str() {
+            FieldType::Num => Match::Num(self.number(text, at)?),
+            FieldType::Bool => match text.to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" => Match::Bool(true),
                 "false" | "0" | "no" => Match::Bool(false),
                 _ => {

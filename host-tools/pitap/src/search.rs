@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use pitap_wire::format::{json_value, text_line};
 
-use crate::fields::{single_field, Field, Kind, Value};
+use crate::fields::{single_field, Field, FieldType, Value};
 use crate::query::{self, Expr};
 use crate::store::{Store, StoredFlow};
 
@@ -169,7 +169,7 @@ pub fn run(o: &Options, out: &mut dyn Write) -> Result<u64, String> {
     let mut tally = Tally::new();
     let mut write_error = None;
     if let Output::Sum { field, .. } = &o.output {
-        if field.kind() != Kind::Num {
+        if field.field_type() != FieldType::Num {
             return Err(format!("--sum {}: not a numeric field", field.name()));
         }
     }

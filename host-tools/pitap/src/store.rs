@@ -126,8 +126,14 @@ fn err(context: &str) -> impl Fn(rusqlite::Error) -> String + '_ {
     move |e| format!("{context}: {e}")
 }
 
-/// A device in one commit: first and last time, last address, flows, hostname.
-type DeviceSeen = (u64, u64, IpAddr, u64, Option<String>);
+/// What one commit saw of a device (a MAC).
+struct DeviceSeen {
+    first_ms: u64,
+    last_ms: u64,
+    last_addr: IpAddr,
+    flows: u64,
+    hostname: Option<String>,
+}
 
 /// Private, shared, link-local and unique-local addresses: on a LAN.
 fn is_local(addr: &IpAddr) -> bool {
@@ -303,18 +309,22 @@ impl Store {
                     if side.mac == [0; 6] || side.mac[0] & 1 == 1 {
                         continue;
                     }
-                    let d = devices
-                        .entry(side.mac)
-                        .or_insert((r.start_ms, r.end_ms, side.addr, 0, None));
+                    let d = devices.entry(side.mac).or_insert(DeviceSeen {
+                        first_ms: r.start_ms,
+                        last_ms: r.end_ms,
+                        last_addr: side.addr,
+                        flows: 0,
+                        hostname: None,
+                    });
                     if i == 0 && !r.names.client_hostname.is_empty() {
-                        d.4 = Some(r.names.client_hostname.as_str().to_string());
+                        d.hostname = Some(r.names.client_hostname.as_str().to_string());
                     }
-                    d.0 = d.0.min(r.start_ms);
-                    if r.end_ms >= d.1 {
-                        d.1 = r.end_ms;
-                        d.2 = side.addr;
+                    d.first_ms = d.first_ms.min(r.start_ms);
+                    if r.end_ms >= d.last_ms {
+                        d.last_ms = r.end_ms;
+                        d.last_addr = side.addr;
                     }
-                    d.3 += 1;
+                    d.flows += 1;
                     // Addresses over time, for local addresses only: a
                     // router's MAC stands for every outside address.
                     let internal = if i == 0 {
@@ -344,15 +354,15 @@ impl Store {
                        flows = flows + excluded.flows",
                 )
                 .map_err(err("store"))?;
-            for (mac, (first, last, addr, n, hostname)) in devices {
+            for (mac, d) in devices {
                 upsert
                     .execute(params![
                         mac_text(&mac),
-                        first as i64,
-                        last as i64,
-                        addr.to_string(),
-                        n as i64,
-                        hostname
+                        d.first_ms as i64,
+                        d.last_ms as i64,
+                        d.last_addr.to_string(),
+                        d.flows as i64,
+                        d.hostname
                     ])
                     .map_err(err("store: devices"))?;
             }

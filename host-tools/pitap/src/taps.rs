@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 use pitap_wire::envelope::{derive_challenge, Challenge, Key};
 use pitap_wire::messages::Health;
-use pitap_wire::replay::ReplayWindow;
+use pitap_wire::replay_window::ReplayWindow;
 use serde::{Deserialize, Serialize};
 
 /// Out-of-order batches remembered above the contiguous prefix.
@@ -64,7 +64,7 @@ impl BootState {
     pub fn restore_window(&mut self) {
         self.window = ReplayWindow::default();
         if let Some(top) = self.top_counter {
-            for c in top.saturating_sub(pitap_wire::replay::WINDOW - 1)..=top {
+            for c in top.saturating_sub(pitap_wire::replay_window::WINDOW - 1)..=top {
                 self.window.accept(c);
             }
         }

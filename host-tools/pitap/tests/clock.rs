@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use pitap::collector::{Collector, Outcome};
-use pitap_wire::envelope::{self, Header, Key, Kind};
+use pitap_wire::envelope::{self, DatagramKind, Header, Key};
 use pitap_wire::messages::{self, Reply};
 use pitap_wire::{ClockState, FlowRecord, FlowSink};
 use pitapd::uplink::{
@@ -194,7 +194,7 @@ fn replayed_forged_foreign_and_delayed_replies_move_nothing() {
         envelope::seal(
             &Header {
                 sealed: true,
-                kind: Kind::Reply,
+                kind: DatagramKind::Reply,
                 tap_id: "edge",
                 boot: header.boot,
                 counter,

@@ -11,7 +11,7 @@ use std::time::Duration;
 mod common;
 
 use common::*;
-use pitap_wire::envelope::{self, Challenge, Header, Key, Kind};
+use pitap_wire::envelope::{self, Challenge, DatagramKind, Header, Key};
 use pitap_wire::messages::{self, Hello, Reply};
 use pitap_wire::{BatchHeader, BatchWriter, FlowRecord};
 
@@ -125,7 +125,7 @@ fn sealed_batch(
     .unwrap();
     let env = Header {
         sealed: true,
-        kind: Kind::Batch,
+        kind: DatagramKind::Batch,
         tap_id: tap,
         boot,
         counter,
@@ -140,7 +140,7 @@ fn handshake(sock: &UdpSocket, addr: &str, tap: &str, key: &Key, boot: [u8; 16])
     let hello = envelope::seal(
         &Header {
             sealed: true,
-            kind: Kind::Hello,
+            kind: DatagramKind::Hello,
             tap_id: tap,
             boot,
             counter: 1_000_000,
@@ -204,7 +204,7 @@ fn bad_datagrams_are_rejected_and_counted_while_good_taps_are_served() {
     let plain = envelope::seal(
         &Header {
             sealed: false,
-            kind: Kind::Batch,
+            kind: DatagramKind::Batch,
             tap_id: "victim",
             boot: boot_a,
             counter: 9,

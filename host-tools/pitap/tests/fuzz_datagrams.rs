@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use pitap::collector::{Collector, Outcome};
-use pitap_wire::envelope::{self, Header, Key, Kind};
+use pitap_wire::envelope::{self, DatagramKind, Header, Key};
 use pitap_wire::messages::{self, Health};
 use pitap_wire::{BatchHeader, BatchWriter, FlowRecord};
 use proptest::prelude::*;
@@ -62,7 +62,7 @@ fn batch(records: u64, seq: u64) -> Vec<u8> {
     w.as_bytes().to_vec()
 }
 
-fn datagram(sealed: bool, kind: Kind, counter: u64, payload: &[u8]) -> Vec<u8> {
+fn datagram(sealed: bool, kind: DatagramKind, counter: u64, payload: &[u8]) -> Vec<u8> {
     let h = Header {
         sealed,
         kind,
@@ -79,23 +79,23 @@ fn datagram(sealed: bool, kind: Kind, counter: u64, payload: &[u8]) -> Vec<u8> {
 fn valid() -> impl Strategy<Value = (bool, Vec<u8>)> {
     (any::<bool>(), 0u8..4, 0u64..20, 0u64..1000).prop_map(|(sealed, kind, records, counter)| {
         let (kind, payload) = match kind {
-            0 => (Kind::Batch, batch(records, counter)),
+            0 => (DatagramKind::Batch, batch(records, counter)),
             3 => (
-                Kind::Hello,
+                DatagramKind::Hello,
                 messages::encode(&messages::Hello {
                     version: "0.1.0".into(),
                 })
                 .unwrap(),
             ),
             1 => (
-                Kind::Health,
+                DatagramKind::Health,
                 messages::encode(&Health {
                     uptime_s: records,
                     ..Health::default()
                 })
                 .unwrap(),
             ),
-            _ => (Kind::Reply, vec![0; records as usize]),
+            _ => (DatagramKind::Reply, vec![0; records as usize]),
         };
         (sealed, datagram(sealed, kind, counter, &payload))
     })
@@ -166,7 +166,7 @@ proptest! {
             prop_assert!(matches!(outcome, Outcome::Rejected(_)), "accepted a mutated sealed datagram: {outcome:?}");
         }
         // ...and the collector goes on serving the genuine tap.
-        let fresh = datagram(true, Kind::Batch, 5000, &batch(3, 5000));
+        let fresh = datagram(true, DatagramKind::Batch, 5000, &batch(3, 5000));
         let next = c.handle(&fresh, from(), SystemTime::now());
         let accepted = matches!(&next, Outcome::Batch { records, .. } if records.len() == 3);
         prop_assert!(accepted, "{next:?}");

@@ -57,19 +57,19 @@ pub fn draw<D: DrawTarget<Color = BinaryColor>>(
 /// A 128x64 frame in memory, one bit per pixel (the simulator's display,
 /// and the golden frames' reference).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Frame {
+pub struct Framebuffer {
     bits: [u8; (WIDTH * HEIGHT / 8) as usize],
 }
 
-impl Default for Frame {
+impl Default for Framebuffer {
     fn default() -> Self {
-        Frame {
+        Framebuffer {
             bits: [0; (WIDTH * HEIGHT / 8) as usize],
         }
     }
 }
 
-impl Frame {
+impl Framebuffer {
     pub fn pixel(&self, x: u32, y: u32) -> bool {
         let i = (y * WIDTH + x) as usize;
         self.bits[i / 8] & (0x80 >> (i % 8)) != 0
@@ -110,7 +110,7 @@ impl Frame {
     }
 
     /// Reads a frame back from a PNG made by `to_png` (any scale).
-    pub fn from_png(bytes: &[u8]) -> Result<Frame, String> {
+    pub fn from_png(bytes: &[u8]) -> Result<Framebuffer, String> {
         let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
         let mut reader = decoder.read_info().map_err(|e| e.to_string())?;
         let mut buf = vec![0; reader.output_buffer_size().ok_or("PNG too large")?];
@@ -122,7 +122,7 @@ impl Frame {
         if info.height != HEIGHT * scale {
             return Err("not a frame PNG".into());
         }
-        let mut frame = Frame::default();
+        let mut frame = Framebuffer::default();
         for y in 0..HEIGHT {
             for x in 0..WIDTH {
                 let i = ((y * scale) * info.width + x * scale) as usize;
@@ -133,7 +133,7 @@ impl Frame {
     }
 
     /// Pixels that differ from another frame.
-    pub fn diff(&self, other: &Frame) -> usize {
+    pub fn diff(&self, other: &Framebuffer) -> usize {
         self.bits
             .iter()
             .zip(&other.bits)
@@ -142,13 +142,13 @@ impl Frame {
     }
 }
 
-impl OriginDimensions for Frame {
+impl OriginDimensions for Framebuffer {
     fn size(&self) -> Size {
         Size::new(WIDTH, HEIGHT)
     }
 }
 
-impl DrawTarget for Frame {
+impl DrawTarget for Framebuffer {
     type Color = BinaryColor;
     type Error = core::convert::Infallible;
 

@@ -17,7 +17,7 @@ use serde_json::json;
 use super::hw::StatusHardware;
 use super::logic::{LedPattern, Leds};
 use super::pages::{Page, PageLines};
-use super::render::{draw, Frame};
+use super::render::{draw, Framebuffer};
 
 const MAX_FRAME_FILES: u64 = 1000;
 const PNG_SCALE: u32 = 4;
@@ -26,7 +26,7 @@ pub struct Simulator {
     dir: PathBuf,
     leds_log: BufWriter<File>,
     last_lit: Option<[bool; 5]>,
-    last_frame: Option<Frame>,
+    last_frame: Option<Framebuffer>,
     frames: u64,
     start: Instant,
 }
@@ -74,7 +74,7 @@ impl StatusHardware for Simulator {
     }
 
     fn show(&mut self, page: Page, lines: &PageLines) {
-        let mut frame = Frame::default();
+        let mut frame = Framebuffer::default();
         let Ok(()) = draw(&mut frame, page, lines);
         if self.last_frame.as_ref() == Some(&frame) {
             return;

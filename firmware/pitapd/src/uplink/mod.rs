@@ -35,7 +35,7 @@ pub use transport::{KernelUdp, Transport};
 
 use pacing::{Rtt, Window};
 use pitap_wire::codec::{self, FLAG_CAPTURE_TIME, FLAG_CLOCK_SYNCED, FLAG_FINAL};
-use pitap_wire::envelope::{self, Challenge, Header, Key, Kind};
+use pitap_wire::envelope::{self, Challenge, DatagramKind, Header, Key};
 use pitap_wire::messages::{self, ClockHealth, Health, Hello, Reply, UplinkHealth};
 use pitap_wire::{BatchHeader, BatchWriter, ClockState, FlowRecord, FlowSink, WireError};
 use sent::SentLog;
@@ -387,7 +387,12 @@ impl Uplink {
     }
 
     /// Seals and sends one datagram with the next counter.
-    fn seal_and_send(&mut self, kind: Kind, payload: &[u8], now: Instant) -> io::Result<()> {
+    fn seal_and_send(
+        &mut self,
+        kind: DatagramKind,
+        payload: &[u8],
+        now: Instant,
+    ) -> io::Result<()> {
         let header = Header {
             sealed: self.settings.sealing.key().is_some(),
             kind,
@@ -506,7 +511,7 @@ impl Uplink {
     /// nothing was sent. The caller keeps the in-flight count.
     fn transmit(&mut self, i: usize, now: Instant) -> bool {
         let bytes = std::mem::take(&mut self.queue[i].bytes);
-        let result = self.seal_and_send(Kind::Batch, &bytes, now);
+        let result = self.seal_and_send(DatagramKind::Batch, &bytes, now);
         let p = &mut self.queue[i];
         p.bytes = bytes;
         if result.is_err() {
@@ -560,7 +565,9 @@ impl Uplink {
                 matches!(self.settings.sealing, Sealing::Plaintext),
             );
             let payload = match opened {
-                Ok((h, payload)) if h.kind == Kind::Reply && h.tap_id == self.settings.tap_id => {
+                Ok((h, payload))
+                    if h.kind == DatagramKind::Reply && h.tap_id == self.settings.tap_id =>
+                {
                     payload
                 }
                 _ => {
@@ -744,7 +751,10 @@ impl Uplink {
                 version: env!("CARGO_PKG_VERSION").to_string(),
             });
             if let Ok(payload) = hello {
-                if self.seal_and_send(Kind::Hello, &payload, now).is_ok() {
+                if self
+                    .seal_and_send(DatagramKind::Hello, &payload, now)
+                    .is_ok()
+                {
                     self.counters.hellos += 1;
                     self.first_hello.get_or_insert(now);
                 }
@@ -769,7 +779,7 @@ impl Uplink {
         }
         match messages::encode(health) {
             Ok(payload) => {
-                let _ = self.seal_and_send(Kind::Health, &payload, Instant::now());
+                let _ = self.seal_and_send(DatagramKind::Health, &payload, Instant::now());
             }
             Err(_) => self.counters.send_errors += 1,
         }
@@ -792,7 +802,7 @@ impl Uplink {
             return;
         }
         for _ in 0..2 {
-            let _ = self.seal_and_send(Kind::Goodbye, &[], Instant::now());
+            let _ = self.seal_and_send(DatagramKind::Goodbye, &[], Instant::now());
         }
     }
 
@@ -898,7 +908,7 @@ mod tests {
         assert!(!sent.is_empty());
         for d in sent.iter() {
             let (h, _) = envelope::parse(d).unwrap();
-            assert_eq!((h.kind, h.challenge), (Kind::Hello, [0; 8]));
+            assert_eq!((h.kind, h.challenge), (DatagramKind::Hello, [0; 8]));
         }
         // Each batch header says the lowest seq still held when it was
         // made (the oldest of three went when it joined them).

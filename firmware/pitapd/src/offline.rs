@@ -1,13 +1,14 @@
-//! `pitapd --read`: a capture file through the flow engine to the sinks.
+//! `pitapd --read`: a capture file through the flow engine to the sinks,
+//! offline (the packets' own times; the uplink waits for the collector).
 
-use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
-use pitap_flow_core::{Anomaly, EngineStats, FlowEngine, PacketSource};
+use pitap_flow_core::{EngineStats, FlowEngine, PacketSource};
 
 use crate::cli::Options;
 use crate::sinks::Sinks;
 use crate::source::{CaptureError, CaptureReader};
+use crate::summary;
 use crate::uplink::{ClockMode, KernelUdp, Uplink};
 
 /// A one-line progress bar on stderr, redrawn at most five times a second.
@@ -91,9 +92,9 @@ pub fn run(opts: &Options) -> Result<EngineStats, String> {
     let finished = sinks.finish(last_ms, opts.ack_timeout);
     let stats = engine.stats().clone();
     if !opts.quiet {
-        eprintln!("{}", summary(&path, &stats));
+        eprintln!("{}", summary::engine(&path, &stats));
         if let Some(u) = &sinks.uplink {
-            eprintln!("{}", uplink_summary(u));
+            eprintln!("{}", summary::uplink(u));
         }
     }
     finished?;
@@ -101,93 +102,4 @@ pub fn run(opts: &Options) -> Result<EngineStats, String> {
         Some(e) => Err(format!("{path}: {e}")),
         None => Ok(stats),
     }
-}
-
-/// What the uplink did, for the end of a run.
-pub fn uplink_summary(u: &Uplink) -> String {
-    let c = u.counters();
-    let percent = |n: u64| {
-        if c.transmissions == 0 {
-            0.0
-        } else {
-            n as f64 * 100.0 / c.transmissions as f64
-        }
-    };
-    let mut line = format!(
-        "pitapd: uplink ({}): {} batches ({} records), {} datagrams, {} retransmitted ({:.2} %), {} acknowledged, {} dropped, {} unacknowledged",
-        u.describe(),
-        c.batches,
-        c.records,
-        c.transmissions,
-        c.retransmits,
-        percent(c.retransmits),
-        c.acked,
-        c.dropped,
-        c.pending,
-    );
-    match u.challenge_after() {
-        Some(d) => line.push_str(&format!(
-            ", challenge after {:.1} ms",
-            d.as_secs_f64() * 1e3
-        )),
-        None => line.push_str(", no challenge from the collector"),
-    }
-    if let Some(rtt) = u.round_trip() {
-        line.push_str(&format!(", round trip {:.1} ms", rtt.as_secs_f64() * 1e3));
-    }
-    for (why, n) in u.refused().filter(|(_, n)| *n > 0) {
-        line.push_str(&format!(", {n} replies refused ({})", why.as_str()));
-    }
-    line
-}
-
-/// The end-of-run summary line.
-pub fn summary(path: &str, s: &EngineStats) -> String {
-    let mut line = format!(
-        "pitapd: {path}: {} frames ({} bytes), {} IP, {} flows, {} records, {} evicted, {} dropped",
-        s.frames,
-        s.bytes,
-        s.ip_frames,
-        s.flows_created,
-        s.records,
-        s.evictions,
-        s.dropped()
-    );
-    for a in Anomaly::ALL {
-        let n = s.anomaly(a);
-        if n > 0 {
-            line.push_str(&format!(" {}={n}", a.as_str()));
-        }
-    }
-    let non_ip: Vec<String> = s
-        .non_ip
-        .iter()
-        .map(|(t, n)| format!("0x{t:04x}={n}"))
-        .collect();
-    if !non_ip.is_empty() || s.non_ip.other > 0 {
-        line.push_str(&format!(" non_ip[{}", non_ip.join(" ")));
-        if s.non_ip.other > 0 {
-            line.push_str(&format!(" other={}", s.non_ip.other));
-        }
-        line.push(']');
-    }
-    let a = &s.apps;
-    for (name, n) in [
-        ("dns_responses", a.dns_responses),
-        ("dns_malformed", a.dns_malformed),
-        ("dhcp", a.dhcp_messages),
-        ("dhcp_malformed", a.dhcp_malformed),
-        ("tls_hellos", a.tls_hellos),
-        ("tls_joined", a.tls_joined),
-        ("tls_malformed", a.tls_malformed),
-        ("http_requests", a.http_requests),
-        ("http_malformed", a.http_malformed),
-        ("app_slab_full", a.slab_full),
-    ] {
-        if n > 0 {
-            line.push_str(&format!(" {name}={n}"));
-        }
-    }
-    let _ = io::stderr().flush();
-    line
 }

@@ -1,0 +1,98 @@
+//! The end-of-run lines on stderr: what the engine saw (frames, flows,
+//! malformed frames by reason, non-IP ethertypes, what the parsers learned)
+//! and what the uplink did. `pitapd --read` and the live tap print both.
+
+use std::io::{self, Write};
+
+use pitap_flow_core::{Anomaly, EngineStats};
+
+use crate::uplink::Uplink;
+
+/// What the uplink did, for the end of a run.
+pub fn uplink(u: &Uplink) -> String {
+    let c = u.counters();
+    let percent = |n: u64| {
+        if c.transmissions == 0 {
+            0.0
+        } else {
+            n as f64 * 100.0 / c.transmissions as f64
+        }
+    };
+    let mut line = format!(
+        "pitapd: uplink ({}): {} batches ({} records), {} datagrams, {} retransmitted ({:.2} %), {} acknowledged, {} dropped, {} unacknowledged",
+        u.describe(),
+        c.batches,
+        c.records,
+        c.transmissions,
+        c.retransmits,
+        percent(c.retransmits),
+        c.acked,
+        c.dropped,
+        c.pending,
+    );
+    match u.challenge_after() {
+        Some(d) => line.push_str(&format!(
+            ", challenge after {:.1} ms",
+            d.as_secs_f64() * 1e3
+        )),
+        None => line.push_str(", no challenge from the collector"),
+    }
+    if let Some(rtt) = u.round_trip() {
+        line.push_str(&format!(", round trip {:.1} ms", rtt.as_secs_f64() * 1e3));
+    }
+    for (why, n) in u.refused().filter(|(_, n)| *n > 0) {
+        line.push_str(&format!(", {n} replies refused ({})", why.as_str()));
+    }
+    line
+}
+
+/// The end-of-run summary line.
+pub fn engine(path: &str, s: &EngineStats) -> String {
+    let mut line = format!(
+        "pitapd: {path}: {} frames ({} bytes), {} IP, {} flows, {} records, {} evicted, {} dropped",
+        s.frames,
+        s.bytes,
+        s.ip_frames,
+        s.flows_created,
+        s.records,
+        s.evictions,
+        s.dropped()
+    );
+    for a in Anomaly::ALL {
+        let n = s.anomaly(a);
+        if n > 0 {
+            line.push_str(&format!(" {}={n}", a.as_str()));
+        }
+    }
+    let non_ip: Vec<String> = s
+        .non_ip
+        .iter()
+        .map(|(t, n)| format!("0x{t:04x}={n}"))
+        .collect();
+    if !non_ip.is_empty() || s.non_ip.other > 0 {
+        line.push_str(&format!(" non_ip[{}", non_ip.join(" ")));
+        if s.non_ip.other > 0 {
+            line.push_str(&format!(" other={}", s.non_ip.other));
+        }
+        line.push(']');
+    }
+    let a = &s.apps;
+    for (name, n) in [
+        ("dns_responses", a.dns_responses),
+        ("dns_malformed", a.dns_malformed),
+        ("dhcp", a.dhcp_messages),
+        ("dhcp_malformed", a.dhcp_malformed),
+        ("tls_hellos", a.tls_hellos),
+        ("tls_joined", a.tls_joined),
+        ("tls_malformed", a.tls_malformed),
+        ("http_requests", a.http_requests),
+        ("http_malformed", a.http_malformed),
+        ("app_slab_full", a.slab_full),
+    ] {
+        if n > 0 {
+            line.push_str(&format!(" {name}={n}"));
+        }
+    }
+    let _ = io::stderr().flush();
+    line
+}
