@@ -6,6 +6,8 @@
 //! #[global_allocator]
 //! static GLOBAL: pitap_bench::alloc_count::Counting = pitap_bench::alloc_count::Counting;
 //! ```
+// A global allocator is unsafe to implement; the crate denies unsafe elsewhere.
+#![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

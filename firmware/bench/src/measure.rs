@@ -1,5 +1,7 @@
 //! Running a command the way the benchmarks do: wall time and peak RSS
 //! (from wait4's rusage, so the figure is the child's own), median of runs.
+// wait4 has no safe wrapper; the crate denies unsafe elsewhere.
+#![allow(unsafe_code)]
 
 use std::process::{Command, Stdio};
 use std::time::Instant;

@@ -8,6 +8,7 @@
 //! - [`table`]: the fixed-size flow table with its recency lists; [`index`]: its hash index.
 //! - [`enrich`]: bounded caches of DNS names, DHCP leases and per-flow TLS/HTTP info.
 //! - [`engine`]: frames in, [`pitap_wire::FlowRecord`]s out, with timeouts and eviction.
+#![forbid(unsafe_code)]
 #![cfg_attr(not(feature = "std"), no_std)]
 
 extern crate alloc;

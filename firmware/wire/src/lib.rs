@@ -7,6 +7,7 @@
 //! - [`messages`] (with `std`): acknowledgements and health reports.
 //! - [`replay_window`]: the replay window over message counters.
 //! - [`FlowSink`]: where records go, whatever the place.
+#![forbid(unsafe_code)]
 #![cfg_attr(not(feature = "std"), no_std)]
 
 pub mod codec;

@@ -11,6 +11,7 @@
 //! - [`query`]: the query language; [`search`]: `pitap query`.
 //! - [`report`]: `pitap report`; [`alerts`] (+ [`webhook`]): alert rules.
 //! - [`export`]: IPFIX, NetFlow v9, GELF, syslog.
+#![forbid(unsafe_code)]
 
 pub mod alerts;
 pub mod collect;

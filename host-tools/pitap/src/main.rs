@@ -1,4 +1,5 @@
 //! `pitap`, the PiTap host tool.
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -7,6 +7,8 @@
 //! - [`ethtool`]: the `SIOCETHTOOL` ioctl (GRO off).
 //! - [`netlink`]: rtnetlink requests (links, bridges, ports, up/down).
 //! - [`watchdog`]: the hardware watchdog device.
+// The one module of pitapd where unsafe code is allowed (the crate denies it).
+#![allow(unsafe_code)]
 
 pub mod ethtool;
 pub mod mapped_file;
