@@ -22,7 +22,7 @@ use crate::ports::{self, TapPorts};
 use crate::sinks::Sinks;
 use crate::source::ring::RingSource;
 use crate::stack::{Addressing, StackUdp};
-use crate::status::logic::{Snapshot, UplinkSnapshot};
+use crate::status::state::{Snapshot, UplinkSnapshot};
 use crate::status::{self, StatusPanel};
 use crate::sys::ring::wait_readable;
 use crate::uplink::{ClockMode, KernelUdp, Transport, Uplink};

@@ -8,10 +8,11 @@ use std::path::PathBuf;
 
 use pitap_wire::messages::ClockHealth;
 use pitapd::status::hw::StatusHardware;
-use pitapd::status::logic::{PortSnapshot, Snapshot, StatusModel, UplinkSnapshot};
+use pitapd::status::logic::StatusModel;
 use pitapd::status::pages::Page;
 use pitapd::status::render::{draw, Framebuffer};
 use pitapd::status::sim::Simulator;
+use pitapd::status::state::{PortSnapshot, Snapshot, UplinkSnapshot};
 
 fn tap_state(frames_a: u64, frames_b: u64) -> Snapshot {
     Snapshot {

@@ -1,8 +1,8 @@
 //! The status hardware behind one trait: the Pi's GPIO and OLED, the
 //! simulator, or nothing.
 
-use super::logic::LedPattern;
 use super::pages::{Page, PageLines};
+use super::state::LedPattern;
 
 pub trait StatusHardware {
     /// Lights the LEDs (`Leds::NAMES` order); the patterns are for logs.

@@ -1,5 +1,6 @@
 //! Status at a glance: LEDs, the OLED display and its button.
 //!
+//! - [`state`]: the snapshot of the tap, LED patterns, rates: the data.
 //! - [`logic`]: what to show when (pure, unit-tested).
 //! - [`pages`]: the display pages as text; [`render`]: drawn with
 //!   embedded-graphics on any 128x64 target.
@@ -16,14 +17,16 @@ pub mod pinmap;
 pub mod render;
 pub mod rpi;
 pub mod sim;
+pub mod state;
 pub mod talkers;
 
 use std::time::Instant;
 
 use button::{Button, Press};
 use hw::{NoHardware, StatusHardware};
-use logic::{Snapshot, StatusModel};
+use logic::StatusModel;
 use pages::Page;
+use state::Snapshot;
 
 /// How often the display is redrawn when nothing else changes.
 const DISPLAY_REFRESH_MS: u64 = 1000;
@@ -124,8 +127,8 @@ mod tests {
     use std::rc::Rc;
 
     use super::hw::StatusHardware;
-    use super::logic::{LedPattern, Snapshot};
     use super::pages::{Page, PageLines};
+    use super::state::{LedPattern, Snapshot};
     use super::StatusPanel;
 
     /// Hardware whose button the test holds and whose display it reads.

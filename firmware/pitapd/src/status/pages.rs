@@ -1,7 +1,7 @@
 //! The display's pages as text: six lines of at most 21 characters, what a
 //! 128x64 SSD1306 shows in a 6x10 font.
 
-use super::logic::{LedPattern, Leds, PortRate, Snapshot};
+use super::state::{LedPattern, Leds, PortRate, Snapshot};
 
 pub const COLUMNS: usize = 21;
 pub const ROWS: usize = 6;

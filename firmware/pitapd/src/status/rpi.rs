@@ -13,10 +13,10 @@ use ssd1306::prelude::*;
 use ssd1306::{I2CDisplayInterface, Ssd1306};
 
 use super::hw::StatusHardware;
-use super::logic::LedPattern;
 use super::pages::{Page, PageLines};
 use super::pinmap::{find_gpio_chip, find_header_i2c_bus, BusSetting, PinMap};
 use super::render::draw;
+use super::state::LedPattern;
 
 type Display = Ssd1306<
     I2CInterface<rppal::i2c::I2c>,

@@ -15,9 +15,9 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::hw::StatusHardware;
-use super::logic::{LedPattern, Leds};
 use super::pages::{Page, PageLines};
 use super::render::{draw, Framebuffer};
+use super::state::{LedPattern, Leds};
 
 const MAX_FRAME_FILES: u64 = 1000;
 const PNG_SCALE: u32 = 4;
