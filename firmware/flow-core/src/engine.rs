@@ -3,11 +3,10 @@
 //! `new`. Time is the packets' own, so a replay gives the same records every
 //! time.
 
-use pitap_wire::{EndReason, FlowSink, Text};
+use pitap_wire::{EndReason, FlowSink};
 
-use crate::apps::{dhcp, dhcp6, dns, http, tls, AppError};
+use crate::apps::learn::Learned;
 use crate::decode::{decode_into, Packet, Skip, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
-use crate::enrich::{AppInfo, AppSlab, Leases, NameCache};
 use crate::flow::Flow;
 use crate::fragments::FragmentCache;
 use crate::key::key_of;
@@ -77,9 +76,8 @@ impl Default for EngineConfig {
 pub struct FlowEngine {
     config: EngineConfig,
     table: FlowTable,
-    names: NameCache,
-    leases: Leases,
-    apps: AppSlab,
+    /// DNS names, DHCP leases, per-flow TLS/HTTP info.
+    learned: Learned,
     fragments: FragmentCache,
     stats: EngineStats,
     /// The latest packet time seen; time never runs backwards for timeouts.
@@ -100,9 +98,12 @@ impl FlowEngine {
     pub fn new(config: EngineConfig) -> Self {
         FlowEngine {
             table: FlowTable::new(config.capacity, config.hash_seed),
-            names: NameCache::new(config.name_cache),
-            leases: Leases::new(config.leases),
-            apps: AppSlab::new(config.app_flows, config.reassembly_buffers),
+            learned: Learned::new(
+                config.name_cache,
+                config.leases,
+                config.app_flows,
+                config.reassembly_buffers,
+            ),
             fragments: FragmentCache::new(config.fragment_slots, config.hash_seed),
             config,
             stats: EngineStats::default(),
@@ -130,7 +131,7 @@ impl FlowEngine {
 
     /// Names in the DNS cache now, and its fixed capacity.
     pub fn name_cache_fill(&self) -> (usize, usize) {
-        (self.names.len(self.clock_us), self.names.capacity())
+        self.learned.name_cache_fill(self.clock_us)
     }
 
     /// The latest packet (or expiry) time the engine has seen, µs.
@@ -223,7 +224,15 @@ impl FlowEngine {
         let flow = self.table.get_mut(slot);
         flow.update(&pkt, reversed, frame.ts_us, frame.orig_len, frame.port);
         if !pkt.payload.is_empty() && pkt.fragment.is_none_or(|f| f.offset == 0) {
-            self.inspect(slot, &pkt, reversed, now);
+            match pkt.proto {
+                17 => self.learned.from_udp(&pkt, now, &mut self.stats.apps),
+                6 if flow.from_initiator(reversed) => {
+                    let client = &mut self.table.get_mut(slot).client;
+                    self.learned
+                        .from_client(client, pkt.payload, &mut self.stats.apps);
+                }
+                _ => {}
+            }
         }
         let flow = self.table.get(slot);
         let list = if flow.tcp_ended().is_some() {
@@ -332,220 +341,17 @@ impl FlowEngine {
         self.stats.records += 1;
         let flow = self.table.get(slot);
         let mut record = flow.record(reason, self.ring_drops);
-        if let Some(info) = flow.app.and_then(|i| self.apps.get(i)) {
-            record.names.sni = info.sni;
-            record.names.alpn = info.alpn;
-            record.names.http_host = info.http_host;
-            record.names.http_request = info.http_request;
-        }
-        let now = self.clock_us;
-        if let Some(name) = self.names.lookup(&ip16(record.dst.addr), now) {
-            record.names.responder_name = *name;
-        }
-        if let Some((_, host)) = self.leases.lookup(&ip16(record.src.addr), now) {
-            record.names.client_hostname = *host;
-        }
+        self.learned.name(&mut record, &flow.client, self.clock_us);
         sink.emit(&record);
     }
 
     /// Takes a flow out of the table with what it holds elsewhere.
     fn remove_flow(&mut self, slot: u32) {
         let flow = self.table.remove(slot);
-        if let Some(i) = flow.app {
-            self.apps.release(i);
-        }
-        if let Some(b) = flow.join {
-            self.apps.end_join(b);
-        }
-    }
-
-    /// Learns from a payload: DNS answers, DHCP leases, and a flow's first
-    /// client bytes (TLS ClientHello, HTTP request).
-    fn inspect(&mut self, slot: u32, pkt: &Packet<'_>, reversed: bool, now: u64) {
-        let a = &mut self.stats.apps;
-        match pkt.proto {
-            17 if matches!(pkt.src_port, 53 | 5353) => match dns::parse_response(pkt.payload) {
-                Ok(resp) => {
-                    a.dns_responses += 1;
-                    let (names, qname) = (&mut self.names, resp.qname);
-                    let learned = resp.answers(|ans| match ans {
-                        dns::Answer::A { addr, ttl, .. } => {
-                            let mut a16 = [0u8; 16];
-                            a16[..4].copy_from_slice(&addr);
-                            names.insert(a16, &qname, ttl, now);
-                        }
-                        dns::Answer::Aaaa { addr, ttl, .. } => names.insert(addr, &qname, ttl, now),
-                        _ => {}
-                    });
-                    if learned.is_err() {
-                        a.dns_malformed += 1;
-                    }
-                }
-                // mDNS queries leave from port 5353 too: not malformed.
-                Err(AppError::Unexpected) => {}
-                Err(_) => a.dns_malformed += 1,
-            },
-            17 if matches!(pkt.dst_port, 67 | 68) => match dhcp::parse(pkt.payload) {
-                Ok(d) => {
-                    a.dhcp_messages += 1;
-                    let v4 = |a: [u8; 4]| {
-                        let mut b = [0u8; 16];
-                        b[..4].copy_from_slice(&a);
-                        b
-                    };
-                    match d.msg_type {
-                        Some(dhcp::ACK) => {
-                            self.leases.update(v4(d.yiaddr), d.chaddr, d.hostname, now)
-                        }
-                        Some(dhcp::REQUEST) | Some(dhcp::DISCOVER) => {
-                            if let Some(h) = d.hostname {
-                                self.leases.announce(d.chaddr, h, now);
-                            }
-                            let addr = d.requested.unwrap_or(d.ciaddr);
-                            if addr != [0; 4] && d.hostname.is_some() {
-                                self.leases.update(v4(addr), d.chaddr, d.hostname, now);
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                Err(_) => a.dhcp_malformed += 1,
-            },
-            17 if matches!(pkt.dst_port, 546 | 547) => match dhcp6::parse(pkt.payload) {
-                Ok(d) => {
-                    a.dhcp_messages += 1;
-                    let host = d.fqdn.as_ref().map(|n| n.as_bytes());
-                    if let Some(mac) = d.mac {
-                        match (d.msg_type, d.addr) {
-                            (dhcp6::REPLY, Some(addr)) => self.leases.update(addr, mac, host, now),
-                            (dhcp6::SOLICIT | dhcp6::REQUEST, _) => {
-                                if let Some(h) = host {
-                                    self.leases.announce(mac, h, now);
-                                }
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                Err(AppError::Unexpected) => {}
-                Err(_) => a.dhcp_malformed += 1,
-            },
-            6 => self.inspect_client_bytes(slot, pkt, reversed),
-            _ => {}
-        }
-    }
-
-    /// The first payload the initiator sends on a TCP flow (joined with the
-    /// next when a ClientHello spans segments).
-    fn inspect_client_bytes(&mut self, slot: u32, pkt: &Packet<'_>, reversed: bool) {
-        let flow = self.table.get(slot);
-        if flow.app_done || !flow.from_initiator(reversed) {
-            return;
-        }
-        let join = flow.join;
-        let mut info = AppInfo::default();
-        let mut keep = false;
-        let mut done = true;
-        let mut new_join = None;
-        let a = &mut self.stats.apps;
-        let parsed = match join {
-            Some(b) => self
-                .apps
-                .join(b, pkt.payload)
-                .map(|joined| (tls::parse_client_hello(joined), true)),
-            None => Some((tls::parse_client_hello(pkt.payload), false)),
-        };
-        match parsed {
-            Some((Ok(tls::Outcome::Hello(h)), joined)) => {
-                a.tls_hellos += 1;
-                a.tls_joined += u64::from(joined);
-                info.sni = h.sni.map(Text::from_bytes).unwrap_or_default();
-                let mut alpn = [0u8; 32];
-                let mut n = 0;
-                for p in h.alpn_protocols() {
-                    let sep = usize::from(n > 0);
-                    if n + sep + p.len() > alpn.len() {
-                        break;
-                    }
-                    if sep == 1 {
-                        alpn[n] = b',';
-                    }
-                    alpn[n + sep..n + sep + p.len()].copy_from_slice(p);
-                    n += sep + p.len();
-                }
-                info.alpn = Text::from_bytes(&alpn[..n]);
-                keep = true;
-            }
-            Some((Ok(tls::Outcome::NeedMore(_)), true)) => done = false,
-            Some((Ok(tls::Outcome::NeedMore(_)), false)) => {
-                new_join = self.apps.start_join(pkt.payload);
-                done = new_join.is_none();
-            }
-            Some((Ok(tls::Outcome::NotTls), false)) => match http::parse_request(pkt.payload) {
-                Ok(Some(r)) => {
-                    a.http_requests += 1;
-                    info.http_host = r.host.map(Text::from_bytes).unwrap_or_default();
-                    let mut line = [0u8; 128];
-                    let m = r.method.len().min(line.len());
-                    line[..m].copy_from_slice(&r.method[..m]);
-                    let mut n = m;
-                    if n < line.len() {
-                        line[n] = b' ';
-                        n += 1;
-                    }
-                    let t = r.target.len().min(line.len() - n);
-                    line[n..n + t].copy_from_slice(&r.target[..t]);
-                    info.http_request = Text::from_bytes(&line[..n + t]);
-                    keep = true;
-                }
-                Ok(None) => {}
-                Err(_) => a.http_malformed += 1,
-            },
-            Some((Ok(tls::Outcome::NotTls), true)) | None => {}
-            Some((Err(_), _)) => a.tls_malformed += 1,
-        }
-        if done {
-            if let Some(b) = join {
-                self.apps.end_join(b);
-            }
-        }
-        let slot_app = if keep {
-            match self.apps.take() {
-                Some(i) => {
-                    if let Some(e) = self.apps.get_mut(i) {
-                        *e = info;
-                    }
-                    Some(i)
-                }
-                None => {
-                    self.stats.apps.slab_full += 1;
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        let flow = self.table.get_mut(slot);
-        if slot_app.is_some() {
-            flow.app = slot_app;
-        }
-        flow.app_done = done;
-        flow.join = if done { None } else { new_join.or(join) };
+        self.learned.release(&flow.client);
     }
 
     fn count(&mut self, anomaly: Anomaly) {
         self.stats.anomalies[anomaly as usize] += 1;
-    }
-}
-
-/// An address as the caches key it: IPv4 in the first four bytes.
-fn ip16(addr: core::net::IpAddr) -> [u8; 16] {
-    match addr {
-        core::net::IpAddr::V4(a) => {
-            let mut b = [0u8; 16];
-            b[..4].copy_from_slice(&a.octets());
-            b
-        }
-        core::net::IpAddr::V6(a) => a.octets(),
     }
 }

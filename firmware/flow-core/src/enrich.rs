@@ -30,6 +30,26 @@ fn addr_hash(addr: &[u8; 16]) -> usize {
     (h ^ (h >> 32)) as usize
 }
 
+/// The way of a set an entry goes to: the one that holds `key` already,
+/// else an expired one, else the one closest to expiry (a flood of unique
+/// keys only churns the set).
+fn choose_way<T>(
+    set: &[T],
+    holds_key: impl Fn(&T) -> bool,
+    expires_us: impl Fn(&T) -> u64,
+    now_us: u64,
+) -> usize {
+    set.iter()
+        .position(|e| holds_key(e) && expires_us(e) != 0)
+        .or_else(|| set.iter().position(|e| expires_us(e) < now_us))
+        .unwrap_or_else(|| {
+            set.iter()
+                .enumerate()
+                .min_by_key(|(_, e)| expires_us(e))
+                .map_or(0, |(i, _)| i)
+        })
+}
+
 /// Names are kept as long as a record carries them (128 bytes), which
 /// halves the cache's memory against whole DNS names.
 #[derive(Clone, Copy, Default)]
@@ -73,17 +93,7 @@ impl NameCache {
     pub fn insert(&mut self, addr: [u8; 16], name: &Name, ttl_s: u32, now_us: u64) {
         let expires_us = now_us.saturating_add(u64::from(ttl_s.max(60)) * 1_000_000);
         let set = self.set(&addr);
-        let way = set
-            .iter()
-            .position(|e| e.addr == addr && e.expires_us != 0)
-            .or_else(|| set.iter().position(|e| e.expires_us < now_us))
-            .unwrap_or_else(|| {
-                // All live: the one closest to expiry goes.
-                set.iter()
-                    .enumerate()
-                    .min_by_key(|(_, e)| e.expires_us)
-                    .map_or(0, |(i, _)| i)
-            });
+        let way = choose_way(set, |e| e.addr == addr, |e| e.expires_us, now_us);
         let replacing = set[way].expires_us >= now_us && set[way].addr != addr;
         set[way] = NameEntry {
             addr,
@@ -168,16 +178,7 @@ impl Leases {
         });
         let s = self.set_of(&addr);
         let set = &mut self.entries[s * WAYS..(s + 1) * WAYS];
-        let way = set
-            .iter()
-            .position(|l| l.addr == addr && l.expires_us != 0)
-            .or_else(|| set.iter().position(|l| l.expires_us < now_us))
-            .unwrap_or_else(|| {
-                set.iter()
-                    .enumerate()
-                    .min_by_key(|(_, l)| l.expires_us)
-                    .map_or(0, |(i, _)| i)
-            });
+        let way = choose_way(set, |l| l.addr == addr, |l| l.expires_us, now_us);
         let keep = if set[way].addr == addr && set[way].mac == mac {
             set[way].hostname
         } else {
@@ -230,8 +231,7 @@ pub struct AppInfo {
 pub struct AppSlab {
     infos: Vec<AppInfo>,
     free: Vec<u32>,
-    buffers: Vec<[u8; REASSEMBLY]>,
-    buffer_len: Vec<u16>,
+    buffers: Vec<heapless::Vec<u8, REASSEMBLY>>,
     free_buffers: Vec<u16>,
     /// Flows that had something to keep but found the slab full.
     pub full: u64,
@@ -245,8 +245,7 @@ impl AppSlab {
         AppSlab {
             infos: vec![AppInfo::default(); capacity],
             free: (0..capacity as u32).rev().collect(),
-            buffers: vec![[0u8; REASSEMBLY]; buffers],
-            buffer_len: vec![0; buffers],
+            buffers: vec![heapless::Vec::new(); buffers],
             free_buffers: (0..buffers as u16).rev().collect(),
             full: 0,
         }
@@ -282,22 +281,22 @@ impl AppSlab {
             return None;
         }
         let b = self.free_buffers.pop()?;
-        self.buffers[usize::from(b)][..data.len()].copy_from_slice(data);
-        self.buffer_len[usize::from(b)] = data.len() as u16;
+        let buffer = &mut self.buffers[usize::from(b)];
+        buffer.clear();
+        // Fits: checked above.
+        let _ = buffer.extend_from_slice(data);
         Some(b)
     }
 
     /// Appends `data`; returns the joined bytes, or `None` (buffer freed)
     /// when they no longer fit.
     pub fn join(&mut self, b: u16, data: &[u8]) -> Option<&[u8]> {
-        let (i, len) = (usize::from(b), usize::from(self.buffer_len[usize::from(b)]));
-        if len + data.len() > REASSEMBLY {
+        let buffer = self.buffers.get_mut(usize::from(b))?;
+        if buffer.extend_from_slice(data).is_err() {
             self.end_join(b);
             return None;
         }
-        self.buffers[i][len..len + data.len()].copy_from_slice(data);
-        self.buffer_len[i] = (len + data.len()) as u16;
-        Some(&self.buffers[i][..len + data.len()])
+        Some(&self.buffers[usize::from(b)])
     }
 
     pub fn end_join(&mut self, b: u16) {

@@ -4,6 +4,7 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use pitap_wire::{proto, EndReason, Endpoint, FlowRecord, SideCounters, TapPort};
 
+use crate::apps::learn::ClientBytes;
 use crate::decode::{Packet, TCP_ACK, TCP_SYN};
 use crate::key::{is_icmp_reply, FlowKey};
 use crate::tcp::{HistoryTracker, TcpTracker};
@@ -34,12 +35,8 @@ pub struct Flow {
     pub part_start_us: u64,
     macs: [[u8; 6]; 2],
     icmp: Option<(u8, u8)>,
-    /// Application info in the engine's slab, if any.
-    pub app: Option<u32>,
-    /// A ClientHello being joined in this reassembly buffer.
-    pub join: Option<u16>,
-    /// The client's first payload has been looked at.
-    pub app_done: bool,
+    /// How far the client's first bytes were looked at, and what came of it.
+    pub client: ClientBytes,
     /// The engine's ring-drop count when this part started: what it counts
     /// past this, the rings dropped while the flow was open.
     pub drops_at_start: u32,

@@ -2,7 +2,8 @@
 //! its own (the way smoltcp separates `phy`, `wire`, `iface` and `socket`):
 //!
 //! - [`source`]: the frame type and the one trait every packet source implements.
-//! - [`apps`]: DNS, DHCP, TLS ClientHello and HTTP request parsers.
+//! - [`apps`]: DNS, DHCP, TLS ClientHello and HTTP request parsers; [`apps::learn`]
+//!   puts what they read into the caches and a flow's record.
 //! - [`decode`]: link layer, VLAN/QinQ, MPLS, IPv4/IPv6, TCP/UDP/ICMP fields.
 //! - [`key`], [`flow`], [`tcp`]: bidirectional flows, Zeek-style TCP state and history.
 //! - [`table`]: the fixed-size flow table with its recency lists; [`index`]: its hash index.

@@ -143,7 +143,7 @@ fn the_seeds_parse() {
     let mut seen = Vec::new();
     resp.answers(|a| seen.push(a)).unwrap();
     assert!(
-        matches!(seen[0], dns::Answer::Cname { target, .. } if target.as_str() == "c2.example.net")
+        matches!(&seen[0], dns::Answer::Cname { target, .. } if target.as_str() == "c2.example.net")
     );
     assert!(matches!(
         seen[1],

@@ -14,7 +14,7 @@ const OPTION_IAADDR: u16 = 5;
 const OPTION_CLIENT_FQDN: u16 = 39;
 const HW_ETHERNET: u16 = 1;
 
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct Dhcp6 {
     pub msg_type: u8,
     /// The MAC in the client's DUID (types 1 and 3, Ethernet).

@@ -15,19 +15,9 @@ pub const TYPE_CNAME: u16 = 5;
 pub const TYPE_AAAA: u16 = 28;
 
 /// A domain name, lower case, dot-separated, without the trailing dot.
-#[derive(Clone, Copy)]
+#[derive(Clone, Default)]
 pub struct Name {
-    buf: [u8; MAX_NAME],
-    len: u8,
-}
-
-impl Default for Name {
-    fn default() -> Self {
-        Name {
-            buf: [0; MAX_NAME],
-            len: 0,
-        }
-    }
+    text: heapless::Vec<u8, MAX_NAME, u8>,
 }
 
 impl core::fmt::Debug for Name {
@@ -44,7 +34,7 @@ impl PartialEq for Name {
 
 impl Name {
     pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..usize::from(self.len)]
+        &self.text
     }
 
     /// The name as text; bytes outside printable ASCII were replaced by
@@ -54,26 +44,25 @@ impl Name {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.text.is_empty()
     }
 
     fn push_label(&mut self, label: &[u8]) -> Result<(), AppError> {
         let dot = usize::from(!self.is_empty());
-        let len = usize::from(self.len);
-        if len + dot + label.len() > MAX_NAME {
+        if self.text.len() + dot + label.len() > MAX_NAME {
             return Err(AppError::BadName);
         }
+        // Cannot fail from here: the room was checked.
         if dot == 1 {
-            self.buf[len] = b'.';
+            let _ = self.text.push(b'.');
         }
-        for (i, &b) in label.iter().enumerate() {
-            self.buf[len + dot + i] = match b {
+        for &b in label {
+            let _ = self.text.push(match b {
                 b'A'..=b'Z' => b + 32,
                 0x21..=0x7e => b,
                 _ => b'?',
-            };
+            });
         }
-        self.len = (len + dot + label.len()) as u8;
         Ok(())
     }
 }
@@ -116,7 +105,7 @@ pub fn read_name(msg: &[u8], pos: usize) -> Result<(Name, usize), AppError> {
 /// to a visitor one at a time, never stored in bulk, so the size of the
 /// larger variants costs nothing.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Answer {
     A {
         name: Name,

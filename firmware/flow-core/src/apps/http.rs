@@ -1,6 +1,8 @@
 //! The first request of a cleartext HTTP/1.x client: method, target,
 //! version and the Host header, from the head of the client's stream.
 
+use pitap_wire::Text;
+
 use super::AppError;
 
 const METHODS: [&[u8]; 9] = [
@@ -15,6 +17,21 @@ pub struct Request<'a> {
     pub target: &'a [u8],
     pub version: &'a [u8],
     pub host: Option<&'a [u8]>,
+}
+
+impl Request<'_> {
+    /// Method and target as a record carries them ("GET /index.html"), cut
+    /// at 128 bytes.
+    pub fn line(&self) -> Text<128> {
+        let mut line = heapless::Vec::<u8, 128>::new();
+        let method = &self.method[..self.method.len().min(line.capacity())];
+        // Cannot fail: each part is cut to the room left.
+        let _ = line.extend_from_slice(method);
+        let _ = line.push(b' ');
+        let room = line.capacity() - line.len();
+        let _ = line.extend_from_slice(&self.target[..self.target.len().min(room)]);
+        Text::from_bytes(&line)
+    }
 }
 
 /// `None` when `data` does not start with an HTTP request line.

@@ -1,7 +1,8 @@
 //! Application-layer parsers for what a tap can learn about who is behind
 //! a flow: DNS answers (names of addresses), DHCPv4 and DHCPv6 (device MAC,
 //! address and hostname), the TLS ClientHello (server name, ALPN) and the HTTP
-//! request line and Host header.
+//! request line and Host header; [`learn`] puts what they read into the
+//! engine's caches and a flow's record.
 //!
 //! Each parser reads a borrowed payload, allocates nothing, checks every
 //! length against the data before using it, and answers malformed input
@@ -14,6 +15,7 @@ pub mod dhcp;
 pub mod dhcp6;
 pub mod dns;
 pub mod http;
+pub mod learn;
 pub mod tls;
 
 /// Why a payload was not understood.

@@ -4,6 +4,8 @@
 //! (post-quantum key shares make them so) is reported as `NeedMore` with
 //! the bytes it needs, so the caller can join the next segment.
 
+use pitap_wire::Text;
+
 use super::{AppError, Reader};
 
 const CONTENT_HANDSHAKE: u8 = 22;
@@ -31,6 +33,22 @@ impl<'a> ClientHello<'a> {
             rest = &tail[usize::from(len)..];
             Some(name)
         })
+    }
+
+    /// The offered protocols comma-separated, as many whole names as fit a
+    /// record's 32 bytes ("h2,http/1.1").
+    pub fn alpn_list(&self) -> Text<32> {
+        let mut list = heapless::Vec::<u8, 32>::new();
+        for p in self.alpn_protocols() {
+            let sep: &[u8] = if list.is_empty() { b"" } else { b"," };
+            if list.len() + sep.len() + p.len() > list.capacity() {
+                break;
+            }
+            // Cannot fail: the room was checked.
+            let _ = list.extend_from_slice(sep);
+            let _ = list.extend_from_slice(p);
+        }
+        Text::from_bytes(&list)
     }
 }
 
