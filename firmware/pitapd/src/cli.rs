@@ -272,58 +272,48 @@ impl Flags {
             };
         };
         // Command-line values win over the file's.
-        let mut engine = match &config {
-            Some(c) => c.engine(0).map_err(|e| CliError::Invalid(e.to_string()))?,
-            None => pitap_flow_core::EngineConfig::default(),
-        };
+        let mut engine = config
+            .as_ref()
+            .map_or_else(pitap_flow_core::EngineConfig::default, |c| c.engine);
         engine.capacity = self.capacity.unwrap_or(engine.capacity);
         engine.idle_timeout_us = self.idle_us.unwrap_or(engine.idle_timeout_us);
         engine.active_timeout_us = self.active_us.unwrap_or(engine.active_timeout_us);
-        let collector = self
-            .uplink
-            .or_else(|| config.as_ref().and_then(Config::collector));
+        let mut uplink = config
+            .as_ref()
+            .map_or_else(crate::config::Uplink::default, |c| c.uplink.clone());
+        uplink.collector = self.uplink.or(uplink.collector);
         let tap_id = self
             .tap_id
             .or_else(|| config.as_ref().map(|c| c.tap.id.clone()))
             .unwrap_or_else(|| "pitap".to_string());
-        let sealing = match (&self.key, self.insecure_plaintext) {
+        match (&self.key, self.insecure_plaintext) {
             (Some(_), true) => {
                 return Err(CliError::Usage(
                     "--key and --insecure-plaintext exclude each other".into(),
                 ))
             }
-            (Some(k), false) => Some(Sealing::Key(
-                Key::from_hex(k).map_err(|e| CliError::Usage(format!("--key: {e}")))?,
-            )),
-            (None, true) => Some(Sealing::Plaintext),
-            (None, false) => config.as_ref().and_then(Config::sealing),
+            (Some(k), false) => {
+                uplink.sealing = Some(Sealing::Key(
+                    Key::from_hex(k).map_err(|e| CliError::Usage(format!("--key: {e}")))?,
+                ))
+            }
+            (None, true) => uplink.sealing = Some(Sealing::Plaintext),
+            (None, false) => {}
+        }
+        // A replay's times are the capture's own.
+        let uplink = match (
+            uplink.collector,
+            uplink.settings(&tap_id, ClockMode::Capture),
+        ) {
+            (Some(addr), Some(settings)) => Some((addr, settings)),
+            (Some(_), None) => {
+                return Err(CliError::Usage(
+                    "--uplink needs --key HEX (pitap keygen makes one) or --insecure-plaintext"
+                        .into(),
+                ))
+            }
+            (None, _) => None,
         };
-        let uplink =
-            match (collector, sealing) {
-                (Some(addr), Some(sealing)) => {
-                    let mut settings = config.as_ref().and_then(Config::uplink_settings).unwrap_or(
-                        UplinkSettings {
-                            tap_id: tap_id.clone(),
-                            sealing: sealing.clone(),
-                            buffer_batches: 4096,
-                            flush_interval: std::time::Duration::from_millis(1000),
-                            clock: ClockMode::Capture,
-                        },
-                    );
-                    settings.tap_id = tap_id.clone();
-                    settings.sealing = sealing;
-                    // A replay's times are the capture's own.
-                    settings.clock = ClockMode::Capture;
-                    Some((addr, settings))
-                }
-                (Some(_), None) => {
-                    return Err(CliError::Usage(
-                        "--uplink needs --key HEX (pitap keygen makes one) or --insecure-plaintext"
-                            .into(),
-                    ))
-                }
-                (None, _) => None,
-            };
         if !self.print && uplink.is_none() {
             return Err(CliError::Usage(
                 "nothing to do with the flows: give --print, --uplink HOST:PORT or both".into(),

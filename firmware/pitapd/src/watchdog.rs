@@ -4,7 +4,6 @@
 //! itself (bcm2835_wdt, at most 15 s), then boots into its configuration
 //! again, or the known-good fallback.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, Mode};
@@ -27,9 +26,9 @@ impl Watchdog {
     /// None when the configuration has no watchdog or the device is absent
     /// (said once).
     pub fn open(config: &Config) -> Option<Watchdog> {
-        let path = config.watchdog.device.as_ref()?;
-        let (device, note) = match WatchdogDevice::open(Path::new(path), config.watchdog.timeout_s)
-        {
+        let w = config.watchdog.as_ref()?;
+        let path = w.device.display();
+        let (device, note) = match WatchdogDevice::open(&w.device, w.timeout_s) {
             Ok(opened) => opened,
             Err(e) => {
                 eprintln!("pitapd: no watchdog ({path}: {e}); running without");
@@ -40,11 +39,8 @@ impl Watchdog {
             eprintln!("pitapd: watchdog {path}: timeout not set ({e}); feeding it anyway");
         }
         let rtnl = Rtnl::open().ok()?;
-        let bridge = (config.tap.mode == Mode::Inline).then(|| {
-            let mut ports = vec![config.tap.port_a.clone()];
-            ports.extend(config.tap.port_b.clone());
-            (config.tap.bridge.clone(), ports)
-        });
+        let bridge = (config.tap.mode == Mode::Inline)
+            .then(|| (config.tap.bridge.clone(), config.tap.ports()));
         eprintln!("pitapd: feeding the watchdog {path} while healthy");
         Some(Watchdog {
             device,

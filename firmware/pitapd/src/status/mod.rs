@@ -43,10 +43,11 @@ pub enum Backend {
     None,
 }
 
-/// Opens the backend; `Auto` falls back to nothing and says so once.
+/// Opens the backend with the pin map the configuration read; `Auto` falls
+/// back to nothing (a missing board, an unreadable map) and says so once.
 pub fn open(
     backend: &Backend,
-    pinmap: Option<&std::path::Path>,
+    pinmap: &Result<pinmap::PinMap, String>,
 ) -> Result<Box<dyn StatusHardware>, String> {
     match backend {
         Backend::None => Ok(Box::new(NoHardware)),
@@ -54,7 +55,10 @@ pub fn open(
             .map(|s| Box::new(s) as Box<dyn StatusHardware>)
             .map_err(|e| format!("status.simulator_dir {}: {e}", dir.display())),
         Backend::Hardware | Backend::Auto => {
-            let opened = pinmap::PinMap::load(pinmap).and_then(|m| rpi::PiHardware::open(&m));
+            let opened = pinmap
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(rpi::PiHardware::open);
             match (opened, backend) {
                 (Ok(hw), _) => Ok(Box::new(hw)),
                 (Err(e), Backend::Hardware) => Err(format!("status hardware: {e}")),
