@@ -194,8 +194,7 @@ impl FlowEngine {
             let pure_syn = pkt.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN;
             if let (Some(reason), true) = (flow.tcp_ended(), pure_syn) {
                 // A new connection reuses the ports of one that ended.
-                self.emit(s, reason, sink);
-                self.remove_flow(s);
+                self.end(s, reason, sink);
                 slot = None;
             } else if frame.ts_us.saturating_sub(flow.part_start_us)
                 >= self.config.active_timeout_us
@@ -261,9 +260,7 @@ impl FlowEngine {
                 if flow.last_us.saturating_add(timeout) > now {
                     break;
                 }
-                let reason = flow.tcp_ended().unwrap_or(EndReason::Idle);
-                self.emit(slot, reason, sink);
-                self.remove_flow(slot);
+                self.end(slot, EndReason::Idle, sink);
             }
         }
         self.stats.active_flows = self.table.len() as u64;
@@ -273,13 +270,7 @@ impl FlowEngine {
     pub fn flush<S: FlowSink + ?Sized>(&mut self, sink: &mut S) {
         for list in [List::Ended, List::Embryonic, List::Open] {
             while let Some(slot) = self.table.oldest(list) {
-                let reason = self
-                    .table
-                    .get(slot)
-                    .tcp_ended()
-                    .unwrap_or(EndReason::Shutdown);
-                self.emit(slot, reason, sink);
-                self.remove_flow(slot);
+                self.end(slot, EndReason::Shutdown, sink);
             }
         }
         self.stats.active_flows = 0;
@@ -295,13 +286,7 @@ impl FlowEngine {
             return;
         }
         if let Some(slot) = self.table.oldest(List::Ended) {
-            let reason = self
-                .table
-                .get(slot)
-                .tcp_ended()
-                .unwrap_or(EndReason::TcpClose);
-            self.emit(slot, reason, sink);
-            self.remove_flow(slot);
+            self.end(slot, EndReason::TcpClose, sink);
             return;
         }
         let victim = match self.config.eviction {
@@ -335,6 +320,14 @@ impl FlowEngine {
             self.stats.evictions += 1;
             self.stats.evictions_embryonic += u64::from(unanswered);
         }
+    }
+
+    /// Ends a flow: its record goes out, with how its TCP connection ended
+    /// if it did, else `otherwise`; the flow leaves the table.
+    fn end<S: FlowSink + ?Sized>(&mut self, slot: u32, otherwise: EndReason, sink: &mut S) {
+        let reason = self.table.get(slot).tcp_ended().unwrap_or(otherwise);
+        self.emit(slot, reason, sink);
+        self.remove_flow(slot);
     }
 
     fn emit<S: FlowSink + ?Sized>(&mut self, slot: u32, reason: EndReason, sink: &mut S) {

@@ -18,6 +18,39 @@ use crate::apps::dns::Name;
 
 const WAYS: usize = 4;
 
+/// Entries in sets of `WAYS`, the set chosen by the address's hash: what the
+/// name cache and the leases are both stored in.
+struct Ways<T> {
+    entries: Vec<T>,
+    sets: usize,
+}
+
+impl<T: Clone + Default> Ways<T> {
+    /// Room for `capacity` entries (rounded up to a power of two, at least
+    /// `WAYS`).
+    fn new(capacity: usize) -> Ways<T> {
+        let sets = (capacity.max(WAYS) / WAYS).next_power_of_two();
+        Ways {
+            entries: vec![T::default(); sets * WAYS],
+            sets,
+        }
+    }
+
+    fn range(&self, addr: &[u8; 16]) -> core::ops::Range<usize> {
+        let s = addr_hash(addr) & (self.sets - 1);
+        s * WAYS..(s + 1) * WAYS
+    }
+
+    fn set(&self, addr: &[u8; 16]) -> &[T] {
+        &self.entries[self.range(addr)]
+    }
+
+    fn set_mut(&mut self, addr: &[u8; 16]) -> &mut [T] {
+        let range = self.range(addr);
+        &mut self.entries[range]
+    }
+}
+
 /// A short hash of an address: its two halves mixed by multiplication
 /// (every record looks its addresses up, so this is on the hot path).
 fn addr_hash(addr: &[u8; 16]) -> usize {
@@ -61,8 +94,7 @@ struct NameEntry {
 
 /// DNS-learned names of addresses.
 pub struct NameCache {
-    entries: Vec<NameEntry>,
-    sets: usize,
+    ways: Ways<NameEntry>,
     pub inserted: u64,
     pub replaced: u64,
 }
@@ -70,29 +102,22 @@ pub struct NameCache {
 impl NameCache {
     /// Room for `capacity` names (rounded up to a power of two, at least 4).
     pub fn new(capacity: usize) -> NameCache {
-        let sets = (capacity.max(WAYS) / WAYS).next_power_of_two();
         NameCache {
-            entries: vec![NameEntry::default(); sets * WAYS],
-            sets,
+            ways: Ways::new(capacity),
             inserted: 0,
             replaced: 0,
         }
     }
 
     pub fn capacity(&self) -> usize {
-        self.entries.len()
-    }
-
-    fn set(&mut self, addr: &[u8; 16]) -> &mut [NameEntry] {
-        let s = addr_hash(addr) & (self.sets - 1);
-        &mut self.entries[s * WAYS..(s + 1) * WAYS]
+        self.ways.entries.len()
     }
 
     /// Remembers that `addr` is `name` for `ttl_s` seconds from `now_us`
     /// (at least 60 s: clients keep using an address past short TTLs).
     pub fn insert(&mut self, addr: [u8; 16], name: &Name, ttl_s: u32, now_us: u64) {
         let expires_us = now_us.saturating_add(u64::from(ttl_s.max(60)) * 1_000_000);
-        let set = self.set(&addr);
+        let set = self.ways.set_mut(&addr);
         let way = choose_way(set, |e| e.addr == addr, |e| e.expires_us, now_us);
         let replacing = set[way].expires_us >= now_us && set[way].addr != addr;
         set[way] = NameEntry {
@@ -108,8 +133,8 @@ impl NameCache {
         if self.inserted == 0 {
             return None; // no DNS seen yet: the common case on some links
         }
-        let s = addr_hash(addr) & (self.sets - 1);
-        self.entries[s * WAYS..(s + 1) * WAYS]
+        self.ways
+            .set(addr)
             .iter()
             .find(|e| e.addr == *addr && e.expires_us >= now_us && e.expires_us != 0)
             .map(|e| &e.name)
@@ -117,7 +142,8 @@ impl NameCache {
 
     /// Live entries (tests, status).
     pub fn len(&self, now_us: u64) -> usize {
-        self.entries
+        self.ways
+            .entries
             .iter()
             .filter(|e| e.expires_us >= now_us && e.expires_us != 0)
             .count()
@@ -139,8 +165,7 @@ struct Lease {
 
 /// DHCP leases (v4 and v6): who holds an address, and what it calls itself.
 pub struct Leases {
-    entries: Vec<Lease>,
-    sets: usize,
+    ways: Ways<Lease>,
     /// Updates so far (lookups skip the table while there were none).
     updates: u64,
 }
@@ -150,16 +175,10 @@ const LEASE_KEEP_US: u64 = 24 * 3600 * 1_000_000;
 
 impl Leases {
     pub fn new(capacity: usize) -> Leases {
-        let sets = (capacity.max(WAYS) / WAYS).next_power_of_two();
         Leases {
-            entries: vec![Lease::default(); sets * WAYS],
-            sets,
+            ways: Ways::new(capacity),
             updates: 0,
         }
-    }
-
-    fn set_of(&self, addr: &[u8; 16]) -> usize {
-        addr_hash(addr) & (self.sets - 1)
     }
 
     /// Records that `mac` holds `addr`; a hostname, when given, replaces
@@ -171,13 +190,13 @@ impl Leases {
         self.updates += 1;
         // A hostname the same device sent for another address carries over.
         let known = hostname.map(Text::from_bytes).or_else(|| {
-            self.entries
+            self.ways
+                .entries
                 .iter()
                 .find(|l| l.mac == mac && !l.hostname.is_empty() && l.expires_us >= now_us)
                 .map(|l| l.hostname)
         });
-        let s = self.set_of(&addr);
-        let set = &mut self.entries[s * WAYS..(s + 1) * WAYS];
+        let set = self.ways.set_mut(&addr);
         let way = choose_way(set, |l| l.addr == addr, |l| l.expires_us, now_us);
         let keep = if set[way].addr == addr && set[way].mac == mac {
             set[way].hostname
@@ -196,6 +215,7 @@ impl Leases {
     /// before its address is acknowledged.
     pub fn announce(&mut self, mac: [u8; 6], hostname: &[u8], now_us: u64) {
         for l in self
+            .ways
             .entries
             .iter_mut()
             .filter(|l| l.mac == mac && l.expires_us >= now_us)
@@ -209,8 +229,8 @@ impl Leases {
         if self.updates == 0 {
             return None;
         }
-        let s = self.set_of(addr);
-        self.entries[s * WAYS..(s + 1) * WAYS]
+        self.ways
+            .set(addr)
             .iter()
             .find(|l| l.addr == *addr && l.expires_us >= now_us && l.expires_us != 0)
             .map(|l| (l.mac, &l.hostname))

@@ -1,64 +1,38 @@
 //! Counters the engine keeps: what it saw, what it could not decode and why,
 //! and which non-IP protocols went by.
 
-/// Something wrong with a frame. Frames with the first kinds are dropped
-/// (no flow can be told from them); the `*Kept` kinds are counted but the
-/// frame still goes into its flow, so no bytes are lost.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Anomaly {
-    /// Shorter than its link-layer header.
-    TruncatedLink = 0,
-    /// Ends inside a VLAN tag.
-    TruncatedVlan = 1,
-    /// Ends inside an MPLS label stack.
-    TruncatedMpls = 2,
-    /// MPLS payload that is not IP (pseudowire, control word).
-    MplsNotIp = 3,
-    /// More VLAN tags or MPLS labels than any sane network stacks.
-    TooManyTags = 4,
-    /// Ends inside the IP header.
-    TruncatedIp = 5,
-    /// IP version nibble does not match the ethertype.
-    BadIpVersion = 6,
-    /// IP header fields contradict each other (e.g. header length < 20).
-    BadIpHeader = 7,
-    /// Transport header cut short; the fields present were used.
-    TruncatedL4Kept = 8,
-    /// A later IP fragment whose first fragment was not seen; accounted to a
-    /// flow without ports.
-    FragmentWithoutFirstKept = 9,
+pitap_wire::named_enum! {
+    /// Something wrong with a frame. Frames with the first kinds are dropped
+    /// (no flow can be told from them); the `*Kept` kinds are counted but the
+    /// frame still goes into its flow, so no bytes are lost.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum Anomaly {
+        /// Shorter than its link-layer header.
+        TruncatedLink = 0 => "truncated_link",
+        /// Ends inside a VLAN tag.
+        TruncatedVlan = 1 => "truncated_vlan",
+        /// Ends inside an MPLS label stack.
+        TruncatedMpls = 2 => "truncated_mpls",
+        /// MPLS payload that is not IP (pseudowire, control word).
+        MplsNotIp = 3 => "mpls_not_ip",
+        /// More VLAN tags or MPLS labels than any sane network stacks.
+        TooManyTags = 4 => "too_many_tags",
+        /// Ends inside the IP header.
+        TruncatedIp = 5 => "truncated_ip",
+        /// IP version nibble does not match the ethertype.
+        BadIpVersion = 6 => "bad_ip_version",
+        /// IP header fields contradict each other (e.g. header length < 20).
+        BadIpHeader = 7 => "bad_ip_header",
+        /// Transport header cut short; the fields present were used.
+        TruncatedL4Kept = 8 => "truncated_l4",
+        /// A later IP fragment whose first fragment was not seen; accounted to
+        /// a flow without ports.
+        FragmentWithoutFirstKept = 9 => "fragment_without_first",
+    }
 }
 
 impl Anomaly {
-    pub const COUNT: usize = 10;
-    pub const ALL: [Anomaly; Anomaly::COUNT] = [
-        Anomaly::TruncatedLink,
-        Anomaly::TruncatedVlan,
-        Anomaly::TruncatedMpls,
-        Anomaly::MplsNotIp,
-        Anomaly::TooManyTags,
-        Anomaly::TruncatedIp,
-        Anomaly::BadIpVersion,
-        Anomaly::BadIpHeader,
-        Anomaly::TruncatedL4Kept,
-        Anomaly::FragmentWithoutFirstKept,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Anomaly::TruncatedLink => "truncated_link",
-            Anomaly::TruncatedVlan => "truncated_vlan",
-            Anomaly::TruncatedMpls => "truncated_mpls",
-            Anomaly::MplsNotIp => "mpls_not_ip",
-            Anomaly::TooManyTags => "too_many_tags",
-            Anomaly::TruncatedIp => "truncated_ip",
-            Anomaly::BadIpVersion => "bad_ip_version",
-            Anomaly::BadIpHeader => "bad_ip_header",
-            Anomaly::TruncatedL4Kept => "truncated_l4",
-            Anomaly::FragmentWithoutFirstKept => "fragment_without_first",
-        }
-    }
+    pub const COUNT: usize = Anomaly::ALL.len();
 
     /// Whether frames with this anomaly still count in a flow.
     pub fn is_kept(self) -> bool {

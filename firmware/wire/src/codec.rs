@@ -528,18 +528,26 @@ pub struct BatchReader<'a> {
     pos: usize,
 }
 
+/// Checks that `bytes` start with the PiTap magic and hold at least `min`
+/// bytes: a short prefix of the magic is a truncated datagram, anything
+/// else is not PiTap's.
+pub(crate) fn check_magic(bytes: &[u8], min: usize) -> Result<(), WireError> {
+    if bytes.len() < min {
+        return Err(if bytes.starts_with(&MAGIC[..bytes.len().min(4)]) {
+            WireError::Truncated
+        } else {
+            WireError::BadMagic
+        });
+    }
+    if bytes[..4] != MAGIC {
+        return Err(WireError::BadMagic);
+    }
+    Ok(())
+}
+
 impl<'a> BatchReader<'a> {
     pub fn new(bytes: &'a [u8]) -> Result<Self, WireError> {
-        if bytes.len() < MAGIC.len() + 1 {
-            return Err(if bytes.starts_with(&MAGIC[..bytes.len().min(4)]) {
-                WireError::Truncated
-            } else {
-                WireError::BadMagic
-            });
-        }
-        if bytes[..4] != MAGIC {
-            return Err(WireError::BadMagic);
-        }
+        check_magic(bytes, MAGIC.len() + 1)?;
         if bytes[4] != VERSION {
             return Err(WireError::UnsupportedVersion(bytes[4]));
         }

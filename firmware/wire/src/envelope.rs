@@ -28,7 +28,7 @@ use chacha20poly1305::{KeyInit, Tag, XChaCha20Poly1305, XNonce};
 use crate::codec::MAX_TAP_ID;
 use crate::WireError;
 
-pub const MAGIC: [u8; 4] = *b"PTAP";
+pub use crate::codec::MAGIC;
 pub const SEALED: u8 = 4;
 pub const PLAINTEXT: u8 = 5;
 pub const TAG_LEN: usize = 16;
@@ -41,35 +41,23 @@ pub const MAX_OVERHEAD: usize = MAX_HEADER + TAG_LEN;
 /// What a collector asks a boot of a tap to carry in its datagrams.
 pub type Challenge = [u8; CHALLENGE_LEN];
 
-/// What a datagram carries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum DatagramKind {
-    /// Flow records (tap to collector).
-    Batch = 1,
-    /// The collector's answer: challenge, time, acknowledgements (collector
-    /// to tap).
-    Reply = 2,
-    /// The tap's counters (tap to collector).
-    Health = 3,
-    /// A tap asking for a challenge (and the time): at its start, and
-    /// whenever it has nothing else to send and no answer yet.
-    Hello = 4,
-    /// A tap that stops: everything it sent is acknowledged (tap to
-    /// collector; not answered).
-    Goodbye = 5,
-}
-
-impl DatagramKind {
-    fn from_u8(v: u8) -> Option<DatagramKind> {
-        match v {
-            1 => Some(DatagramKind::Batch),
-            2 => Some(DatagramKind::Reply),
-            3 => Some(DatagramKind::Health),
-            4 => Some(DatagramKind::Hello),
-            5 => Some(DatagramKind::Goodbye),
-            _ => None,
-        }
+crate::named_enum! {
+    /// What a datagram carries.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum DatagramKind {
+        /// Flow records (tap to collector).
+        Batch = 1 => "batch",
+        /// The collector's answer: challenge, time, acknowledgements
+        /// (collector to tap).
+        Reply = 2 => "reply",
+        /// The tap's counters (tap to collector).
+        Health = 3 => "health",
+        /// A tap asking for a challenge (and the time): at its start, and
+        /// whenever it has nothing else to send and no answer yet.
+        Hello = 4 => "hello",
+        /// A tap that stops: everything it sent is acknowledged (tap to
+        /// collector; not answered).
+        Goodbye = 5 => "goodbye",
     }
 }
 
@@ -136,16 +124,7 @@ pub fn boot_id(boot: &[u8; 16]) -> u64 {
 
 /// Reads the clear header; returns it and its length.
 pub fn parse(datagram: &[u8]) -> Result<(Header<'_>, usize), WireError> {
-    if datagram.len() < 7 {
-        return Err(if datagram.starts_with(&MAGIC[..datagram.len().min(4)]) {
-            WireError::Truncated
-        } else {
-            WireError::BadMagic
-        });
-    }
-    if datagram[..4] != MAGIC {
-        return Err(WireError::BadMagic);
-    }
+    crate::codec::check_magic(datagram, 7)?;
     let sealed = match datagram[4] {
         SEALED => true,
         PLAINTEXT => false,

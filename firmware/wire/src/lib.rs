@@ -1,6 +1,7 @@
 //! PiTap's wire format, shared by the tap firmware and the host collector.
 //!
-//! - [`record`]: the flow record, one set of fields for every part of PiTap.
+//! - [`record`]: the flow record, one set of fields for every part of PiTap;
+//!   [`named_enum!`] defines its enums written by name.
 //! - [`codec`]: batches of records in one datagram (serde + postcard).
 //! - [`format`] (with `std`): the flow line and JSON line formats.
 //! - [`envelope`] (with `std`): sealing (XChaCha20-Poly1305) of every datagram.
@@ -17,6 +18,7 @@ pub mod envelope;
 pub mod format;
 #[cfg(feature = "std")]
 pub mod messages;
+mod names;
 pub mod record;
 pub mod replay_window;
 

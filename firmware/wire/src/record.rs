@@ -48,186 +48,85 @@ impl Default for Endpoint {
     }
 }
 
-/// Zeek's `conn_state` values, with the meanings of Zeek's conn.log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-#[repr(u8)]
-pub enum ConnState {
-    /// Connection attempt seen, no reply.
-    S0 = 0,
-    /// Connection established, not terminated.
-    S1 = 1,
-    /// Normal establishment and termination.
-    SF = 2,
-    /// Connection attempt rejected.
-    REJ = 3,
-    /// Established, originator sent FIN, no reply from the responder.
-    S2 = 4,
-    /// Established, responder sent FIN, no reply from the originator.
-    S3 = 5,
-    /// Established, originator aborted with RST.
-    RSTO = 6,
-    /// Responder sent a RST.
-    RSTR = 7,
-    /// Originator sent SYN then RST, never a SYN-ACK.
-    RSTOS0 = 8,
-    /// Responder sent SYN-ACK then RST, no SYN from the originator seen.
-    RSTRH = 9,
-    /// Originator sent SYN then FIN, no SYN-ACK.
-    SH = 10,
-    /// Responder sent SYN-ACK then FIN, no SYN from the originator.
-    SHR = 11,
-    /// No SYN seen, midstream traffic; also every non-TCP flow.
-    #[default]
-    OTH = 12,
-}
-
-impl ConnState {
-    pub const ALL: [ConnState; 13] = [
-        ConnState::S0,
-        ConnState::S1,
-        ConnState::SF,
-        ConnState::REJ,
-        ConnState::S2,
-        ConnState::S3,
-        ConnState::RSTO,
-        ConnState::RSTR,
-        ConnState::RSTOS0,
-        ConnState::RSTRH,
-        ConnState::SH,
-        ConnState::SHR,
-        ConnState::OTH,
-    ];
-
-    pub fn from_u8(v: u8) -> Option<Self> {
-        Self::ALL.get(usize::from(v)).copied()
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConnState::S0 => "S0",
-            ConnState::S1 => "S1",
-            ConnState::SF => "SF",
-            ConnState::REJ => "REJ",
-            ConnState::S2 => "S2",
-            ConnState::S3 => "S3",
-            ConnState::RSTO => "RSTO",
-            ConnState::RSTR => "RSTR",
-            ConnState::RSTOS0 => "RSTOS0",
-            ConnState::RSTRH => "RSTRH",
-            ConnState::SH => "SH",
-            ConnState::SHR => "SHR",
-            ConnState::OTH => "OTH",
-        }
+crate::named_enum! {
+    /// Zeek's `conn_state` values, with the meanings of Zeek's conn.log.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub enum ConnState {
+        /// Connection attempt seen, no reply.
+        S0 = 0 => "S0",
+        /// Connection established, not terminated.
+        S1 = 1 => "S1",
+        /// Normal establishment and termination.
+        SF = 2 => "SF",
+        /// Connection attempt rejected.
+        REJ = 3 => "REJ",
+        /// Established, originator sent FIN, no reply from the responder.
+        S2 = 4 => "S2",
+        /// Established, responder sent FIN, no reply from the originator.
+        S3 = 5 => "S3",
+        /// Established, originator aborted with RST.
+        RSTO = 6 => "RSTO",
+        /// Responder sent a RST.
+        RSTR = 7 => "RSTR",
+        /// Originator sent SYN then RST, never a SYN-ACK.
+        RSTOS0 = 8 => "RSTOS0",
+        /// Responder sent SYN-ACK then RST, no SYN from the originator seen.
+        RSTRH = 9 => "RSTRH",
+        /// Originator sent SYN then FIN, no SYN-ACK.
+        SH = 10 => "SH",
+        /// Responder sent SYN-ACK then FIN, no SYN from the originator.
+        SHR = 11 => "SHR",
+        /// No SYN seen, midstream traffic; also every non-TCP flow.
+        #[default]
+        OTH = 12 => "OTH",
     }
 }
 
-/// Why a record was emitted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-#[repr(u8)]
-pub enum EndReason {
-    /// No packet for the idle timeout.
-    #[default]
-    Idle = 0,
-    /// The flow ran longer than the active timeout; it goes on in a
-    /// continuation record.
-    Active = 1,
-    /// TCP closed by FIN from both sides.
-    TcpClose = 2,
-    /// TCP aborted by RST.
-    TcpReset = 3,
-    /// The table was full and this was the least recently seen flow.
-    Evicted = 4,
-    /// The tap stopped (end of a capture file, shutdown).
-    Shutdown = 5,
-}
-
-impl EndReason {
-    pub const ALL: [EndReason; 6] = [
-        EndReason::Idle,
-        EndReason::Active,
-        EndReason::TcpClose,
-        EndReason::TcpReset,
-        EndReason::Evicted,
-        EndReason::Shutdown,
-    ];
-
-    pub fn from_u8(v: u8) -> Option<Self> {
-        Self::ALL.get(usize::from(v)).copied()
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EndReason::Idle => "idle",
-            EndReason::Active => "active",
-            EndReason::TcpClose => "tcp-close",
-            EndReason::TcpReset => "tcp-reset",
-            EndReason::Evicted => "evicted",
-            EndReason::Shutdown => "shutdown",
-        }
+crate::named_enum! {
+    /// Why a record was emitted.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub enum EndReason {
+        /// No packet for the idle timeout.
+        #[default]
+        Idle = 0 => "idle",
+        /// The flow ran longer than the active timeout; it goes on in a
+        /// continuation record.
+        Active = 1 => "active",
+        /// TCP closed by FIN from both sides.
+        TcpClose = 2 => "tcp-close",
+        /// TCP aborted by RST.
+        TcpReset = 3 => "tcp-reset",
+        /// The table was full and this was the least recently seen flow.
+        Evicted = 4 => "evicted",
+        /// The tap stopped (end of a capture file, shutdown).
+        Shutdown = 5 => "shutdown",
     }
 }
 
-/// The tap port on which the initiator's first packet entered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-#[repr(u8)]
-pub enum TapPort {
-    /// Not known (a capture file without interface information).
-    #[default]
-    Unknown = 0,
-    A = 1,
-    B = 2,
-}
-
-impl TapPort {
-    pub fn from_u8(v: u8) -> Option<Self> {
-        match v {
-            0 => Some(TapPort::Unknown),
-            1 => Some(TapPort::A),
-            2 => Some(TapPort::B),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TapPort::Unknown => "-",
-            TapPort::A => "A",
-            TapPort::B => "B",
-        }
+crate::named_enum! {
+    /// The tap port on which the initiator's first packet entered.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub enum TapPort {
+        /// Not known (a capture file without interface information).
+        #[default]
+        Unknown = 0 => "-",
+        A = 1 => "A",
+        B = 2 => "B",
     }
 }
 
-/// Where a record's times come from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-#[repr(u8)]
-pub enum ClockState {
-    /// The tap's own clock, never checked against the collector's: on a Pi
-    /// without a real-time clock this can be 1970.
-    #[default]
-    Unsynced = 0,
-    /// The tap's clock as corrected by the collector's sealed time.
-    Synced = 1,
-    /// The capture file's own timestamps (`pitapd --read`).
-    Capture = 2,
-}
-
-impl ClockState {
-    pub const ALL: [ClockState; 3] = [
-        ClockState::Unsynced,
-        ClockState::Synced,
-        ClockState::Capture,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ClockState::Unsynced => "unsynced",
-            ClockState::Synced => "synced",
-            ClockState::Capture => "capture",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == name)
+crate::named_enum! {
+    /// Where a record's times come from.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub enum ClockState {
+        /// The tap's own clock, never checked against the collector's: on a
+        /// Pi without a real-time clock this can be 1970.
+        #[default]
+        Unsynced = 0 => "unsynced",
+        /// The tap's clock as corrected by the collector's sealed time.
+        Synced = 1 => "synced",
+        /// The capture file's own timestamps (`pitapd --read`).
+        Capture = 2 => "capture",
     }
 }
 

@@ -597,22 +597,13 @@ fn read_row(row: &rusqlite::Row, f: &mut StoredFlow) -> rusqlite::Result<()> {
     r.src.counters.tcp_flags = num(14)? as u8;
     r.dst.counters.tcp_flags = num(15)? as u8;
     let state = text(16)?;
-    r.conn_state = ConnState::ALL
-        .into_iter()
-        .find(|s| s.as_str() == state)
-        .ok_or_else(|| bad(16, "a conn_state"))?;
+    r.conn_state = ConnState::from_name(state).ok_or_else(|| bad(16, "a conn_state"))?;
     r.history = History::from_text(text(17)?);
     let reason = text(18)?;
-    r.end_reason = EndReason::ALL
-        .into_iter()
-        .find(|s| s.as_str() == reason)
-        .ok_or_else(|| bad(18, "an end reason"))?;
+    r.end_reason = EndReason::from_name(reason).ok_or_else(|| bad(18, "an end reason"))?;
     r.continuation = num(19)? != 0;
     let ingress = text(20)?;
-    r.ingress = (0..=3)
-        .filter_map(TapPort::from_u8)
-        .find(|p| p.as_str() == ingress)
-        .ok_or_else(|| bad(20, "a tap port"))?;
+    r.ingress = TapPort::from_name(ingress).ok_or_else(|| bad(20, "a tap port"))?;
     r.vlan = num(21)? as u16;
     r.inner_vlan = num(22)? as u16;
     r.icmp = match (

@@ -131,33 +131,24 @@ struct Endian {
     big: bool,
 }
 
+/// `u16`, `u32`, `u64` at an offset, in the file's byte order.
+macro_rules! read_in_order {
+    ($($name:ident: $t:ty),+) => {
+        $(
+            fn $name(self, b: &[u8], at: usize) -> Option<$t> {
+                let a = b.get(at..at + size_of::<$t>())?.try_into().ok()?;
+                Some(if self.big {
+                    <$t>::from_be_bytes(a)
+                } else {
+                    <$t>::from_le_bytes(a)
+                })
+            }
+        )+
+    };
+}
+
 impl Endian {
-    fn u16(self, b: &[u8], at: usize) -> Option<u16> {
-        let a: [u8; 2] = b.get(at..at + 2)?.try_into().ok()?;
-        Some(if self.big {
-            u16::from_be_bytes(a)
-        } else {
-            u16::from_le_bytes(a)
-        })
-    }
-
-    fn u32(self, b: &[u8], at: usize) -> Option<u32> {
-        let a: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
-        Some(if self.big {
-            u32::from_be_bytes(a)
-        } else {
-            u32::from_le_bytes(a)
-        })
-    }
-
-    fn u64(self, b: &[u8], at: usize) -> Option<u64> {
-        let a: [u8; 8] = b.get(at..at + 8)?.try_into().ok()?;
-        Some(if self.big {
-            u64::from_be_bytes(a)
-        } else {
-            u64::from_le_bytes(a)
-        })
-    }
+    read_in_order!(u16: u16, u32: u32, u64: u64);
 }
 
 /// A pcapng interface: its link type and clock.
