@@ -92,6 +92,11 @@ fn value(parser: &mut lexopt::Parser, name: &str) -> Result<String, String> {
     text(name, v)
 }
 
+/// The value of option `name`, a positive number of seconds, in µs.
+fn seconds_value(parser: &mut lexopt::Parser, name: &str) -> Result<u64, String> {
+    seconds_to_us(name, &value(parser, name)?)
+}
+
 /// Parses the command line (the first item is the program name) and loads
 /// the configuration it names. `Err(Usage)` is a wrong command line,
 /// `Err(Invalid)` a configuration that cannot be used.
@@ -183,23 +188,12 @@ fn parse_flags<I: IntoIterator<Item = OsString>>(args: I) -> Result<Flags, Strin
                     _ => return Err(format!("--flows: expected 1 to 16777216, got {v:?}")),
                 });
             }
-            Long("idle-timeout") => {
-                idle_us = Some(seconds_to_us(
-                    "--idle-timeout",
-                    &value(&mut parser, "--idle-timeout")?,
-                )?)
-            }
+            Long("idle-timeout") => idle_us = Some(seconds_value(&mut parser, "--idle-timeout")?),
             Long("active-timeout") => {
-                active_us = Some(seconds_to_us(
-                    "--active-timeout",
-                    &value(&mut parser, "--active-timeout")?,
-                )?)
+                active_us = Some(seconds_value(&mut parser, "--active-timeout")?)
             }
             Long("ack-timeout") => {
-                ack_timeout_us = Some(seconds_to_us(
-                    "--ack-timeout",
-                    &value(&mut parser, "--ack-timeout")?,
-                )?)
+                ack_timeout_us = Some(seconds_value(&mut parser, "--ack-timeout")?)
             }
             Long("check-config") => {
                 check_config = Some(PathBuf::from(value(&mut parser, "--check-config")?))
