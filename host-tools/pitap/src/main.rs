@@ -197,6 +197,14 @@ enum ImageCommand {
     },
 }
 
+/// Runs `write` with stdout, locked and buffered, as its output.
+fn to_stdout(
+    write: impl FnOnce(&mut std::io::BufWriter<std::io::StdoutLock<'static>>) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    write(&mut out)
+}
+
 fn seconds(s: Option<f64>) -> Option<Duration> {
     s.filter(|s| s.is_finite() && *s > 0.0)
         .map(Duration::from_secs_f64)
@@ -306,24 +314,22 @@ fn main() -> ExitCode {
                 by.as_deref(),
                 limit,
             )?;
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
-            pitap::search::run(
-                &pitap::search::Options {
-                    store,
-                    query,
-                    since_ms,
-                    until_ms,
-                    output,
-                },
-                &mut out,
-            )
-            .map(|_| ())
+            to_stdout(|out| {
+                pitap::search::run(
+                    &pitap::search::Options {
+                        store,
+                        query,
+                        since_ms,
+                        until_ms,
+                        output,
+                    },
+                    out,
+                )
+                .map(|_| ())
+            })
         }),
         Command::Devices { window, json } => window.resolve().and_then(|(store, _, _, _)| {
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
-            pitap::devices::run(&store, json, &mut out).map(|_| ())
+            to_stdout(|out| pitap::devices::run(&store, json, out).map(|_| ()))
         }),
         Command::Report {
             window,
@@ -333,22 +339,22 @@ fn main() -> ExitCode {
         } => window
             .resolve()
             .and_then(|(store, since_ms, until_ms, config)| {
-                let stdout = std::io::stdout();
-                let mut out = std::io::BufWriter::new(stdout.lock());
-                pitap::report::run(
-                    &pitap::report::Options {
-                        store,
-                        since_ms,
-                        until_ms,
-                        sensitive: config.report.sensitive.clone(),
-                        only,
-                        limit,
-                        thresholds: pitap::report::Thresholds::default(),
-                        json,
-                    },
-                    &mut out,
-                )
-                .map(|_| ())
+                to_stdout(|out| {
+                    pitap::report::run(
+                        &pitap::report::Options {
+                            store,
+                            since_ms,
+                            until_ms,
+                            sensitive: config.report.sensitive.clone(),
+                            only,
+                            limit,
+                            thresholds: pitap::report::Thresholds::default(),
+                            json,
+                        },
+                        out,
+                    )
+                    .map(|_| ())
+                })
             }),
     };
     match result {

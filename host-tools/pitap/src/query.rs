@@ -234,10 +234,15 @@ impl Parser<'_> {
 
     /// A bare word: up to a space or a parenthesis.
     fn word(&mut self) -> String {
+        self.word_before(&['(', ')'])
+    }
+
+    /// The characters up to a space or one of `ends`.
+    fn word_before(&mut self, ends: &[char]) -> String {
         let start = self.pos;
         while self
             .peek()
-            .is_some_and(|c| !c.is_whitespace() && c != '(' && c != ')')
+            .is_some_and(|c| !c.is_whitespace() && !ends.contains(&c))
         {
             self.pos += 1;
         }
@@ -353,14 +358,7 @@ impl Parser<'_> {
     }
 
     fn range_word(&mut self) -> String {
-        let start = self.pos;
-        while self
-            .peek()
-            .is_some_and(|c| !c.is_whitespace() && c != ']' && c != '}')
-        {
-            self.pos += 1;
-        }
-        self.chars[start..self.pos].iter().collect()
+        self.word_before(&[']', '}'])
     }
 
     fn bound(&self, word: &str, at: usize) -> Result<Option<u64>, QueryError> {
