@@ -8,8 +8,9 @@ use std::fmt;
 use std::io::{self, Write};
 use std::net::IpAddr;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use crate::fields::RECORD_FIELDS;
 use crate::record::{has_ports, proto_name, ClockState, FlowRecord};
 use crate::FlowSink;
 
@@ -29,10 +30,6 @@ impl std::str::FromStr for LineFormat {
             other => Err(format!("unknown format {other:?} (expected text or json)")),
         }
     }
-}
-
-fn proto_label(p: u8) -> String {
-    proto_name(p).map_or_else(|| p.to_string(), str::to_string)
 }
 
 /// A time as [`time_text`] writes it.
@@ -258,59 +255,19 @@ fn push_end(buf: &mut Vec<u8>, addr: IpAddr, port: Option<u16>) {
     }
 }
 
-fn opt(text: &str) -> Value {
-    if text.is_empty() {
-        Value::Null
-    } else {
-        Value::from(text)
-    }
-}
-
-/// One flow as a JSON object; field names are the query fields.
+/// One flow as a JSON object: every field of [`crate::fields`] by its name,
+/// the time as text (`ts`) and the tap.
 pub fn json_value(r: &FlowRecord, tap: &str) -> Value {
-    let ports = has_ports(r.proto);
-    let port = |p: u16| if ports { json!(p) } else { Value::Null };
-    json!({
-        "ts": time_text(r.start_ms, 'T') + "Z",
-        "start_ms": r.start_ms,
-        "end_ms": r.end_ms,
-        "duration_ms": r.duration_ms(),
-        "tap": tap,
-        "action": r.action().as_str(),
-        "proto": proto_label(r.proto),
-        "proto_num": r.proto,
-        "src_addr": r.src.addr.to_string(),
-        "src_port": port(r.src.port),
-        "dst_addr": r.dst.addr.to_string(),
-        "dst_port": port(r.dst.port),
-        "src_mac": mac_text(&r.src.mac),
-        "dst_mac": mac_text(&r.dst.mac),
-        "src_pkts": r.src.counters.packets,
-        "src_bytes": r.src.counters.bytes,
-        "dst_pkts": r.dst.counters.packets,
-        "dst_bytes": r.dst.counters.bytes,
-        "bytes": r.total_bytes(),
-        "pkts": r.total_packets(),
-        "src_tcp_flags": r.src.counters.tcp_flags,
-        "dst_tcp_flags": r.dst.counters.tcp_flags,
-        "conn_state": r.conn_state.as_str(),
-        "history": r.history.as_str(),
-        "end_reason": r.end_reason.as_str(),
-        "continuation": r.continuation,
-        "ingress": r.ingress.as_str(),
-        "vlan": r.vlan,
-        "inner_vlan": r.inner_vlan,
-        "icmp_type": r.icmp.map(|(t, _)| t),
-        "icmp_code": r.icmp.map(|(_, c)| c),
-        "dst_name": opt(r.names.responder_name.as_str()),
-        "src_hostname": opt(r.names.client_hostname.as_str()),
-        "sni": opt(r.names.sni.as_str()),
-        "alpn": opt(r.names.alpn.as_str()),
-        "http_host": opt(r.names.http_host.as_str()),
-        "http_request": opt(r.names.http_request.as_str()),
-        "clock": r.clock.as_str(),
-        "ring_drops": r.ring_drops,
-    })
+    let mut o = serde_json::Map::with_capacity(RECORD_FIELDS.len() + 2);
+    o.insert("ts".into(), (time_text(r.start_ms, 'T') + "Z").into());
+    o.insert("tap".into(), tap.into());
+    for f in RECORD_FIELDS {
+        o.insert(
+            f.name.into(),
+            (f.get)(r).map_or(Value::Null, |v| v.to_json()),
+        );
+    }
+    Value::Object(o)
 }
 
 pub fn format_line(r: &FlowRecord, tap: &str, format: LineFormat) -> String {
@@ -407,7 +364,7 @@ mod tests {
             "{} {} {} {} -> {}",
             Time(r.start_ms, ' '),
             r.action().as_str(),
-            proto_label(r.proto),
+            crate::fields::FieldValue::Proto(r.proto),
             end_text(r.src.addr, ports.then_some(r.src.port)),
             end_text(r.dst.addr, ports.then_some(r.dst.port)),
         )?;

@@ -2,6 +2,7 @@
 //!
 //! - [`record`]: the flow record, one set of fields for every part of PiTap;
 //!   [`named_enum!`] defines its enums written by name.
+//! - [`fields`]: the record's fields by name, the one list every view reads.
 //! - [`codec`]: batches of records in one datagram (serde + postcard).
 //! - [`format`] (with `std`): the flow line and JSON line formats.
 //! - [`envelope`] (with `std`): sealing (XChaCha20-Poly1305) of every datagram.
@@ -14,6 +15,7 @@
 pub mod codec;
 #[cfg(feature = "std")]
 pub mod envelope;
+pub mod fields;
 #[cfg(feature = "std")]
 pub mod format;
 #[cfg(feature = "std")]

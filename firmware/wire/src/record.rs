@@ -327,12 +327,20 @@ impl FlowRecord {
         self.end_ms.saturating_sub(self.start_ms)
     }
 
+    /// Both sides' bytes; saturates (counters come from the wire, and a
+    /// forged record must not overflow the collector).
     pub fn total_bytes(&self) -> u64 {
-        self.src.counters.bytes + self.dst.counters.bytes
+        self.src
+            .counters
+            .bytes
+            .saturating_add(self.dst.counters.bytes)
     }
 
     pub fn total_packets(&self) -> u64 {
-        self.src.counters.packets + self.dst.counters.packets
+        self.src
+            .counters
+            .packets
+            .saturating_add(self.dst.counters.packets)
     }
 }
 

@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use pitap_wire::codec::{FLAG_CAPTURE_TIME, FLAG_CLOCK_SYNCED, FLAG_FINAL, MAX_DATAGRAM};
+use pitap_wire::fields::{record_field, FieldValue, RECORD_FIELDS};
 use pitap_wire::Text;
 use pitap_wire::{
     BatchHeader, BatchReader, BatchWriter, ClockState, ConnState, EndReason, Endpoint, FlowRecord,
@@ -150,6 +151,25 @@ proptest! {
         prop_assert_eq!(decoded, records);
     }
 
+    /// What the field table reads from a record, its setters write back:
+    /// a store that keeps the fields keeps the record (ports only where the
+    /// protocol has them, as every format writes them).
+    #[test]
+    fn the_field_table_reads_and_writes_every_field(r in record(), clock in 0u8..3) {
+        let mut r = FlowRecord { clock: ClockState::from_u8(clock).unwrap(), ..r };
+        if !pitap_wire::has_ports(r.proto) {
+            r.src.port = 0;
+            r.dst.port = 0;
+        }
+        let mut back = FlowRecord::default();
+        for f in RECORD_FIELDS {
+            if let (Some(set), Some(v)) = (f.set, (f.get)(&r)) {
+                prop_assert!(set(&mut back, v), "{} refused {:?}", f.name, v);
+            }
+        }
+        prop_assert_eq!(back, r);
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1500)) {
         if let Ok(reader) = BatchReader::new(&bytes) {
@@ -168,6 +188,25 @@ proptest! {
             let _ = reader.count();
         }
     }
+}
+
+#[test]
+fn field_names_are_unique_and_setters_refuse_what_is_not_theirs() {
+    let mut seen = std::collections::BTreeSet::new();
+    for f in RECORD_FIELDS {
+        for name in std::iter::once(&f.name).chain(f.aliases) {
+            assert!(seen.insert(*name), "{name} twice");
+            assert_eq!(record_field(name).map(|g| g.name), Some(f.name));
+        }
+    }
+    let mut r = FlowRecord::default();
+    let set = |name: &str| record_field(name).and_then(|f| f.set).unwrap();
+    assert!(!set("conn_state")(&mut r, FieldValue::Text("XYZ")));
+    assert!(!set("src_port")(&mut r, FieldValue::Num(70_000)));
+    assert!(!set("src_addr")(&mut r, FieldValue::Text("10.0.0.1")));
+    assert!(set("src_port")(&mut r, FieldValue::Num(443)));
+    assert_eq!(r.src.port, 443);
+    assert!(record_field("bytes").unwrap().set.is_none());
 }
 
 #[test]

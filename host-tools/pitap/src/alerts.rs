@@ -25,9 +25,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::fields::{single_field, Field, FieldType, Value};
+use crate::fields::{single_field, Field, FieldType, FieldValue};
+use crate::flow::StoredFlow;
 use crate::query::{self, Expr};
-use crate::store::StoredFlow;
 
 /// At most this many groups are tracked per rule; the stalest go first.
 const MAX_GROUPS: usize = 100_000;
@@ -166,7 +166,7 @@ struct Window {
 
 impl Window {
     fn push(&mut self, t: u64, amount: u64, value: Option<String>) {
-        self.sum += amount;
+        self.sum = self.sum.saturating_add(amount);
         if let Some(v) = &value {
             *self.distinct.entry(v.clone()).or_insert(0) += 1;
         }
@@ -179,7 +179,7 @@ impl Window {
             let Some((_, amount, value)) = self.events.pop_front() else {
                 break;
             };
-            self.sum -= amount;
+            self.sum = self.sum.saturating_sub(amount);
             if let Some(v) = value {
                 if let Some(n) = self.distinct.get_mut(&v) {
                     *n -= 1;
@@ -277,7 +277,7 @@ impl Alerts {
             let (amount, value) = match rule.aggregate {
                 Aggregate::Count => (1, None),
                 Aggregate::Sum(f) => match f.value(flow) {
-                    Some(Value::Num(n)) => (n, None),
+                    Some(FieldValue::Num(n)) => (n, None),
                     _ => (0, None),
                 },
                 Aggregate::Distinct(f) => (0, Some(f.text(flow))),

@@ -20,8 +20,9 @@ use pitap_wire::FlowSink;
 use crate::alerts::Alerts;
 use crate::collector::{Collector, Outcome};
 use crate::export::Exporter;
+use crate::flow::StoredFlow;
 use crate::networks::Networks;
-use crate::store::{Retention, Store, StoredFlow};
+use crate::store::{Retention, Store};
 use crate::taps::TapState;
 
 pub struct Options {
@@ -335,7 +336,12 @@ pub fn run(opts: Options) -> Result<(), String> {
         );
     }
     let store = match &opts.store {
-        Some(path) => Some(Store::open(path)?),
+        Some(path) => {
+            let mut store = Store::open(path)?;
+            // Queries given no collector.toml follow the networks in use.
+            store.save_networks(&opts.networks)?;
+            Some(store)
+        }
         None => None,
     };
     // With a store, the state committed with the rows is the one to trust;
@@ -452,11 +458,9 @@ pub fn run(opts: Options) -> Result<(), String> {
                     state.sink.set_tap(&tap);
                     for record in &records {
                         state.sink.emit(record);
-                        state.pending.push(StoredFlow {
-                            tap: tap.clone(),
-                            record: *record,
-                            enrichment: state.networks.enrich(record),
-                        });
+                        state
+                            .pending
+                            .push(StoredFlow::new(tap.clone(), *record, &state.networks));
                     }
                 }
                 Outcome::Health { .. } | Outcome::Hello { .. } | Outcome::Goodbye { .. } => {}

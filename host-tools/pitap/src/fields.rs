@@ -1,66 +1,26 @@
 //! The fields of a stored flow by name, as queries, `--top`, `--by`,
-//! reports, alerts and the JSON output name them: the record's JSON fields
-//! (pitap_wire::format::json_value) plus the enrichment fields. Either-side
-//! fields (`addr`, `port`, `mac`, `group`) match a flow when either side does.
+//! reports, alerts and the JSON output name them: every field of the
+//! record (`pitap_wire::fields::RECORD_FIELDS`, the one list of them), the
+//! tap, and the fields named networks give a flow. Either-side fields
+//! (`addr`, `port`, `mac`, `group`) match a flow when either side does.
 
 use std::net::IpAddr;
 
-use pitap_wire::format::mac_text;
-use pitap_wire::{has_ports, proto_name};
+use pitap_wire::fields::{record_field, RECORD_FIELDS};
+pub use pitap_wire::fields::{FieldType, FieldValue, RecordField};
 
-use crate::store::StoredFlow;
-
-/// What kind of value a field holds, for comparisons and ranges.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FieldType {
-    Text,
-    Addr,
-    Num,
-    Bool,
-}
+use crate::flow::StoredFlow;
+use crate::networks::Networks;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Field {
+    /// A field of the record: `RECORD_FIELDS[i]`.
+    Record(u8),
     Tap,
-    Action,
-    Proto,
-    ProtoNum,
-    SrcAddr,
-    DstAddr,
-    SrcPort,
-    DstPort,
-    SrcMac,
-    DstMac,
-    SrcPkts,
-    SrcBytes,
-    DstPkts,
-    DstBytes,
-    Pkts,
-    Bytes,
-    DurationMs,
-    StartMs,
-    EndMs,
-    ConnState,
-    History,
-    EndReason,
-    Ingress,
-    Vlan,
-    InnerVlan,
-    IcmpType,
-    IcmpCode,
-    Continuation,
     FromInternal,
     ToInternal,
     SrcGroup,
     DstGroup,
-    DstName,
-    SrcHostname,
-    Sni,
-    Alpn,
-    HttpHost,
-    HttpRequest,
-    Clock,
-    RingDrops,
     /// Either side.
     Addr,
     Port,
@@ -68,115 +28,109 @@ pub enum Field {
     Group,
 }
 
-const NAMES: &[(&str, Field)] = &[
-    ("tap", Field::Tap),
-    ("action", Field::Action),
-    ("proto", Field::Proto),
-    ("proto_num", Field::ProtoNum),
-    ("src_addr", Field::SrcAddr),
-    ("src_ip", Field::SrcAddr),
-    ("dst_addr", Field::DstAddr),
-    ("dst_ip", Field::DstAddr),
-    ("src_port", Field::SrcPort),
-    ("dst_port", Field::DstPort),
-    ("src_mac", Field::SrcMac),
-    ("dst_mac", Field::DstMac),
-    ("src_pkts", Field::SrcPkts),
-    ("src_bytes", Field::SrcBytes),
-    ("dst_pkts", Field::DstPkts),
-    ("dst_bytes", Field::DstBytes),
-    ("pkts", Field::Pkts),
-    ("bytes", Field::Bytes),
-    ("duration_ms", Field::DurationMs),
-    ("start_ms", Field::StartMs),
-    ("end_ms", Field::EndMs),
-    ("conn_state", Field::ConnState),
-    ("history", Field::History),
-    ("end_reason", Field::EndReason),
-    ("ingress", Field::Ingress),
-    ("vlan", Field::Vlan),
-    ("inner_vlan", Field::InnerVlan),
-    ("icmp_type", Field::IcmpType),
-    ("icmp_code", Field::IcmpCode),
-    ("continuation", Field::Continuation),
-    ("from_internal", Field::FromInternal),
-    ("to_internal", Field::ToInternal),
-    ("src_group", Field::SrcGroup),
-    ("dst_group", Field::DstGroup),
-    ("dst_name", Field::DstName),
-    ("src_hostname", Field::SrcHostname),
-    ("sni", Field::Sni),
-    ("alpn", Field::Alpn),
-    ("http_host", Field::HttpHost),
-    ("http_request", Field::HttpRequest),
-    ("clock", Field::Clock),
-    ("ring_drops", Field::RingDrops),
-    ("addr", Field::Addr),
-    ("port", Field::Port),
-    ("mac", Field::Mac),
-    ("group", Field::Group),
+/// The fields that are not the record's: (name, field, type).
+const HOST_FIELDS: &[(&str, Field, FieldType)] = &[
+    ("tap", Field::Tap, FieldType::Text),
+    ("from_internal", Field::FromInternal, FieldType::Bool),
+    ("to_internal", Field::ToInternal, FieldType::Bool),
+    ("src_group", Field::SrcGroup, FieldType::Text),
+    ("dst_group", Field::DstGroup, FieldType::Text),
+    ("addr", Field::Addr, FieldType::Addr),
+    ("port", Field::Port, FieldType::Num),
+    ("mac", Field::Mac, FieldType::Text),
+    ("group", Field::Group, FieldType::Text),
 ];
 
-/// One value of a field in one flow.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Value {
-    Text(String),
-    Addr(IpAddr),
-    Num(u64),
-    Bool(bool),
+/// How a field that is computed from an address (by the named networks of
+/// the collector.toml in use) gets its value.
+pub type Derive = for<'n> fn(&'n Networks, &IpAddr) -> Option<FieldValue<'n>>;
+
+/// Where a field's values come from.
+pub enum Source {
+    /// A stored column of this name.
+    Column(&'static str),
+    /// Computed from the address in another field.
+    Derived(Field, Derive),
+    /// Either of two fields.
+    Sides([Field; 2]),
 }
 
-impl std::fmt::Display for Value {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Value::Text(s) => f.write_str(s),
-            Value::Addr(a) => write!(f, "{a}"),
-            Value::Num(n) => write!(f, "{n}"),
-            Value::Bool(b) => write!(f, "{b}"),
-        }
-    }
-}
-
-fn nonempty(s: &str) -> Option<Value> {
-    (!s.is_empty()).then(|| Value::Text(s.to_string()))
+fn record_index(name: &str) -> Option<Field> {
+    let f = record_field(name)?;
+    RECORD_FIELDS
+        .iter()
+        .position(|g| std::ptr::eq(g, f))
+        .map(|i| Field::Record(i as u8))
 }
 
 impl Field {
     pub fn parse(name: &str) -> Option<Field> {
-        NAMES.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+        HOST_FIELDS
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, f, _)| *f)
+            .or_else(|| record_index(name))
     }
 
+    /// Every name a query accepts.
     pub fn names() -> impl Iterator<Item = &'static str> {
-        NAMES.iter().map(|(n, _)| *n)
+        RECORD_FIELDS
+            .iter()
+            .flat_map(|f| std::iter::once(f.name).chain(f.aliases.iter().copied()))
+            .chain(HOST_FIELDS.iter().map(|(n, _, _)| *n))
+    }
+
+    /// The record field, for fields of the record.
+    pub fn record(self) -> Option<&'static RecordField> {
+        match self {
+            Field::Record(i) => RECORD_FIELDS.get(usize::from(i)),
+            _ => None,
+        }
+    }
+
+    fn host(self) -> Option<&'static (&'static str, Field, FieldType)> {
+        HOST_FIELDS.iter().find(|(_, f, _)| *f == self)
     }
 
     pub fn name(self) -> &'static str {
-        NAMES
-            .iter()
-            .find(|(_, f)| *f == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("?")
+        match self.record() {
+            Some(f) => f.name,
+            None => self.host().map_or("?", |h| h.0),
+        }
     }
 
     pub fn field_type(self) -> FieldType {
-        use Field::*;
+        match self.record() {
+            Some(f) => f.ty,
+            None => self.host().map_or(FieldType::Text, |h| h.2),
+        }
+    }
+
+    fn by_name(name: &str) -> Field {
+        // Names of this module's own table, so always found.
+        Field::parse(name).unwrap_or(Field::Tap)
+    }
+
+    pub fn source(self) -> Source {
+        let (src, dst) = (Field::by_name("src_addr"), Field::by_name("dst_addr"));
         match self {
-            Tap | Action | Proto | SrcMac | DstMac | ConnState | History | EndReason | Ingress
-            | SrcGroup | DstGroup | Mac | Group | DstName | SrcHostname | Sni | Alpn | HttpHost
-            | HttpRequest | Clock => FieldType::Text,
-            SrcAddr | DstAddr | Addr => FieldType::Addr,
-            Continuation | FromInternal | ToInternal => FieldType::Bool,
-            _ => FieldType::Num,
+            Field::Record(_) => Source::Column(self.name()),
+            Field::Tap => Source::Column("tap"),
+            Field::FromInternal => Source::Derived(src, internal),
+            Field::ToInternal => Source::Derived(dst, internal),
+            Field::SrcGroup => Source::Derived(src, group),
+            Field::DstGroup => Source::Derived(dst, group),
+            Field::Addr => Source::Sides([src, dst]),
+            Field::Port => Source::Sides([Field::by_name("src_port"), Field::by_name("dst_port")]),
+            Field::Mac => Source::Sides([Field::by_name("src_mac"), Field::by_name("dst_mac")]),
+            Field::Group => Source::Sides([Field::SrcGroup, Field::DstGroup]),
         }
     }
 
     /// The sides an either-side field stands for.
     pub fn sides(self) -> Option<[Field; 2]> {
-        match self {
-            Field::Addr => Some([Field::SrcAddr, Field::DstAddr]),
-            Field::Port => Some([Field::SrcPort, Field::DstPort]),
-            Field::Mac => Some([Field::SrcMac, Field::DstMac]),
-            Field::Group => Some([Field::SrcGroup, Field::DstGroup]),
+        match self.source() {
+            Source::Sides(s) => Some(s),
             _ => None,
         }
     }
@@ -184,56 +138,16 @@ impl Field {
     /// The value in `flow`; None where the flow has none (ports of ICMP,
     /// the group of an address in no named network). Either-side fields
     /// have no single value: see [`Field::sides`].
-    pub fn value(self, flow: &StoredFlow) -> Option<Value> {
-        use Field::*;
-        let r = &flow.record;
+    pub fn value(self, flow: &StoredFlow) -> Option<FieldValue<'_>> {
         let e = &flow.enrichment;
-        let num = |n: u64| Some(Value::Num(n));
-        let text = |s: &str| Some(Value::Text(s.to_string()));
         match self {
-            Tap => text(&flow.tap),
-            Action => text(r.action().as_str()),
-            Proto => Some(Value::Text(
-                proto_name(r.proto).map_or_else(|| r.proto.to_string(), str::to_string),
-            )),
-            ProtoNum => num(r.proto.into()),
-            SrcAddr => Some(Value::Addr(r.src.addr)),
-            DstAddr => Some(Value::Addr(r.dst.addr)),
-            SrcPort => has_ports(r.proto).then_some(Value::Num(r.src.port.into())),
-            DstPort => has_ports(r.proto).then_some(Value::Num(r.dst.port.into())),
-            SrcMac => Some(Value::Text(mac_text(&r.src.mac))),
-            DstMac => Some(Value::Text(mac_text(&r.dst.mac))),
-            SrcPkts => num(r.src.counters.packets),
-            SrcBytes => num(r.src.counters.bytes),
-            DstPkts => num(r.dst.counters.packets),
-            DstBytes => num(r.dst.counters.bytes),
-            Pkts => num(r.total_packets()),
-            Bytes => num(r.total_bytes()),
-            DurationMs => num(r.duration_ms()),
-            StartMs => num(r.start_ms),
-            EndMs => num(r.end_ms),
-            ConnState => text(r.conn_state.as_str()),
-            History => text(r.history.as_str()),
-            EndReason => text(r.end_reason.as_str()),
-            Ingress => text(r.ingress.as_str()),
-            Vlan => num(r.vlan.into()),
-            InnerVlan => num(r.inner_vlan.into()),
-            IcmpType => r.icmp.map(|(t, _)| Value::Num(t.into())),
-            IcmpCode => r.icmp.map(|(_, c)| Value::Num(c.into())),
-            Continuation => Some(Value::Bool(r.continuation)),
-            FromInternal => Some(Value::Bool(e.from_internal)),
-            ToInternal => Some(Value::Bool(e.to_internal)),
-            DstName => nonempty(r.names.responder_name.as_str()),
-            SrcHostname => nonempty(r.names.client_hostname.as_str()),
-            Sni => nonempty(r.names.sni.as_str()),
-            Alpn => nonempty(r.names.alpn.as_str()),
-            HttpHost => nonempty(r.names.http_host.as_str()),
-            HttpRequest => nonempty(r.names.http_request.as_str()),
-            Clock => text(r.clock.as_str()),
-            RingDrops => num(r.ring_drops.into()),
-            SrcGroup => e.src_group.as_deref().and_then(text),
-            DstGroup => e.dst_group.as_deref().and_then(text),
-            Addr | Port | Mac | Group => None,
+            Field::Record(_) => self.record().and_then(|f| (f.get)(&flow.record)),
+            Field::Tap => Some(FieldValue::Text(&flow.tap)),
+            Field::FromInternal => Some(FieldValue::Bool(e.from_internal)),
+            Field::ToInternal => Some(FieldValue::Bool(e.to_internal)),
+            Field::SrcGroup => e.src_group.as_deref().map(FieldValue::Text),
+            Field::DstGroup => e.dst_group.as_deref().map(FieldValue::Text),
+            Field::Addr | Field::Port | Field::Mac | Field::Group => None,
         }
     }
 
@@ -241,6 +155,49 @@ impl Field {
     pub fn text(self, flow: &StoredFlow) -> String {
         self.value(flow)
             .map_or_else(|| "-".into(), |v| v.to_string())
+    }
+}
+
+fn internal<'n>(n: &'n Networks, a: &IpAddr) -> Option<FieldValue<'n>> {
+    Some(FieldValue::Bool(n.is_internal(a)))
+}
+
+fn group<'n>(n: &'n Networks, a: &IpAddr) -> Option<FieldValue<'n>> {
+    n.group(a).map(FieldValue::Text)
+}
+
+/// A value that outlives its flow: a group key of `--top`/`--by`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Owned {
+    Num(u64),
+    Bool(bool),
+    Addr(IpAddr),
+    Text(String),
+    Mac([u8; 6]),
+    Proto(u8),
+}
+
+impl Owned {
+    pub fn of(v: FieldValue<'_>) -> Owned {
+        match v {
+            FieldValue::Num(n) => Owned::Num(n),
+            FieldValue::Bool(b) => Owned::Bool(b),
+            FieldValue::Addr(a) => Owned::Addr(a),
+            FieldValue::Text(t) => Owned::Text(t.to_string()),
+            FieldValue::Mac(m) => Owned::Mac(m),
+            FieldValue::Proto(p) => Owned::Proto(p),
+        }
+    }
+
+    pub fn as_value(&self) -> FieldValue<'_> {
+        match self {
+            Owned::Num(n) => FieldValue::Num(*n),
+            Owned::Bool(b) => FieldValue::Bool(*b),
+            Owned::Addr(a) => FieldValue::Addr(*a),
+            Owned::Text(t) => FieldValue::Text(t),
+            Owned::Mac(m) => FieldValue::Mac(*m),
+            Owned::Proto(p) => FieldValue::Proto(*p),
+        }
     }
 }
 
@@ -259,4 +216,20 @@ pub fn single_field(name: &str) -> Result<Field, String> {
         ));
     }
     Ok(field)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_parses_back_to_its_field() {
+        for name in Field::names() {
+            let f = Field::parse(name).unwrap();
+            assert!(name == f.name() || f.record().is_some_and(|r| r.aliases.contains(&name)));
+        }
+        assert_eq!(Field::parse("dst_ip"), Field::parse("dst_addr"));
+        assert_eq!(Field::parse("colour"), None);
+        assert!(single_field("addr").is_err());
+    }
 }

@@ -6,8 +6,10 @@
 //! - [`config`]: the collector.toml file.
 //! - [`keygen`]: `pitap keygen`.
 //! - [`image_write`]: `pitap image write`.
-//! - [`store`]: the SQLite flow store; [`networks`]: named networks and
-//!   the fields they give a flow; [`fields`]: flow fields by name.
+//! - [`flow`]: a flow as the host tools pass it; [`fields`]: its fields
+//!   by name; [`networks`]: named networks and the fields they give a flow.
+//! - [`store`]: the flow store (SQLite, flows in columns) and its query
+//!   engine; [`progress`]: the progress line of long queries.
 //! - [`query`]: the query language; [`search`]: `pitap query`.
 //! - [`report`]: `pitap report`; [`alerts`] (+ [`webhook`]): alert rules.
 //! - [`export`]: IPFIX, NetFlow v9, GELF, syslog.
@@ -20,9 +22,11 @@ pub mod config;
 pub mod devices;
 pub mod export;
 pub mod fields;
+pub mod flow;
 pub mod image_write;
 pub mod keygen;
 pub mod networks;
+pub mod progress;
 pub mod query;
 pub mod report;
 pub mod search;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use pitap::config::CollectorConfig;
+use pitap::networks::Networks;
 use pitap::{collect, keygen};
 use pitap_wire::format::LineFormat;
 
@@ -134,7 +135,9 @@ struct CollectArgs {
 /// Where the flows are and which time window.
 #[derive(clap::Args)]
 struct Window {
-    /// collector.toml (for store.path and [report] sensitive).
+    /// collector.toml: store.path, [report] sensitive, and the [networks]
+    /// that from_internal, to_internal, src_group and dst_group follow
+    /// (default: the ones the collector last ran with).
     #[arg(long)]
     config: Option<PathBuf>,
     /// The flow store; default store.path from --config, or pitap-flows.db.
@@ -150,12 +153,25 @@ struct Window {
 
 const DEFAULT_STORE: &str = "pitap-flows.db";
 
+/// A window resolved: the store, the times, the config and its networks
+/// (None without --config).
+struct Resolved {
+    store: PathBuf,
+    since_ms: u64,
+    until_ms: u64,
+    config: CollectorConfig,
+    networks: Option<Networks>,
+}
+
 impl Window {
-    /// (store, since_ms, until_ms, config)
-    fn resolve(&self) -> Result<(PathBuf, u64, u64, CollectorConfig), String> {
-        let config = match &self.config {
-            Some(path) => CollectorConfig::load(path)?,
-            None => CollectorConfig::default(),
+    fn resolve(&self) -> Result<Resolved, String> {
+        let (config, networks) = match &self.config {
+            Some(path) => {
+                let config = CollectorConfig::load(path)?;
+                let networks = config.networks()?;
+                (config, Some(networks))
+            }
+            None => (CollectorConfig::default(), None),
         };
         let store = self
             .store
@@ -169,7 +185,13 @@ impl Window {
             Some(u) => pitap::search::parse_time(u, now).map_err(|e| format!("--until: {e}"))?,
             None => u64::MAX,
         };
-        Ok((store, since, until, config))
+        Ok(Resolved {
+            store,
+            since_ms: since,
+            until_ms: until,
+            config,
+            networks,
+        })
     }
 }
 
@@ -305,7 +327,7 @@ fn main() -> ExitCode {
             limit,
             json,
             count,
-        } => window.resolve().and_then(|(store, since_ms, until_ms, _)| {
+        } => window.resolve().and_then(|w| {
             let output = pitap::search::output_from_args(
                 json,
                 count,
@@ -317,45 +339,45 @@ fn main() -> ExitCode {
             to_stdout(|out| {
                 pitap::search::run(
                     &pitap::search::Options {
-                        store,
+                        store: w.store,
                         query,
-                        since_ms,
-                        until_ms,
+                        since_ms: w.since_ms,
+                        until_ms: w.until_ms,
                         output,
+                        networks: w.networks,
                     },
                     out,
                 )
                 .map(|_| ())
             })
         }),
-        Command::Devices { window, json } => window.resolve().and_then(|(store, _, _, _)| {
-            to_stdout(|out| pitap::devices::run(&store, json, out).map(|_| ()))
-        }),
+        Command::Devices { window, json } => window
+            .resolve()
+            .and_then(|w| to_stdout(|out| pitap::devices::run(&w.store, json, out).map(|_| ()))),
         Command::Report {
             window,
             only,
             limit,
             json,
-        } => window
-            .resolve()
-            .and_then(|(store, since_ms, until_ms, config)| {
-                to_stdout(|out| {
-                    pitap::report::run(
-                        &pitap::report::Options {
-                            store,
-                            since_ms,
-                            until_ms,
-                            sensitive: config.report.sensitive.clone(),
-                            only,
-                            limit,
-                            thresholds: pitap::report::Thresholds::default(),
-                            json,
-                        },
-                        out,
-                    )
-                    .map(|_| ())
-                })
-            }),
+        } => window.resolve().and_then(|w| {
+            to_stdout(|out| {
+                pitap::report::run(
+                    &pitap::report::Options {
+                        store: w.store,
+                        since_ms: w.since_ms,
+                        until_ms: w.until_ms,
+                        sensitive: w.config.report.sensitive.clone(),
+                        only,
+                        limit,
+                        thresholds: pitap::report::Thresholds::default(),
+                        json,
+                        networks: w.networks,
+                    },
+                    out,
+                )
+                .map(|_| ())
+            })
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

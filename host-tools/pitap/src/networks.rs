@@ -3,8 +3,9 @@
 //! `to_internal` (is the initiator / responder inside the `internal`
 //! networks) and `src_group` / `dst_group` (the most specific named network
 //! holding the address; `internal` only when no other name matches).
-//! Computed once at ingest and stored with the flow, so queries, reports and
-//! alerts read the same values. A CIDR match is ten lines; no crate needed.
+//! Computed when a flow is read, from the collector.toml in use: a network
+//! defined after the flows were collected applies to them. A CIDR match is
+//! ten lines; no crate needed.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -65,6 +66,12 @@ impl Cidr {
     }
 }
 
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
 /// The fields named networks add to a flow.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Enrichment {
@@ -119,6 +126,14 @@ impl Networks {
         }
         best.map(|(n, _)| n)
             .or_else(|| self.is_internal(addr).then_some(INTERNAL))
+    }
+
+    /// The table as collector.toml writes it.
+    pub fn table(&self) -> BTreeMap<String, Vec<String>> {
+        self.named
+            .iter()
+            .map(|(name, blocks)| (name.clone(), blocks.iter().map(Cidr::to_string).collect()))
+            .collect()
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {

@@ -19,9 +19,9 @@
 
 use std::net::IpAddr;
 
-use crate::fields::{Field, FieldType, Value};
+use crate::fields::{Field, FieldType, FieldValue};
+use crate::flow::StoredFlow;
 use crate::networks::Cidr;
-use crate::store::StoredFlow;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Expr {
@@ -432,29 +432,37 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
 }
 
 impl Match {
-    fn test(&self, value: Option<Value>) -> bool {
+    /// Does a field's value match? No value matches nothing (`NOT`
+    /// inverts that).
+    pub fn test(&self, value: Option<FieldValue<'_>>) -> bool {
         let Some(value) = value else {
             return false;
         };
-        match (self, &value) {
+        match (self, value) {
             (Match::Exists, _) => true,
-            (Match::Text(want), Value::Text(have)) => have.eq_ignore_ascii_case(want),
+            // proto:6 means the number, proto:tcp the name.
+            (Match::Text(want), FieldValue::Proto(p)) => match want.parse::<u8>() {
+                Ok(n) => n == p,
+                Err(_) => value.to_string().eq_ignore_ascii_case(want),
+            },
+            (Match::Text(want), FieldValue::Text(have)) => have.eq_ignore_ascii_case(want),
+            (Match::Text(want), FieldValue::Mac(_)) => value.to_string().eq_ignore_ascii_case(want),
             (Match::Glob(p), v) => {
                 glob(p.as_bytes(), v.to_string().to_ascii_lowercase().as_bytes())
             }
-            (Match::Addr(want), Value::Addr(have)) => {
-                want == have
+            (Match::Addr(want), FieldValue::Addr(have)) => {
+                *want == have
                     || Cidr {
                         addr: *want,
                         prefix: if want.is_ipv4() { 32 } else { 128 },
                     }
-                    .contains(have)
+                    .contains(&have)
             }
-            (Match::Cidr(c), Value::Addr(have)) => c.contains(have),
-            (Match::Num(want), Value::Num(have)) => want == have,
-            (Match::Bool(want), Value::Bool(have)) => want == have,
-            (Match::Range(lo, hi), Value::Num(have)) => {
-                lo.is_none_or(|lo| *have >= lo) && hi.is_none_or(|hi| *have <= hi)
+            (Match::Cidr(c), FieldValue::Addr(have)) => c.contains(&have),
+            (Match::Num(want), FieldValue::Num(have)) => *want == have,
+            (Match::Bool(want), FieldValue::Bool(have)) => *want == have,
+            (Match::Range(lo, hi), FieldValue::Num(have)) => {
+                lo.is_none_or(|lo| have >= lo) && hi.is_none_or(|hi| have <= hi)
             }
             _ => false,
         }
@@ -462,6 +470,8 @@ impl Match {
 }
 
 impl Expr {
+    /// The row evaluator: alerts run it on each flow as it arrives, and
+    /// the store's compiled plans must agree with it.
     pub fn matches(&self, flow: &StoredFlow) -> bool {
         match self {
             Expr::All => true,
@@ -470,13 +480,6 @@ impl Expr {
             Expr::Not(a) => !a.matches(flow),
             Expr::Term(field, m) => match field.sides() {
                 Some(sides) => sides.iter().any(|f| m.test(f.value(flow))),
-                // proto:6 means the number.
-                None if *field == Field::Proto
-                    && matches!(m, Match::Text(t) if t.parse::<u8>().is_ok()) =>
-                {
-                    let Match::Text(t) = m else { return false };
-                    t.parse::<u64>().ok() == Some(u64::from(flow.record.proto))
-                }
                 None => m.test(field.value(flow)),
             },
         }

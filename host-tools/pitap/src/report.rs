@@ -22,7 +22,12 @@ use pitap_wire::format::time_text;
 use pitap_wire::proto_name;
 use serde::Serialize;
 
-use crate::store::{Store, StoredFlow};
+use crate::flow::StoredFlow;
+use crate::networks::Networks;
+use crate::progress::Progress;
+use crate::query::Expr;
+use crate::store::engine::Scope;
+use crate::store::Store;
 
 pub const ANALYSES: [&str; 5] = ["inbound", "exfil", "refused", "beacons", "devices"];
 
@@ -61,6 +66,9 @@ pub struct Options {
     pub limit: usize,
     pub thresholds: Thresholds,
     pub json: bool,
+    /// The named networks from the collector.toml given; None: the ones the
+    /// collector last ran with.
+    pub networks: Option<Networks>,
 }
 
 #[derive(Debug, Serialize)]
@@ -130,7 +138,7 @@ fn gather(flow: &StoredFlow, sensitive: &[String], g: &mut Gathered) {
         let entry = g.inbound.entry((r.dst.addr, port_text(flow))).or_default();
         entry.flows += 1;
         entry.sources.insert(r.src.addr);
-        entry.bytes += r.total_bytes();
+        entry.bytes = entry.bytes.saturating_add(r.total_bytes());
     }
     if r.proto == pitap_wire::proto::TCP && action != pitap_wire::Action::Accept {
         let entry = g.refused.entry(r.src.addr).or_default();
@@ -155,7 +163,7 @@ fn gather(flow: &StoredFlow, sensitive: &[String], g: &mut Gathered) {
             continue;
         };
         let entry = g.exfil.entry((group.clone(), peer)).or_default();
-        entry.bytes += sent;
+        entry.bytes = entry.bytes.saturating_add(sent);
         entry.flows += 1;
         entry.from.insert(member);
     }
@@ -174,9 +182,16 @@ pub fn run(o: &Options, out: &mut dyn Write) -> Result<Vec<Section>, String> {
         }
     }
     let store = Store::open_existing(&o.store)?;
+    let networks = store.networks(o.networks.clone())?;
+    let scope = Scope {
+        since_ms: o.since_ms,
+        until_ms: o.until_ms,
+        networks: &networks,
+    };
     let mut g = Gathered::default();
     let mut any_internal = false;
-    let flows = store.scan(o.since_ms, o.until_ms, |f| {
+    let mut progress = Progress::stderr("report");
+    let flows = store.scan(&Expr::All, &scope, &mut progress, |f| {
         any_internal |= f.enrichment.from_internal || f.enrichment.to_internal;
         gather(f, &o.sensitive, &mut g);
     })?;

@@ -3,15 +3,19 @@
 //! as Graylog shows them) or sums (`--sum FIELD --by FIELD`).
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
-use pitap_wire::format::{json_value, text_line};
+use pitap_wire::format::text_line;
 
-use crate::fields::{single_field, Field, FieldType, Value};
+use crate::fields::{single_field, Field, FieldType, Owned};
+use crate::networks::Networks;
+use crate::progress::Progress;
 use crate::query::{self, Expr};
-use crate::store::{Store, StoredFlow};
+use crate::store::engine::{Aggregate, Scope};
+use crate::store::Store;
 
+#[derive(Clone, Copy)]
 pub enum Output {
     Lines,
     Json,
@@ -33,6 +37,9 @@ pub struct Options {
     pub since_ms: u64,
     pub until_ms: u64,
     pub output: Output,
+    /// The named networks from the collector.toml given; None: the ones the
+    /// collector last ran with.
+    pub networks: Option<Networks>,
 }
 
 /// `30s`, `15m`, `1h`, `7d`, `2w` before `now_ms`, or a date:
@@ -107,20 +114,8 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// One flow as a JSON object: the record's fields and the enrichment.
-pub fn flow_json(flow: &StoredFlow) -> serde_json::Value {
-    let mut v = json_value(&flow.record, &flow.tap);
-    if let Some(o) = v.as_object_mut() {
-        let e = &flow.enrichment;
-        o.insert("from_internal".into(), e.from_internal.into());
-        o.insert("to_internal".into(), e.to_internal.into());
-        o.insert("src_group".into(), e.src_group.clone().into());
-        o.insert("dst_group".into(), e.dst_group.clone().into());
-    }
-    v
-}
-
-/// Counts (or sums) per value of a field, largest first, ties by value.
+/// Counts (or sums) per value of a field as printed, largest first, ties
+/// by value.
 pub struct Tally {
     pub total: u64,
     pub groups: HashMap<String, u64>,
@@ -135,8 +130,21 @@ impl Tally {
     }
 
     pub fn add(&mut self, key: String, n: u64) {
-        self.total += n;
-        *self.groups.entry(key).or_insert(0) += n;
+        self.total = self.total.saturating_add(n);
+        let g = self.groups.entry(key).or_insert(0);
+        *g = g.saturating_add(n);
+    }
+
+    /// The store's groups by their printed text ("-" for none).
+    fn of(groups: HashMap<Option<Owned>, u64>) -> Tally {
+        let mut t = Tally::new();
+        for (key, n) in groups {
+            t.add(
+                key.map_or_else(|| "-".into(), |k| k.as_value().to_string()),
+                n,
+            );
+        }
+        t
     }
 
     pub fn ranked(&self, limit: usize) -> Vec<(&str, u64)> {
@@ -164,45 +172,55 @@ fn percent(n: u64, total: u64) -> f64 {
 /// Runs the query and writes the result to `out`; returns the flows matched.
 pub fn run(o: &Options, out: &mut dyn Write) -> Result<u64, String> {
     let expr: Expr = query::parse(&o.query).map_err(|e| e.to_string())?;
-    let store = Store::open_existing(&o.store)?;
-    let mut matched = 0u64;
-    let mut tally = Tally::new();
-    let mut write_error = None;
     if let Output::Sum { field, .. } = &o.output {
         if field.field_type() != FieldType::Num {
             return Err(format!("--sum {}: not a numeric field", field.name()));
         }
     }
-    store.scan(o.since_ms, o.until_ms, |flow| {
-        if !expr.matches(flow) {
-            return;
-        }
-        matched += 1;
-        let written = match &o.output {
-            Output::Lines => writeln!(out, "{}", text_line(&flow.record, &flow.tap)),
-            Output::Json => writeln!(out, "{}", flow_json(flow)),
-            Output::Count => Ok(()),
-            Output::Top { field, .. } => {
-                tally.add(field.text(flow), 1);
-                Ok(())
-            }
-            Output::Sum { field, by, .. } => {
-                let n = match field.value(flow) {
-                    Some(Value::Num(n)) => n,
-                    _ => 0,
-                };
-                tally.add(by.text(flow), n);
-                Ok(())
-            }
-        };
-        if let Err(e) = written {
-            write_error.get_or_insert(e);
-        }
-    })?;
-    if let Some(e) = write_error {
-        return Err(format!("writing the result: {e}"));
-    }
+    let store = Store::open_existing(&o.store)?;
+    let networks = store.networks(o.networks.clone())?;
+    let scope = Scope {
+        since_ms: o.since_ms,
+        until_ms: o.until_ms,
+        networks: &networks,
+    };
     let w = |e: std::io::Error| format!("writing the result: {e}");
+    let aggregate = match &o.output {
+        Output::Lines | Output::Json => None,
+        Output::Count => Some(Aggregate::Count),
+        Output::Top { field, .. } => Some(Aggregate::Top(*field)),
+        Output::Sum { field, by, .. } => Some(Aggregate::Sum {
+            field: *field,
+            by: *by,
+        }),
+    };
+    let Some(aggregate) = aggregate else {
+        // Flow lines to a terminal would run through a progress line.
+        let mut progress = if std::io::stdout().is_terminal() {
+            Progress::silent()
+        } else {
+            Progress::stderr("query")
+        };
+        let json = matches!(o.output, Output::Json);
+        let mut write_error = None;
+        let matched = store.scan(&expr, &scope, &mut progress, |flow| {
+            let written = if json {
+                writeln!(out, "{}", flow.json())
+            } else {
+                writeln!(out, "{}", text_line(&flow.record, &flow.tap))
+            };
+            if let Err(e) = written {
+                write_error.get_or_insert(e);
+            }
+        })?;
+        return match write_error {
+            Some(e) => Err(w(e)),
+            None => Ok(matched),
+        };
+    };
+    let result = store.aggregate(&expr, &scope, aggregate, &mut Progress::stderr("query"))?;
+    let matched = result.matched;
+    let tally = Tally::of(result.groups);
     match &o.output {
         Output::Count => writeln!(out, "{matched}").map_err(w)?,
         Output::Top { field, limit } => {
@@ -234,7 +252,7 @@ pub fn run(o: &Options, out: &mut dyn Write) -> Result<u64, String> {
             }
             writeln!(out, "{matched} flows, total {}", tally.total).map_err(w)?;
         }
-        _ => {}
+        Output::Lines | Output::Json => {}
     }
     Ok(matched)
 }

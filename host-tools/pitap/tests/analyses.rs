@@ -526,3 +526,124 @@ fn bad_alert_and_network_config_names_the_key() {
         assert!(!ok && err.contains(want), "{text}: {err}");
     }
 }
+
+/// `[networks]` apply when the flows are read: a store collected without
+/// networks answers `from_internal`, groups and the inbound report once a
+/// collector.toml with networks is given, and a different one changes the
+/// same stored flow's `from_internal`.
+#[test]
+fn networks_defined_after_collecting_apply_to_stored_flows() {
+    let dir = temp_dir("late-networks");
+    let capture = dir.join("inbound.pcap");
+    let mut t = Traffic::default();
+    let db = host(0x86, [172, 30, 0, 86]);
+    let ws = host(0x20, [172, 30, 1, 20]);
+    t.session(
+        1_000,
+        outside([198, 51, 100, 7]),
+        51_000,
+        db,
+        5432,
+        Session::Complete {
+            up: 200,
+            down: 14_000,
+        },
+    );
+    t.session(
+        5_000,
+        ws,
+        40_000,
+        db,
+        5432,
+        Session::Complete { up: 100, down: 100 },
+    );
+    t.write(&capture);
+    let (keys_config, keys) = keygen(&dir, &["edge"]);
+    // Collected with no [networks] at all.
+    let (child, addr) = start_collector(&keys_config, &["--until-final", "--idle-exit", "20"]);
+    replay_to(&capture, &addr, "edge", &keys[0]);
+    finish(child);
+    // start_collector numbers stores across the whole test binary: find ours.
+    let store = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "db"))
+        .expect("the collector made a store");
+    let s = store.to_str().unwrap();
+    let with_networks = dir.join("networks.toml");
+    std::fs::write(
+        &with_networks,
+        "[networks]\ninternal = [\"172.30.0.0/16\"]\ndatabases = [\"172.30.0.86/32\"]\n",
+    )
+    .unwrap();
+    let only_servers = dir.join("servers.toml");
+    std::fs::write(
+        &only_servers,
+        "[networks]\ninternal = [\"172.30.0.0/24\"]\n",
+    )
+    .unwrap();
+    let n = with_networks.to_str().unwrap();
+    let o = only_servers.to_str().unwrap();
+
+    let since = T0_MS.to_string();
+    let count = |extra: &[&str], q: &str| {
+        let mut args = vec!["query", "--store", s, "--since", &since, "--count", q];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = pitap(&args);
+        assert!(ok, "{err}");
+        out.trim().parse::<u64>().unwrap()
+    };
+    assert_eq!(count(&[], "_exists_:src_addr"), 2);
+    assert_eq!(count(&[], "from_internal:true"), 0, "no networks then");
+    assert_eq!(count(&["--config", n], "from_internal:true"), 1);
+    assert_eq!(count(&["--config", n], "dst_group:databases"), 2);
+    assert_eq!(
+        count(&["--config", n], "to_internal:true AND from_internal:false"),
+        1
+    );
+
+    // The workstation's flow: internal with one table, outside with the other.
+    let json = |extra: &[&str]| {
+        let mut args = vec![
+            "query",
+            "--store",
+            s,
+            "--since",
+            &since,
+            "--json",
+            "src_addr:172.30.1.20",
+        ];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = pitap(&args);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        (v["from_internal"].clone(), v["src_group"].clone())
+    };
+    assert_eq!(json(&[]), (false.into(), serde_json::Value::Null));
+    assert_eq!(json(&["--config", n]), (true.into(), "internal".into()));
+    assert_eq!(
+        json(&["--config", o]),
+        (false.into(), serde_json::Value::Null)
+    );
+
+    let report = |extra: &[&str]| {
+        let mut args = vec![
+            "report", "--store", s, "--since", &since, "--only", "inbound",
+        ];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = pitap(&args);
+        assert!(ok, "{err}");
+        out
+    };
+    let before = report(&[]);
+    assert!(
+        before.contains("define [networks]") && before.contains("(nothing)"),
+        "{before}"
+    );
+    let after = report(&["--config", n]);
+    assert!(
+        after.contains("172.30.0.86 5432/tcp: 1 flows from 1 outside hosts (198.51.100.7)"),
+        "{after}"
+    );
+    assert!(!after.contains("define [networks]"), "{after}");
+}

@@ -13,8 +13,7 @@ use std::time::Duration;
 use pitap_wire::format::text_line;
 
 use super::Exporter;
-use crate::search::flow_json;
-use crate::store::StoredFlow;
+use crate::flow::StoredFlow;
 
 /// Graylog drops a message of more chunks than this.
 pub const MAX_CHUNKS: usize = 128;
@@ -34,7 +33,7 @@ pub fn message(flow: &StoredFlow) -> serde_json::Value {
         serde_json::json!((flow.record.start_ms as f64) / 1000.0),
     );
     m.insert("level".into(), 6.into()); // informational
-    if let serde_json::Value::Object(fields) = flow_json(flow) {
+    if let serde_json::Value::Object(fields) = flow.json() {
         for (k, v) in fields {
             // GELF reserves `_id`; null fields are left out (Graylog drops them).
             if k == "id" || v.is_null() {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use pitap_wire::{has_ports, EndReason, FlowRecord};
 
 use super::Exporter;
-use crate::store::StoredFlow;
+use crate::flow::StoredFlow;
 
 /// Messages stay below this size (an Ethernet MTU with room for tunnels).
 pub const MAX_MESSAGE: usize = 1400;

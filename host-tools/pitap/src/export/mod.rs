@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::store::StoredFlow;
+use crate::flow::StoredFlow;
 
 /// `[export]` in collector.toml: lists of ADDRESS:PORT per protocol.
 #[derive(Debug, Default, Deserialize)]

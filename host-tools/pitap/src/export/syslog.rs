@@ -7,7 +7,7 @@ use std::net::{SocketAddr, UdpSocket};
 use pitap_wire::format::{text_line, time_text};
 
 use super::Exporter;
-use crate::store::StoredFlow;
+use crate::flow::StoredFlow;
 
 pub fn message(flow: &StoredFlow, now_ms: u64) -> String {
     // A HOSTNAME has no spaces and at most 255 printable characters.

@@ -1,0 +1,490 @@
+//! Queries over the segments. A query compiles to a [`Plan`] of tests on
+//! columns; each segment in the time window (found by the `segments`
+//! table's start times) is tested column by column into a bitmap of
+//! matching rows, reading only the columns the query and the output name:
+//! a dictionary column tests each distinct value once (an address against
+//! a CIDR block, a name against a wildcard, an address against the named
+//! networks for `from_internal` or `src_group`), a number column tests a
+//! range. `--top`, `--sum --by` and `--count` aggregate the bitmap in the
+//! store; only flows that are printed or reported are rebuilt as records.
+//! What no column test expresses falls back to the row evaluator
+//! ([`Expr::matches`]), which the property tests hold the plan to.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use rusqlite::Connection;
+
+use super::codec::{Bits, Column};
+use super::segment::{self, column_index, Meta};
+use super::{metas, read_column, sql_int, Store};
+use crate::fields::{Derive, Field, FieldType, FieldValue, Owned, Source};
+use crate::flow::StoredFlow;
+use crate::networks::Networks;
+use crate::progress::Progress;
+use crate::query::{Expr, Match};
+
+/// A query as tests on columns.
+pub enum Plan {
+    All,
+    /// `m` on the values of a column (through `derive`, for the fields
+    /// the named networks compute from an address).
+    Test {
+        column: usize,
+        derive: Option<Derive>,
+        m: Match,
+    },
+    And(Box<Plan>, Box<Plan>),
+    Or(Box<Plan>, Box<Plan>),
+    Not(Box<Plan>),
+    /// Rebuild the rows and evaluate the expression on each.
+    Rows(Expr),
+}
+
+pub fn compile(e: &Expr) -> Plan {
+    match e {
+        Expr::All => Plan::All,
+        Expr::And(a, b) => Plan::And(Box::new(compile(a)), Box::new(compile(b))),
+        Expr::Or(a, b) => Plan::Or(Box::new(compile(a)), Box::new(compile(b))),
+        Expr::Not(a) => Plan::Not(Box::new(compile(a))),
+        Expr::Term(f, m) => term(*f, m),
+    }
+}
+
+fn term(f: Field, m: &Match) -> Plan {
+    let (column, derive) = match f.source() {
+        Source::Sides([a, b]) => {
+            return Plan::Or(Box::new(term(a, m)), Box::new(term(b, m)));
+        }
+        Source::Column(_) => (column_index(f), None),
+        Source::Derived(src, d) => (column_index(src), Some(d)),
+    };
+    match column {
+        Some(column) => Plan::Test {
+            column,
+            derive,
+            m: m.clone(),
+        },
+        None => Plan::Rows(Expr::Term(f, m.clone())),
+    }
+}
+
+/// Where a field's values are read for grouping: a column, maybe derived.
+fn group_source(f: Field) -> Result<(usize, Option<Derive>), String> {
+    let found = match f.source() {
+        Source::Column(_) => column_index(f).map(|c| (c, None)),
+        Source::Derived(src, d) => column_index(src).map(|c| (c, Some(d))),
+        Source::Sides(_) => None,
+    };
+    found.ok_or_else(|| format!("{}: not one value per flow", f.name()))
+}
+
+/// One segment's rows in the window, with the columns read so far.
+struct View<'a> {
+    conn: &'a Connection,
+    meta: &'a Meta,
+    columns: Vec<Option<Column>>,
+    /// The rows in the window: [lo, hi) (rows are sorted by start).
+    lo: usize,
+    hi: usize,
+    networks: &'a Networks,
+}
+
+impl<'a> View<'a> {
+    fn open(
+        conn: &'a Connection,
+        meta: &'a Meta,
+        since: u64,
+        until: u64,
+        networks: &'a Networks,
+    ) -> Result<View<'a>, String> {
+        let mut v = View {
+            conn,
+            meta,
+            columns: (0..segment::column_count()).map(|_| None).collect(),
+            lo: 0,
+            hi: meta.rows,
+            networks,
+        };
+        if meta.min_start < since || meta.max_start >= until {
+            let start = segment::column_of("start_ms");
+            let Column::Num { nums, .. } = v.column(start)? else {
+                return Err(format!(
+                    "store: segment {}: start_ms is not numbers",
+                    meta.id
+                ));
+            };
+            let lo = nums.values.partition_point(|&s| s < since);
+            let hi = nums.values.partition_point(|&s| s < until);
+            (v.lo, v.hi) = (lo, hi.max(lo));
+        }
+        Ok(v)
+    }
+
+    fn len(&self) -> usize {
+        self.hi - self.lo
+    }
+
+    fn column(&mut self, i: usize) -> Result<&Column, String> {
+        if self.columns.get(i).is_some_and(Option::is_none) {
+            let field = segment::stored_fields()
+                .nth(i)
+                .ok_or("store: no such column")?;
+            let c = read_column(self.conn, self.meta, field.name(), field.field_type())?;
+            self.columns[i] = Some(c);
+        }
+        self.columns
+            .get(i)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| "store: no such column".to_string())
+    }
+
+    fn load_all(&mut self) -> Result<(), String> {
+        for i in 0..self.columns.len() {
+            self.column(i)?;
+        }
+        Ok(())
+    }
+
+    /// Row `row` of the window as a flow (every column loaded).
+    fn flow(&self, row: usize, flow: &mut StoredFlow) -> Result<(), String> {
+        let columns: Vec<&Column> = self.columns.iter().flatten().collect();
+        segment::materialize(&columns, self.lo + row, flow)
+            .map_err(|field| format!("store: segment {}: a bad {field} value", self.meta.id))?;
+        flow.enrichment = self.networks.enrich(&flow.record);
+        Ok(())
+    }
+
+    fn eval(&mut self, plan: &Plan) -> Result<Bits, String> {
+        let n = self.len();
+        Ok(match plan {
+            Plan::All => Bits::new(n, true),
+            Plan::And(a, b) => {
+                let mut bits = self.eval(a)?;
+                if !bits.none() {
+                    bits.and(&self.eval(b)?);
+                }
+                bits
+            }
+            Plan::Or(a, b) => {
+                let mut bits = self.eval(a)?;
+                if !bits.all() {
+                    bits.or(&self.eval(b)?);
+                }
+                bits
+            }
+            Plan::Not(a) => {
+                let mut bits = self.eval(a)?;
+                bits.not();
+                bits
+            }
+            Plan::Test { column, derive, m } => {
+                let (lo, networks) = (self.lo, self.networks);
+                let c = self.column(*column)?;
+                test_column(c, lo, n, *derive, m, networks)
+            }
+            Plan::Rows(e) => {
+                self.load_all()?;
+                let mut flow = segment::blank();
+                let mut err = None;
+                let bits = Bits::from_fn(n, |row| match self.flow(row, &mut flow) {
+                    Ok(()) => e.matches(&flow),
+                    Err(e) => {
+                        err.get_or_insert(e);
+                        false
+                    }
+                });
+                if let Some(e) = err {
+                    return Err(e);
+                }
+                bits
+            }
+        })
+    }
+}
+
+/// A dictionary entry's value, through `derive` where given.
+fn entry_value<'v>(
+    v: FieldValue<'v>,
+    derive: Option<Derive>,
+    networks: &'v Networks,
+) -> Option<FieldValue<'v>> {
+    match (derive, v) {
+        (None, v) => Some(v),
+        (Some(d), FieldValue::Addr(a)) => d(networks, &a),
+        (Some(_), _) => None,
+    }
+}
+
+/// `m` on rows [lo, lo + n) of a column.
+fn test_column(
+    c: &Column,
+    lo: usize,
+    n: usize,
+    derive: Option<Derive>,
+    m: &Match,
+    networks: &Networks,
+) -> Bits {
+    match c {
+        Column::Dict { entries, ids } => {
+            let none_ok = m.test(None);
+            let ok: Vec<bool> = std::iter::once(none_ok)
+                .chain(
+                    entries
+                        .iter()
+                        .map(|e| m.test(entry_value(e.as_value(), derive, networks))),
+                )
+                .collect();
+            if ok.iter().all(|o| !o) {
+                return Bits::new(n, false);
+            }
+            if ok.iter().all(|o| *o) {
+                return Bits::new(n, true);
+            }
+            let ids = &ids.values[lo..lo + n];
+            Bits::from_fn(n, |i| ok.get(ids[i] as usize).copied().unwrap_or(false))
+        }
+        Column::Num { nums, boolean } => {
+            let range = match (m, *boolean, derive) {
+                (_, _, Some(_)) => None,
+                (Match::Num(v), false, None) => Some((*v, *v)),
+                (Match::Range(a, b), false, None) => Some((a.unwrap_or(0), b.unwrap_or(u64::MAX))),
+                (Match::Bool(v), true, None) => Some((u64::from(*v), u64::from(*v))),
+                _ => None,
+            };
+            let values = &nums.values[lo..lo + n];
+            match (range, m) {
+                (Some((a, b)), _) => {
+                    if b < nums.min || a > nums.max {
+                        return Bits::new(n, false);
+                    }
+                    Bits::from_fn(n, |i| {
+                        let v = values[i];
+                        v >= a && v <= b && nums.has(lo + i)
+                    })
+                }
+                (None, Match::Exists) if derive.is_none() => Bits::from_fn(n, |i| nums.has(lo + i)),
+                (None, _) => Bits::from_fn(n, |i| {
+                    let v = c.value(lo + i);
+                    m.test(match derive {
+                        Some(d) => v.and_then(|v| entry_value(v, Some(d), networks)),
+                        None => v,
+                    })
+                }),
+            }
+        }
+    }
+}
+
+/// What a query counts: rows, or a sum, per value of a field.
+#[derive(Clone, Copy)]
+pub enum Aggregate {
+    Count,
+    Top(Field),
+    Sum { field: Field, by: Field },
+}
+
+/// An aggregate's result: flows matched, and per group (None: the flows
+/// without a value) the count or sum.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub matched: u64,
+    pub total: u64,
+    pub groups: HashMap<Option<Owned>, u64>,
+}
+
+impl Tally {
+    fn add(&mut self, key: Option<Owned>, n: u64) {
+        self.total = self.total.saturating_add(n);
+        let g = self.groups.entry(key).or_insert(0);
+        *g = g.saturating_add(n);
+    }
+}
+
+/// A query's time window and the networks its derived fields follow.
+pub struct Scope<'a> {
+    pub since_ms: u64,
+    pub until_ms: u64,
+    pub networks: &'a Networks,
+}
+
+impl Store {
+    /// The segments holding flows that started in the window, by their
+    /// first start.
+    fn window(&self, s: &Scope) -> Result<Vec<Meta>, String> {
+        metas(
+            &self.conn,
+            "WHERE max_start >= ?1 AND min_start < ?2 ORDER BY min_start, id",
+            rusqlite::params![sql_int(s.since_ms), sql_int(s.until_ms)],
+        )
+    }
+
+    /// Aggregates the flows of the window that `expr` matches.
+    pub fn aggregate(
+        &self,
+        expr: &Expr,
+        scope: &Scope,
+        what: Aggregate,
+        progress: &mut Progress,
+    ) -> Result<Tally, String> {
+        let plan = compile(expr);
+        // One read transaction: the collector's commits and merges do not
+        // change what this query sees.
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(super::err("store"))?;
+        let segments = self.window(scope)?;
+        let total: u64 = segments.iter().map(|m| m.rows as u64).sum();
+        let (group, weight) = match what {
+            Aggregate::Count => (None, None),
+            Aggregate::Top(by) => (Some(group_source(by)?), None),
+            Aggregate::Sum { field, by } => {
+                let (column, derive) = group_source(field)?;
+                if derive.is_some() || field.field_type() != FieldType::Num {
+                    return Err(format!("--sum {}: not a numeric field", field.name()));
+                }
+                (Some(group_source(by)?), Some(column))
+            }
+        };
+        let mut tally = Tally::default();
+        let mut done = 0u64;
+        for meta in &segments {
+            let mut v = View::open(&tx, meta, scope.since_ms, scope.until_ms, scope.networks)?;
+            let bits = v.eval(&plan)?;
+            done += meta.rows as u64;
+            progress.update(done, total);
+            let matched = bits.count();
+            tally.matched += matched;
+            let Some((by, derive)) = group else {
+                tally.total += matched;
+                continue;
+            };
+            if matched == 0 {
+                continue;
+            }
+            let lo = v.lo;
+            let weights: Option<Vec<u64>> = match weight {
+                Some(c) => {
+                    let column = v.column(c)?;
+                    Some(bits.ones().map(|i| num(column, lo + i)).collect())
+                }
+                None => None,
+            };
+            let w = |k: usize| weights.as_ref().map_or(1, |w| w[k]);
+            let networks = v.networks;
+            match v.column(by)? {
+                Column::Dict { entries, ids } => {
+                    let mut sums = vec![0u64; entries.len() + 1];
+                    let mut seen = vec![false; entries.len() + 1];
+                    for (k, i) in bits.ones().enumerate() {
+                        let id = ids.values[lo + i] as usize;
+                        if let (Some(s), Some(hit)) = (sums.get_mut(id), seen.get_mut(id)) {
+                            *s = s.saturating_add(w(k));
+                            *hit = true;
+                        }
+                    }
+                    for (id, sum) in sums.into_iter().enumerate() {
+                        if !seen[id] {
+                            continue;
+                        }
+                        let key = id
+                            .checked_sub(1)
+                            .and_then(|e| entries.get(e))
+                            .and_then(|e| entry_value(e.as_value(), derive, networks))
+                            .map(Owned::of);
+                        tally.add(key, sum);
+                    }
+                }
+                c => {
+                    let mut local: HashMap<Option<FieldValue>, u64> = HashMap::new();
+                    for (k, i) in bits.ones().enumerate() {
+                        let e = local.entry(c.value(lo + i)).or_insert(0);
+                        *e = e.saturating_add(w(k));
+                    }
+                    for (key, sum) in local {
+                        tally.add(key.map(Owned::of), sum);
+                    }
+                }
+            }
+        }
+        progress.finish();
+        Ok(tally)
+    }
+
+    /// Every flow of the window that `expr` matches, by start time (ties
+    /// in the order stored): segments overlap in time, so rows are merged
+    /// through a heap over the segments open at once.
+    pub fn scan(
+        &self,
+        expr: &Expr,
+        scope: &Scope,
+        progress: &mut Progress,
+        mut visit: impl FnMut(&StoredFlow),
+    ) -> Result<u64, String> {
+        let plan = compile(expr);
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(super::err("store"))?;
+        let segments = self.window(scope)?;
+        let total: u64 = segments.iter().map(|m| m.rows as u64).sum();
+        let start = segment::column_of("start_ms");
+        // Open segments by their place in `segments`; (start, segment, row).
+        let mut open: HashMap<usize, (View, usize)> = HashMap::new();
+        let mut heap: BinaryHeap<Reverse<(u64, usize, usize)>> = BinaryHeap::new();
+        let mut flow = segment::blank();
+        let mut n = 0u64;
+        let mut done = 0u64;
+        // Emits the rows that start before `before` (None: all).
+        let mut emit = |heap: &mut BinaryHeap<Reverse<(u64, usize, usize)>>,
+                        open: &mut HashMap<usize, (View, usize)>,
+                        before: Option<u64>|
+         -> Result<(), String> {
+            while let Some(Reverse((s, seg, row))) = heap.peek().copied() {
+                if before.is_some_and(|b| s >= b) {
+                    break;
+                }
+                heap.pop();
+                if let Some((view, left)) = open.get_mut(&seg) {
+                    view.flow(row, &mut flow)?;
+                    visit(&flow);
+                    n += 1;
+                    *left -= 1;
+                    if *left == 0 {
+                        open.remove(&seg);
+                    }
+                }
+            }
+            Ok(())
+        };
+        for (k, meta) in segments.iter().enumerate() {
+            emit(&mut heap, &mut open, Some(meta.min_start))?;
+            let mut v = View::open(&tx, meta, scope.since_ms, scope.until_ms, scope.networks)?;
+            let bits = v.eval(&plan)?;
+            done += meta.rows as u64;
+            progress.update(done, total);
+            let matched = bits.count() as usize;
+            if matched == 0 {
+                continue;
+            }
+            v.load_all()?;
+            let lo = v.lo;
+            let starts = v.column(start)?;
+            for row in bits.ones() {
+                heap.push(Reverse((num(starts, lo + row), k, row)));
+            }
+            open.insert(k, (v, matched));
+        }
+        emit(&mut heap, &mut open, None)?;
+        progress.finish();
+        Ok(n)
+    }
+}
+
+fn num(c: &Column, row: usize) -> u64 {
+    match c.value(row) {
+        Some(FieldValue::Num(n)) => n,
+        _ => 0,
+    }
+}
