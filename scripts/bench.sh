@@ -25,6 +25,10 @@ fi
 cargo build -q --release --locked -p pitapd -p pitap-bench
 out=$(mktemp)
 target/release/pitap-bench --packets "$packets" --runs 3 | tee "$out"
+# The flow store's section comes from its own bench (cargo bench -p pitap
+# --bench store): kept as it is.
+store=$(mktemp)
+sed -n '/^## The flow store beside nfdump/,$p' BENCHMARKS.md >"$store" 2>/dev/null || true
 {
     echo "# Benchmarks"
     echo
@@ -72,6 +76,10 @@ target/release/pitap-bench --packets "$packets" --runs 3 | tee "$out"
   packet, SF, closed by FIN) and only unanswered flows are evicted, with 0
   allocations; plain least-recently-seen eviction loses all of them.
 NOTES
+    if [ -s "$store" ]; then
+        echo
+        cat "$store"
+    fi
 } > BENCHMARKS.md
-rm -f "$out"
+rm -f "$out" "$store"
 echo "bench.sh: wrote BENCHMARKS.md"

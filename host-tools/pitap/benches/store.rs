@@ -12,7 +12,9 @@
 //!    term, and the flows of one client to SSH printed.
 //!
 //! `cargo bench -p pitap --bench store` (10M flows: ~2 GB in $TMPDIR and
-//! ~3 minutes); `PITAP_BENCH_FLOWS=1000000` for a quicker run. Without
+//! ~3 minutes); `PITAP_BENCH_FLOWS=1000000` for a quicker run,
+//! `PITAP_BENCH_INGEST_ONLY=1` to stop after ingest (profiling),
+//! `PITAP_BENCH_WRITE=1` to put the table into BENCHMARKS.md. Without
 //! nfcapd/nfdump the PiTap half still runs.
 
 #[path = "support/mod.rs"]
@@ -200,13 +202,23 @@ fn main() {
     );
     let networks = Networks::from_config(&table).expect("networks");
 
-    ingest(&path, flows, &networks);
+    let rate = ingest(&path, flows, &networks);
     let size = file_size(&path);
     println!(
         "store: {:.0} MB, {:.1} bytes/flow on disk (database and WAL)",
         size as f64 / 1e6,
         size as f64 / flows as f64
     );
+    let mut rows = vec![format!(
+        "| ingest: sealed, decoded, committed | {:.0} k flows/s | — | |",
+        rate / 1e3
+    )];
+    let mut sizes = format!("PiTap {:.1} B/flow", size as f64 / flows as f64);
+    if std::env::var_os("PITAP_BENCH_INGEST_ONLY").is_some() {
+        // For profiling the ingest path alone.
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
     let nf = if Command::new("nfdump").arg("-V").output().is_ok() {
         to_nfcapd(&dir, flows)
     } else {
@@ -220,6 +232,7 @@ fn main() {
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or(0);
         let size = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+        sizes += &format!(", nfcapd {:.1} B/flow", size as f64 / n.max(1) as f64);
         println!(
             "nfcapd file: {n} flows ({}), {:.1} bytes/flow",
             if n == flows {
@@ -303,7 +316,40 @@ fn main() {
             }
             _ => ("not run".into(), "-".into()),
         };
-        println!("| {label} | {ours} | {theirs} | {ratio} |");
+        let row = format!("| {label} | {ours} | {theirs} | {ratio} |");
+        println!("{row}");
+        rows.push(row);
+    }
+    rows.push(format!("| on disk | {sizes} | | |"));
+    if std::env::var_os("PITAP_BENCH_WRITE").is_some() {
+        write_section(flows, &rows);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Replaces BENCHMARKS.md's flow store section (scripts/bench.sh keeps it).
+fn write_section(flows: u64, rows: &[String]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../BENCHMARKS.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let head = old.split(SECTION).next().unwrap_or("").trim_end();
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let text = format!(
+        "{head}\n\n{SECTION}\n\nProduced by `PITAP_BENCH_WRITE=1 cargo bench -p pitap --bench store` \
+         on {} cores, {date}: {flows} generated flows (benches/support: 4,000 clients, \
+         3,000 servers, web, DNS, SSH, refused attempts, TLS names), the same records \
+         sent to nfcapd through pitap's IPFIX export and checked complete with \
+         `nfdump -I`. Best of 3; flows/s is the flows in the store (or file) divided \
+         by the time. nfdump has no conn_state: its count uses TCP flows with a \
+         reset.\n\n| work | PiTap | nfdump 1.7 | PiTap flows/s ÷ nfdump's |\n|---|---|---|---|\n{}\n",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        rows.join("\n")
+    );
+    std::fs::write(&path, text).expect("write BENCHMARKS.md");
+    println!("wrote {}", path.display());
+}
+
+const SECTION: &str = "## The flow store beside nfdump";

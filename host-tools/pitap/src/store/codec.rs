@@ -246,16 +246,39 @@ pub enum Builder {
         present: Vec<bool>,
     },
     Dict {
-        /// Each distinct value's encoding -> its id (from 1).
-        ids_of: HashMap<Vec<u8>, u32, RandomState>,
+        /// Each distinct value -> its id (from 1). Fixed-size values are
+        /// keyed by a number: hashing and comparing them costs no byte
+        /// loop (this is most of an ingest's time).
+        ids_of: HashMap<Key, u32, RandomState>,
+        /// Texts by their own bytes, looked up by `&str`.
+        texts: HashMap<Box<str>, u32, RandomState>,
         entries: Vec<u8>,
         ids: Vec<u64>,
-        scratch: Vec<u8>,
         /// The last value interned and its id: runs of one value (a tap,
         /// a clock state, a name) skip the hash.
-        last: Vec<u8>,
-        last_id: u64,
+        last: Option<(Key, u32)>,
+        /// Reused, so a change of text costs no allocation.
+        last_text: (String, u32),
     },
+}
+
+/// A fixed-size value as a dictionary key: its tag and its bits.
+type Key = (u8, u128);
+
+fn key_of(v: FieldValue<'_>) -> Option<Key> {
+    Some(match v {
+        FieldValue::Text(_) => return None,
+        FieldValue::Addr(IpAddr::V4(a)) => (TAG_V4, u128::from(u32::from(a))),
+        FieldValue::Addr(IpAddr::V6(a)) => (TAG_V6, u128::from(a)),
+        FieldValue::Mac(m) => {
+            let mut b = [0u8; 16];
+            b[..6].copy_from_slice(&m);
+            (TAG_MAC, u128::from_le_bytes(b))
+        }
+        FieldValue::Proto(p) => (TAG_PROTO, u128::from(p)),
+        FieldValue::Num(n) => (TAG_NUM, u128::from(n)),
+        FieldValue::Bool(b) => (TAG_BOOL, u128::from(b)),
+    })
 }
 
 /// A value's dictionary encoding: a tag and its bytes.
@@ -319,11 +342,11 @@ impl Builder {
             },
             FieldType::Text | FieldType::Addr => Builder::Dict {
                 ids_of: HashMap::default(),
+                texts: HashMap::default(),
                 entries: Vec::new(),
                 ids: Vec::new(),
-                scratch: Vec::new(),
-                last: Vec::new(),
-                last_id: 0,
+                last: None,
+                last_text: (String::new(), 0),
             },
         }
     }
@@ -360,37 +383,52 @@ impl Builder {
 
     /// The id of a value in this dictionary, added if new.
     pub fn intern(&mut self, v: FieldValue<'_>) -> u64 {
-        match self {
-            Builder::Dict {
-                ids_of,
-                entries,
-                scratch,
-                last,
-                last_id,
-                ..
-            } => {
-                scratch.clear();
-                put_entry(scratch, v);
-                if *last_id != 0 && last == scratch {
-                    return *last_id;
-                }
-                // Looked up by the borrowed bytes: a new value is copied once.
-                let id = match ids_of.get(scratch.as_slice()) {
-                    Some(id) => u64::from(*id),
-                    None => {
-                        let id = ids_of.len() as u32 + 1;
-                        ids_of.insert(scratch.clone(), id);
-                        entries.extend_from_slice(scratch);
-                        u64::from(id)
+        let Builder::Dict {
+            ids_of,
+            texts,
+            entries,
+            last,
+            last_text,
+            ..
+        } = self
+        else {
+            return 0;
+        };
+        let next = (ids_of.len() + texts.len()) as u32 + 1;
+        let id = match (key_of(v), v) {
+            (Some(key), _) => {
+                if let Some((k, id)) = last {
+                    if *k == key {
+                        return u64::from(*id);
                     }
-                };
-                last.clear();
-                last.extend_from_slice(scratch);
-                *last_id = id;
+                }
+                let id = *ids_of.entry(key).or_insert_with(|| {
+                    put_entry(entries, v);
+                    next
+                });
+                *last = Some((key, id));
                 id
             }
-            Builder::Num { .. } => 0,
-        }
+            (None, FieldValue::Text(t)) => {
+                if last_text.1 != 0 && last_text.0 == t {
+                    return u64::from(last_text.1);
+                }
+                let id = match texts.get(t) {
+                    Some(id) => *id,
+                    None => {
+                        texts.insert(t.into(), next);
+                        put_entry(entries, v);
+                        next
+                    }
+                };
+                last_text.0.clear();
+                last_text.0.push_str(t);
+                last_text.1 = id;
+                id
+            }
+            (None, _) => 0,
+        };
+        u64::from(id)
     }
 
     /// A row by its dictionary id (from [`Builder::intern`]; 0: none).
@@ -410,12 +448,13 @@ impl Builder {
             }
             Builder::Dict {
                 ids_of,
+                texts,
                 entries,
                 ids,
                 ..
             } => {
                 out.push(COLUMN_DICT);
-                put_varint(out, ids_of.len() as u64);
+                put_varint(out, (ids_of.len() + texts.len()) as u64);
                 out.extend_from_slice(entries);
                 encode_nums(ids, None, out);
             }
@@ -425,17 +464,28 @@ impl Builder {
 
 /// kind, flags, min, max, [presence bitmap], values.
 fn encode_nums(values: &[u64], present: Option<&Bits>, out: &mut Vec<u8>) {
-    let min = values.iter().copied().min().unwrap_or(0);
-    let max = values.iter().copied().max().unwrap_or(0);
+    // One pass for the range; the sizes of both encodings in a second,
+    // without branches (a segment holds 65,536 rows per column).
+    let (mut min, mut max) = (u64::MAX, 0u64);
+    for &v in values {
+        min = min.min(v);
+        max = max.max(v);
+    }
+    if values.is_empty() {
+        min = 0;
+    }
     let kind = if min == max {
         NUM_CONST
     } else {
-        let offset: usize = values.iter().map(|v| varint_len(v - min)).sum();
-        let delta: usize = values
-            .windows(2)
-            .map(|w| varint_len(zigzag(w[1].wrapping_sub(w[0]) as i64)))
-            .sum::<usize>()
-            + varint_len(values[0]);
+        // The first value as it is, then zigzag deltas.
+        let first = values.first().copied().unwrap_or(0);
+        let (mut offset, mut delta, mut prev) = (0usize, varint_len(first), first);
+        for &v in values {
+            offset += varint_len(v - min);
+            delta += varint_len(zigzag(v.wrapping_sub(prev) as i64));
+            prev = v;
+        }
+        delta -= 1; // the first row's zero delta is not written
         if delta < offset {
             NUM_DELTA
         } else {
@@ -451,14 +501,19 @@ fn encode_nums(values: &[u64], present: Option<&Bits>, out: &mut Vec<u8>) {
     }
     match kind {
         NUM_OFFSET => {
+            out.reserve(values.len() * varint_len(max - min));
             for v in values {
                 put_varint(out, v - min);
             }
         }
         NUM_DELTA => {
-            put_varint(out, values[0]);
-            for w in values.windows(2) {
-                put_varint(out, zigzag(w[1].wrapping_sub(w[0]) as i64));
+            out.reserve(values.len() * 2);
+            let first = values.first().copied().unwrap_or(0);
+            put_varint(out, first);
+            let mut prev = first;
+            for &v in values.iter().skip(1) {
+                put_varint(out, zigzag(v.wrapping_sub(prev) as i64));
+                prev = v;
             }
         }
         _ => {}

@@ -123,7 +123,10 @@ pub fn migrate(conn: &Connection, version: i64) -> Result<u64, String> {
         }
         let refs: Vec<&StoredFlow> = chunk.iter().collect();
         let level = i64::from(chunk.len() == SEGMENT_ROWS);
-        super::insert_segment(conn, &segment::encode(&refs, level))?;
+        let mut s = segment::encode(&refs, level);
+        // The old store's devices tables hold these rows already.
+        s.meta.counted = true;
+        super::insert_segment(conn, &s)?;
         moved += chunk.len() as u64;
         chunk.clear();
         Ok(())

@@ -8,7 +8,8 @@
 //! a batch is acknowledged only once its rows and the fact that they
 //! arrived are both on disk: every flow is stored exactly once across
 //! collector crashes. Small segments are merged as they add up to a full
-//! one, in the transaction of the commit that fills it. The schema is in
+//! one, in the transaction of the commit that fills it, and their rows go
+//! into the devices tables then ([`devices`]). The schema is in
 //! the README ("The flow store").
 
 mod codec;
@@ -23,9 +24,10 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension};
 
 pub use devices::Device;
+use devices::Seen;
 use segment::{Decoded, Encoded, Meta, SEGMENT_ROWS};
 
-use crate::fields::FieldType;
+use crate::fields::{Field, FieldType};
 use crate::flow::StoredFlow;
 use crate::networks::Networks;
 
@@ -39,7 +41,9 @@ CREATE TABLE IF NOT EXISTS segments (
     min_start INTEGER NOT NULL,
     max_start INTEGER NOT NULL,
     min_end   INTEGER NOT NULL,
-    max_end   INTEGER NOT NULL
+    max_end   INTEGER NOT NULL,
+    -- 1: its rows are in the devices tables
+    counted   INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS segments_by_start ON segments(max_start);
 CREATE TABLE IF NOT EXISTS columns (
@@ -99,8 +103,8 @@ fn sql_u64(v: i64) -> u64 {
 pub(crate) fn insert_segment(conn: &Connection, s: &Encoded) -> Result<i64, String> {
     let m = &s.meta;
     conn.prepare_cached(
-        "INSERT INTO segments (level, rows, min_start, max_start, min_end, max_end)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO segments (level, rows, min_start, max_start, min_end, max_end, counted)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
     .and_then(|mut st| {
         st.execute(params![
@@ -109,7 +113,8 @@ pub(crate) fn insert_segment(conn: &Connection, s: &Encoded) -> Result<i64, Stri
             sql_int(m.min_start),
             sql_int(m.max_start),
             sql_int(m.min_end),
-            sql_int(m.max_end)
+            sql_int(m.max_end),
+            m.counted
         ])
     })
     .map_err(err("store: segment"))?;
@@ -132,7 +137,7 @@ fn delete_segment(conn: &Connection, id: i64) -> Result<(), String> {
         .map_err(err("store: deleting a segment"))
 }
 
-const SEGMENT_COLUMNS: &str = "id, level, rows, min_start, max_start, min_end, max_end";
+const SEGMENT_COLUMNS: &str = "id, level, rows, min_start, max_start, min_end, max_end, counted";
 
 fn read_meta(r: &rusqlite::Row) -> rusqlite::Result<Meta> {
     Ok(Meta {
@@ -143,6 +148,7 @@ fn read_meta(r: &rusqlite::Row) -> rusqlite::Result<Meta> {
         max_start: sql_u64(r.get(4)?),
         min_end: sql_u64(r.get(5)?),
         max_end: sql_u64(r.get(6)?),
+        counted: r.get(7)?,
     })
 }
 
@@ -194,7 +200,8 @@ fn read_all(conn: &Connection, m: &Meta) -> Result<Decoded, String> {
     })
 }
 
-/// Merges the level-0 segments once they hold a full segment's rows.
+/// Merges the level-0 segments once they hold a full segment's rows;
+/// their rows go into the devices tables then.
 fn compact(conn: &Connection) -> Result<(), String> {
     let small = metas(conn, "WHERE level = 0 ORDER BY id", [])?;
     if small.iter().map(|m| m.rows).sum::<usize>() < SEGMENT_ROWS {
@@ -204,13 +211,69 @@ fn compact(conn: &Connection) -> Result<(), String> {
         .iter()
         .map(|m| read_all(conn, m))
         .collect::<Result<Vec<_>, _>>()?;
-    for m in &small {
+    let mut seen = Seen::default();
+    let networks = saved_networks(conn)?;
+    for (m, d) in small.iter().zip(&parts) {
+        if !m.counted {
+            count_devices(&mut seen, d, &networks);
+        }
         delete_segment(conn, m.id)?;
     }
-    for s in segment::merge(&parts) {
+    seen.write(conn)?;
+    for mut s in segment::merge(&parts) {
+        s.meta.counted = true;
         insert_segment(conn, &s)?;
     }
     Ok(())
+}
+
+/// The rows of a decoded segment into `seen`.
+fn count_devices(seen: &mut Seen, d: &Decoded, networks: &Networks) {
+    let columns: Vec<&codec::Column> = devices::COLUMNS
+        .iter()
+        .filter_map(|name| d.columns.get(segment::column_of(name)))
+        .collect();
+    seen.add_columns(&columns, d.rows, networks);
+}
+
+/// The rows of the segments not yet in the devices tables.
+fn uncounted(conn: &Connection) -> Result<Seen, String> {
+    let mut seen = Seen::default();
+    let networks = saved_networks(conn)?;
+    for m in metas(conn, "WHERE counted = 0", [])? {
+        let columns = devices::COLUMNS
+            .iter()
+            .map(|name| {
+                let ty = Field::parse(name).map_or(FieldType::Text, |f| f.field_type());
+                read_column(conn, &m, name, ty)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<&codec::Column> = columns.iter().collect();
+        seen.add_columns(&refs, m.rows, &networks);
+    }
+    Ok(seen)
+}
+
+/// The networks the collector saved (none saved: none).
+fn saved_networks(conn: &Connection) -> Result<Networks, String> {
+    match value(conn, "networks")? {
+        Some(text) => {
+            let table: BTreeMap<String, Vec<String>> =
+                serde_json::from_str(&text).map_err(|e| format!("store: saved networks: {e}"))?;
+            Networks::from_config(&table).map_err(|e| format!("store: saved {e}"))
+        }
+        None => Ok(Networks::default()),
+    }
+}
+
+fn value(conn: &Connection, name: &str) -> Result<Option<String>, String> {
+    conn.query_row(
+        "SELECT value FROM collector_state WHERE name = ?1",
+        params![name],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(err("store: state"))
 }
 
 impl Store {
@@ -275,7 +338,6 @@ impl Store {
         if !flows.is_empty() {
             let refs: Vec<&StoredFlow> = flows.iter().collect();
             insert_segment(&tx, &segment::encode(&refs, 0))?;
-            devices::update(&tx, flows)?;
             compact(&tx)?;
         }
         if let Some(state) = state {
@@ -285,14 +347,7 @@ impl Store {
     }
 
     fn value(&self, name: &str) -> Result<Option<String>, String> {
-        self.conn
-            .query_row(
-                "SELECT value FROM collector_state WHERE name = ?1",
-                params![name],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(err("store: state"))
+        value(&self.conn, name)
     }
 
     /// The collector state saved with the last commit.
@@ -309,16 +364,9 @@ impl Store {
 
     /// `networks` if given, else the ones the collector last ran with.
     pub fn networks(&self, given: Option<Networks>) -> Result<Networks, String> {
-        if let Some(n) = given {
-            return Ok(n);
-        }
-        match self.value("networks")? {
-            Some(text) => {
-                let table: BTreeMap<String, Vec<String>> = serde_json::from_str(&text)
-                    .map_err(|e| format!("store: saved networks: {e}"))?;
-                Networks::from_config(&table).map_err(|e| format!("store: saved {e}"))
-            }
-            None => Ok(Networks::default()),
+        match given {
+            Some(n) => Ok(n),
+            None => saved_networks(&self.conn),
         }
     }
 
@@ -377,12 +425,16 @@ impl Store {
 
     /// A device's addresses, the most recently seen first: (address, first_ms, last_ms).
     pub fn device_addrs(&self, mac: &str) -> Result<Vec<(String, u64, u64)>, String> {
-        devices::addrs(&self.conn, mac)
+        let tx = self.conn.unchecked_transaction().map_err(err("store"))?;
+        Ok(uncounted(&tx)?.addrs_over(mac, devices::addrs(&tx, mac)?))
     }
 
     /// Devices (MACs), first seen first.
     pub fn devices(&self) -> Result<Vec<Device>, String> {
-        devices::all(&self.conn)
+        // One read transaction: a merge between the two reads would count
+        // its rows twice.
+        let tx = self.conn.unchecked_transaction().map_err(err("store"))?;
+        Ok(uncounted(&tx)?.over(devices::all(&tx)?))
     }
 }
 
@@ -448,9 +500,17 @@ fn keep_rows(
     if kept.len() == m.rows {
         return Ok(0);
     }
+    // Flows leave the store, not the devices tables.
+    if !m.counted {
+        let mut seen = Seen::default();
+        count_devices(&mut seen, &d, &saved_networks(conn)?);
+        seen.write(conn)?;
+    }
     delete_segment(conn, m.id)?;
     if !kept.is_empty() {
-        insert_segment(conn, &segment::select(&d, &kept, m.level))?;
+        let mut s = segment::select(&d, &kept, m.level);
+        s.meta.counted = true;
+        insert_segment(conn, &s)?;
     }
     Ok((m.rows - kept.len()) as u64)
 }

@@ -45,6 +45,8 @@ pub struct Meta {
     pub max_start: u64,
     pub min_end: u64,
     pub max_end: u64,
+    /// Its rows are in the devices tables (see [`super::devices`]).
+    pub counted: bool,
 }
 
 /// A segment ready to be written.
@@ -80,26 +82,27 @@ pub fn encode(flows: &[&StoredFlow], level: i64) -> Encoded {
         flows.iter().map(|f| (f.record.start_ms, f.record.end_ms)),
     );
     let fields: Vec<Field> = stored_fields().collect();
-    let mut builders: Vec<Builder> = fields
-        .iter()
-        .map(|f| Builder::new(f.field_type()))
-        .collect();
-    // Row by row: a record (most of a kilobyte with its names) is read
-    // once, while it is in the cache, not once per column.
-    for &i in &order {
-        for (b, f) in builders.iter_mut().zip(&fields) {
-            b.push(f.value(flows[i]));
+    let columns = in_parallel(flows.len(), |part| {
+        let mut builders: Vec<Builder> = part
+            .iter()
+            .map(|&c| Builder::new(fields[c].field_type()))
+            .collect();
+        // Row by row: a record (most of a kilobyte with its names) is
+        // read once, while it is in the cache, not once per column.
+        for &i in &order {
+            for (b, &c) in builders.iter_mut().zip(part) {
+                b.push(fields[c].value(flows[i]));
+            }
         }
-    }
-    let columns = fields
-        .iter()
-        .zip(&builders)
-        .map(|(f, b)| {
-            let mut bytes = Vec::new();
-            b.encode(&mut bytes);
-            (f.name(), bytes)
-        })
-        .collect();
+        builders
+            .iter()
+            .map(|b| {
+                let mut bytes = Vec::new();
+                b.encode(&mut bytes);
+                bytes
+            })
+            .collect()
+    });
     Encoded { meta, columns }
 }
 
@@ -194,40 +197,12 @@ pub fn select(d: &Decoded, rows: &[usize], level: i64) -> Encoded {
 /// A segment of the rows `order` names: (start, part, row).
 fn build(parts: &[Decoded], order: &[(u64, usize, usize)], level: i64) -> Encoded {
     let end = column_of("end_ms");
-    let columns = stored_fields()
-        .enumerate()
-        .map(|(c, field)| {
-            let mut b = Builder::new(field.field_type());
-            // Per part: old dictionary id -> new.
-            let remaps: Vec<Vec<u64>> = parts
-                .iter()
-                .map(|d| match d.columns.get(c) {
-                    Some(Column::Dict { entries, .. }) if b.is_dict() => std::iter::once(0)
-                        .chain(entries.iter().map(|e| b.intern(e.as_value())))
-                        .collect(),
-                    _ => Vec::new(),
-                })
-                .collect();
-            for &(_, p, row) in order {
-                let column = parts[p].columns.get(c);
-                match column {
-                    Some(Column::Num { nums, .. }) if !b.is_dict() => {
-                        b.push_num(nums.values[row], nums.has(row));
-                    }
-                    Some(Column::Dict { ids, .. }) if b.is_dict() => {
-                        let id = ids.values[row] as usize;
-                        b.push_id(remaps[p].get(id).copied().unwrap_or(0));
-                    }
-                    // A column stored as another kind than the field's
-                    // now: value by value.
-                    _ => b.push(column.and_then(|c| c.value(row))),
-                }
-            }
-            let mut bytes = Vec::new();
-            b.encode(&mut bytes);
-            (field.name(), bytes)
-        })
-        .collect();
+    let fields: Vec<Field> = stored_fields().collect();
+    let columns = in_parallel(order.len(), |part| {
+        part.iter()
+            .map(|&c| build_column(parts, order, c, fields[c]))
+            .collect()
+    });
     let meta = meta_of(
         level,
         order.iter().map(|&(start, p, row)| {
@@ -238,4 +213,94 @@ fn build(parts: &[Decoded], order: &[(u64, usize, usize)], level: i64) -> Encode
         }),
     );
     Encoded { meta, columns }
+}
+
+/// Column `c` of the rows `order` names.
+fn build_column(
+    parts: &[Decoded],
+    order: &[(u64, usize, usize)],
+    c: usize,
+    field: Field,
+) -> Vec<u8> {
+    let mut b = Builder::new(field.field_type());
+    // Per part: old dictionary id -> new.
+    let remaps: Vec<Vec<u64>> = parts
+        .iter()
+        .map(|d| match d.columns.get(c) {
+            Some(Column::Dict { entries, .. }) if b.is_dict() => std::iter::once(0)
+                .chain(entries.iter().map(|e| b.intern(e.as_value())))
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    for &(_, p, row) in order {
+        let column = parts[p].columns.get(c);
+        match column {
+            Some(Column::Num { nums, .. }) if !b.is_dict() => {
+                b.push_num(nums.values[row], nums.has(row));
+            }
+            Some(Column::Dict { ids, .. }) if b.is_dict() => {
+                let id = ids.values[row] as usize;
+                b.push_id(remaps[p].get(id).copied().unwrap_or(0));
+            }
+            // A column stored as another kind than the field's
+            // now: value by value.
+            _ => b.push(column.and_then(|c| c.value(row))),
+        }
+    }
+    let mut bytes = Vec::new();
+    b.encode(&mut bytes);
+    bytes
+}
+
+/// Rows below which a segment's columns are built on one thread: spawning
+/// costs more than it saves.
+const PARALLEL_ROWS: usize = 4_096;
+
+/// Builds every stored column, `build(columns)` making the bytes of the
+/// given column indices: split across the cores (columns are independent,
+/// and encoding is most of an ingest's time), in [`stored_fields`] order.
+fn in_parallel<F>(rows: usize, build: F) -> Vec<(&'static str, Vec<u8>)>
+where
+    F: Fn(&[usize]) -> Vec<Vec<u8>> + Sync,
+{
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let threads =
+        *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(4)));
+    let fields: Vec<Field> = stored_fields().collect();
+    let threads = if rows < PARALLEL_ROWS { 1 } else { threads };
+    // Interleaved, so each thread gets dictionary and number columns.
+    let parts: Vec<Vec<usize>> = (0..threads)
+        .map(|t| (t..fields.len()).step_by(threads).collect())
+        .collect();
+    let built: Vec<Vec<Vec<u8>>> = if threads == 1 {
+        parts.iter().map(|p| build(p)).collect()
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = parts
+                .iter()
+                .skip(1)
+                .map(|p| scope.spawn(|| build(p)))
+                .collect();
+            let mut all = vec![build(&parts[0])];
+            // A panic in a builder is a bug; carry it on, don't hide it.
+            all.extend(
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
+            );
+            all
+        })
+    };
+    let mut columns: Vec<Option<Vec<u8>>> = vec![None; fields.len()];
+    for (part, bytes) in parts.iter().zip(built) {
+        for (&c, b) in part.iter().zip(bytes) {
+            columns[c] = Some(b);
+        }
+    }
+    fields
+        .iter()
+        .zip(columns)
+        .map(|(f, b)| (f.name(), b.unwrap_or_default()))
+        .collect()
 }

@@ -189,3 +189,131 @@ fn a_damaged_column_is_an_error_naming_it() {
     assert_eq!(t.matched, 15);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A device as the test compares them: mac, first, last, last address,
+/// flows, hostname.
+type DeviceRow = (String, u64, u64, String, u64, Option<String>);
+
+/// What the devices of `flows` must be, counted the plain way.
+fn devices_of(flows: &[StoredFlow]) -> Vec<DeviceRow> {
+    type Acc = (u64, u64, IpAddr, u64, Option<String>);
+    let mut by: BTreeMap<[u8; 6], Acc> = BTreeMap::new();
+    for f in flows {
+        let r = &f.record;
+        let d = by
+            .entry(r.src.mac)
+            .or_insert((u64::MAX, 0, r.src.addr, 0, None));
+        d.0 = d.0.min(r.start_ms);
+        if r.end_ms >= d.1 {
+            d.1 = r.end_ms;
+            d.2 = r.src.addr;
+        }
+        d.3 += 1;
+        if !r.names.client_hostname.is_empty() {
+            d.4 = Some(r.names.client_hostname.as_str().to_string());
+        }
+    }
+    let mut v: Vec<_> = by
+        .into_iter()
+        .map(|(mac, d)| {
+            (
+                pitap_wire::format::mac_text(&mac),
+                d.0,
+                d.1,
+                d.2.to_string(),
+                d.3,
+                d.4,
+            )
+        })
+        .collect();
+    v.sort_by_key(|d| (d.1, d.0.clone()));
+    v
+}
+
+fn devices_in(store: &Store) -> Vec<DeviceRow> {
+    let mut v: Vec<_> = store
+        .devices()
+        .unwrap()
+        .into_iter()
+        .map(|d| {
+            (
+                d.mac,
+                d.first_ms,
+                d.last_ms,
+                d.last_addr,
+                d.flows,
+                d.hostname,
+            )
+        })
+        .collect();
+    v.sort_by_key(|d| (d.1, d.0.clone()));
+    v
+}
+
+#[test]
+fn devices_count_every_flow_once_merged_waiting_or_trimmed() {
+    let (dir, mut store) = temp_store("devices");
+    // Each MAC keeps one address and one hostname; ends are distinct, so
+    // the last address seen is well defined.
+    let flows: Vec<StoredFlow> = (0..80_000u64)
+        .map(|i| {
+            let mut f = flow(i, 1_000_000 + (i * 7919) % 80_000 * 10);
+            if i % 200 < 50 {
+                f.record.names.client_hostname =
+                    pitap_wire::Text::from_bytes(format!("host-{}", i % 200).as_bytes());
+            }
+            f
+        })
+        .collect();
+    // 30,000 flows: all waiting in level 0, laid over the empty tables.
+    for chunk in flows[..30_000].chunks(10_000) {
+        store.commit(chunk, None).unwrap();
+    }
+    assert!(metas(&store.conn, "WHERE counted = 1", [])
+        .unwrap()
+        .is_empty());
+    assert_eq!(devices_in(&store), devices_of(&flows[..30_000]));
+    // 80,000: one merge put 65,536 into the tables, the rest waits.
+    for chunk in flows[30_000..].chunks(10_000) {
+        store.commit(chunk, None).unwrap();
+    }
+    let waiting = metas(&store.conn, "WHERE counted = 0", []).unwrap();
+    assert!(!waiting.is_empty(), "some rows wait in level 0");
+    assert_eq!(devices_in(&store), devices_of(&flows));
+    assert_eq!(
+        store.device_addrs("02:00:00:00:00:07").unwrap(),
+        vec![(
+            "10.0.0.7".to_string(),
+            flows
+                .iter()
+                .filter(|f| f.record.src.mac[5] == 7)
+                .map(|f| f.record.start_ms)
+                .min()
+                .unwrap(),
+            flows
+                .iter()
+                .filter(|f| f.record.src.mac[5] == 7)
+                .map(|f| f.record.end_ms)
+                .max()
+                .unwrap()
+        )]
+    );
+    // Retention trims waiting segments: their flows leave the store, but
+    // not the devices.
+    let newest = flows.iter().map(|f| f.record.end_ms).max().unwrap();
+    store
+        .apply_retention(
+            Retention {
+                max_age_ms: Some(10),
+                max_bytes: None,
+            },
+            newest,
+        )
+        .unwrap();
+    assert!(store.count().unwrap() < 10);
+    assert!(metas(&store.conn, "WHERE counted = 0", [])
+        .unwrap()
+        .is_empty());
+    assert_eq!(devices_in(&store), devices_of(&flows));
+    let _ = std::fs::remove_dir_all(&dir);
+}
