@@ -100,8 +100,16 @@ impl<'a> Reader<'a> {
         let bytes = self.bytes;
         let mut pos = self.pos;
         for _ in 0..n {
-            let mut v = 0u64;
-            let mut shift = 0;
+            // One-byte values (sorted times' deltas, small ids, flags)
+            // are most of them: no loop for those.
+            let b = *bytes.get(pos).ok_or("truncated")?;
+            pos += 1;
+            if b < 0x80 {
+                out.push(u64::from(b));
+                continue;
+            }
+            let mut v = u64::from(b & 0x7f);
+            let mut shift = 7;
             loop {
                 let b = *bytes.get(pos).ok_or("truncated")?;
                 pos += 1;

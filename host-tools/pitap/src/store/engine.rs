@@ -430,15 +430,16 @@ impl Store {
         let segments = self.window(scope)?;
         let total: u64 = segments.iter().map(|m| m.rows as u64).sum();
         let start = segment::column_of("start_ms");
-        // Open segments by their place in `segments`; (start, segment, row).
-        let mut open: HashMap<usize, (View, usize)> = HashMap::new();
+        // Segments with rows still to emit, by their place in `segments`;
+        // the heap orders (start, segment, row) across them.
+        let mut open: HashMap<usize, Open> = HashMap::new();
         let mut heap: BinaryHeap<Reverse<(u64, usize, usize)>> = BinaryHeap::new();
         let mut flow = segment::blank();
         let mut n = 0u64;
         let mut done = 0u64;
         // Emits the rows that start before `before` (None: all).
         let mut emit = |heap: &mut BinaryHeap<Reverse<(u64, usize, usize)>>,
-                        open: &mut HashMap<usize, (View, usize)>,
+                        open: &mut HashMap<usize, Open>,
                         before: Option<u64>|
          -> Result<(), String> {
             while let Some(Reverse((s, seg, row))) = heap.peek().copied() {
@@ -446,14 +447,24 @@ impl Store {
                     break;
                 }
                 heap.pop();
-                if let Some((view, left)) = open.get_mut(&seg) {
-                    view.flow(row, &mut flow)?;
-                    visit(&flow);
-                    n += 1;
-                    *left -= 1;
-                    if *left == 0 {
-                        open.remove(&seg);
+                let left = match open.get_mut(&seg) {
+                    Some(Open::View(view, left)) => {
+                        view.flow(row, &mut flow)?;
+                        visit(&flow);
+                        *left -= 1;
+                        *left
                     }
+                    Some(Open::Rows(rows)) => {
+                        if let Some(f) = rows.remove(&row) {
+                            visit(&f);
+                        }
+                        rows.len()
+                    }
+                    None => continue,
+                };
+                n += 1;
+                if left == 0 {
+                    open.remove(&seg);
                 }
             }
             Ok(())
@@ -474,12 +485,37 @@ impl Store {
             for row in bits.ones() {
                 heap.push(Reverse((num(starts, lo + row), k, row)));
             }
-            open.insert(k, (v, matched));
+            // A few rows are rebuilt now and the segment's columns let go
+            // (a needle in 10M flows touches every segment); many rows are
+            // rebuilt as they are emitted, so memory stays a few segments.
+            let entry = if matched <= EAGER_ROWS {
+                let mut rows = HashMap::with_capacity(matched);
+                for row in bits.ones() {
+                    let mut f = segment::blank();
+                    v.flow(row, &mut f)?;
+                    rows.insert(row, f);
+                }
+                Open::Rows(rows)
+            } else {
+                Open::View(v, matched)
+            };
+            open.insert(k, entry);
         }
         emit(&mut heap, &mut open, None)?;
         progress.finish();
         Ok(n)
     }
+}
+
+/// Matches in a segment up to which [`Store::scan`] rebuilds them at once.
+const EAGER_ROWS: usize = 256;
+
+/// A segment [`Store::scan`] still has rows of.
+enum Open<'a> {
+    /// Its columns, and how many rows are left.
+    View(View<'a>, usize),
+    /// Its rows already rebuilt, by row.
+    Rows(HashMap<usize, StoredFlow>),
 }
 
 fn num(c: &Column, row: usize) -> u64 {
