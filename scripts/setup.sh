@@ -4,8 +4,10 @@
 # iproute2, ping, ethtool, curl, python3 and dnsmasq (the namespace tests'
 # hosts, traffic and DHCP server), qemu-user (runs the aarch64 test binaries),
 # qemu-system-arm, mtools, dosfstools, kmod, cpio, fdisk (the SD card image and
-# its emulator test), the aarch64 musl target. Idempotent: only what is missing is installed.
+# its emulator test), Chromium and playwright-core (the web UI's browser
+# tests), the aarch64 musl target. Idempotent: only what is missing is installed.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v tshark >/dev/null || need_apt+=(tshark)
@@ -31,6 +33,9 @@ command -v cpio >/dev/null || need_apt+=(cpio)
 command -v sfdisk >/dev/null || [ -x /usr/sbin/sfdisk ] || [ -x /sbin/sfdisk ] || need_apt+=(fdisk)
 command -v xz >/dev/null || need_apt+=(xz-utils)
 command -v bc >/dev/null || need_apt+=(bc)
+# The web UI's browser tests: Debian's Chromium, driven by playwright-core.
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v node >/dev/null || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   sudo=""
@@ -45,6 +50,10 @@ fi
 if ! rustup target list --installed | grep -qx aarch64-unknown-linux-musl; then
   echo "setup: adding the aarch64-unknown-linux-musl target"
   rustup target add aarch64-unknown-linux-musl
+fi
+if [ ! -d host-tools/pitap/tests/web/node_modules/playwright-core ]; then
+  echo "setup: installing playwright-core for the browser tests (npm ci)"
+  npm ci --prefix host-tools/pitap/tests/web --no-audit --no-fund --silent
 fi
 rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt

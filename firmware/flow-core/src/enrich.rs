@@ -224,6 +224,19 @@ impl Leases {
         }
     }
 
+    /// The hostname `mac` gave for any address it holds: for a client's
+    /// own DHCP exchange, sent before it had an address.
+    pub fn hostname_of(&self, mac: &[u8; 6], now_us: u64) -> Option<&Text<64>> {
+        if self.updates == 0 {
+            return None;
+        }
+        self.ways
+            .entries
+            .iter()
+            .find(|l| l.mac == *mac && !l.hostname.is_empty() && l.expires_us >= now_us)
+            .map(|l| &l.hostname)
+    }
+
     /// (MAC, hostname) of the device holding `addr`.
     pub fn lookup(&self, addr: &[u8; 16], now_us: u64) -> Option<([u8; 6], &Text<64>)> {
         if self.updates == 0 {

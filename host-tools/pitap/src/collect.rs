@@ -70,6 +70,8 @@ const IDLE_FLUSH: Duration = Duration::from_millis(10);
 /// ...but not more often than this: a steady trickle of batches still
 /// makes groups, not a commit per batch.
 const MIN_GROUP_GAP: Duration = Duration::from_millis(20);
+/// The taps' health goes into the store at most this often.
+const HEALTH_EVERY: Duration = Duration::from_secs(1);
 /// `--until-final`: a finished tap quiet this long (past its longest probe
 /// timeout) is done even without a goodbye; nobody is kept longer than
 /// FINAL_LINGER after the final batch.
@@ -189,6 +191,8 @@ struct Loop {
     /// collector kills itself just before committing.
     flows_committed: u64,
     kill_before_commit_at: Option<u64>,
+    /// When the taps' health last went into the store (for the web UI).
+    last_health: Option<Instant>,
 }
 
 impl Loop {
@@ -229,8 +233,36 @@ impl Loop {
                 }
             }
         }
+        if self.last_health.is_none_or(|t| t.elapsed() >= HEALTH_EVERY) {
+            self.save_health()?;
+        }
         self.last_flush = Instant::now();
         Ok(())
+    }
+
+    /// What each tap last said of itself and when, for `pitap serve`.
+    fn save_health(&mut self) -> Result<(), String> {
+        let Some(store) = &mut self.store else {
+            return Ok(());
+        };
+        self.last_health = Some(Instant::now());
+        let by_tap: serde_json::Map<String, serde_json::Value> = self
+            .collector
+            .taps()
+            .iter()
+            .map(|(id, t)| {
+                let seen = t.last_seen.and_then(|s| {
+                    s.duration_since(std::time::UNIX_EPOCH)
+                        .ok()
+                        .map(|d| d.as_millis() as u64)
+                });
+                (
+                    id.clone(),
+                    serde_json::json!({ "last_seen_ms": seen, "health": t.health }),
+                )
+            })
+            .collect();
+        store.save_health(&serde_json::Value::Object(by_tap).to_string())
     }
 
     /// Saves the state (with the output file's length): into the store
@@ -408,6 +440,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         kill_before_commit_at: std::env::var("PITAP_TEST_KILL_BEFORE_COMMIT_AT")
             .ok()
             .and_then(|v| v.parse().ok()),
+        last_health: None,
     };
     // What the output file holds now is committed: a collector killed
     // before its first commit rolls back to here, not to nothing known.

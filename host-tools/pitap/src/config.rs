@@ -55,6 +55,8 @@ pub struct CollectorConfig {
     pub export: crate::export::ExportSection,
     #[serde(default)]
     pub report: ReportSection,
+    #[serde(default)]
+    pub web: crate::web::WebSection,
 }
 
 /// `[report]`: which named networks hold data worth watching leave.
@@ -118,6 +120,50 @@ impl CollectorConfig {
             max_age_ms: self.store.retention_days.map(|d| (d * 86_400_000.0) as u64),
             max_bytes: self.store.max_size_mb.map(|m| (m * 1_048_576.0) as u64),
         }
+    }
+
+    /// What the web UI serves from this configuration.
+    pub fn web(
+        &self,
+        store: std::path::PathBuf,
+        networks: Option<crate::networks::Networks>,
+        listen: Option<std::net::SocketAddr>,
+    ) -> Result<crate::web::Options, String> {
+        let listen = match (listen, &self.web.listen) {
+            (Some(l), _) => l,
+            (None, Some(l)) => l.parse().map_err(|_| "web.listen: not ADDRESS:PORT")?,
+            (None, None) => std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
+        };
+        let hours = self.web.session_hours.unwrap_or(12.0);
+        if !(hours.is_finite() && hours > 0.0 && hours <= 24.0 * 366.0) {
+            return Err("web.session_hours: a positive number of hours".into());
+        }
+        if let Some(h) = &self.web.password_hash {
+            if !h.starts_with("$argon2") {
+                return Err(
+                    "web.password_hash: not an Argon2 hash (make one with pitap web-password)"
+                        .into(),
+                );
+            }
+        }
+        let alert_files = self
+            .alerts
+            .iter()
+            .flat_map(|a| a.actions.iter())
+            .filter_map(|a| a.strip_prefix("file:"))
+            .map(std::path::PathBuf::from)
+            .collect();
+        Ok(crate::web::Options {
+            listen,
+            site: crate::web::pages::Site {
+                store,
+                networks,
+                sensitive: self.report.sensitive.clone(),
+                alert_files,
+            },
+            password_hash: self.web.password_hash.clone(),
+            session: std::time::Duration::from_secs_f64(hours * 3600.0),
+        })
     }
 
     /// Tap id -> key.

@@ -32,4 +32,5 @@ pub mod report;
 pub mod search;
 pub mod store;
 pub mod taps;
+pub mod web;
 pub mod webhook;

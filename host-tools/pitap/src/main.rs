@@ -77,6 +77,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The web UI over the flow store: overview, search, reports, devices.
+    Serve {
+        /// collector.toml: store.path, [web], [networks], [report], alert files.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The flow store; default store.path from --config, or pitap-flows.db.
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// Address to listen on (default web.listen, or 127.0.0.1:8080). Any
+        /// address but loopback needs [web] password_hash.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Read a password on stdin; print the [web] lines for collector.toml.
+    WebPassword,
     /// The SD card image.
     Image {
         #[command(subcommand)]
@@ -130,6 +145,9 @@ struct CollectArgs {
     /// Only print lines, store nothing.
     #[arg(long, conflicts_with = "store")]
     no_store: bool,
+    /// Serve the web UI over the store from this process too, on ADDR.
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_store")]
+    web: Option<SocketAddr>,
 }
 
 /// Where the flows are and which time window.
@@ -245,6 +263,7 @@ fn collect_options(args: CollectArgs) -> Result<collect::Options, String> {
         status_every,
         store,
         no_store,
+        web,
     } = args;
     let mut file = match &config {
         Some(path) => CollectorConfig::load(path)?,
@@ -273,6 +292,11 @@ fn collect_options(args: CollectArgs) -> Result<collect::Options, String> {
                 .map_or_else(|| PathBuf::from(DEFAULT_STORE), PathBuf::from),
         ),
     };
+    if let (Some(addr), Some(path)) = (web, &store) {
+        let opts = file.web(path.clone(), Some(file.networks()?), Some(addr))?;
+        let bound = pitap::web::start(opts)?;
+        eprintln!("pitap: serving the web UI on http://{bound}/");
+    }
     Ok(collect::Options {
         store,
         retention: file.retention(),
@@ -318,6 +342,33 @@ fn main() -> ExitCode {
             collector,
             out_dir,
         } => keygen::run(&tap_id, &collector, out_dir.as_deref()),
+        Command::Serve {
+            config,
+            store,
+            listen,
+        } => Window {
+            config,
+            store,
+            since: "0".into(),
+            until: None,
+        }
+        .resolve()
+        .and_then(|w| w.config.web(w.store, w.networks, listen))
+        .and_then(pitap::web::serve),
+        Command::WebPassword => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| format!("reading the password: {e}"))
+                .and_then(|_| {
+                    let password = line.trim_end_matches(['\r', '\n']);
+                    if password.len() < 8 {
+                        return Err("a password of at least 8 characters".into());
+                    }
+                    pitap::web::hash_password(password)
+                })
+                .map(|h| println!("[web]\npassword_hash = \"{h}\""))
+        }
         Command::Query {
             query,
             window,

@@ -333,5 +333,48 @@ proptest! {
             groups_by_rows(&want, by, Some(sum)),
             "--sum {} --by {} for {}", sum.name(), by.name(), q
         );
+
+        // Time series: flows and bytes per bucket of start time.
+        let (origin, width) = (since_ms.min(5_000), 1 + case % 5_000);
+        let series = store
+            .aggregate(
+                &expr,
+                &scope,
+                Aggregate::Series { weight: Some(sum), origin_ms: origin, width_ms: width },
+                &mut Progress::silent(),
+            )
+            .unwrap();
+        let mut want_series: HashMap<Option<Owned>, u64> = HashMap::new();
+        for f in &want {
+            let bucket = f.record.start_ms.saturating_sub(origin) / width;
+            let w = match sum.value(f) {
+                Some(pitap::fields::FieldValue::Num(n)) => n,
+                _ => 0,
+            };
+            let e = want_series.entry(Some(Owned::Num(bucket))).or_insert(0);
+            *e = e.saturating_add(w);
+        }
+        prop_assert_eq!(series.groups, want_series, "series of {} for {}", sum.name(), q);
+
+        // A page by start time, newest first, and by bytes, smallest first.
+        let (offset, limit) = ((case % 7) as usize, 1 + (case % 11) as usize);
+        for (sort, desc) in [("start_ms", true), ("bytes", false)] {
+            let field = pitap::fields::single_field(sort).unwrap();
+            let (n, page) = store.page(&expr, &scope, field, desc, offset, limit).unwrap();
+            prop_assert_eq!(n, want.len() as u64);
+            let value = |f: &StoredFlow| match field.value(f) {
+                Some(pitap::fields::FieldValue::Num(n)) => n,
+                _ => 0,
+            };
+            let mut keys: Vec<u64> = want.iter().map(|f| value(f)).collect();
+            keys.sort_unstable();
+            if desc {
+                keys.reverse();
+            }
+            let want_keys: Vec<u64> = keys.into_iter().skip(offset).take(limit).collect();
+            let got_keys: Vec<u64> = page.iter().map(value).collect();
+            prop_assert_eq!(got_keys, want_keys, "page by {} of {}", sort, q);
+            prop_assert!(page.iter().all(|f| expr.matches(f)));
+        }
     }
 }

@@ -224,6 +224,16 @@ impl Learned {
         }
         if let Some((_, host)) = self.leases.lookup(&addr_key(record.src.addr), now) {
             record.names.client_hostname = *host;
+        } else if record.proto == pitap_wire::proto::UDP
+            && matches!(record.src.port, 68 | 546)
+            && record.src.mac != [0; 6]
+        {
+            // A DHCP client's own exchange: it asked from no address yet
+            // (or a link-local one), under its MAC. A scan of the leases,
+            // but only for these flows.
+            if let Some(host) = self.leases.hostname_of(&record.src.mac, now) {
+                record.names.client_hostname = *host;
+            }
         }
     }
 }

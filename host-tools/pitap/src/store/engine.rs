@@ -281,7 +281,24 @@ fn test_column(
 pub enum Aggregate {
     Count,
     Top(Field),
-    Sum { field: Field, by: Field },
+    Sum {
+        field: Field,
+        by: Field,
+    },
+    /// Flows (or the sum of `weight`) per time bucket of `width_ms` from
+    /// `origin_ms`, by start time: groups are `Owned::Num(bucket)`.
+    Series {
+        weight: Option<Field>,
+        origin_ms: u64,
+        width_ms: u64,
+    },
+}
+
+/// What an aggregate groups by.
+#[derive(Clone, Copy)]
+enum GroupBy {
+    Field(usize, Option<Derive>),
+    Bucket { origin: u64, width: u64 },
 }
 
 /// An aggregate's result: flows matched, and per group (None: the flows
@@ -336,16 +353,29 @@ impl Store {
             .map_err(super::err("store"))?;
         let segments = self.window(scope)?;
         let total: u64 = segments.iter().map(|m| m.rows as u64).sum();
+        let numeric = |field: Field| -> Result<usize, String> {
+            let (column, derive) = group_source(field)?;
+            if derive.is_some() || field.field_type() != FieldType::Num {
+                return Err(format!("--sum {}: not a numeric field", field.name()));
+            }
+            Ok(column)
+        };
+        let field_group = |f: Field| group_source(f).map(|(c, d)| GroupBy::Field(c, d));
         let (group, weight) = match what {
             Aggregate::Count => (None, None),
-            Aggregate::Top(by) => (Some(group_source(by)?), None),
-            Aggregate::Sum { field, by } => {
-                let (column, derive) = group_source(field)?;
-                if derive.is_some() || field.field_type() != FieldType::Num {
-                    return Err(format!("--sum {}: not a numeric field", field.name()));
-                }
-                (Some(group_source(by)?), Some(column))
-            }
+            Aggregate::Top(by) => (Some(field_group(by)?), None),
+            Aggregate::Sum { field, by } => (Some(field_group(by)?), Some(numeric(field)?)),
+            Aggregate::Series {
+                weight,
+                origin_ms,
+                width_ms,
+            } => (
+                Some(GroupBy::Bucket {
+                    origin: origin_ms,
+                    width: width_ms.max(1),
+                }),
+                weight.map(numeric).transpose()?,
+            ),
         };
         let mut tally = Tally::default();
         let mut done = 0u64;
@@ -356,7 +386,7 @@ impl Store {
             progress.update(done, total);
             let matched = bits.count();
             tally.matched += matched;
-            let Some((by, derive)) = group else {
+            let Some(group) = group else {
                 tally.total += matched;
                 continue;
             };
@@ -373,6 +403,22 @@ impl Store {
             };
             let w = |k: usize| weights.as_ref().map_or(1, |w| w[k]);
             let networks = v.networks;
+            let (by, derive) = match group {
+                GroupBy::Field(by, derive) => (by, derive),
+                GroupBy::Bucket { origin, width } => {
+                    let starts = v.column(segment::column_of("start_ms"))?;
+                    let mut local: HashMap<u64, u64> = HashMap::new();
+                    for (k, i) in bits.ones().enumerate() {
+                        let bucket = num(starts, lo + i).saturating_sub(origin) / width;
+                        let e = local.entry(bucket).or_insert(0);
+                        *e = e.saturating_add(w(k));
+                    }
+                    for (bucket, sum) in local {
+                        tally.add(Some(Owned::Num(bucket)), sum);
+                    }
+                    continue;
+                }
+            };
             match v.column(by)? {
                 Column::Dict { entries, ids } => {
                     let mut sums = vec![0u64; entries.len() + 1];
@@ -504,6 +550,84 @@ impl Store {
         emit(&mut heap, &mut open, None)?;
         progress.finish();
         Ok(n)
+    }
+}
+
+impl Store {
+    /// One page of the flows `expr` matches, ordered by the numeric field
+    /// `sort` (newest start first when `desc` and sorting by start): rows
+    /// `offset..offset + limit` of that order, and how many matched. Only
+    /// the sort column is read for every match; only the page is rebuilt.
+    pub fn page(
+        &self,
+        expr: &Expr,
+        scope: &Scope,
+        sort: Field,
+        desc: bool,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(u64, Vec<StoredFlow>), String> {
+        let plan = compile(expr);
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(super::err("store"))?;
+        let segments = self.window(scope)?;
+        let (column, derive) = group_source(sort)?;
+        if derive.is_some() || sort.field_type() != FieldType::Num {
+            return Err(format!("sort: {} is not a numeric field", sort.name()));
+        }
+        let keep = offset.saturating_add(limit);
+        // The best `keep` so far as (key, segment, row), the worst on top;
+        // the key is flipped for an ascending order. Ties: the later
+        // segment and row rank first when descending.
+        let mut best: BinaryHeap<Reverse<(u64, usize, usize)>> = BinaryHeap::new();
+        let mut matched = 0u64;
+        for (k, meta) in segments.iter().enumerate() {
+            let mut v = View::open(&tx, meta, scope.since_ms, scope.until_ms, scope.networks)?;
+            let bits = v.eval(&plan)?;
+            matched += bits.count();
+            if bits.none() || keep == 0 {
+                continue;
+            }
+            let lo = v.lo;
+            let c = v.column(column)?;
+            for row in bits.ones() {
+                let key = num(c, lo + row);
+                let key = if desc { key } else { u64::MAX - key };
+                let entry = Reverse((key, k, row));
+                if best.len() < keep {
+                    best.push(entry);
+                } else if best.peek().is_some_and(|worst| entry < *worst) {
+                    best.pop();
+                    best.push(entry);
+                }
+            }
+        }
+        let mut ranked: Vec<(u64, usize, usize)> = best.into_iter().map(|Reverse(e)| e).collect();
+        ranked.sort_unstable_by(|a, b| b.cmp(a));
+        let wanted = ranked.get(offset..).unwrap_or(&[]);
+        // Rebuild the page, a segment at a time.
+        let mut by_segment: HashMap<usize, Vec<usize>> = HashMap::new();
+        for &(_, k, row) in wanted {
+            by_segment.entry(k).or_default().push(row);
+        }
+        let mut rebuilt: HashMap<(usize, usize), StoredFlow> = HashMap::new();
+        for (k, rows) in by_segment {
+            let meta = &segments[k];
+            let mut v = View::open(&tx, meta, scope.since_ms, scope.until_ms, scope.networks)?;
+            v.load_all()?;
+            for row in rows {
+                let mut f = segment::blank();
+                v.flow(row, &mut f)?;
+                rebuilt.insert((k, row), f);
+            }
+        }
+        let page = wanted
+            .iter()
+            .filter_map(|&(_, k, row)| rebuilt.remove(&(k, row)))
+            .collect();
+        Ok((matched, page))
     }
 }
 

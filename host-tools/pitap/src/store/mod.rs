@@ -350,6 +350,39 @@ impl Store {
         value(&self.conn, name)
     }
 
+    /// The earliest and latest start of a stored flow (None: no flows).
+    pub fn time_bounds(&self) -> Result<Option<(u64, u64)>, String> {
+        self.conn
+            .query_row(
+                "SELECT min(min_start), max(max_start) FROM segments",
+                [],
+                |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)),
+            )
+            .map(|(lo, hi)| lo.zip(hi).map(|(lo, hi)| (sql_u64(lo), sql_u64(hi))))
+            .map_err(err("store"))
+    }
+
+    /// Changes whenever a commit stored flows: (newest segment, flows).
+    pub fn change_mark(&self) -> Result<(i64, u64), String> {
+        self.conn
+            .query_row(
+                "SELECT coalesce(max(id), 0), coalesce(sum(rows), 0) FROM segments",
+                [],
+                |r| Ok((r.get::<_, i64>(0)?, sql_u64(r.get::<_, i64>(1)?))),
+            )
+            .map_err(err("store"))
+    }
+
+    /// What the taps last said of themselves (JSON by tap: last_seen_ms,
+    /// health), saved by the collector with its commits.
+    pub fn saved_health(&self) -> Result<Option<String>, String> {
+        self.value("health")
+    }
+
+    pub fn save_health(&mut self, text: &str) -> Result<(), String> {
+        set_value(&self.conn, "health", text)
+    }
+
     /// The collector state saved with the last commit.
     pub fn saved_state(&self) -> Result<Option<String>, String> {
         self.value("taps")

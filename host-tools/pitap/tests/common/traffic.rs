@@ -24,7 +24,7 @@ pub fn host(last_mac: u8, ip: [u8; 4]) -> Host {
 }
 
 /// How a TCP session goes.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum Session {
     /// Handshake, `up` bytes from the client, `down` from the server, FINs.
     Complete { up: usize, down: usize },
@@ -32,6 +32,32 @@ pub enum Session {
     Refused,
     /// SYN, SYN again, nothing back.
     Unanswered,
+    /// Handshake, then these bytes from the client (a ClientHello, an HTTP
+    /// request), `down` bytes back, FINs.
+    Payload { first: Vec<u8>, down: usize },
+}
+
+/// A TLS ClientHello naming `sni` (any bytes: a test's hostile name).
+pub fn client_hello(sni: &[u8]) -> Vec<u8> {
+    let mut name = vec![0u8];
+    name.extend_from_slice(&(sni.len() as u16).to_be_bytes());
+    name.extend_from_slice(sni);
+    let mut list = (name.len() as u16).to_be_bytes().to_vec();
+    list.extend_from_slice(&name);
+    let mut ext = vec![0, 0];
+    ext.extend_from_slice(&(list.len() as u16).to_be_bytes());
+    ext.extend_from_slice(&list);
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[1; 32]);
+    body.extend_from_slice(&[0, 0, 2, 0x13, 1, 1, 0]);
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    let mut out = vec![22, 3, 1];
+    out.extend_from_slice(&((body.len() + 4) as u16).to_be_bytes());
+    out.push(1);
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    out.extend_from_slice(&body);
+    out
 }
 
 pub const T0_MS: u64 = 1_700_000_000_000;
@@ -66,6 +92,17 @@ impl Traffic {
         }
         let mut bytes = Vec::new();
         b.write(&mut bytes, &vec![0x5a; payload]).expect("frame");
+        self.frames.push((at_us, bytes));
+    }
+
+    fn tcp_bytes(&mut self, at_us: u64, from: Host, to: Host, ports: (u16, u16), payload: &[u8]) {
+        let b = PacketBuilder::ethernet2(from.mac, to.mac)
+            .ipv4(from.ip, to.ip, 64)
+            .tcp(ports.0, ports.1, 1000, 65_000)
+            .psh()
+            .ack(1);
+        let mut bytes = Vec::new();
+        b.write(&mut bytes, payload).expect("frame");
         self.frames.push((at_us, bytes));
     }
 
@@ -111,6 +148,18 @@ impl Traffic {
                     let n = left.min(1400);
                     self.tcp(step(), server, client, down, "PA", n);
                     left -= n;
+                }
+                self.tcp(step(), client, server, up, "FA", 0);
+                self.tcp(step(), server, client, down, "FA", 0);
+                self.tcp(step(), client, server, up, "A", 0);
+            }
+            Session::Payload { first, down: d } => {
+                self.tcp(step(), client, server, up, "S", 0);
+                self.tcp(step(), server, client, down, "SA", 0);
+                self.tcp(step(), client, server, up, "A", 0);
+                self.tcp_bytes(step(), client, server, up, &first);
+                if d > 0 {
+                    self.tcp(step(), server, client, down, "PA", d.min(1400));
                 }
                 self.tcp(step(), client, server, up, "FA", 0);
                 self.tcp(step(), server, client, down, "FA", 0);

@@ -1,0 +1,97 @@
+//! Charts drawn on the server as SVG: bars of quick values (each bar a
+//! link that narrows the search) and time series. No charting script: the
+//! pages work without JavaScript, and the CSP allows none but ours.
+
+use std::fmt::Write;
+
+use super::html::esc;
+
+/// Horizontal bars: (label, value, link). `fmt` prints a value.
+pub fn bars(rows: &[(String, u64, String)], fmt: fn(u64) -> String) -> String {
+    if rows.is_empty() {
+        return "<p class=\"empty\">No flows.</p>".into();
+    }
+    let max = rows.iter().map(|r| r.1).max().unwrap_or(1).max(1);
+    let (row_h, label_w, bar_w) = (22, 260, 360);
+    let h = rows.len() * row_h + 4;
+    let mut s = format!(
+        "<svg class=\"bars\" viewBox=\"0 0 {} {h}\" width=\"100%\" role=\"img\">",
+        label_w + bar_w + 120
+    );
+    for (i, (label, v, href)) in rows.iter().enumerate() {
+        let y = i * row_h + 2;
+        let w = ((*v as f64 / max as f64) * bar_w as f64).max(1.0);
+        let shown: String = if label.chars().count() > 36 {
+            label.chars().take(35).chain(['…']).collect()
+        } else {
+            label.clone()
+        };
+        let _ = write!(
+            s,
+            "<a href=\"{}\"><title>{}</title><text x=\"{}\" y=\"{}\" text-anchor=\"end\" class=\"label\">{}</text>\
+             <rect x=\"{}\" y=\"{}\" width=\"{w:.1}\" height=\"{}\" class=\"bar\"/>\
+             <text x=\"{}\" y=\"{}\" class=\"value\">{}</text></a>",
+            esc(href),
+            esc(label),
+            label_w - 6,
+            y + 15,
+            esc(&shown),
+            label_w,
+            y + 3,
+            row_h - 6,
+            label_w as f64 + w + 6.0,
+            y + 15,
+            esc(&fmt(*v)),
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// A time series as columns: `values[i]` for the bucket starting at
+/// `origin_ms + i * width_ms`.
+pub fn series(values: &[u64], origin_ms: u64, width_ms: u64, fmt: fn(u64) -> String) -> String {
+    let (w, h, pad_l, pad_b) = (900.0, 160.0, 70.0, 22.0);
+    let max = values.iter().copied().max().unwrap_or(0).max(1);
+    let n = values.len().max(1) as f64;
+    let col = (w - pad_l) / n;
+    let mut s = format!(
+        "<svg class=\"series\" viewBox=\"0 0 {w} {h}\" width=\"100%\" role=\"img\">\
+         <text x=\"{}\" y=\"12\" text-anchor=\"end\" class=\"axis\">{}</text>\
+         <text x=\"{}\" y=\"{}\" text-anchor=\"end\" class=\"axis\">0</text>\
+         <line x1=\"{pad_l}\" y1=\"{}\" x2=\"{w}\" y2=\"{}\" class=\"base\"/>",
+        pad_l - 6.0,
+        esc(&fmt(max)),
+        pad_l - 6.0,
+        h - pad_b,
+        h - pad_b,
+        h - pad_b
+    );
+    for (i, v) in values.iter().enumerate() {
+        if *v == 0 {
+            continue;
+        }
+        let bh = (*v as f64 / max as f64) * (h - pad_b - 14.0);
+        let x = pad_l + i as f64 * col;
+        let t = origin_ms + i as u64 * width_ms;
+        let _ = write!(
+            s,
+            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" class=\"col\">\
+             <title>{}: {}</title></rect>",
+            h - pad_b - bh,
+            (col - 1.0).max(0.5),
+            esc(&pitap_wire::format::time_text(t, ' ')),
+            esc(&fmt(*v))
+        );
+    }
+    // First and last bucket times under the axis.
+    let last = origin_ms + (values.len() as u64) * width_ms;
+    let _ = write!(
+        s,
+        "<text x=\"{pad_l}\" y=\"{h}\" class=\"axis\">{}</text>\
+         <text x=\"{w}\" y=\"{h}\" text-anchor=\"end\" class=\"axis\">{}</text></svg>",
+        esc(&pitap_wire::format::time_text(origin_ms, ' ')),
+        esc(&pitap_wire::format::time_text(last, ' '))
+    );
+    s
+}
