@@ -14,9 +14,10 @@ pub fn bars(rows: &[(String, u64, String)], fmt: fn(u64) -> String) -> String {
     let max = rows.iter().map(|r| r.1).max().unwrap_or(1).max(1);
     let (row_h, label_w, bar_w) = (22, 260, 360);
     let h = rows.len() * row_h + 4;
+    // Drawn at its own size (a page shrinks it to fit, never grows it).
+    let w = label_w + bar_w + 120;
     let mut s = format!(
-        "<svg class=\"bars\" viewBox=\"0 0 {} {h}\" width=\"100%\" role=\"img\">",
-        label_w + bar_w + 120
+        "<svg class=\"bars\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\">"
     );
     for (i, (label, v, href)) in rows.iter().enumerate() {
         let y = i * row_h + 2;

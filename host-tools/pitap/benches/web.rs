@@ -1,0 +1,113 @@
+//! The web UI's pages over a store of N generated flows (default 1M),
+//! each asked over HTTP from `pitap serve`'s own server in this process:
+//! best of 3 per page, in ms. `cargo bench -p pitap --bench web`;
+//! `PITAP_BENCH_FLOWS` for another size.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use pitap::flow::StoredFlow;
+use pitap::networks::Networks;
+use pitap::store::Store;
+use pitap::web::{self, pages::Site};
+
+fn get(addr: SocketAddr, path: &str) -> (u16, usize) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut body = Vec::new();
+    s.read_to_end(&mut body).expect("read");
+    let text = String::from_utf8_lossy(&body);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, body.len())
+}
+
+fn main() {
+    let flows: u64 = std::env::var("PITAP_BENCH_FLOWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = std::env::temp_dir().join(format!("pitap-web-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("flows.db");
+    let mut table = BTreeMap::new();
+    table.insert("internal".to_string(), vec!["172.30.0.0/16".to_string()]);
+    table.insert("servers".to_string(), vec!["198.51.100.0/26".to_string()]);
+    let networks = Networks::from_config(&table).expect("networks");
+    {
+        let mut store = Store::open(&path).expect("store");
+        store.save_networks(&networks).expect("networks");
+        let mut batch = Vec::with_capacity(16_384);
+        for i in 0..flows {
+            batch.push(StoredFlow::new(
+                support::TAP.into(),
+                support::record(i),
+                &networks,
+            ));
+            if batch.len() == 16_384 {
+                store.commit(&batch, None).expect("commit");
+                batch.clear();
+            }
+        }
+        store.commit(&batch, None).expect("commit");
+    }
+    let addr = web::start(web::Options {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        site: Site {
+            store: path.clone(),
+            networks: None,
+            sensitive: vec!["servers".into()],
+            alert_files: Vec::new(),
+        },
+        password_hash: None,
+        session: Duration::from_secs(3600),
+    })
+    .expect("web");
+    let mac = "02:00:00:00:00:05";
+    let pages = [
+        ("overview", "/?range=all".to_string()),
+        (
+            "search: all flows, newest first",
+            "/search?range=all".to_string(),
+        ),
+        (
+            "search: a query, quick values of dst_port",
+            "/search?range=all&qv=dst_port&q=proto%3Atcp+AND+dst_port%3A%5B1+TO+1023%5D"
+                .to_string(),
+        ),
+        (
+            "search: sorted by bytes, page 3",
+            "/search?range=all&sort=bytes&page=2".to_string(),
+        ),
+        ("reports", "/reports?range=all".to_string()),
+        ("devices", "/devices".to_string()),
+        ("device", format!("/device?mac={mac}")),
+    ];
+    println!("{flows} flows in the store\n\n| page | best of 3 | bytes |\n|---|---|---|");
+    for (name, path) in pages {
+        let mut best = f64::MAX;
+        let mut size = 0;
+        for _ in 0..3 {
+            let t = Instant::now();
+            let (status, n) = get(addr, &path);
+            assert_eq!(status, 200, "{path}");
+            best = best.min(t.elapsed().as_secs_f64());
+            size = n;
+        }
+        println!("| {name} | {:.0} ms | {size} |", best * 1000.0);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
