@@ -3,7 +3,9 @@
 //! best of 3 per page, in ms. `cargo bench -p pitap --bench web`;
 //! `PITAP_BENCH_FLOWS` for another size.
 
+// Shared with the other benches; this one needs only the records.
 #[path = "support/mod.rs"]
+#[allow(dead_code)]
 mod support;
 
 use std::collections::BTreeMap;
