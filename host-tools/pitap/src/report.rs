@@ -121,14 +121,37 @@ struct Exfil {
     from: BTreeSet<IpAddr>,
 }
 
+/// The fields [`gather`] reads (and `action` is made of): only these
+/// columns are read.
+const GATHERED: [&str; 13] = [
+    "start_ms",
+    "end_ms",
+    "proto",
+    "src_addr",
+    "src_port",
+    "dst_addr",
+    "dst_port",
+    "src_pkts",
+    "dst_pkts",
+    "src_bytes",
+    "dst_bytes",
+    "conn_state",
+    "continuation",
+];
+
 /// Everything the analyses gather in one pass over the window.
 #[derive(Default)]
 struct Gathered {
     inbound: HashMap<(IpAddr, String), Inbound>,
     refused: HashMap<IpAddr, Refused>,
     exfil: HashMap<(String, IpAddr), Exfil>,
-    series: HashMap<(IpAddr, IpAddr, u16, u8), Vec<u64>>,
+    /// (source, destination, port, protocol, start) of every flow, sorted
+    /// and cut into series at the end: a list, not a map of lists (a
+    /// million flows are most of a million series, each an allocation).
+    series: Vec<(Series, u64)>,
 }
+
+type Series = (IpAddr, IpAddr, u16, u8);
 
 fn gather(flow: &StoredFlow, sensitive: &[String], g: &mut Gathered) {
     let r = &flow.record;
@@ -169,9 +192,7 @@ fn gather(flow: &StoredFlow, sensitive: &[String], g: &mut Gathered) {
     }
     if !r.continuation {
         g.series
-            .entry((r.src.addr, r.dst.addr, r.dst.port, r.proto))
-            .or_default()
-            .push(r.start_ms);
+            .push(((r.src.addr, r.dst.addr, r.dst.port, r.proto), r.start_ms));
     }
 }
 
@@ -191,7 +212,11 @@ pub fn run(o: &Options, out: &mut dyn Write) -> Result<Vec<Section>, String> {
     let mut g = Gathered::default();
     let mut any_internal = false;
     let mut progress = Progress::stderr("report");
-    let flows = store.scan(&Expr::All, &scope, &mut progress, |f| {
+    let fields: Vec<crate::fields::Field> = GATHERED
+        .iter()
+        .filter_map(|n| crate::fields::single_field(n).ok())
+        .collect();
+    let flows = store.visit(&Expr::All, &scope, &fields, &mut progress, |f| {
         any_internal |= f.enrichment.from_internal || f.enrichment.to_internal;
         gather(f, &o.sensitive, &mut g);
     })?;
@@ -207,7 +232,7 @@ pub fn run(o: &Options, out: &mut dyn Write) -> Result<Vec<Section>, String> {
         sections.push(refused(&g, o));
     }
     if want("beacons") {
-        sections.push(beacons(&g, o));
+        sections.push(beacons(&mut g, o));
     }
     if want("devices") {
         sections.push(devices(&store, o)?);
@@ -387,12 +412,19 @@ pub fn beacon(starts: &mut [u64], t: &Thresholds) -> Option<(f64, f64)> {
     (jitter <= t.beacon_jitter).then_some((m, jitter))
 }
 
-fn beacons(g: &Gathered, o: &Options) -> Section {
+fn beacons(g: &mut Gathered, o: &Options) -> Section {
     let mut found = Vec::new();
-    for ((src, dst, port, proto), starts) in &g.series {
-        let mut starts = starts.clone();
+    g.series.sort_unstable();
+    let mut starts = Vec::new();
+    for run in g.series.chunk_by(|a, b| a.0 == b.0) {
+        if run.len() < o.thresholds.beacon_min {
+            continue;
+        }
+        let (src, dst, port, proto) = run[0].0;
+        starts.clear();
+        starts.extend(run.iter().map(|s| s.1));
         if let Some((interval, jitter)) = beacon(&mut starts, &o.thresholds) {
-            found.push((*src, *dst, *port, *proto, starts.len(), interval, jitter));
+            found.push((src, dst, port, proto, starts.len(), interval, jitter));
         }
     }
     found.sort_by(|a, b| b.4.cmp(&a.4).then(a.6.total_cmp(&b.6)).then(a.0.cmp(&b.0)));
