@@ -688,15 +688,14 @@ impl Store {
                         continue;
                     };
                     match (f, f.record().and_then(|r| r.set)) {
-                        (_, Some(set)) => {
-                            if !set(&mut flow.record, value) {
-                                return Err(format!(
-                                    "store: segment {}: a bad {} value",
-                                    meta.id,
-                                    f.name()
-                                ));
-                            }
+                        (_, Some(set)) if !set(&mut flow.record, value) => {
+                            return Err(format!(
+                                "store: segment {}: a bad {} value",
+                                meta.id,
+                                f.name()
+                            ));
                         }
+                        (_, Some(_)) => {}
                         (Field::Tap, None) => {
                             if let FieldValue::Text(t) = value {
                                 if flow.tap != t {
