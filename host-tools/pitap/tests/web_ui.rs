@@ -291,6 +291,30 @@ fn other_addresses_need_a_password_and_pages_need_a_session() {
     );
     assert_eq!(status, 200);
     assert!(body.contains("<h1>Search</h1>"));
+    // Garbage in every parameter: a page or a clear error, never a crash.
+    for path in [
+        "/search?q=%FF%FE%00&range=zzz",
+        "/search?q=bytes%3A%3E&page=99999999999999999999999&sort=%3Cscript%3E&order=x",
+        "/search?range=custom&since=yesterday",
+        "/search?qv=nosuchfield",
+        "/flow?start=notanumber&src=%22%3E",
+        "/device?mac=%3Cimg%20src%3Dx%3E",
+        "/?tap=%22%3E%3Cscript%3E&range=all",
+        "/reports?range=-5h",
+        "/nothing-here",
+    ] {
+        let (status, _, body) = http(
+            &local,
+            &format!(
+                "GET {path} HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+            ),
+        );
+        assert!(matches!(status, 200 | 400 | 404), "{path}: {status}");
+        assert!(
+            !body.contains("<script>") && !body.contains("<img"),
+            "{path}: {body}"
+        );
+    }
     // A made-up session is not one.
     let (status, _, _) = http(
         &local,

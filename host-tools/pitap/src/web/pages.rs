@@ -534,7 +534,8 @@ pub fn search(site: &Site, p: &Params) -> Result<String, String> {
         "start_ms"
     };
     let asc = p.get("order") == "asc";
-    let page_no: usize = p.get("page").parse().unwrap_or(0);
+    // Past the last page is an empty page, not an overflow.
+    let page_no: usize = p.get("page").parse::<usize>().unwrap_or(0).min(1 << 32);
     let (origin, width, n) = w.buckets(store.time_bounds()?);
     let hist = aggregate(
         &store,
@@ -552,7 +553,7 @@ pub fn search(site: &Site, p: &Params) -> Result<String, String> {
         &scope,
         field(sort),
         !asc,
-        page_no * PAGE_ROWS,
+        page_no.saturating_mul(PAGE_ROWS),
         PAGE_ROWS,
     )?;
     let _ = write!(
@@ -656,7 +657,7 @@ pub fn search(site: &Site, p: &Params) -> Result<String, String> {
             page_link(page_no - 1)
         );
     }
-    let _ = write!(b, "page {} of {}", page_no + 1, pages.max(1));
+    let _ = write!(b, "page {} of {}", page_no.saturating_add(1), pages.max(1));
     if page_no + 1 < pages {
         let _ = write!(
             b,
