@@ -57,6 +57,8 @@ pub struct CollectorConfig {
     pub report: ReportSection,
     #[serde(default)]
     pub web: crate::web::WebSection,
+    #[serde(default)]
+    pub geoip: crate::geoip::GeoIpSection,
 }
 
 /// `[report]`: which named networks hold data worth watching leave.
@@ -111,8 +113,10 @@ impl CollectorConfig {
         Ok(config)
     }
 
+    /// The named networks, with the `[geoip]` databases opened.
     pub fn networks(&self) -> Result<crate::networks::Networks, String> {
-        crate::networks::Networks::from_config(&self.networks)
+        Ok(crate::networks::Networks::from_config(&self.networks)?
+            .with_geoip(crate::geoip::GeoIp::open(&self.geoip)?))
     }
 
     pub fn retention(&self) -> crate::store::Retention {

@@ -21,6 +21,11 @@ pub enum Field {
     ToInternal,
     SrcGroup,
     DstGroup,
+    /// From `[geoip]`: the ISO country code and AS number of an address.
+    SrcCountry,
+    DstCountry,
+    SrcAsn,
+    DstAsn,
     /// Either side.
     Addr,
     Port,
@@ -35,6 +40,10 @@ const HOST_FIELDS: &[(&str, Field, FieldType)] = &[
     ("to_internal", Field::ToInternal, FieldType::Bool),
     ("src_group", Field::SrcGroup, FieldType::Text),
     ("dst_group", Field::DstGroup, FieldType::Text),
+    ("src_country", Field::SrcCountry, FieldType::Text),
+    ("dst_country", Field::DstCountry, FieldType::Text),
+    ("src_asn", Field::SrcAsn, FieldType::Num),
+    ("dst_asn", Field::DstAsn, FieldType::Num),
     ("addr", Field::Addr, FieldType::Addr),
     ("port", Field::Port, FieldType::Num),
     ("mac", Field::Mac, FieldType::Text),
@@ -120,6 +129,10 @@ impl Field {
             Field::ToInternal => Source::Derived(dst, internal),
             Field::SrcGroup => Source::Derived(src, group),
             Field::DstGroup => Source::Derived(dst, group),
+            Field::SrcCountry => Source::Derived(src, country),
+            Field::DstCountry => Source::Derived(dst, country),
+            Field::SrcAsn => Source::Derived(src, asn),
+            Field::DstAsn => Source::Derived(dst, asn),
             Field::Addr => Source::Sides([src, dst]),
             Field::Port => Source::Sides([Field::by_name("src_port"), Field::by_name("dst_port")]),
             Field::Mac => Source::Sides([Field::by_name("src_mac"), Field::by_name("dst_mac")]),
@@ -147,6 +160,10 @@ impl Field {
             Field::ToInternal => Some(FieldValue::Bool(e.to_internal)),
             Field::SrcGroup => e.src_group.as_deref().map(FieldValue::Text),
             Field::DstGroup => e.dst_group.as_deref().map(FieldValue::Text),
+            Field::SrcCountry => e.src_country.as_deref().map(FieldValue::Text),
+            Field::DstCountry => e.dst_country.as_deref().map(FieldValue::Text),
+            Field::SrcAsn => e.src_asn.map(|n| FieldValue::Num(u64::from(n))),
+            Field::DstAsn => e.dst_asn.map(|n| FieldValue::Num(u64::from(n))),
             Field::Addr | Field::Port | Field::Mac | Field::Group => None,
         }
     }
@@ -164,6 +181,14 @@ fn internal<'n>(n: &'n Networks, a: &IpAddr) -> Option<FieldValue<'n>> {
 
 fn group<'n>(n: &'n Networks, a: &IpAddr) -> Option<FieldValue<'n>> {
     n.group(a).map(FieldValue::Text)
+}
+
+fn country<'n>(n: &'n Networks, a: &IpAddr) -> Option<FieldValue<'n>> {
+    n.country(a).map(FieldValue::Text)
+}
+
+fn asn<'n>(n: &'n Networks, a: &IpAddr) -> Option<FieldValue<'n>> {
+    n.asn(a).map(|n| FieldValue::Num(u64::from(n)))
 }
 
 /// A value that outlives its flow: a group key of `--top`/`--by`.

@@ -34,6 +34,20 @@ impl StoredFlow {
             o.insert("to_internal".into(), e.to_internal.into());
             o.insert("src_group".into(), e.src_group.clone().into());
             o.insert("dst_group".into(), e.dst_group.clone().into());
+            // GeoIP fields only where a database gave them.
+            for (k, v) in [
+                ("src_country", &e.src_country),
+                ("dst_country", &e.dst_country),
+            ] {
+                if let Some(v) = v {
+                    o.insert(k.into(), v.clone().into());
+                }
+            }
+            for (k, v) in [("src_asn", e.src_asn), ("dst_asn", e.dst_asn)] {
+                if let Some(v) = v {
+                    o.insert(k.into(), v.into());
+                }
+            }
         }
         v
     }

@@ -23,6 +23,7 @@ pub mod devices;
 pub mod export;
 pub mod fields;
 pub mod flow;
+pub mod geoip;
 pub mod image_write;
 pub mod keygen;
 pub mod networks;

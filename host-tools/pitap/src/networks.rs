@@ -72,13 +72,17 @@ impl std::fmt::Display for Cidr {
     }
 }
 
-/// The fields named networks add to a flow.
+/// The fields named networks (and GeoIP, when configured) add to a flow.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Enrichment {
     pub from_internal: bool,
     pub to_internal: bool,
     pub src_group: Option<String>,
     pub dst_group: Option<String>,
+    pub src_country: Option<String>,
+    pub dst_country: Option<String>,
+    pub src_asn: Option<u32>,
+    pub dst_asn: Option<u32>,
 }
 
 /// The `[networks]` table: name -> blocks. `internal` is the one name with
@@ -86,6 +90,8 @@ pub struct Enrichment {
 #[derive(Clone, Debug, Default)]
 pub struct Networks {
     named: Vec<(String, Vec<Cidr>)>,
+    /// Country and AS of addresses, from `[geoip]`.
+    geoip: Option<std::sync::Arc<crate::geoip::GeoIp>>,
 }
 
 pub const INTERNAL: &str = "internal";
@@ -100,7 +106,25 @@ impl Networks {
                 .collect::<Result<Vec<_>, _>>()?;
             named.push((name.clone(), cidrs));
         }
-        Ok(Networks { named })
+        Ok(Networks { named, geoip: None })
+    }
+
+    /// These networks with GeoIP databases beside them.
+    pub fn with_geoip(mut self, geoip: Option<crate::geoip::GeoIp>) -> Networks {
+        self.geoip = geoip.map(std::sync::Arc::new);
+        self
+    }
+
+    pub fn geoip(&self) -> Option<&crate::geoip::GeoIp> {
+        self.geoip.as_deref()
+    }
+
+    pub fn country(&self, addr: &IpAddr) -> Option<&str> {
+        self.geoip()?.country(addr)
+    }
+
+    pub fn asn(&self, addr: &IpAddr) -> Option<u32> {
+        self.geoip()?.asn(addr)
     }
 
     pub fn is_internal(&self, addr: &IpAddr) -> bool {
@@ -146,6 +170,10 @@ impl Networks {
             to_internal: self.is_internal(&r.dst.addr),
             src_group: self.group(&r.src.addr).map(str::to_string),
             dst_group: self.group(&r.dst.addr).map(str::to_string),
+            src_country: self.country(&r.src.addr).map(str::to_string),
+            dst_country: self.country(&r.dst.addr).map(str::to_string),
+            src_asn: self.asn(&r.src.addr),
+            dst_asn: self.asn(&r.dst.addr),
         }
     }
 
@@ -154,11 +182,13 @@ impl Networks {
     pub fn enrich_into(&self, r: &FlowRecord, e: &mut Enrichment) {
         e.from_internal = self.is_internal(&r.src.addr);
         e.to_internal = self.is_internal(&r.dst.addr);
-        for (slot, addr) in [
-            (&mut e.src_group, &r.src.addr),
-            (&mut e.dst_group, &r.dst.addr),
+        for (slot, value) in [
+            (&mut e.src_group, self.group(&r.src.addr)),
+            (&mut e.dst_group, self.group(&r.dst.addr)),
+            (&mut e.src_country, self.country(&r.src.addr)),
+            (&mut e.dst_country, self.country(&r.dst.addr)),
         ] {
-            match (self.group(addr), slot.as_mut()) {
+            match (value, slot.as_mut()) {
                 (Some(g), Some(s)) if s == g => {}
                 (Some(g), Some(s)) => {
                     s.clear();
@@ -168,6 +198,8 @@ impl Networks {
                 (None, _) => *slot = None,
             }
         }
+        e.src_asn = self.asn(&r.src.addr);
+        e.dst_asn = self.asn(&r.dst.addr);
     }
 }
 

@@ -103,6 +103,8 @@ fn median(v: &mut [f64]) -> f64 {
 struct Inbound {
     flows: u64,
     sources: BTreeSet<IpAddr>,
+    /// The sources' countries, with [geoip].
+    countries: BTreeSet<String>,
     bytes: u64,
 }
 
@@ -119,6 +121,9 @@ struct Exfil {
     bytes: u64,
     flows: u64,
     from: BTreeSet<IpAddr>,
+    /// The peer's country and AS, with [geoip].
+    country: Option<String>,
+    asn: Option<u32>,
 }
 
 /// The fields [`gather`] reads (and `action` is made of): only these
@@ -161,6 +166,11 @@ fn gather(flow: &StoredFlow, sensitive: &[String], g: &mut Gathered) {
         let entry = g.inbound.entry((r.dst.addr, port_text(flow))).or_default();
         entry.flows += 1;
         entry.sources.insert(r.src.addr);
+        if let Some(c) = &e.src_country {
+            if !entry.countries.contains(c) {
+                entry.countries.insert(c.clone());
+            }
+        }
         entry.bytes = entry.bytes.saturating_add(r.total_bytes());
     }
     if r.proto == pitap_wire::proto::TCP && action != pitap_wire::Action::Accept {
@@ -178,14 +188,31 @@ fn gather(flow: &StoredFlow, sensitive: &[String], g: &mut Gathered) {
     };
     for group in sensitive {
         // Bytes the sensitive side sent to an outside peer.
-        let (sent, peer, member) = if e.src_group.as_deref() == Some(group) && !e.to_internal {
-            (r.src.counters.bytes, r.dst.addr, r.src.addr)
-        } else if e.dst_group.as_deref() == Some(group) && !e.from_internal {
-            (r.dst.counters.bytes, r.src.addr, r.dst.addr)
-        } else {
-            continue;
-        };
+        let (sent, peer, member, country, asn) =
+            if e.src_group.as_deref() == Some(group) && !e.to_internal {
+                (
+                    r.src.counters.bytes,
+                    r.dst.addr,
+                    r.src.addr,
+                    &e.dst_country,
+                    e.dst_asn,
+                )
+            } else if e.dst_group.as_deref() == Some(group) && !e.from_internal {
+                (
+                    r.dst.counters.bytes,
+                    r.src.addr,
+                    r.dst.addr,
+                    &e.src_country,
+                    e.src_asn,
+                )
+            } else {
+                continue;
+            };
         let entry = g.exfil.entry((group.clone(), peer)).or_default();
+        if entry.country.is_none() {
+            entry.country.clone_from(country);
+            entry.asn = asn;
+        }
         entry.bytes = entry.bytes.saturating_add(sent);
         entry.flows += 1;
         entry.from.insert(member);
@@ -288,8 +315,13 @@ fn inbound(g: &Gathered, limit: usize, any_internal: bool) -> Section {
             .iter()
             .map(|((addr, port), i)| {
                 let sources: Vec<String> = i.sources.iter().take(3).map(|a| a.to_string()).collect();
+                let countries = if i.countries.is_empty() {
+                    String::new()
+                } else {
+                    format!(" in {}", i.countries.iter().cloned().collect::<Vec<_>>().join(", "))
+                };
                 format!(
-                    "{addr} {port}: {} flows from {} outside hosts ({}{}), {} bytes",
+                    "{addr} {port}: {} flows from {} outside hosts ({}{}){countries}, {} bytes",
                     i.flows,
                     i.sources.len(),
                     sources.join(", "),
@@ -302,7 +334,8 @@ fn inbound(g: &Gathered, limit: usize, any_internal: bool) -> Section {
             .iter()
             .map(|((addr, port), i)| {
                 serde_json::json!({"dst_addr": addr.to_string(), "service": port, "flows": i.flows,
-                    "sources": i.sources.iter().map(|a| a.to_string()).collect::<Vec<_>>(), "bytes": i.bytes})
+                    "sources": i.sources.iter().map(|a| a.to_string()).collect::<Vec<_>>(), "bytes": i.bytes,
+                    "countries": i.countries.iter().collect::<Vec<_>>()})
             })
             .collect(),
     }
@@ -331,14 +364,21 @@ fn exfil(g: &Gathered, o: &Options) -> Section {
             .iter()
             .map(|((group, peer), x)| {
                 let from: Vec<String> = x.from.iter().map(|a| a.to_string()).collect();
-                format!("{group} -> {peer}: {} bytes in {} flows (from {})", x.bytes, x.flows, from.join(", "))
+                let place = match (&x.country, x.asn) {
+                    (Some(c), Some(a)) => format!(" [{c}, AS{a}]"),
+                    (Some(c), None) => format!(" [{c}]"),
+                    (None, Some(a)) => format!(" [AS{a}]"),
+                    (None, None) => String::new(),
+                };
+                format!("{group} -> {peer}{place}: {} bytes in {} flows (from {})", x.bytes, x.flows, from.join(", "))
             })
             .collect(),
         rows: rows
             .iter()
             .map(|((group, peer), x)| {
                 serde_json::json!({"group": group, "peer": peer.to_string(), "bytes": x.bytes, "flows": x.flows,
-                    "from": x.from.iter().map(|a| a.to_string()).collect::<Vec<_>>()})
+                    "from": x.from.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                    "country": x.country, "asn": x.asn})
             })
             .collect(),
     }

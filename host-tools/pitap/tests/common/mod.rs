@@ -2,6 +2,7 @@
 //! real captures, keys, collectors and replays through pitapd.
 #![allow(dead_code)]
 
+pub mod mmdb;
 pub mod relay;
 pub mod traffic;
 
