@@ -150,7 +150,49 @@ fn the_pages_in_chromium_show_the_store_and_run_no_payload() {
         Some((a.to_string(), n.to_string()))
     })
     .collect();
-    let (child, addr) = serve(&["--store", s, "--listen", "127.0.0.1:0"]);
+    // GeoIP from a database the test writes: the written capture's servers
+    // in CN, bro.org's in US.
+    let geo = dir.join("countries.mmdb");
+    std::fs::write(
+        &geo,
+        common::mmdb::write(
+            "GeoLite2-Country",
+            vec![
+                ([198, 51, 100, 0], 24, common::mmdb::country("CN")),
+                ([192, 150, 187, 0], 24, common::mmdb::country("US")),
+            ],
+        ),
+    )
+    .unwrap();
+    let config = dir.join("web.toml");
+    std::fs::write(
+        &config,
+        format!("[geoip]\ncountry = \"{}\"\n", geo.display()),
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let countries: BTreeMap<String, String> = pitap(&[
+        "query",
+        "--store",
+        s,
+        "--config",
+        c,
+        "--since",
+        "0",
+        "--top",
+        "dst_country",
+    ])
+    .lines()
+    .skip(1)
+    .filter_map(|l| {
+        let mut w = l.split_whitespace();
+        let (code, n) = (w.next()?, w.next()?);
+        (code.len() == 2 && code.chars().all(|c| c.is_ascii_uppercase()))
+            .then(|| (code.to_string(), n.to_string()))
+    })
+    .collect();
+    assert_eq!(countries.len(), 2, "{countries:?}");
+    let (child, addr) = serve(&["--store", s, "--config", c, "--listen", "127.0.0.1:0"]);
     let _server = Server(child);
     let shots = std::env::var("PITAP_SCREENSHOTS").unwrap_or_default();
     let input = serde_json::json!({
@@ -159,6 +201,7 @@ fn the_pages_in_chromium_show_the_store_and_run_no_payload() {
         "expect": {
             "total_bytes": total,
             "counts": counts,
+            "countries": countries,
             "dhcp_mac": "90:b1:1c:99:49:29",
             "dhcp_hostname": "btest.is.cool",
             "hostile_sni": HOSTILE_SNI,
@@ -291,6 +334,8 @@ fn other_addresses_need_a_password_and_pages_need_a_session() {
     );
     assert_eq!(status, 200);
     assert!(body.contains("<h1>Search</h1>"));
+    // No GeoIP database: the map says how to add one.
+    assert!(body.contains("id=\"no-geoip\"") && body.contains("[geoip] country"));
     // Garbage in every parameter: a page or a clear error, never a crash.
     for path in [
         "/search?q=%FF%FE%00&range=zzz",

@@ -239,6 +239,44 @@ fn quick_bars(
     svg::bars(&rows, fmt)
 }
 
+/// A world map of `t` (grouped by a country field); without a GeoIP
+/// database, the map and how to add one.
+#[allow(clippy::too_many_arguments)]
+fn map_section(
+    title: &str,
+    networks: &Networks,
+    t: Option<&Tally>,
+    fieldname: &str,
+    base: &str,
+    w: &Window,
+    p: &Params,
+    fmt: fn(u64) -> String,
+) -> String {
+    let has_db = networks.geoip().is_some_and(|g| g.has_country());
+    let values: HashMap<String, u64> = match (has_db, t) {
+        (true, Some(t)) => t
+            .groups
+            .iter()
+            .filter_map(|(k, n)| k.as_ref().map(|k| (k.as_value().to_string(), *n)))
+            .collect(),
+        _ => HashMap::new(),
+    };
+    let note = if has_db {
+        String::new()
+    } else {
+        "<p class=\"empty\" id=\"no-geoip\">No GeoIP database: put <code>[geoip] country = \"/path/GeoLite2-Country.mmdb\"</code> \
+         (MaxMind GeoLite2 or DB-IP Lite) into collector.toml and start <code>pitap serve --config collector.toml</code>.</p>"
+            .to_string()
+    };
+    let href = |code: &str| search_link(&narrow(base, fieldname, code), w, p);
+    format!(
+        "<section class=\"map\" id=\"map-{}\"><h2>{}</h2>{note}{}</section>",
+        esc(fieldname),
+        esc(title),
+        svg::world(&values, &href, fmt)
+    )
+}
+
 pub fn overview(site: &Site, p: &Params) -> Result<String, String> {
     let (store, networks) = open(site)?;
     let w = Window::of(p, &store)?;
@@ -291,6 +329,20 @@ pub fn overview(site: &Site, p: &Params) -> Result<String, String> {
         &scope,
         Aggregate::Top(field("src_addr")),
     )?;
+    let geo = networks.geoip().is_some_and(|g| g.has_country());
+    let (to_countries, refused_from) = if geo {
+        (
+            Some(aggregate(&store, &expr, &scope, sum_by("dst_country"))?),
+            Some(aggregate(
+                &store,
+                &refused_expr,
+                &scope,
+                Aggregate::Top(field("src_country")),
+            )?),
+        )
+    } else {
+        (None, None)
+    };
 
     let mut b = String::new();
     let title = if tap.is_empty() {
@@ -336,6 +388,27 @@ pub fn overview(site: &Site, p: &Params) -> Result<String, String> {
         "<section><h2>Refused and unanswered, by source</h2>{}</section>",
         quick_bars(&refused, "src_addr", &refused_q, &w, p, count)
     );
+    b.push_str("</div><div class=\"maps\">");
+    b.push_str(&map_section(
+        "Where the bytes go (destination countries)",
+        &networks,
+        to_countries.as_ref(),
+        "dst_country",
+        &base,
+        &w,
+        p,
+        bytes,
+    ));
+    b.push_str(&map_section(
+        "Where refused and unanswered connections come from",
+        &networks,
+        refused_from.as_ref(),
+        "src_country",
+        &refused_q,
+        &w,
+        p,
+        count,
+    ));
     b.push_str("</div>");
     b.push_str(&taps_section(&store, &flows, &w, p)?);
     b.push_str(&alerts_section(site));
@@ -548,6 +621,16 @@ pub fn search(site: &Site, p: &Params) -> Result<String, String> {
         },
     )?;
     let quick = aggregate(&store, &expr, &scope, Aggregate::Top(qv_field))?;
+    let countries = if networks.geoip().is_some_and(|g| g.has_country()) {
+        Some(aggregate(
+            &store,
+            &expr,
+            &scope,
+            Aggregate::Top(field("dst_country")),
+        )?)
+    } else {
+        None
+    };
     let (matched, rows) = store.page(
         &expr,
         &scope,
@@ -594,6 +677,16 @@ pub fn search(site: &Site, p: &Params) -> Result<String, String> {
         "</select><button>Show</button></form></h2><div id=\"quick\">{}</div></section>",
         quick_bars(&quick, qv, q, &w, p, count)
     );
+    b.push_str(&map_section(
+        "Matching flows by destination country",
+        &networks,
+        countries.as_ref(),
+        "dst_country",
+        q,
+        &w,
+        p,
+        count,
+    ));
     // The table.
     let head = |name: &str, label: &str| -> String {
         if !SORTS.contains(&name) {

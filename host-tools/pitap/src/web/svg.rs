@@ -96,3 +96,51 @@ pub fn series(values: &[u64], origin_ms: u64, width_ms: u64, fmt: fn(u64) -> Str
     );
     s
 }
+
+/// Natural Earth's countries on a 1000x500 equirectangular canvas (made by
+/// scripts/world-map.mjs): "code TAB name TAB path" lines.
+const WORLD: &str = include_str!("assets/world.txt");
+
+/// A world map with each country shaded by its value (five steps of the
+/// largest); a country with a value links to `href(code)`.
+pub fn world(
+    values: &std::collections::HashMap<String, u64>,
+    href: &dyn Fn(&str) -> String,
+    fmt: fn(u64) -> String,
+) -> String {
+    let max = values.values().copied().max().unwrap_or(0).max(1);
+    let mut s = String::from(
+        "<svg class=\"world\" viewBox=\"0 0 1000 500\" width=\"1000\" height=\"500\" role=\"img\">\
+         <rect width=\"1000\" height=\"500\" class=\"sea\"/>",
+    );
+    for line in WORLD.lines() {
+        let mut parts = line.splitn(3, '\t');
+        let (Some(code), Some(name), Some(d)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        match values.get(code).copied().filter(|v| *v > 0) {
+            Some(v) => {
+                // 1..=5: a share of the largest, on a square-root scale so
+                // small countries of traffic still show.
+                let step = 1 + ((v as f64 / max as f64).sqrt() * 4.0).round() as u8;
+                let _ = write!(
+                    s,
+                    "<a href=\"{}\"><path d=\"{d}\" class=\"c{step}\" data-country=\"{}\"><title>{}: {}</title></path></a>",
+                    esc(&href(code)),
+                    esc(code),
+                    esc(name),
+                    esc(&fmt(v))
+                );
+            }
+            None => {
+                let _ = write!(
+                    s,
+                    "<path d=\"{d}\" class=\"c0\"><title>{}</title></path>",
+                    esc(name)
+                );
+            }
+        }
+    }
+    s.push_str("</svg>");
+    s
+}

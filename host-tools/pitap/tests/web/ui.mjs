@@ -49,6 +49,24 @@ try {
   check(seen.total_bytes === String(expect.total_bytes),
     `overview bytes ${seen.total_bytes} != ${expect.total_bytes}`);
 
+  // The map: a country with flows links to them.
+  const codes = Object.keys(expect.countries);
+  seen.map_countries = await page.$$eval("#map-dst_country svg a path[data-country]",
+    (ps) => ps.map((p) => p.dataset.country).sort());
+  check(JSON.stringify(seen.map_countries) === JSON.stringify(codes.sort()),
+    `map countries ${seen.map_countries} != ${codes}`);
+  check(await page.locator("#no-geoip").count() === 0, "the map asks for a database it has");
+  if (shots) {
+    await page.locator("#map-dst_country").screenshot({ path: `${shots}/map.png` });
+  }
+  const code = codes[0];
+  await Promise.all([page.waitForNavigation(),
+    page.locator(`#map-dst_country svg a:has(path[data-country="${code}"])`).click()]);
+  seen.query_after_map = await page.inputValue("#q");
+  check(seen.query_after_map === `dst_country:${code}`, `after the map click the query is ${seen.query_after_map}`);
+  const onMap = Number((await page.textContent("#matched")).replace(/,/g, ""));
+  check(onMap === Number(expect.countries[code]), `map click matched ${onMap}, the store says ${expect.countries[code]}`);
+
   // Search: a quick value's bar narrows the query to field:value.
   await visit("/search?range=all&qv=dst_addr", "search");
   const bar = page.locator("#quick svg a").first();
