@@ -431,10 +431,15 @@ fn taps_section(store: &Store, flows: &Tally, w: &Window, p: &Params) -> Result<
          <th>batches</th><th>records</th><th>last seen</th><th>links</th><th>ring drops</th>\
          <th>flow table</th><th>clock</th><th>uplink</th></tr></thead><tbody>",
     );
+    // Every tap known: by its delivery state, its health, or its flows.
     let mut ids: Vec<String> = state
         .as_object()
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default();
+        .into_iter()
+        .chain(health.as_object())
+        .flat_map(|o| o.keys().cloned())
+        .collect();
+    ids.sort();
+    ids.dedup();
     for k in flows.groups.keys().flatten() {
         let id = k.as_value().to_string();
         if !ids.contains(&id) {
@@ -459,16 +464,17 @@ fn taps_section(store: &Store, flows: &Tally, w: &Window, p: &Params) -> Result<
                     .iter()
                     .map(|port| {
                         format!(
-                            "{} {} {}",
+                            "{} ({}) {}{}",
+                            port["port"].as_str().unwrap_or("?"),
                             port["name"].as_str().unwrap_or("?"),
-                            if port["link_up"].as_bool().unwrap_or(false) {
+                            if port["carrier"].as_bool().unwrap_or(false) {
                                 "up"
                             } else {
                                 "down"
                             },
                             port["speed_mbps"]
                                 .as_u64()
-                                .map_or(String::new(), |s| format!("{s} Mb/s"))
+                                .map_or(String::new(), |s| format!(" {s} Mb/s"))
                         )
                     })
                     .collect::<Vec<_>>()
@@ -486,11 +492,20 @@ fn taps_section(store: &Store, flows: &Tally, w: &Window, p: &Params) -> Result<
         let clock = if hh.is_null() {
             "-".to_string()
         } else if hh["clock"]["synced"].as_bool().unwrap_or(false) {
-            "synced".into()
+            format!("synced ({})", hh["clock"]["source"].as_str().unwrap_or("?"))
         } else {
             "unsynced".into()
         };
-        let uplink = hh["uplink"]["kind"].as_str().unwrap_or("-").to_string();
+        let up = &hh["uplink"];
+        let uplink = match (up["srtt_us"].as_u64(), up["retransmits"].as_u64()) {
+            (Some(rtt), Some(re)) => format!(
+                "rtt {:.1} ms, {} retransmitted, window {}",
+                rtt as f64 / 1000.0,
+                count(re),
+                up["window"].as_u64().unwrap_or(0)
+            ),
+            _ => "-".into(),
+        };
         let seen = h["last_seen_ms"]
             .as_u64()
             .map_or("-".into(), |t| time_text(t, ' '));
@@ -1032,4 +1047,68 @@ pub fn reports(site: &Site, p: &Params) -> Result<String, String> {
         b.push_str("</section>");
     }
     Ok(html::page("Reports", "reports", &b, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pitap_wire::messages::{ClockHealth, Health, PortHealth, UplinkHealth};
+
+    /// The taps table reads the health the collector saves: a real
+    /// `Health`, serialized as collect.rs does.
+    #[test]
+    fn the_taps_table_shows_what_a_tap_reported() {
+        let dir = std::env::temp_dir().join(format!("pitap-taps-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut store = Store::open(&dir.join("s.db")).unwrap();
+        let health = Health {
+            flows_active: 1_234,
+            flows_capacity: 65_536,
+            ports: vec![PortHealth {
+                port: "A".into(),
+                name: "eth0<b>".into(),
+                carrier: true,
+                speed_mbps: Some(1000),
+                ring_drops: 7,
+                ..PortHealth::default()
+            }],
+            clock: ClockHealth {
+                synced: true,
+                source: "collector".into(),
+                ..ClockHealth::default()
+            },
+            uplink: UplinkHealth {
+                srtt_us: 1_500,
+                retransmits: 3,
+                window: 64,
+                ..UplinkHealth::default()
+            },
+            ..Health::default()
+        };
+        let saved = serde_json::json!({ "edge": { "last_seen_ms": 1_700_000_000_000u64, "health": health } });
+        store.save_health(&saved.to_string()).unwrap();
+        let html = taps_section(
+            &store,
+            &Tally::default(),
+            &Window {
+                range: "all".into(),
+                since: 0,
+                until: u64::MAX,
+            },
+            &Params(HashMap::new()),
+        )
+        .unwrap();
+        for want in [
+            "A (eth0&lt;b&gt;) up 1000 Mb/s",
+            "<td>7</td>",
+            "1,234 / 65,536",
+            "synced (collector)",
+            "rtt 1.5 ms, 3 retransmitted, window 64",
+            "2023-11-14 22:13:20.000",
+        ] {
+            assert!(html.contains(want), "{want} not in {html}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
