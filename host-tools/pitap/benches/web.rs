@@ -18,7 +18,7 @@ use pitap::networks::Networks;
 use pitap::store::Store;
 use pitap::web::{self, pages::Site};
 
-fn get(addr: SocketAddr, path: &str) -> (u16, usize) {
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
     write!(
         s,
@@ -33,7 +33,7 @@ fn get(addr: SocketAddr, path: &str) -> (u16, usize) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    (status, body.len())
+    (status, text.into_owned())
 }
 
 fn main() {
@@ -79,6 +79,17 @@ fn main() {
     })
     .expect("web");
     let mac = "02:00:00:00:00:05";
+    let r = support::record(flows / 2);
+    let flow = format!(
+        "/flow?tap={}&start={}&proto={}&src={}&sport={}&dst={}&dport={}",
+        support::TAP,
+        r.start_ms,
+        r.proto,
+        r.src.addr,
+        r.src.port,
+        r.dst.addr,
+        r.dst.port
+    );
     let pages = [
         ("overview", "/?range=all".to_string()),
         (
@@ -97,6 +108,7 @@ fn main() {
         ("reports", "/reports?range=all".to_string()),
         ("devices", "/devices".to_string()),
         ("device", format!("/device?mac={mac}")),
+        ("flow", flow),
     ];
     println!("{flows} flows in the store\n\n| page | best of 3 | bytes |\n|---|---|---|");
     for (name, path) in pages {
@@ -104,8 +116,11 @@ fn main() {
         let mut size = 0;
         for _ in 0..3 {
             let t = Instant::now();
-            let (status, n) = get(addr, &path);
+            let (status, body) = get(addr, &path);
             assert_eq!(status, 200, "{path}");
+            // The flow page found its flow, the others their data.
+            assert!(!body.contains("No such flow"), "{path}");
+            let n = body.len();
             best = best.min(t.elapsed().as_secs_f64());
             size = n;
         }

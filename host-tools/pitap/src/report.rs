@@ -14,6 +14,7 @@
 //! - `devices`: MAC addresses first seen in the window.
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::BuildHasher;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -128,15 +129,12 @@ struct Exfil {
 
 /// The fields [`gather`] reads (and `action` is made of): only these
 /// columns are read.
-const GATHERED: [&str; 13] = [
+const GATHERED: [&str; 10] = [
     "start_ms",
-    "end_ms",
     "proto",
     "src_addr",
-    "src_port",
     "dst_addr",
     "dst_port",
-    "src_pkts",
     "dst_pkts",
     "src_bytes",
     "dst_bytes",
@@ -150,13 +148,64 @@ struct Gathered {
     inbound: HashMap<(IpAddr, String), Inbound>,
     refused: HashMap<IpAddr, Refused>,
     exfil: HashMap<(String, IpAddr), Exfil>,
-    /// (source, destination, port, protocol, start) of every flow, sorted
-    /// and cut into series at the end: a list, not a map of lists (a
-    /// million flows are most of a million series, each an allocation).
-    series: Vec<(Series, u64)>,
+    /// (hash of the series, start, series) of every flow, sorted by the
+    /// first two and cut into series at the end: a list, not a map of
+    /// lists (a million flows are most of a million series, each an
+    /// allocation), sorted by two words, not by addresses.
+    series: Vec<(u64, u64, Series)>,
 }
 
 type Series = (IpAddr, IpAddr, u16, u8);
+
+/// A fixed seed: the hash only orders the list.
+static SERIES_HASH: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x5e71e5);
+
+impl Gathered {
+    /// Adds what another worker gathered.
+    fn merge(&mut self, other: Gathered) {
+        for (k, v) in other.inbound {
+            let e = self.inbound.entry(k).or_default();
+            e.flows += v.flows;
+            e.bytes = e.bytes.saturating_add(v.bytes);
+            e.sources.extend(v.sources);
+            e.countries.extend(v.countries);
+        }
+        for (k, v) in other.refused {
+            let e = self.refused.entry(k).or_default();
+            e.attempts += v.attempts;
+            e.rejected += v.rejected;
+            e.ports.extend(v.ports);
+            e.hosts.extend(v.hosts);
+        }
+        for (k, v) in other.exfil {
+            let e = self.exfil.entry(k).or_default();
+            e.bytes = e.bytes.saturating_add(v.bytes);
+            e.flows += v.flows;
+            e.from.extend(v.from);
+            if e.country.is_none() {
+                e.country = v.country;
+                e.asn = v.asn;
+            }
+        }
+        // Both sorted: one sorted list.
+        let mine = std::mem::take(&mut self.series);
+        let mut merged = Vec::with_capacity(mine.len() + other.series.len());
+        let (mut a, mut b) = (
+            mine.into_iter().peekable(),
+            other.series.into_iter().peekable(),
+        );
+        loop {
+            let take_a = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) => (x.0, x.1) <= (y.0, y.1),
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            merged.extend(if take_a { a.next() } else { b.next() });
+        }
+        self.series = merged;
+    }
+}
 
 fn gather(flow: &StoredFlow, sensitive: &[String], g: &mut Gathered) {
     let r = &flow.record;
@@ -218,8 +267,8 @@ fn gather(flow: &StoredFlow, sensitive: &[String], g: &mut Gathered) {
         entry.from.insert(member);
     }
     if !r.continuation {
-        g.series
-            .push(((r.src.addr, r.dst.addr, r.dst.port, r.proto), r.start_ms));
+        let key = (r.src.addr, r.dst.addr, r.dst.port, r.proto);
+        g.series.push((SERIES_HASH.hash_one(key), r.start_ms, key));
     }
 }
 
@@ -236,17 +285,37 @@ pub fn run(o: &Options, out: &mut dyn Write) -> Result<Vec<Section>, String> {
         until_ms: o.until_ms,
         networks: &networks,
     };
-    let mut g = Gathered::default();
-    let mut any_internal = false;
     let mut progress = Progress::stderr("report");
     let fields: Vec<crate::fields::Field> = GATHERED
         .iter()
         .filter_map(|n| crate::fields::single_field(n).ok())
         .collect();
-    let flows = store.visit(&Expr::All, &scope, &fields, &mut progress, |f| {
-        any_internal |= f.enrichment.from_internal || f.enrichment.to_internal;
-        gather(f, &o.sensitive, &mut g);
-    })?;
+    // Gathered on every core, each worker into its own, merged after.
+    let (flows, parts) = store.visit_parallel(
+        &Expr::All,
+        &scope,
+        &fields,
+        &mut progress,
+        || (Gathered::default(), false),
+        |(g, any_internal), f| {
+            *any_internal |= f.enrichment.from_internal || f.enrichment.to_internal;
+            gather(f, &o.sensitive, g);
+        },
+    )?;
+    // Each part's beacon series sorted on a core of its own, then merged:
+    // the sort is most of what is left of a report over a million flows.
+    let mut parts = parts;
+    std::thread::scope(|s| {
+        for (part, _) in parts.iter_mut() {
+            s.spawn(|| part.series.sort_unstable_by_key(|e| (e.0, e.1)));
+        }
+    });
+    let mut g = Gathered::default();
+    let mut any_internal = false;
+    for (part, internal) in parts {
+        g.merge(part);
+        any_internal |= internal;
+    }
     let want = |name: &str| o.only.as_deref().is_none_or(|o| o == name);
     let mut sections = Vec::new();
     if want("inbound") {
@@ -454,17 +523,25 @@ pub fn beacon(starts: &mut [u64], t: &Thresholds) -> Option<(f64, f64)> {
 
 fn beacons(g: &mut Gathered, o: &Options) -> Section {
     let mut found = Vec::new();
-    g.series.sort_unstable();
+    // Sorted already when merged from the workers; a no-op pass then.
+    g.series.sort_unstable_by_key(|s| (s.0, s.1));
     let mut starts = Vec::new();
+    let mut keys: Vec<(Series, u64)> = Vec::new();
     for run in g.series.chunk_by(|a, b| a.0 == b.0) {
         if run.len() < o.thresholds.beacon_min {
             continue;
         }
-        let (src, dst, port, proto) = run[0].0;
-        starts.clear();
-        starts.extend(run.iter().map(|s| s.1));
-        if let Some((interval, jitter)) = beacon(&mut starts, &o.thresholds) {
-            found.push((src, dst, port, proto, starts.len(), interval, jitter));
+        // Series whose hashes collide are told apart by their keys.
+        keys.clear();
+        keys.extend(run.iter().map(|s| (s.2, s.1)));
+        keys.sort_unstable();
+        for series in keys.chunk_by(|a, b| a.0 == b.0) {
+            let (src, dst, port, proto) = series[0].0;
+            starts.clear();
+            starts.extend(series.iter().map(|s| s.1));
+            if let Some((interval, jitter)) = beacon(&mut starts, &o.thresholds) {
+                found.push((src, dst, port, proto, starts.len(), interval, jitter));
+            }
         }
     }
     found.sort_by(|a, b| b.4.cmp(&a.4).then(a.6.total_cmp(&b.6)).then(a.0.cmp(&b.0)));

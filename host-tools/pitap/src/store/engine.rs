@@ -17,7 +17,7 @@ use rusqlite::Connection;
 
 use super::codec::{Bits, Column};
 use super::segment::{self, column_index, Meta};
-use super::{metas, read_column, sql_int, Store};
+use super::{decode_blob, metas, read_blob, read_column, sql_int, Store};
 use crate::fields::{Derive, Field, FieldType, FieldValue, Owned, Source};
 use crate::flow::StoredFlow;
 use crate::networks::Networks;
@@ -632,20 +632,75 @@ impl Store {
     }
 }
 
+/// Row `row` of `cols` into `flow`: those fields, the rest default, the
+/// enrichment from the addresses.
+fn fill(
+    flow: &mut StoredFlow,
+    cols: &[(&Column, Field)],
+    row: usize,
+    meta: &Meta,
+    networks: &Networks,
+) -> Result<(), String> {
+    flow.record = pitap_wire::FlowRecord::default();
+    for &(col, f) in cols {
+        let Some(value) = col.value(row) else {
+            continue;
+        };
+        match (f, f.record().and_then(|r| r.set)) {
+            (_, Some(set)) if !set(&mut flow.record, value) => {
+                return Err(format!(
+                    "store: segment {}: a bad {} value",
+                    meta.id,
+                    f.name()
+                ));
+            }
+            (_, Some(_)) => {}
+            (Field::Tap, None) => {
+                if let FieldValue::Text(t) = value {
+                    if flow.tap != t {
+                        flow.tap = t.to_string();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    networks.enrich_into(&flow.record, &mut flow.enrichment);
+    Ok(())
+}
+
+/// A segment's matching rows and the bytes of the columns to fill them
+/// from, for a worker of [`Store::visit_parallel`] to decode.
+struct Job {
+    meta: Meta,
+    lo: usize,
+    bits: Bits,
+    blobs: Vec<(Field, Option<Vec<u8>>)>,
+}
+
 impl Store {
     /// Every flow `expr` matches in the window, in no particular order,
-    /// with only `fields` filled in (the rest default; the enrichment
-    /// from the addresses when they are among them): for analyses that
-    /// read a few fields of every flow, at a fraction of [`Store::scan`]'s
-    /// cost. Returns the flows visited.
-    pub fn visit(
+    /// with only `fields` filled in (the rest default; the enrichment from
+    /// the addresses when they are among them): for analyses that read a
+    /// few fields of every flow, at a fraction of [`Store::scan`]'s cost.
+    /// On every core: this thread reads each segment's column bytes (one
+    /// read transaction, so one snapshot) and workers decode them and
+    /// visit the rows, each into a state of its own from `init`. Returns
+    /// the flows visited and the states, to be merged.
+    pub fn visit_parallel<T, I, V>(
         &self,
         expr: &Expr,
         scope: &Scope,
         fields: &[Field],
         progress: &mut Progress,
-        mut visit: impl FnMut(&StoredFlow),
-    ) -> Result<u64, String> {
+        init: I,
+        visit: V,
+    ) -> Result<(u64, Vec<T>), String>
+    where
+        T: Send,
+        I: Fn() -> T + Sync,
+        V: Fn(&mut T, &StoredFlow) + Sync,
+    {
         let plan = compile(expr);
         let tx = self
             .conn
@@ -659,62 +714,90 @@ impl Store {
             .collect();
         columns.sort_unstable_by_key(|c| c.0);
         columns.dedup_by_key(|c| c.0);
-        let mut flow = segment::blank();
-        let (mut n, mut done) = (0u64, 0u64);
-        for meta in &segments {
-            let mut v = View::open(&tx, meta, scope.since_ms, scope.until_ms, scope.networks)?;
-            let bits = v.eval(&plan)?;
-            done += meta.rows as u64;
-            progress.update(done, total);
-            if bits.none() {
-                continue;
-            }
-            for &(c, _) in &columns {
-                v.column(c)?;
-            }
-            let cols: Vec<(&Column, Field)> = columns
-                .iter()
-                .filter_map(|&(c, f)| {
-                    v.columns
-                        .get(c)
-                        .and_then(Option::as_ref)
-                        .map(|col| (col, f))
-                })
-                .collect();
-            for row in bits.ones() {
-                flow.record = pitap_wire::FlowRecord::default();
-                for &(col, f) in &cols {
-                    let Some(value) = col.value(v.lo + row) else {
-                        continue;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
+        let networks = scope.networks;
+        let work =
+            |jobs: &std::sync::Mutex<std::sync::mpsc::Receiver<Job>>| -> Result<(u64, T), String> {
+                let mut state = init();
+                let mut flow = segment::blank();
+                let mut n = 0u64;
+                loop {
+                    let job = match jobs.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return Err("store: a worker failed".into()),
                     };
-                    match (f, f.record().and_then(|r| r.set)) {
-                        (_, Some(set)) if !set(&mut flow.record, value) => {
-                            return Err(format!(
-                                "store: segment {}: a bad {} value",
-                                meta.id,
-                                f.name()
-                            ));
-                        }
-                        (_, Some(_)) => {}
-                        (Field::Tap, None) => {
-                            if let FieldValue::Text(t) = value {
-                                if flow.tap != t {
-                                    flow.tap = t.to_string();
-                                }
-                            }
-                        }
-                        _ => {}
+                    let Ok(job) = job else {
+                        return Ok((n, state));
+                    };
+                    let decoded = job
+                        .blobs
+                        .iter()
+                        .map(|(f, bytes)| {
+                            decode_blob(bytes.as_deref(), &job.meta, f.name(), f.field_type())
+                                .map(|c| (c, *f))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let cols: Vec<(&Column, Field)> =
+                        decoded.iter().map(|(c, f)| (c, *f)).collect();
+                    for row in job.bits.ones() {
+                        fill(&mut flow, &cols, job.lo + row, &job.meta, networks)?;
+                        visit(&mut state, &flow);
+                        n += 1;
                     }
                 }
-                scope
-                    .networks
-                    .enrich_into(&flow.record, &mut flow.enrichment);
-                visit(&flow);
-                n += 1;
+            };
+        let (send, recv) = std::sync::mpsc::sync_channel::<Job>(threads * 2);
+        let recv = std::sync::Mutex::new(recv);
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads).map(|_| s.spawn(|| work(&recv))).collect();
+            let mut done = 0u64;
+            let mut produced = Ok(());
+            for meta in &segments {
+                let job = (|| -> Result<Option<Job>, String> {
+                    let mut v = View::open(&tx, meta, scope.since_ms, scope.until_ms, networks)?;
+                    let bits = v.eval(&plan)?;
+                    if bits.none() {
+                        return Ok(None);
+                    }
+                    let blobs = columns
+                        .iter()
+                        .map(|&(_, f)| read_blob(&tx, meta, f.name()).map(|b| (f, b)))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok(Some(Job {
+                        meta: meta.clone(),
+                        lo: v.lo,
+                        bits,
+                        blobs,
+                    }))
+                })();
+                done += meta.rows as u64;
+                progress.update(done, total);
+                match job {
+                    Ok(Some(job)) => {
+                        // A worker that stopped on an error lets go of
+                        // the channel; its error comes out below.
+                        if send.send(job).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        produced = Err(e);
+                        break;
+                    }
+                }
             }
-        }
-        progress.finish();
-        Ok(n)
+            drop(send);
+            progress.finish();
+            let mut n = 0;
+            let mut states = Vec::new();
+            for w in workers {
+                let (k, state) = w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))?;
+                n += k;
+                states.push(state);
+            }
+            produced.map(|()| (n, states))
+        })
     }
 }
 

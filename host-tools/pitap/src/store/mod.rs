@@ -190,6 +190,34 @@ fn read_column(
     }
 }
 
+/// One column's bytes, undecoded (None: the segment has no such column).
+pub(crate) fn read_blob(
+    conn: &Connection,
+    m: &Meta,
+    name: &str,
+) -> Result<Option<Vec<u8>>, String> {
+    let mut stmt = conn
+        .prepare_cached("SELECT data FROM columns WHERE segment = ?1 AND name = ?2")
+        .map_err(err("store: column"))?;
+    stmt.query_row(params![m.id, name], |r| r.get::<_, Vec<u8>>(0))
+        .optional()
+        .map_err(err("store: column"))
+}
+
+/// A column from [`read_blob`]'s bytes.
+pub(crate) fn decode_blob(
+    bytes: Option<&[u8]>,
+    m: &Meta,
+    name: &str,
+    ty: FieldType,
+) -> Result<codec::Column, String> {
+    match bytes {
+        Some(bytes) => codec::Column::decode(bytes, m.rows, ty)
+            .map_err(|e| format!("store: segment {} column {name}: {e}", m.id)),
+        None => Ok(codec::Column::missing(m.rows)),
+    }
+}
+
 fn read_all(conn: &Connection, m: &Meta) -> Result<Decoded, String> {
     let columns = segment::stored_fields()
         .map(|f| read_column(conn, m, f.name(), f.field_type()))

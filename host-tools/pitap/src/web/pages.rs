@@ -300,16 +300,21 @@ pub fn overview(site: &Site, p: &Params) -> Result<String, String> {
     let total_bytes = aggregate(&store, &expr, &scope, by_tap("bytes"))?;
     let total_pkts = aggregate(&store, &expr, &scope, by_tap("pkts"))?;
     let (origin, width, n) = w.buckets(store.time_bounds()?);
-    let series = aggregate(
-        &store,
-        &expr,
-        &scope,
-        Aggregate::Series {
-            weight: Some(field("bytes")),
-            origin_ms: origin,
-            width_ms: width,
-        },
-    )?;
+    let over_time = |weight: Option<&str>| {
+        aggregate(
+            &store,
+            &expr,
+            &scope,
+            Aggregate::Series {
+                weight: weight.map(field),
+                origin_ms: origin,
+                width_ms: width,
+            },
+        )
+    };
+    let series = over_time(Some("bytes"))?;
+    let flow_series = over_time(None)?;
+    let pkt_series = over_time(Some("pkts"))?;
     let sum_by = |by: &str| Aggregate::Sum {
         field: field("bytes"),
         by: field(by),
@@ -364,8 +369,11 @@ pub fn overview(site: &Site, p: &Params) -> Result<String, String> {
     );
     let _ = write!(
         b,
-        "<section><h2>Bytes over time</h2>{}</section>",
-        svg::series(&series_values(&series, n), origin, width, bytes)
+        "<section><h2>Bytes over time</h2>{}</section><div class=\"grid\">\
+         <section><h2>Flows over time</h2>{}</section><section><h2>Packets over time</h2>{}</section></div>",
+        svg::series(&series_values(&series, n), origin, width, bytes),
+        svg::series(&series_values(&flow_series, n), origin, width, count),
+        svg::series(&series_values(&pkt_series, n), origin, width, count)
     );
     b.push_str("<div class=\"grid\">");
     let _ = write!(
