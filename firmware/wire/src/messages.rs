@@ -86,6 +86,10 @@ pub struct Health {
     pub link_propagation_events: u64,
     pub clock: ClockHealth,
     pub uplink: UplinkHealth,
+    /// The status LEDs as the tap shows them, in pin map order: (name,
+    /// pattern: `off`, `on`, `blinkN` for a period of N ms, `heartbeat`).
+    /// Empty on a tap without a status panel.
+    pub leds: Vec<(String, String)>,
 }
 
 /// The tap's clock as it stands.

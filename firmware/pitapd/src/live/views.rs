@@ -69,6 +69,7 @@ impl Tap {
             link_propagation_events: self.links.propagation_events,
             clock: uplink.map_or_else(ClockHealth::default, Uplink::clock_health),
             uplink: uplink.map_or_else(UplinkHealth::default, Uplink::uplink_health),
+            leds: self.panel.leds(),
         };
     }
 

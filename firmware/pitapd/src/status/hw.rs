@@ -12,6 +12,11 @@ pub trait StatusHardware {
     /// Whether the button is held now (None: there is no button).
     fn button_held(&mut self) -> Option<bool>;
     fn describe(&self) -> String;
+    /// Whether there are LEDs to light (the health report says what they
+    /// show only then).
+    fn has_leds(&self) -> bool {
+        true
+    }
 }
 
 /// No status hardware: everything is a no-op.
@@ -25,5 +30,8 @@ impl StatusHardware for NoHardware {
     }
     fn describe(&self) -> String {
         "no status hardware".into()
+    }
+    fn has_leds(&self) -> bool {
+        false
     }
 }

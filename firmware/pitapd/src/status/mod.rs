@@ -78,6 +78,8 @@ pub struct StatusPanel {
     button: Button,
     start: Instant,
     last_draw: Option<(u64, Page)>,
+    /// What the LEDs show now, for the health report.
+    leds: Option<state::Leds>,
 }
 
 impl StatusPanel {
@@ -88,7 +90,19 @@ impl StatusPanel {
             button: Button::new(debounce_ms, long_press_ms),
             start: Instant::now(),
             last_draw: None,
+            leds: None,
         }
+    }
+
+    /// The LEDs' patterns as last set: (name, pattern), in pin map order.
+    pub fn leds(&self) -> Vec<(String, String)> {
+        self.leds.map_or_else(Vec::new, |leds| {
+            state::Leds::NAMES
+                .iter()
+                .zip(leds.patterns())
+                .map(|(name, p)| (name.to_string(), p.name()))
+                .collect()
+        })
     }
 
     pub fn describe(&self) -> String {
@@ -112,6 +126,7 @@ impl StatusPanel {
         let view = self.model.update(now_ms, snapshot, RATE_WINDOW_MS);
         self.hw
             .set_leds(view.leds.lit(now_ms), view.leds.patterns());
+        self.leds = self.hw.has_leds().then_some(view.leds);
         let due = match self.last_draw {
             None => true,
             Some((at, page)) => {
@@ -153,6 +168,45 @@ mod tests {
         fn describe(&self) -> String {
             "probe".into()
         }
+    }
+
+    /// Hardware that keeps the patterns it was given.
+    struct Leds(Rc<RefCell<Vec<LedPattern>>>);
+
+    impl StatusHardware for Leds {
+        fn set_leds(&mut self, _: [bool; 5], patterns: [LedPattern; 5]) {
+            *self.0.borrow_mut() = patterns.to_vec();
+        }
+        fn show(&mut self, _: Page, _: &PageLines) {}
+        fn button_held(&mut self) -> Option<bool> {
+            None
+        }
+        fn describe(&self) -> String {
+            "leds".into()
+        }
+    }
+
+    #[test]
+    fn the_health_report_says_what_the_leds_show() {
+        let set = Rc::new(RefCell::new(Vec::new()));
+        let mut panel = StatusPanel::new(Box::new(Leds(set.clone())), 30, 1500);
+        assert!(panel.leds().is_empty(), "nothing shown yet");
+        let snap = Snapshot::default();
+        panel.tick_at(0, &snap);
+        let reported = panel.leds();
+        let shown: Vec<String> = set.borrow().iter().map(|p| p.name()).collect();
+        assert_eq!(
+            reported.iter().map(|l| l.1.clone()).collect::<Vec<_>>(),
+            shown
+        );
+        assert_eq!(
+            reported.iter().map(|l| l.0.as_str()).collect::<Vec<_>>(),
+            super::state::Leds::NAMES
+        );
+        // Without LEDs the report has none.
+        let mut dark = StatusPanel::new(Box::new(super::hw::NoHardware), 30, 1500);
+        dark.tick_at(0, &snap);
+        assert!(dark.leds().is_empty());
     }
 
     #[test]

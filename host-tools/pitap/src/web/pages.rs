@@ -437,7 +437,7 @@ fn taps_section(store: &Store, flows: &Tally, w: &Window, p: &Params) -> Result<
     let mut b = String::from(
         "<section><h2>Taps</h2><table class=\"taps\"><thead><tr><th>tap</th><th>flows here</th>\
          <th>batches</th><th>records</th><th>last seen</th><th>links</th><th>ring drops</th>\
-         <th>flow table</th><th>clock</th><th>uplink</th></tr></thead><tbody>",
+         <th>flow table</th><th>clock</th><th>uplink</th><th>LEDs</th></tr></thead><tbody>",
     );
     // Every tap known: by its delivery state, its health, or its flows.
     let mut ids: Vec<String> = state
@@ -517,12 +517,24 @@ fn taps_section(store: &Store, flows: &Tally, w: &Window, p: &Params) -> Result<
         let seen = h["last_seen_ms"]
             .as_u64()
             .map_or("-".into(), |t| time_text(t, ' '));
+        let leds = svg::leds(
+            &hh["leds"]
+                .as_array()
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|e| {
+                            Some((e[0].as_str()?.to_string(), e[1].as_str()?.to_string()))
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default(),
+        );
         let mut pairs = vec![("tap", id.clone())];
         pairs.extend(w.pairs(p));
         let _ = write!(
             b,
             "<tr><td><a href=\"{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{leds}</td></tr>",
             esc(&link("/", &pairs)),
             esc(&id),
             count(here),
@@ -1081,6 +1093,11 @@ mod tests {
                 ring_drops: 7,
                 ..PortHealth::default()
             }],
+            leds: vec![
+                ("power".into(), "heartbeat".into()),
+                ("link_a".into(), "blink100".into()),
+                ("alert".into(), "off".into()),
+            ],
             clock: ClockHealth {
                 synced: true,
                 source: "collector".into(),
@@ -1114,6 +1131,9 @@ mod tests {
             "synced (collector)",
             "rtt 1.5 ms, 3 retransmitted, window 64",
             "2023-11-14 22:13:20.000",
+            "class=\"led heartbeat\"><title>power: heartbeat</title>",
+            "class=\"led blink-fast\"><title>link_a: blink100</title>",
+            "class=\"led off\"><title>alert: off</title>",
         ] {
             assert!(html.contains(want), "{want} not in {html}");
         }

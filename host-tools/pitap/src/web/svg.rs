@@ -144,3 +144,41 @@ pub fn world(
     s.push_str("</svg>");
     s
 }
+
+/// A tap's LEDs as it reported them: (name, pattern) from its health
+/// (`off`, `on`, `blinkN`, `heartbeat`), drawn as dots that blink the way
+/// the LEDs do (CSS classes: the CSP allows no inline style).
+pub fn leds(leds: &[(String, String)]) -> String {
+    if leds.is_empty() {
+        return "-".into();
+    }
+    let mut s = format!(
+        "<svg class=\"leds\" viewBox=\"0 0 {} 16\" width=\"{}\" height=\"16\" role=\"img\">",
+        leds.len() * 18,
+        leds.len() * 18
+    );
+    for (i, (name, pattern)) in leds.iter().enumerate() {
+        let class = match pattern.as_str() {
+            "on" => "on",
+            "heartbeat" => "heartbeat",
+            p => match p
+                .strip_prefix("blink")
+                .and_then(|ms| ms.parse::<u32>().ok())
+            {
+                Some(ms) if ms < 300 => "blink-fast",
+                Some(ms) if ms < 1000 => "blink",
+                Some(_) => "blink-slow",
+                None => "off",
+            },
+        };
+        let _ = write!(
+            s,
+            "<circle cx=\"{}\" cy=\"8\" r=\"6\" class=\"led {class}\"><title>{}: {}</title></circle>",
+            i * 18 + 8,
+            esc(name),
+            esc(pattern)
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
