@@ -110,7 +110,8 @@ fn main() {
         ("device", format!("/device?mac={mac}")),
         ("flow", flow),
     ];
-    println!("{flows} flows in the store\n\n| page | best of 3 | bytes |\n|---|---|---|");
+    println!("{flows} flows in the store\n\n{HEADER}");
+    let mut rows = Vec::new();
     for (name, path) in pages {
         let mut best = f64::MAX;
         let mut size = 0;
@@ -124,7 +125,32 @@ fn main() {
             best = best.min(t.elapsed().as_secs_f64());
             size = n;
         }
-        println!("| {name} | {:.0} ms | {size} |", best * 1000.0);
+        let row = format!("| {name} | {:.0} ms | {size} |", best * 1000.0);
+        println!("{row}");
+        rows.push(row);
+    }
+    if std::env::var_os("PITAP_BENCH_WRITE").is_some() {
+        write_section(flows, &rows);
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+const SECTION: &str = "## The web UI's pages";
+const HEADER: &str = "| page | best of 3 | bytes |\n|---|---|---|";
+
+/// Replaces BENCHMARKS.md's web UI section (after the flow store's, which
+/// scripts/bench.sh keeps with it).
+fn write_section(flows: u64, rows: &[String]) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../BENCHMARKS.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let head = old.split(SECTION).next().unwrap_or("").trim_end();
+    let text = format!(
+        "{head}\n\n{SECTION}\n\nProduced by `PITAP_BENCH_WRITE=1 cargo bench -p pitap --bench web` on {} cores: \
+         each page asked over HTTP from `pitap serve`'s server over a store of {flows} generated flows \
+         (the window: all of them), best of 3, response bytes beside.\n\n{HEADER}\n{}\n",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        rows.join("\n")
+    );
+    std::fs::write(&path, text).expect("write BENCHMARKS.md");
+    println!("wrote {}", path.display());
 }

@@ -148,11 +148,13 @@ struct Gathered {
     inbound: HashMap<(IpAddr, String), Inbound>,
     refused: HashMap<IpAddr, Refused>,
     exfil: HashMap<(String, IpAddr), Exfil>,
-    /// (hash of the series, start, series) of every flow, sorted by the
+    /// (hash of the series, start, flow) of every flow, sorted by the
     /// first two and cut into series at the end: a list, not a map of
     /// lists (a million flows are most of a million series, each an
-    /// allocation), sorted by two words, not by addresses.
-    series: Vec<(u64, u64, Series)>,
+    /// allocation), of 24-byte entries sorted by two words, with the
+    /// series of each flow beside (`series_keys[flow]`).
+    series: Vec<(u64, u64, u32)>,
+    series_keys: Vec<Series>,
 }
 
 type Series = (IpAddr, IpAddr, u16, u8);
@@ -187,12 +189,18 @@ impl Gathered {
                 e.asn = v.asn;
             }
         }
-        // Both sorted: one sorted list.
+        // Both sorted: one sorted list, the other's flows after ours.
+        let offset = self.series_keys.len() as u32;
+        self.series_keys.extend(other.series_keys);
         let mine = std::mem::take(&mut self.series);
         let mut merged = Vec::with_capacity(mine.len() + other.series.len());
         let (mut a, mut b) = (
             mine.into_iter().peekable(),
-            other.series.into_iter().peekable(),
+            other
+                .series
+                .into_iter()
+                .map(|(h, t, i)| (h, t, i + offset))
+                .peekable(),
         );
         loop {
             let take_a = match (a.peek(), b.peek()) {
@@ -268,7 +276,9 @@ fn gather(flow: &StoredFlow, sensitive: &[String], g: &mut Gathered) {
     }
     if !r.continuation {
         let key = (r.src.addr, r.dst.addr, r.dst.port, r.proto);
-        g.series.push((SERIES_HASH.hash_one(key), r.start_ms, key));
+        let flow = g.series_keys.len() as u32;
+        g.series_keys.push(key);
+        g.series.push((SERIES_HASH.hash_one(key), r.start_ms, flow));
     }
 }
 
@@ -531,10 +541,13 @@ fn beacons(g: &mut Gathered, o: &Options) -> Section {
         if run.len() < o.thresholds.beacon_min {
             continue;
         }
-        // Series whose hashes collide are told apart by their keys.
+        // Series whose hashes collide are told apart by their keys (a run
+        // of one key, nearly always, is already in start order).
         keys.clear();
-        keys.extend(run.iter().map(|s| (s.2, s.1)));
-        keys.sort_unstable();
+        keys.extend(run.iter().map(|s| (g.series_keys[s.2 as usize], s.1)));
+        if keys.iter().any(|k| k.0 != keys[0].0) {
+            keys.sort_unstable();
+        }
         for series in keys.chunk_by(|a, b| a.0 == b.0) {
             let (src, dst, port, proto) = series[0].0;
             starts.clear();
