@@ -189,29 +189,12 @@ impl Gathered {
                 e.asn = v.asn;
             }
         }
-        // Both sorted: one sorted list, the other's flows after ours.
+        // Both sorted; the stable sort in `beacons` merges two sorted
+        // runs in one linear pass.
         let offset = self.series_keys.len() as u32;
         self.series_keys.extend(other.series_keys);
-        let mine = std::mem::take(&mut self.series);
-        let mut merged = Vec::with_capacity(mine.len() + other.series.len());
-        let (mut a, mut b) = (
-            mine.into_iter().peekable(),
-            other
-                .series
-                .into_iter()
-                .map(|(h, t, i)| (h, t, i + offset))
-                .peekable(),
-        );
-        loop {
-            let take_a = match (a.peek(), b.peek()) {
-                (Some(x), Some(y)) => (x.0, x.1) <= (y.0, y.1),
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => break,
-            };
-            merged.extend(if take_a { a.next() } else { b.next() });
-        }
-        self.series = merged;
+        self.series
+            .extend(other.series.into_iter().map(|(h, t, i)| (h, t, i + offset)));
     }
 }
 
@@ -533,8 +516,8 @@ pub fn beacon(starts: &mut [u64], t: &Thresholds) -> Option<(f64, f64)> {
 
 fn beacons(g: &mut Gathered, o: &Options) -> Section {
     let mut found = Vec::new();
-    // Sorted already when merged from the workers; a no-op pass then.
-    g.series.sort_unstable_by_key(|s| (s.0, s.1));
+    // The workers' sorted runs, merged (a stable sort finds the runs).
+    g.series.sort_by_key(|s| (s.0, s.1));
     let mut starts = Vec::new();
     let mut keys: Vec<(Series, u64)> = Vec::new();
     for run in g.series.chunk_by(|a, b| a.0 == b.0) {

@@ -364,7 +364,9 @@ proptest! {
         prop_assert_eq!(series.groups, want_series, "series of {} for {}", sum.name(), q);
 
         // Some fields of every match, on every core.
-        let fields = [single_field("start_ms").unwrap(), single_field("src_bytes").unwrap(), single_field("dst_addr").unwrap()];
+        // dst_port and sni are missing in some rows: what a row lacks must
+        // not come from the row before.
+        let fields = ["start_ms", "src_bytes", "dst_addr", "dst_port", "sni"].map(|n| single_field(n).unwrap());
         let (n, parts) = store
             .visit_parallel(
                 &expr,
@@ -372,8 +374,15 @@ proptest! {
                 &fields,
                 &mut Progress::silent(),
                 Vec::new,
-                |v: &mut Vec<(u64, u64, IpAddr, bool)>, f| {
-                    v.push((f.record.start_ms, f.record.src.counters.bytes, f.record.dst.addr, f.enrichment.to_internal))
+                |v: &mut Vec<(u64, u64, IpAddr, bool, u16, String)>, f| {
+                    v.push((
+                        f.record.start_ms,
+                        f.record.src.counters.bytes,
+                        f.record.dst.addr,
+                        f.enrichment.to_internal,
+                        f.record.dst.port,
+                        f.record.names.sni.as_str().to_string(),
+                    ))
                 },
             )
             .unwrap();
@@ -381,7 +390,20 @@ proptest! {
         let mut got: Vec<_> = parts.into_iter().flatten().collect();
         let mut expect: Vec<_> = want
             .iter()
-            .map(|f| (f.record.start_ms, f.record.src.counters.bytes, f.record.dst.addr, f.enrichment.to_internal))
+            .map(|f| {
+                (
+                    f.record.start_ms,
+                    f.record.src.counters.bytes,
+                    f.record.dst.addr,
+                    f.enrichment.to_internal,
+                    // A port the field table leaves out (no ports) reads 0.
+                    match single_field("dst_port").unwrap().value(f) {
+                        Some(FieldValue::Num(p)) => p as u16,
+                        _ => 0,
+                    },
+                    f.record.names.sni.as_str().to_string(),
+                )
+            })
             .collect();
         got.sort();
         expect.sort();

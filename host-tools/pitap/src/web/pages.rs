@@ -975,6 +975,38 @@ pub fn device(site: &Site, p: &Params) -> Result<String, String> {
         esc(&time_text(d.first_ms, ' ')),
         esc(&time_text(d.last_ms, ' ')),
     );
+    // Every hostname its flows carried (a device renamed keeps its past).
+    let named = term("src_mac", &d.mac);
+    let named_expr = query::parse(&named).map_err(|e| e.to_string())?;
+    let all_time = Scope {
+        since_ms: 0,
+        until_ms: u64::MAX,
+        networks: &networks,
+    };
+    let names = aggregate(
+        &store,
+        &named_expr,
+        &all_time,
+        Aggregate::Top(field("src_hostname")),
+    )?;
+    let mut hostnames: Vec<(String, u64)> = ranked(&names, 50)
+        .into_iter()
+        .filter(|(n, _)| n != "-")
+        .collect();
+    hostnames.sort();
+    let _ = write!(
+        b,
+        "<h2>Hostnames (DHCP) in its flows</h2><p id=\"hostnames\">{}</p>",
+        if hostnames.is_empty() {
+            "none".to_string()
+        } else {
+            hostnames
+                .iter()
+                .map(|(n, c)| format!("{} ({} flows)", esc(n), count(*c)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
     b.push_str("<h2>Addresses over time</h2><table><thead><tr><th>address</th><th>first seen</th><th>last seen</th></tr></thead><tbody>");
     for (addr, first, last) in store.device_addrs(&d.mac)? {
         let _ = write!(

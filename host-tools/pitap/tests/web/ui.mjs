@@ -112,6 +112,8 @@ try {
   seen.device_hostname = (await page.textContent("#hostname")).trim();
   check(seen.device_mac === expect.dhcp_mac, `device page MAC ${seen.device_mac}`);
   check(seen.device_hostname === expect.dhcp_hostname, `device page hostname ${seen.device_hostname}`);
+  seen.device_hostnames = (await page.textContent("#hostnames")).trim();
+  check(seen.device_hostnames.startsWith(expect.dhcp_hostname + " ("), `device page hostnames ${seen.device_hostnames}`);
 
   // Live: the overview refreshes itself when the store changes.
   if (expect.live) {
