@@ -6,23 +6,22 @@
 //!
 //! `cargo bench -p pitap --bench ingest`
 
+// Shared with the other benches; this one sends its own records.
+#[path = "support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Instant, SystemTime};
 
 use pitap::collector::{Collector, Outcome};
-use pitap_wire::envelope::{self, DatagramKind, Header, Key};
+use pitap_wire::envelope::Key;
 use pitap_wire::format::{LineFormat, LineSink};
-use pitap_wire::{
-    BatchHeader, BatchWriter, ConnState, Endpoint, FlowRecord, FlowSink, SideCounters, WireError,
-};
+use pitap_wire::{ConnState, Endpoint, FlowRecord, FlowSink, SideCounters};
 
 const FLOWS: u64 = 400_000;
-/// The collector's secret in this bench, so the batches carry the
-/// challenge it gives the tap's boot.
-const SECRET: [u8; 32] = [0x77; 32];
-const BOOT: [u8; 16] = [3; 16];
 
 fn record(i: u64) -> FlowRecord {
     let side = |a: u32, port: u16, n: u64| Endpoint {
@@ -50,55 +49,18 @@ fn record(i: u64) -> FlowRecord {
     }
 }
 
-/// The datagrams a tap would send for FLOWS records.
-fn datagrams(key: Option<&Key>) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut w = BatchWriter::default();
-    let mut seq = 0;
-    let challenge = envelope::derive_challenge(&Key::from_bytes(SECRET), &BOOT, 0);
-    let seal = |w: &BatchWriter, seq: u64| {
-        let h = Header {
-            sealed: key.is_some(),
-            kind: DatagramKind::Batch,
-            tap_id: "bench-tap",
-            boot: BOOT,
-            counter: seq,
-            challenge,
-        };
-        envelope::seal(&h, key, w.as_bytes()).unwrap()
-    };
-    let header = |seq, base_ms| BatchHeader {
-        tap_id: "bench-tap",
-        seq,
-        base_ms,
-        ..BatchHeader::default()
-    };
-    for i in 0..FLOWS {
-        let r = record(i);
-        if !w.is_started() {
-            w.start(&header(seq, r.start_ms)).unwrap();
-        }
-        if w.push(&r) == Err(WireError::Full) {
-            out.push(seal(&w, seq));
-            seq += 1;
-            w.start(&header(seq, r.start_ms)).unwrap();
-            w.push(&r).unwrap();
-        }
-    }
-    out.push(seal(&w, seq));
-    out
-}
-
 fn run(label: &str, key: Option<Key>) -> f64 {
-    let dgs = datagrams(key.as_ref());
+    // Simpler records than the store bench's (no names): the figures in
+    // the README were measured with these.
+    let dgs = support::datagrams_of(FLOWS, key.as_ref(), record);
     let bytes: usize = dgs.iter().map(Vec::len).sum();
     let mut best = f64::MAX;
     for _ in 0..3 {
         let mut keys = BTreeMap::new();
         if let Some(k) = &key {
-            keys.insert("bench-tap".to_string(), k.clone());
+            keys.insert(support::TAP.to_string(), k.clone());
         }
-        let mut collector = Collector::new(keys, key.is_none(), [5; 16], SECRET);
+        let mut collector = Collector::new(keys, key.is_none(), [5; 16], support::SECRET);
         let mut sink = LineSink::new(std::io::sink(), "", LineFormat::Text);
         let from = SocketAddr::from(([127, 0, 0, 1], 9));
         let start = Instant::now();

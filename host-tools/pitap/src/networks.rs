@@ -119,6 +119,11 @@ impl Networks {
         self.geoip.as_deref()
     }
 
+    /// A country database is there (the web UI's maps need one).
+    pub fn has_countries(&self) -> bool {
+        self.geoip().is_some_and(crate::geoip::GeoIp::has_country)
+    }
+
     pub fn country(&self, addr: &IpAddr) -> Option<&str> {
         self.geoip()?.country(addr)
     }

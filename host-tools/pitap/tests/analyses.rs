@@ -563,12 +563,7 @@ fn networks_defined_after_collecting_apply_to_stored_flows() {
     let (child, addr) = start_collector(&keys_config, &["--until-final", "--idle-exit", "20"]);
     replay_to(&capture, &addr, "edge", &keys[0]);
     finish(child);
-    // start_collector numbers stores across the whole test binary: find ours.
-    let store = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "db"))
-        .expect("the collector made a store");
+    let store = store_in(&dir);
     let s = store.to_str().unwrap();
     let with_networks = dir.join("networks.toml");
     std::fs::write(

@@ -56,11 +56,7 @@ fn store_with_outside_peers(dir: &Path) -> std::path::PathBuf {
     let (child, addr) = start_collector(&config, &["--until-final", "--idle-exit", "20"]);
     replay_to(&capture, &addr, "edge", &keys[0]);
     finish(child);
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "db"))
-        .expect("a store")
+    store_in(dir)
 }
 
 #[test]

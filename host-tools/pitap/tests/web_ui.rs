@@ -87,11 +87,7 @@ fn filled_store(dir: &Path) -> PathBuf {
         &keys[2],
     );
     finish(child);
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "db"))
-        .expect("the collector made a store")
+    store_in(dir)
 }
 
 /// `pitap serve` on an ephemeral port; returns it and its address.

@@ -119,6 +119,16 @@ pub fn record(i: u64) -> FlowRecord {
 
 /// The sealed datagrams a tap sends for records `0..flows`.
 pub fn datagrams(flows: u64, key: Option<&Key>) -> Vec<Vec<u8>> {
+    datagrams_of(flows, key, record)
+}
+
+/// The datagrams (sealed with `key`, else plaintext) a tap sends for
+/// `record(0..flows)`.
+pub fn datagrams_of(
+    flows: u64,
+    key: Option<&Key>,
+    record: impl Fn(u64) -> FlowRecord,
+) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut w = BatchWriter::default();
     let mut seq = 0;

@@ -277,6 +277,13 @@ fn test_column(
     }
 }
 
+/// The stored column of a numeric field; None for a derived or
+/// non-numeric one (which cannot be summed or sorted by).
+fn numeric_column(field: Field) -> Result<Option<usize>, String> {
+    let (column, derive) = group_source(field)?;
+    Ok((derive.is_none() && field.field_type() == FieldType::Num).then_some(column))
+}
+
 /// What a query counts: rows, or a sum, per value of a field.
 #[derive(Clone, Copy)]
 pub enum Aggregate {
@@ -337,6 +344,23 @@ impl Store {
         )
     }
 
+    /// What every query starts with: its plan, one read transaction (the
+    /// collector's commits and merges do not change what the query sees),
+    /// the segments of the window and their rows.
+    fn begin(
+        &self,
+        expr: &Expr,
+        scope: &Scope,
+    ) -> Result<(Plan, rusqlite::Transaction<'_>, Vec<Meta>, u64), String> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(super::err("store"))?;
+        let segments = self.window(scope)?;
+        let total = segments.iter().map(|m| m.rows as u64).sum();
+        Ok((compile(expr), tx, segments, total))
+    }
+
     /// Aggregates the flows of the window that `expr` matches.
     pub fn aggregate(
         &self,
@@ -345,21 +369,10 @@ impl Store {
         what: Aggregate,
         progress: &mut Progress,
     ) -> Result<Tally, String> {
-        let plan = compile(expr);
-        // One read transaction: the collector's commits and merges do not
-        // change what this query sees.
-        let tx = self
-            .conn
-            .unchecked_transaction()
-            .map_err(super::err("store"))?;
-        let segments = self.window(scope)?;
-        let total: u64 = segments.iter().map(|m| m.rows as u64).sum();
-        let numeric = |field: Field| -> Result<usize, String> {
-            let (column, derive) = group_source(field)?;
-            if derive.is_some() || field.field_type() != FieldType::Num {
-                return Err(format!("--sum {}: not a numeric field", field.name()));
-            }
-            Ok(column)
+        let (plan, tx, segments, total) = self.begin(expr, scope)?;
+        let numeric = |field: Field| {
+            numeric_column(field)?
+                .ok_or_else(|| format!("--sum {}: not a numeric field", field.name()))
         };
         let field_group = |f: Field| group_source(f).map(|(c, d)| GroupBy::Field(c, d));
         let (group, weight) = match what {
@@ -469,13 +482,7 @@ impl Store {
         progress: &mut Progress,
         mut visit: impl FnMut(&StoredFlow),
     ) -> Result<u64, String> {
-        let plan = compile(expr);
-        let tx = self
-            .conn
-            .unchecked_transaction()
-            .map_err(super::err("store"))?;
-        let segments = self.window(scope)?;
-        let total: u64 = segments.iter().map(|m| m.rows as u64).sum();
+        let (plan, tx, segments, total) = self.begin(expr, scope)?;
         let start = segment::column_of("start_ms");
         // Segments with rows still to emit, by their place in `segments`;
         // the heap orders (start, segment, row) across them.
@@ -568,16 +575,9 @@ impl Store {
         offset: usize,
         limit: usize,
     ) -> Result<(u64, Vec<StoredFlow>), String> {
-        let plan = compile(expr);
-        let tx = self
-            .conn
-            .unchecked_transaction()
-            .map_err(super::err("store"))?;
-        let segments = self.window(scope)?;
-        let (column, derive) = group_source(sort)?;
-        if derive.is_some() || sort.field_type() != FieldType::Num {
-            return Err(format!("sort: {} is not a numeric field", sort.name()));
-        }
+        let (plan, tx, segments, _) = self.begin(expr, scope)?;
+        let column = numeric_column(sort)?
+            .ok_or_else(|| format!("sort: {} is not a numeric field", sort.name()))?;
         let keep = offset.saturating_add(limit);
         // The best `keep` so far as (key, segment, row), the worst on top;
         // the key is flipped for an ascending order. Ties: the later
@@ -701,20 +701,14 @@ impl Store {
         I: Fn() -> T + Sync,
         V: Fn(&mut T, &StoredFlow) + Sync,
     {
-        let plan = compile(expr);
-        let tx = self
-            .conn
-            .unchecked_transaction()
-            .map_err(super::err("store"))?;
-        let segments = self.window(scope)?;
-        let total: u64 = segments.iter().map(|m| m.rows as u64).sum();
+        let (plan, tx, segments, total) = self.begin(expr, scope)?;
         let mut columns: Vec<(usize, Field)> = fields
             .iter()
             .filter_map(|&f| column_index(f).map(|c| (c, f)))
             .collect();
         columns.sort_unstable_by_key(|c| c.0);
         columns.dedup_by_key(|c| c.0);
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
+        let threads = segment::cores();
         let networks = scope.networks;
         let work =
             |jobs: &std::sync::Mutex<std::sync::mpsc::Receiver<Job>>| -> Result<(u64, T), String> {

@@ -257,6 +257,12 @@ fn build_column(
 /// costs more than it saves.
 const PARALLEL_ROWS: usize = 4_096;
 
+/// Threads for work split across the cores (at most 4), looked up once.
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(4)))
+}
+
 /// Builds every stored column, `build(columns)` making the bytes of the
 /// given column indices: split across the cores (columns are independent,
 /// and encoding is most of an ingest's time), in [`stored_fields`] order.
@@ -264,9 +270,7 @@ fn in_parallel<F>(rows: usize, build: F) -> Vec<(&'static str, Vec<u8>)>
 where
     F: Fn(&[usize]) -> Vec<Vec<u8>> + Sync,
 {
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let threads =
-        *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(4)));
+    let threads = cores();
     let fields: Vec<Field> = stored_fields().collect();
     let threads = if rows < PARALLEL_ROWS { 1 } else { threads };
     // Interleaved, so each thread gets dictionary and number columns.

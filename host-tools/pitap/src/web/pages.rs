@@ -252,7 +252,7 @@ fn map_section(
     p: &Params,
     fmt: fn(u64) -> String,
 ) -> String {
-    let has_db = networks.geoip().is_some_and(|g| g.has_country());
+    let has_db = networks.has_countries();
     let values: HashMap<String, u64> = match (has_db, t) {
         (true, Some(t)) => t
             .groups
@@ -276,6 +276,8 @@ fn map_section(
         svg::world(&values, &href, fmt)
     )
 }
+
+type QuickChart<'a> = (&'a str, &'a Tally, &'a str, &'a str, fn(u64) -> String);
 
 pub fn overview(site: &Site, p: &Params) -> Result<String, String> {
     let (store, networks) = open(site)?;
@@ -334,7 +336,7 @@ pub fn overview(site: &Site, p: &Params) -> Result<String, String> {
         &scope,
         Aggregate::Top(field("src_addr")),
     )?;
-    let geo = networks.geoip().is_some_and(|g| g.has_country());
+    let geo = networks.has_countries();
     let (to_countries, refused_from) = if geo {
         (
             Some(aggregate(&store, &expr, &scope, sum_by("dst_country"))?),
@@ -376,26 +378,38 @@ pub fn overview(site: &Site, p: &Params) -> Result<String, String> {
         svg::series(&series_values(&pkt_series, n), origin, width, count)
     );
     b.push_str("<div class=\"grid\">");
-    let _ = write!(
-        b,
-        "<section><h2>Top talkers (bytes sent and received, by initiator)</h2>{}</section>",
-        quick_bars(&talkers, "src_addr", &base, &w, p, bytes)
-    );
-    let _ = write!(
-        b,
-        "<section><h2>Top destinations (bytes)</h2>{}</section>",
-        quick_bars(&dests, "dst_addr", &base, &w, p, bytes)
-    );
-    let _ = write!(
-        b,
-        "<section><h2>Services (flows by destination port)</h2>{}</section>",
-        quick_bars(&services, "dst_port", &base, &w, p, count)
-    );
-    let _ = write!(
-        b,
-        "<section><h2>Refused and unanswered, by source</h2>{}</section>",
-        quick_bars(&refused, "src_addr", &refused_q, &w, p, count)
-    );
+    // (title, values, field, the query its bars narrow, how a value prints)
+    let quick: [QuickChart; 4] = [
+        (
+            "Top talkers (bytes sent and received, by initiator)",
+            &talkers,
+            "src_addr",
+            &base,
+            bytes,
+        ),
+        ("Top destinations (bytes)", &dests, "dst_addr", &base, bytes),
+        (
+            "Services (flows by destination port)",
+            &services,
+            "dst_port",
+            &base,
+            count,
+        ),
+        (
+            "Refused and unanswered, by source",
+            &refused,
+            "src_addr",
+            &refused_q,
+            count,
+        ),
+    ];
+    for (title, tally, fieldname, query, fmt) in quick {
+        let _ = write!(
+            b,
+            "<section><h2>{title}</h2>{}</section>",
+            quick_bars(tally, fieldname, query, &w, p, fmt)
+        );
+    }
     b.push_str("</div><div class=\"maps\">");
     b.push_str(&map_section(
         "Where the bytes go (destination countries)",
@@ -656,7 +670,7 @@ pub fn search(site: &Site, p: &Params) -> Result<String, String> {
         },
     )?;
     let quick = aggregate(&store, &expr, &scope, Aggregate::Top(qv_field))?;
-    let countries = if networks.geoip().is_some_and(|g| g.has_country()) {
+    let countries = if networks.has_countries() {
         Some(aggregate(
             &store,
             &expr,

@@ -87,6 +87,16 @@ pub fn keygen(dir: &Path, taps: &[&str]) -> (PathBuf, Vec<Key>) {
     (path, keys)
 }
 
+/// The store `start_collector` made beside a config in `dir` (stores are
+/// numbered across the whole test binary, so tests find theirs).
+pub fn store_in(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "db"))
+        .expect("the collector made a store")
+}
+
 /// A collector on an ephemeral loopback port; returns it and its address.
 /// Each gets a store of its own beside the config.
 pub fn start_collector(config: &Path, extra: &[&str]) -> (Child, String) {
