@@ -65,6 +65,8 @@ pub struct Packet<'a> {
     pub src_port: u16,
     pub dst_port: u16,
     pub tcp_flags: u8,
+    /// TCP sequence number (0 when absent).
+    pub tcp_seq: u32,
     pub icmp: Option<IcmpFields>,
     /// Set when the frame is an IP fragment (not for atomic fragments).
     pub fragment: Option<Fragment>,
@@ -76,6 +78,9 @@ pub struct Packet<'a> {
     /// Transport payload length according to the headers (uncaptured bytes
     /// included), used to tell data packets from pure ACKs.
     pub payload_len: u32,
+    /// The capture cut the payload short (snap length): `payload` is not
+    /// all the packet carried.
+    pub payload_cut: bool,
 }
 
 /// The result of decoding one frame.
@@ -110,11 +115,13 @@ impl Packet<'_> {
         src_port: 0,
         dst_port: 0,
         tcp_flags: 0,
+        tcp_seq: 0,
         icmp: None,
         fragment: None,
         l4_truncated: false,
         payload: &[],
         payload_len: 0,
+        payload_cut: false,
     };
 
     /// Keeps the first two non-zero VLAN ids, outer first.
@@ -399,6 +406,9 @@ fn read_transport<'a>(pkt: &mut Packet<'a>, l4: &'a [u8], ip_incomplete: bool) {
                 pkt.src_port = s;
                 pkt.dst_port = d;
             }
+            if let Some(seq) = l4.get(4..8) {
+                pkt.tcp_seq = u32::from_be_bytes([seq[0], seq[1], seq[2], seq[3]]);
+            }
             match (l4.get(12), l4.get(13)) {
                 (Some(&off), Some(&flags)) => {
                     pkt.tcp_flags = flags;
@@ -442,6 +452,7 @@ fn read_transport<'a>(pkt: &mut Packet<'a>, l4: &'a [u8], ip_incomplete: bool) {
         _ => pkt.payload = l4,
     }
     pkt.payload_len = pkt.payload.len() as u32;
+    pkt.payload_cut = ip_incomplete;
     if pkt.proto == 6 && ip_incomplete {
         // The capture cut the packet: the IP header still tells how much
         // payload there was, which is what tells data from a pure ACK.

@@ -7,7 +7,8 @@ use pitap_wire::{EndReason, FlowSink};
 
 use crate::apps::learn::Learned;
 use crate::decode::{decode_into, Packet, Skip, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
-use crate::flow::Flow;
+use crate::files::{head::looks_like_request, FileConfig, FileTracker, Segment};
+use crate::flow::{FileSlot, Flow};
 use crate::fragments::FragmentCache;
 use crate::key::key_of;
 use crate::source::Frame;
@@ -53,6 +54,8 @@ pub struct EngineConfig {
     pub app_flows: usize,
     /// ClientHellos joined across segments at once.
     pub reassembly_buffers: usize,
+    /// HTTP bodies followed and hashed.
+    pub files: FileConfig,
 }
 
 impl Default for EngineConfig {
@@ -69,6 +72,7 @@ impl Default for EngineConfig {
             leases: 1024,
             app_flows: 4096,
             reassembly_buffers: 32,
+            files: FileConfig::default(),
         }
     }
 }
@@ -79,6 +83,7 @@ pub struct FlowEngine {
     /// DNS names, DHCP leases, per-flow TLS/HTTP info.
     learned: Learned,
     fragments: FragmentCache,
+    files: FileTracker,
     stats: EngineStats,
     /// The latest packet time seen; time never runs backwards for timeouts.
     clock_us: u64,
@@ -105,6 +110,7 @@ impl FlowEngine {
                 config.reassembly_buffers,
             ),
             fragments: FragmentCache::new(config.fragment_slots, config.hash_seed),
+            files: FileTracker::new(config.files),
             config,
             stats: EngineStats::default(),
             clock_us: 0,
@@ -127,6 +133,11 @@ impl FlowEngine {
 
     pub fn stats(&self) -> &EngineStats {
         &self.stats
+    }
+
+    /// What the file tracker did.
+    pub fn file_stats(&self) -> &crate::files::FileStats {
+        self.files.stats()
     }
 
     /// Names in the DNS cache now, and its fixed capacity.
@@ -233,6 +244,9 @@ impl FlowEngine {
                 _ => {}
             }
         }
+        if pkt.proto == 6 && pkt.fragment.is_none() {
+            self.follow_http(slot, &pkt, reversed, frame.ts_us, sink);
+        }
         let flow = self.table.get(slot);
         let list = if flow.tcp_ended().is_some() {
             List::Ended
@@ -316,7 +330,7 @@ impl FlowEngine {
         };
         if let Some((slot, unanswered)) = victim {
             self.emit(slot, EndReason::Evicted, sink);
-            self.remove_flow(slot);
+            self.remove_flow(slot, sink);
             self.stats.evictions += 1;
             self.stats.evictions_embryonic += u64::from(unanswered);
         }
@@ -327,7 +341,7 @@ impl FlowEngine {
     fn end<S: FlowSink + ?Sized>(&mut self, slot: u32, otherwise: EndReason, sink: &mut S) {
         let reason = self.table.get(slot).tcp_ended().unwrap_or(otherwise);
         self.emit(slot, reason, sink);
-        self.remove_flow(slot);
+        self.remove_flow(slot, sink);
     }
 
     fn emit<S: FlowSink + ?Sized>(&mut self, slot: u32, reason: EndReason, sink: &mut S) {
@@ -338,9 +352,81 @@ impl FlowEngine {
         sink.emit(&record);
     }
 
-    /// Takes a flow out of the table with what it holds elsewhere.
-    fn remove_flow(&mut self, slot: u32) {
+    /// Hands a TCP segment to the file tracker: the first client payload
+    /// that is an HTTP request makes the connection followed.
+    fn follow_http<S: FlowSink + ?Sized>(
+        &mut self,
+        slot: u32,
+        pkt: &Packet<'_>,
+        reversed: bool,
+        ts_us: u64,
+        sink: &mut S,
+    ) {
+        let flow = self.table.get_mut(slot);
+        let from_initiator = flow.from_initiator(reversed);
+        let stream = match flow.files {
+            FileSlot::Followed(s)
+                if from_initiator
+                    && !pkt.payload.is_empty()
+                    && !self.files.client_started(s)
+                    && !looks_like_request(pkt.payload) =>
+            {
+                // Opened on the server's bytes, but the client speaks
+                // something else.
+                let (last, start) = (flow.last_us, flow.part_start_us);
+                flow.files = FileSlot::Never;
+                self.files.close(s, last, start, sink);
+                return;
+            }
+            FileSlot::Followed(s) => s,
+            FileSlot::Untried if !pkt.payload.is_empty() => {
+                // The client's first bytes decide; a response that came
+                // before its request (the rings of two ports are read in
+                // turns) opens the stream too, and waits there.
+                let http = if from_initiator {
+                    looks_like_request(pkt.payload)
+                } else if pkt.payload.starts_with(b"HTTP/1.")
+                    || matches!(flow.ends().dst.1, 80 | 8000 | 8080)
+                {
+                    // An HTTP/0.9 response has no status line: the port
+                    // alone says what it may be.
+                    true
+                } else {
+                    return;
+                };
+                let ends = flow.ends();
+                let opened = http.then(|| self.files.open(ends)).flatten();
+                let flow = self.table.get_mut(slot);
+                flow.files = opened.map_or(FileSlot::Never, FileSlot::Followed);
+                match opened {
+                    Some(s) => s,
+                    None => return,
+                }
+            }
+            _ => return,
+        };
+        let flow = self.table.get(slot);
+        let seg = Segment {
+            from_initiator,
+            seq: pkt.tcp_seq,
+            payload: pkt.payload,
+            cut: pkt.payload_cut,
+            fin: pkt.tcp_flags & TCP_FIN != 0,
+            now_us: ts_us,
+            part_start_us: flow.part_start_us,
+        };
+        if !seg.payload.is_empty() || seg.fin {
+            self.files.segment(stream, &seg, sink);
+        }
+    }
+
+    /// Takes a flow out of the table with what it holds elsewhere; its
+    /// followed HTTP bodies end with it.
+    fn remove_flow<S: FlowSink + ?Sized>(&mut self, slot: u32, sink: &mut S) {
         let flow = self.table.remove(slot);
+        if let FileSlot::Followed(s) = flow.files {
+            self.files.close(s, flow.last_us, flow.part_start_us, sink);
+        }
         self.learned.release(&flow.client);
     }
 

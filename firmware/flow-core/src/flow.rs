@@ -40,6 +40,19 @@ pub struct Flow {
     /// The engine's ring-drop count when this part started: what it counts
     /// past this, the rings dropped while the flow was open.
     pub drops_at_start: u32,
+    /// Whether the file tracker follows this connection's HTTP bodies.
+    pub files: FileSlot,
+}
+
+/// A flow's place in the file tracker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FileSlot {
+    /// No client payload seen yet.
+    #[default]
+    Untried,
+    /// The first client payload was not HTTP (or no slot was free).
+    Never,
+    Followed(u16),
 }
 
 impl Flow {
@@ -153,6 +166,15 @@ impl Flow {
             IpAddr::V6(Ipv6Addr::from(a))
         } else {
             IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+        }
+    }
+
+    /// The flow's ends, initiator first, as its record names them.
+    pub fn ends(&self) -> crate::files::FlowEnds {
+        let i = usize::from(self.initiator_end);
+        crate::files::FlowEnds {
+            src: (self.addr(i), self.key.ports[i]),
+            dst: (self.addr(1 - i), self.key.ports[1 - i]),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod apps;
 pub mod decode;
 pub mod engine;
 pub mod enrich;
+pub mod files;
 pub mod flow;
 pub mod fragments;
 pub mod index;

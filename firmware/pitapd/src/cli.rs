@@ -14,7 +14,7 @@ use crate::uplink::{ClockMode, Sealing, UplinkSettings};
 pub const USAGE: &str = "\
 usage: pitapd --config FILE [--print] [--format text|json] [--config-errors FILE]
        pitapd --check-config FILE
-       pitapd --read FILE [--config FILE] [--print] [--format text|json]
+       pitapd --read FILE [--config FILE] [--print] [--files] [--format text|json]
               [--uplink HOST:PORT (--key HEX | --insecure-plaintext)] [--tap-id ID]
               [--ack-timeout SECS] [--flows N] [--idle-timeout SECS] [--active-timeout SECS]
               [--progress] [--quiet]
@@ -25,6 +25,8 @@ usage: pitapd --config FILE [--print] [--format text|json] [--config-errors FILE
                          (the boot fallback runs with it)
   --read FILE            replay a pcap or pcapng capture through the flow engine
   --print                write one line per flow to stdout
+  --files                write one line per file record (an HTTP body: hashes, size,
+                         type, URL) to stdout
   --format text|json     line format for --print (default text)
   --uplink HOST:PORT     send flow batches to a collector over UDP
   --key HEX              the tap's key (pitap keygen); every datagram is sealed with it
@@ -43,6 +45,8 @@ usage: pitapd --config FILE [--print] [--format text|json] [--config-errors FILE
 pub struct Options {
     pub read: PathBuf,
     pub print: bool,
+    /// Lines for file records too.
+    pub files: bool,
     pub format: LineFormat,
     /// The collector and how to reach it.
     pub uplink: Option<(SocketAddr, UplinkSettings)>,
@@ -116,6 +120,7 @@ struct Flags {
     read: Option<PathBuf>,
     config_path: Option<PathBuf>,
     print: bool,
+    files: bool,
     format: LineFormat,
     uplink: Option<SocketAddr>,
     key: Option<String>,
@@ -139,6 +144,7 @@ fn parse_flags<I: IntoIterator<Item = OsString>>(args: I) -> Result<Flags, Strin
     let mut read = None;
     let mut config_path: Option<PathBuf> = None;
     let mut print = false;
+    let mut files = false;
     let mut format = LineFormat::Text;
     let mut uplink = None;
     let mut key = None;
@@ -161,6 +167,7 @@ fn parse_flags<I: IntoIterator<Item = OsString>>(args: I) -> Result<Flags, Strin
             }
             Long("read") | Short('r') => read = Some(PathBuf::from(value(&mut parser, "--read")?)),
             Long("print") => print = true,
+            Long("files") => files = true,
             Long("format") => format = value(&mut parser, "--format")?.parse()?,
             Long("uplink") => {
                 let v = value(&mut parser, "--uplink")?;
@@ -212,6 +219,7 @@ fn parse_flags<I: IntoIterator<Item = OsString>>(args: I) -> Result<Flags, Strin
         read,
         config_path,
         print,
+        files,
         format,
         uplink,
         key,
@@ -308,7 +316,7 @@ impl Flags {
             }
             (None, _) => None,
         };
-        if !self.print && uplink.is_none() {
+        if !self.print && !self.files && uplink.is_none() {
             return Err(CliError::Usage(
                 "nothing to do with the flows: give --print, --uplink HOST:PORT or both".into(),
             ));
@@ -316,6 +324,7 @@ impl Flags {
         Ok(Command::Read(Box::new(Options {
             read,
             print: self.print,
+            files: self.files,
             format: self.format,
             uplink,
             tap_id,

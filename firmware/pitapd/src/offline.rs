@@ -44,7 +44,7 @@ pub fn run(opts: &Options) -> Result<EngineStats, String> {
         None => None,
     };
     let mut sinks = Sinks::new(
-        opts.print.then_some(opts.format),
+        (opts.print || opts.files).then_some((opts.format, opts.print, opts.files)),
         &opts.tap_id,
         uplink,
         ClockMode::Capture,

@@ -6,7 +6,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use pitap_wire::format::{LineFormat, LineSink};
-use pitap_wire::{ClockState, FlowRecord, FlowSink};
+use pitap_wire::{ClockState, FileRecord, FlowRecord, FlowSink};
 
 use crate::status::talkers::TopTalkers;
 use crate::uplink::{ClockMode, Uplink, UplinkCounters};
@@ -33,14 +33,18 @@ const WAIT_NOTE_EVERY: Duration = Duration::from_secs(5);
 const ERROR_NOTE_EVERY: Duration = Duration::from_secs(10);
 
 impl Sinks {
+    /// `print`: the line format, and whether flows and file records get
+    /// lines.
     pub fn new(
-        print: Option<LineFormat>,
+        print: Option<(LineFormat, bool, bool)>,
         tap_id: &str,
         uplink: Option<Uplink>,
         clock: ClockMode,
     ) -> Sinks {
         Sinks {
-            print: print.map(|f| LineSink::new(io::BufWriter::new(io::stdout()), tap_id, f)),
+            print: print.map(|(f, flows, files)| {
+                LineSink::new(io::BufWriter::new(io::stdout()), tap_id, f).select(flows, files)
+            }),
             uplink,
             clock,
             talkers: TopTalkers::default(),
@@ -170,6 +174,19 @@ impl Sinks {
 }
 
 impl FlowSink for Sinks {
+    fn file(&mut self, file: &FileRecord) {
+        let file = match &self.uplink {
+            Some(u) => u.stamp_file(file),
+            None => *file,
+        };
+        if let Some(p) = &mut self.print {
+            p.file(&file);
+        }
+        if let Some(u) = &mut self.uplink {
+            u.file(&file);
+        }
+    }
+
     fn emit(&mut self, record: &FlowRecord) {
         let record = self.stamp(record);
         if self.track_talkers {

@@ -33,6 +33,7 @@ fn batches(records: &[FlowRecord]) -> Vec<Vec<u8>> {
             flags: 0,
             dropped_batches: 0,
             low_seq: seq,
+            attachments: &[],
         };
         if !w.is_started() {
             w.start(&header(seq)).unwrap();

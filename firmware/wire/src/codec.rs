@@ -115,6 +115,11 @@ pub struct BatchHeader<'a> {
     /// below was acknowledged or dropped (and counted) by the tap, so a
     /// collector tells batches lost for good from batches still coming.
     pub low_seq: u64,
+    /// Records of other kinds than flows (file records), framed as
+    /// `{ varint kind | varint len | bytes }*`. They ride at the end of the
+    /// header, which readers of version 1 skip past by design, so a
+    /// collector that does not know a kind still takes the batch's flows.
+    pub attachments: &'a [u8],
 }
 
 impl BatchHeader<'_> {
@@ -165,19 +170,21 @@ fn encode_header(h: &BatchHeader<'_>, scratch: &mut [u8]) -> Result<usize, WireE
     let m = postcard::to_slice(&ext, &mut scratch[n..])
         .map_err(|_| WireError::Malformed("header"))?
         .len();
-    Ok(n + m)
+    let end = n + m + h.attachments.len();
+    scratch
+        .get_mut(n + m..end)
+        .ok_or(WireError::Full)?
+        .copy_from_slice(h.attachments);
+    Ok(end)
 }
 
 fn decode_header(bytes: &[u8]) -> Result<BatchHeader<'_>, WireError> {
     let (v1, rest): (HeaderV1<'_>, &[u8]) =
         postcard::take_from_bytes(bytes).map_err(|_| WireError::Malformed("header"))?;
-    let ext = if rest.is_empty() {
-        HeaderExt::default()
+    let (ext, attachments) = if rest.is_empty() {
+        (HeaderExt::default(), rest)
     } else {
-        // Fields appended by still newer versions are ignored.
-        postcard::take_from_bytes::<HeaderExt>(rest)
-            .map_err(|_| WireError::Malformed("header"))?
-            .0
+        postcard::take_from_bytes::<HeaderExt>(rest).map_err(|_| WireError::Malformed("header"))?
     };
     Ok(BatchHeader {
         tap_id: v1.tap_id,
@@ -187,11 +194,12 @@ fn decode_header(bytes: &[u8]) -> Result<BatchHeader<'_>, WireError> {
         flags: v1.flags,
         dropped_batches: ext.dropped_batches,
         low_seq: ext.low_seq,
+        attachments,
     })
 }
 
 #[derive(Serialize, Deserialize)]
-enum WireAddr {
+pub(crate) enum WireAddr {
     V4([u8; 4]),
     V6([u8; 16]),
 }
@@ -242,7 +250,7 @@ struct WireFlow<'a> {
     icmp: Option<(u8, u8)>,
 }
 
-fn put_varint(buf: &mut [u8], pos: &mut usize, mut value: u32) -> Result<(), WireError> {
+pub(crate) fn put_varint(buf: &mut [u8], pos: &mut usize, mut value: u32) -> Result<(), WireError> {
     loop {
         let byte = (value & 0x7f) as u8;
         value >>= 7;
@@ -256,7 +264,7 @@ fn put_varint(buf: &mut [u8], pos: &mut usize, mut value: u32) -> Result<(), Wir
     }
 }
 
-fn take_varint(bytes: &[u8], pos: &mut usize) -> Result<u32, WireError> {
+pub(crate) fn take_varint(bytes: &[u8], pos: &mut usize) -> Result<u32, WireError> {
     let mut value: u32 = 0;
     for shift in (0..35).step_by(7) {
         let byte = *bytes.get(*pos).ok_or(WireError::Truncated)?;
@@ -274,7 +282,7 @@ fn take_varint(bytes: &[u8], pos: &mut usize) -> Result<u32, WireError> {
 }
 
 /// Takes one length-prefixed part.
-fn take_part<'a>(bytes: &'a [u8], pos: &mut usize) -> Result<&'a [u8], WireError> {
+pub(crate) fn take_part<'a>(bytes: &'a [u8], pos: &mut usize) -> Result<&'a [u8], WireError> {
     let len = take_varint(bytes, pos)? as usize;
     let end = pos.checked_add(len).ok_or(WireError::Truncated)?;
     let part = bytes.get(*pos..end).ok_or(WireError::Truncated)?;
@@ -283,7 +291,7 @@ fn take_part<'a>(bytes: &'a [u8], pos: &mut usize) -> Result<&'a [u8], WireError
 }
 
 /// Writes one length-prefixed part.
-fn put_part(buf: &mut [u8], pos: &mut usize, part: &[u8]) -> Result<(), WireError> {
+pub(crate) fn put_part(buf: &mut [u8], pos: &mut usize, part: &[u8]) -> Result<(), WireError> {
     let mut p = *pos;
     put_varint(buf, &mut p, part.len() as u32)?;
     let end = p + part.len();
@@ -301,6 +309,10 @@ pub struct BatchWriter {
     len: usize,
     base_ms: u64,
     records: usize,
+    /// Bytes of the header part (after its length prefix at offset 5),
+    /// which grows as file records are attached.
+    header_len: usize,
+    files: usize,
 }
 
 impl Default for BatchWriter {
@@ -310,8 +322,21 @@ impl Default for BatchWriter {
             len: 0,
             base_ms: 0,
             records: 0,
+            header_len: 0,
+            files: 0,
         }
     }
+}
+
+/// Bytes of `value` as a varint.
+fn varint_len(value: usize) -> usize {
+    let mut n = 1;
+    let mut v = value >> 7;
+    while v > 0 {
+        n += 1;
+        v >>= 7;
+    }
+    n
 }
 
 impl BatchWriter {
@@ -329,7 +354,43 @@ impl BatchWriter {
         self.len = pos;
         self.base_ms = header.base_ms;
         self.records = 0;
+        self.header_len = n;
+        self.files = 0;
         Ok(())
+    }
+
+    /// Attaches a file record to the header (see
+    /// `BatchHeader::attachments`). `Err(WireError::Full)` leaves the
+    /// batch as it was.
+    pub fn push_file(&mut self, file: &crate::FileRecord) -> Result<(), WireError> {
+        let mut scratch = [0u8; MAX_RECORD];
+        let framed = crate::attach::encode_file(file, self.base_ms, &mut scratch)?;
+        let n = framed.len();
+        let (old_vl, new_vl) = (varint_len(self.header_len), varint_len(self.header_len + n));
+        let grow = n + new_vl - old_vl;
+        if self.len + grow > MAX_DATAGRAM {
+            return Err(WireError::Full);
+        }
+        let header_start = 5 + old_vl;
+        let header_end = header_start + self.header_len;
+        // Records move up by what the header grows, the header by what its
+        // length prefix grows.
+        self.buf
+            .copy_within(header_end..self.len, header_end + grow);
+        self.buf.copy_within(header_start..header_end, 5 + new_vl);
+        let mut pos = 5;
+        put_varint(&mut self.buf, &mut pos, (self.header_len + n) as u32)?;
+        let at = 5 + new_vl + self.header_len;
+        self.buf[at..at + n].copy_from_slice(framed);
+        self.header_len += n;
+        self.len += grow;
+        self.files += 1;
+        Ok(())
+    }
+
+    /// File records attached so far.
+    pub fn file_count(&self) -> usize {
+        self.files
     }
 
     /// Appends a record. `Err(WireError::Full)` leaves the batch as it was.
@@ -359,6 +420,7 @@ impl BatchWriter {
     pub fn clear(&mut self) {
         self.len = 0;
         self.records = 0;
+        self.files = 0;
     }
 }
 
@@ -558,6 +620,12 @@ impl<'a> BatchReader<'a> {
         }
         Ok(BatchReader { header, bytes, pos })
     }
+
+    /// The file records attached to the batch (kinds this version does not
+    /// know are skipped).
+    pub fn files(&self) -> crate::attach::Files<'a> {
+        crate::attach::Files::new(self.header.attachments, self.header.base_ms)
+    }
 }
 
 /// A batch with its header changed by `edit` and its records untouched
@@ -572,7 +640,7 @@ pub fn rewrite_header(
     let reader = BatchReader::new(batch)?;
     let mut header = reader.header;
     edit(&mut header);
-    let mut scratch = [0u8; MAX_RECORD];
+    let mut scratch = [0u8; MAX_DATAGRAM + REWRITE_ROOM];
     let n = encode_header(&header, &mut scratch)?;
     let mut out = std::vec::Vec::with_capacity(batch.len() + 8);
     out.extend_from_slice(&MAGIC);
@@ -641,6 +709,7 @@ mod tests {
             flags: 1,
             dropped_batches: 12,
             low_seq: 5,
+            attachments: &[],
         };
         let mut scratch = [0u8; 64];
         let n = encode_header(&h, &mut scratch).unwrap();

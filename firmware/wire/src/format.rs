@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use crate::fields::RECORD_FIELDS;
+use crate::file::{hex, FileRecord};
 use crate::record::{has_ports, proto_name, ClockState, FlowRecord};
 use crate::FlowSink;
 
@@ -277,6 +278,81 @@ pub fn format_line(r: &FlowRecord, tap: &str, format: LineFormat) -> String {
     }
 }
 
+/// One file record as a JSON object: its fields by the names queries use
+/// (`file_*`), the time as text, the tap, and its flow's start and ends.
+pub fn file_json(f: &FileRecord, tap: &str) -> Value {
+    let hashes = f.hashes.as_ref();
+    serde_json::json!({
+        "ts": time_text(f.ts_ms, 'T') + "Z",
+        "tap": tap,
+        "file_direction": f.direction.as_str(),
+        "file_method": f.method.as_str(),
+        "file_url": f.url.as_str(),
+        "file_status": f.status,
+        "file_size": f.size,
+        "file_missing": f.missing,
+        "file_mime": f.mime.as_str(),
+        "file_sha256": hashes.map(|h| hex(&h.sha256)),
+        "file_sha1": hashes.map(|h| hex(&h.sha1)),
+        "file_md5": hashes.map(|h| hex(&h.md5)),
+        "file_flags": f.flag_names().collect::<Vec<_>>(),
+        "flow_start": time_text(f.flow_start_ms, 'T') + "Z",
+        "start_ms": f.flow_start_ms,
+        "proto": "TCP",
+        "src_addr": f.src_addr.to_string(),
+        "src_port": f.src_port,
+        "dst_addr": f.dst_addr.to_string(),
+        "dst_port": f.dst_port,
+    })
+}
+
+/// One file record as a text line: `TIME FILE DIRECTION INITIATOR ->
+/// RESPONDER` and `key=value` fields, like a flow line.
+pub fn file_text_line(f: &FileRecord, tap: &str) -> String {
+    use fmt::Write as _;
+    let mut s = format!(
+        "{} FILE {} {} -> {} sha256={} size={} mime={} status={} url={}",
+        Time(f.ts_ms, 'T'),
+        f.direction.as_str(),
+        Endpoint(f.src_addr, f.src_port),
+        Endpoint(f.dst_addr, f.dst_port),
+        f.hashes.map_or_else(|| "-".to_string(), |h| hex(&h.sha256)),
+        f.size,
+        if f.mime.is_empty() {
+            "-"
+        } else {
+            f.mime.as_str()
+        },
+        f.status,
+        if f.url.is_empty() {
+            "-"
+        } else {
+            f.url.as_str()
+        },
+    );
+    let flags: Vec<_> = f.flag_names().collect();
+    if !flags.is_empty() {
+        let _ = write!(s, " flags={}", flags.join(","));
+    }
+    if f.missing > 0 {
+        let _ = write!(s, " missing={}", f.missing);
+    }
+    let _ = write!(s, " flow_start={} tap={tap}", Time(f.flow_start_ms, 'T'));
+    s
+}
+
+/// An address and port as a text line writes them.
+struct Endpoint(IpAddr, u16);
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.1),
+            IpAddr::V4(a) => write!(f, "{a}:{}", self.1),
+        }
+    }
+}
+
 /// A sink that writes one line per flow. Keeps the first write error (a
 /// closed pipe, a full disk) for its owner to report.
 pub struct LineSink<W: Write> {
@@ -287,9 +363,13 @@ pub struct LineSink<W: Write> {
     format: LineFormat,
     error: Option<io::Error>,
     lines: u64,
+    /// Which records get a line.
+    flows: bool,
+    files: bool,
 }
 
 impl<W: Write> LineSink<W> {
+    /// A sink for flow lines only.
     pub fn new(out: W, tap: &str, format: LineFormat) -> Self {
         LineSink {
             out,
@@ -298,6 +378,23 @@ impl<W: Write> LineSink<W> {
             format,
             error: None,
             lines: 0,
+            flows: true,
+            files: false,
+        }
+    }
+
+    /// Which records get a line: flows, file records, or both.
+    pub fn select(mut self, flows: bool, files: bool) -> Self {
+        self.flows = flows;
+        self.files = files;
+        self
+    }
+
+    fn write_buf(&mut self) {
+        self.buf.push(b'\n');
+        match self.out.write_all(&self.buf) {
+            Ok(()) => self.lines += 1,
+            Err(e) => self.error = Some(e),
         }
     }
 
@@ -322,8 +419,21 @@ impl<W: Write> LineSink<W> {
 }
 
 impl<W: Write> FlowSink for LineSink<W> {
+    fn file(&mut self, file: &FileRecord) {
+        if self.error.is_some() || !self.files {
+            return;
+        }
+        self.buf.clear();
+        let line = match self.format {
+            LineFormat::Text => file_text_line(file, &self.tap),
+            LineFormat::Json => file_json(file, &self.tap).to_string(),
+        };
+        self.buf.extend_from_slice(line.as_bytes());
+        self.write_buf();
+    }
+
     fn emit(&mut self, record: &FlowRecord) {
-        if self.error.is_some() {
+        if self.error.is_some() || !self.flows {
             return;
         }
         self.buf.clear();
@@ -333,11 +443,7 @@ impl<W: Write> FlowSink for LineSink<W> {
                 .buf
                 .extend_from_slice(json_value(record, &self.tap).to_string().as_bytes()),
         }
-        self.buf.push(b'\n');
-        match self.out.write_all(&self.buf) {
-            Ok(()) => self.lines += 1,
-            Err(e) => self.error = Some(e),
-        }
+        self.write_buf();
     }
 }
 

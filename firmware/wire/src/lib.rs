@@ -3,7 +3,9 @@
 //! - [`record`]: the flow record, one set of fields for every part of PiTap;
 //!   [`named_enum!`] defines its enums written by name.
 //! - [`fields`]: the record's fields by name, the one list every view reads.
-//! - [`codec`]: batches of records in one datagram (serde + postcard).
+//! - [`file`]: the record of an object that crossed a flow (HTTP bodies).
+//! - [`codec`]: batches of records in one datagram (serde + postcard), file
+//!   records attached to their header.
 //! - [`format`] (with `std`): the flow line and JSON line formats.
 //! - [`envelope`] (with `std`): sealing (XChaCha20-Poly1305) of every datagram.
 //! - [`messages`] (with `std`): acknowledgements and health reports.
@@ -12,10 +14,12 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(feature = "std"), no_std)]
 
+mod attach;
 pub mod codec;
 #[cfg(feature = "std")]
 pub mod envelope;
 pub mod fields;
+pub mod file;
 #[cfg(feature = "std")]
 pub mod format;
 #[cfg(feature = "std")]
@@ -24,7 +28,9 @@ mod names;
 pub mod record;
 pub mod replay_window;
 
+pub use attach::Files;
 pub use codec::{BatchHeader, BatchReader, BatchWriter, WireError};
+pub use file::{file_flags, FileDirection, FileHashes, FileRecord};
 pub use record::{
     has_ports, proto, proto_name, Action, ClockState, ConnState, EndReason, Endpoint, FlowRecord,
     History, Names, SideCounters, TapPort, Text,
@@ -37,11 +43,18 @@ pub use record::{
 /// can fail keeps the failure and lets its owner ask for it.
 pub trait FlowSink {
     fn emit(&mut self, record: &FlowRecord);
+
+    /// An object that crossed a flow; sinks that keep only flows ignore it.
+    fn file(&mut self, _file: &FileRecord) {}
 }
 
 impl<S: FlowSink + ?Sized> FlowSink for &mut S {
     fn emit(&mut self, record: &FlowRecord) {
         (**self).emit(record)
+    }
+
+    fn file(&mut self, file: &FileRecord) {
+        (**self).file(file)
     }
 }
 

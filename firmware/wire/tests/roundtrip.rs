@@ -100,6 +100,7 @@ fn encode(records: &[FlowRecord], tap: &str, flags: u8) -> Vec<Vec<u8>> {
                     flags,
                     dropped_batches: 0,
                     low_seq: seq,
+                    attachments: &[],
                 };
                 writer.start(&header).unwrap();
             }
@@ -260,6 +261,7 @@ fn final_flag_and_empty_batch() {
             flags: FLAG_FINAL,
             dropped_batches: 0,
             low_seq: 0,
+            attachments: &[],
         })
         .unwrap();
     let reader = BatchReader::new(writer.as_bytes()).unwrap();
@@ -274,6 +276,7 @@ fn final_flag_and_empty_batch() {
         flags: 0,
         dropped_batches: 0,
         low_seq: 0,
+        attachments: &[],
     };
     assert_eq!(writer.start(&header), Err(WireError::TapIdTooLong));
 }

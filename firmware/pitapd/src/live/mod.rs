@@ -220,7 +220,12 @@ impl Tap {
         let links = open_links(&config, &ports)?;
         let engine = open_engine(&config);
         let uplink = open_uplink(&config, &mut ports)?;
-        let mut sinks = Sinks::new(print, &config.tap.id, uplink, ClockMode::Sync);
+        let mut sinks = Sinks::new(
+            print.map(|f| (f, true, false)),
+            &config.tap.id,
+            uplink,
+            ClockMode::Sync,
+        );
         sinks.track_talkers = true;
         eprintln!(
             "pitapd: tapping {} ({} mode{})",

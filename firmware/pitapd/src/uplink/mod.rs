@@ -37,7 +37,9 @@ use pacing::{Rtt, Window};
 use pitap_wire::codec::{self, FLAG_CAPTURE_TIME, FLAG_CLOCK_SYNCED, FLAG_FINAL};
 use pitap_wire::envelope::{self, Challenge, DatagramKind, Header, Key};
 use pitap_wire::messages::{self, ClockHealth, Health, Hello, Reply, UplinkHealth};
-use pitap_wire::{BatchHeader, BatchWriter, ClockState, FlowRecord, FlowSink, WireError};
+use pitap_wire::{
+    BatchHeader, BatchWriter, ClockState, FileRecord, FlowRecord, FlowSink, WireError,
+};
 use sent::SentLog;
 
 /// How datagrams are protected.
@@ -84,6 +86,8 @@ pub struct UplinkCounters {
     /// Batches made.
     pub batches: u64,
     pub records: u64,
+    /// File records put in batches.
+    pub files: u64,
     /// Batch datagrams sent, retransmissions included.
     pub transmissions: u64,
     /// Batch datagrams sent again (lost, or acknowledged too late).
@@ -333,6 +337,25 @@ impl Uplink {
         self.first_error.take()
     }
 
+    /// Where the times of what leaves now come from.
+    fn clock_state(&self) -> ClockState {
+        match self.settings.clock {
+            ClockMode::Capture => ClockState::Capture,
+            ClockMode::Sync if self.clock.is_synced() => ClockState::Synced,
+            ClockMode::Sync => ClockState::Unsynced,
+        }
+    }
+
+    /// A file record's times on the clock `stamp` puts flows on.
+    pub fn stamp_file(&self, file: &FileRecord) -> FileRecord {
+        let mut f = *file;
+        if self.clock_state() == ClockState::Synced {
+            f.ts_ms = self.clock.correct_ms(f.ts_ms);
+            f.flow_start_ms = self.clock.correct_ms(f.flow_start_ms);
+        }
+        f
+    }
+
     /// The record as it leaves the tap: on the collector's clock once the
     /// tap is synchronised, marked with where its times come from.
     pub fn stamp(&self, record: &FlowRecord) -> FlowRecord {
@@ -438,6 +461,7 @@ impl Uplink {
             flags: flags | self.batch_flags(),
             dropped_batches: self.counters.dropped,
             low_seq: self.queue.front().map_or(self.seq, |p| p.seq),
+            attachments: &[],
         };
         self.batch_started = Some(Instant::now());
         self.batch_records = 0;
@@ -817,6 +841,29 @@ impl Uplink {
 }
 
 impl FlowSink for Uplink {
+    /// Takes a file record as `stamp_file` made it, in a batch of the
+    /// clock state it was stamped in.
+    fn file(&mut self, file: &FileRecord) {
+        let clock = self.clock_state();
+        if self.batch.is_started() && self.batch_clock != clock {
+            self.close_batch();
+        }
+        self.batch_clock = clock;
+        for _ in 0..2 {
+            if !self.batch.is_started() && self.start_batch(file.flow_start_ms, 0).is_err() {
+                return;
+            }
+            match self.batch.push_file(file) {
+                Ok(()) => {
+                    self.counters.files += 1;
+                    return;
+                }
+                Err(WireError::Full) => self.close_batch(),
+                Err(_) => return,
+            }
+        }
+    }
+
     /// Takes a record as `stamp` made it.
     fn emit(&mut self, record: &FlowRecord) {
         if self.batch.is_started() && self.batch_clock != record.clock {
