@@ -62,7 +62,7 @@ fn ingest(path: &Path, flows: u64, networks: &Networks) -> f64 {
         }
         if i % GROUP == GROUP - 1 || i + 1 == dgs.len() {
             let state = serde_json::to_string(collector.taps()).expect("state");
-            store.commit(&pending, Some(&state)).expect("commit");
+            store.commit(&pending, &[], Some(&state)).expect("commit");
             pending.clear();
             std::hint::black_box(collector.take_replies(GROUP as u32));
         }

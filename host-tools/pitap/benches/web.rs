@@ -60,11 +60,11 @@ fn main() {
                 &networks,
             ));
             if batch.len() == 16_384 {
-                store.commit(&batch, None).expect("commit");
+                store.commit(&batch, &[], None).expect("commit");
                 batch.clear();
             }
         }
-        store.commit(&batch, None).expect("commit");
+        store.commit(&batch, &[], None).expect("commit");
     }
     let addr = web::start(web::Options {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -22,7 +22,7 @@ use crate::collector::{Collector, Outcome};
 use crate::export::Exporter;
 use crate::flow::StoredFlow;
 use crate::networks::Networks;
-use crate::store::{Retention, Store};
+use crate::store::{Retention, Store, StoredFile};
 use crate::taps::TapState;
 
 pub struct Options {
@@ -181,6 +181,8 @@ struct Loop {
     last_flush: Instant,
     /// Flows received since the last flush, enriched.
     pending: Vec<StoredFlow>,
+    /// File records arrived with the pending flows.
+    pending_files: Vec<StoredFile>,
     networks: Networks,
     store: Option<Store>,
     retention: Retention,
@@ -224,6 +226,7 @@ impl Loop {
             exporter.export(&self.pending);
         }
         self.pending.clear();
+        self.pending_files.clear();
         if let Some(store) = &mut self.store {
             if self.last_retention.elapsed() >= RETENTION_EVERY {
                 self.last_retention = Instant::now();
@@ -287,7 +290,7 @@ impl Loop {
         let text = serde_json::to_string(&saved).map_err(|e| e.to_string())?;
         if let Some(store) = &mut self.store {
             if commit {
-                store.commit(&self.pending, Some(&text))?;
+                store.commit(&self.pending, &self.pending_files, Some(&text))?;
             }
         }
         if let Some(path) = &self.state {
@@ -430,6 +433,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         window,
         last_flush: Instant::now(),
         pending: Vec::new(),
+        pending_files: Vec::new(),
         networks: opts.networks.clone(),
         store,
         retention: opts.retention,
@@ -485,9 +489,20 @@ pub fn run(opts: Options) -> Result<(), String> {
         if let Some((len, from)) = received {
             last_datagram = Instant::now();
             match state.collector.handle(&buf[..len], from, SystemTime::now()) {
-                Outcome::Batch { tap, records, .. } => {
+                Outcome::Batch {
+                    tap,
+                    records,
+                    files,
+                    ..
+                } => {
                     state.group += 1;
                     state.sink.set_tap(&tap);
+                    for file in files {
+                        state.pending_files.push(StoredFile {
+                            tap: tap.clone(),
+                            file,
+                        });
+                    }
                     for record in &records {
                         state.sink.emit(record);
                         state

@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime};
 use pitap_wire::codec::FLAG_FINAL;
 use pitap_wire::envelope::{self, DatagramKind, Header, Key};
 use pitap_wire::messages::{self, Health, Reply};
-use pitap_wire::{BatchReader, FlowRecord, WireError};
+use pitap_wire::{BatchReader, FileRecord, FlowRecord, WireError};
 
 use crate::taps::{Admission, TapState};
 
@@ -73,6 +73,8 @@ pub enum Outcome {
     Batch {
         tap: String,
         records: Vec<FlowRecord>,
+        /// The file records attached to the batch.
+        files: Vec<FileRecord>,
         duplicate: bool,
     },
     Health {
@@ -284,11 +286,12 @@ impl Collector {
     fn batch(&mut self, tap_id: &str, payload: &[u8]) -> Outcome {
         let decoded = BatchReader::new(payload).and_then(|reader| {
             let header = reader.header;
+            let files = reader.files().collect::<Result<Vec<_>, _>>()?;
             let records = reader.collect::<Result<Vec<_>, _>>()?;
-            Ok((header, records))
+            Ok((header, records, files))
         });
-        let (header, records) = match decoded {
-            Ok((h, r)) if h.tap_id == tap_id => (h, r),
+        let (header, records, files) = match decoded {
+            Ok((h, r, f)) if h.tap_id == tap_id => (h, r, f),
             _ => return self.reject(Reject::MalformedContent),
         };
         let Some(tap) = self.taps.get_mut(tap_id) else {
@@ -310,6 +313,7 @@ impl Collector {
         Outcome::Batch {
             tap: tap_id.to_string(),
             records: if fresh { records } else { Vec::new() },
+            files: if fresh { files } else { Vec::new() },
             duplicate: !fresh,
         }
     }

@@ -31,6 +31,13 @@ pub enum Field {
     Port,
     Mac,
     Group,
+    /// Of the files that crossed the flow (the store's files table): a flow
+    /// matches when one of its files does.
+    FileSha256,
+    FileSha1,
+    FileMd5,
+    FileMime,
+    FileUrl,
 }
 
 /// The fields that are not the record's: (name, field, type).
@@ -48,6 +55,11 @@ const HOST_FIELDS: &[(&str, Field, FieldType)] = &[
     ("port", Field::Port, FieldType::Num),
     ("mac", Field::Mac, FieldType::Text),
     ("group", Field::Group, FieldType::Text),
+    ("file_sha256", Field::FileSha256, FieldType::Text),
+    ("file_sha1", Field::FileSha1, FieldType::Text),
+    ("file_md5", Field::FileMd5, FieldType::Text),
+    ("file_mime", Field::FileMime, FieldType::Text),
+    ("file_url", Field::FileUrl, FieldType::Text),
 ];
 
 /// How a field that is computed from an address (by the named networks of
@@ -62,6 +74,8 @@ pub enum Source {
     Derived(Field, Derive),
     /// Either of two fields.
     Sides([Field; 2]),
+    /// A column of the files table: the store finds the flows first.
+    File(&'static str),
 }
 
 fn record_index(name: &str) -> Option<Field> {
@@ -137,6 +151,11 @@ impl Field {
             Field::Port => Source::Sides([Field::by_name("src_port"), Field::by_name("dst_port")]),
             Field::Mac => Source::Sides([Field::by_name("src_mac"), Field::by_name("dst_mac")]),
             Field::Group => Source::Sides([Field::SrcGroup, Field::DstGroup]),
+            Field::FileSha256 => Source::File("sha256"),
+            Field::FileSha1 => Source::File("sha1"),
+            Field::FileMd5 => Source::File("md5"),
+            Field::FileMime => Source::File("mime"),
+            Field::FileUrl => Source::File("url"),
         }
     }
 
@@ -164,7 +183,10 @@ impl Field {
             Field::DstCountry => e.dst_country.as_deref().map(FieldValue::Text),
             Field::SrcAsn => e.src_asn.map(|n| FieldValue::Num(u64::from(n))),
             Field::DstAsn => e.dst_asn.map(|n| FieldValue::Num(u64::from(n))),
+            // A flow does not carry its files: the store resolves these.
             Field::Addr | Field::Port | Field::Mac | Field::Group => None,
+            Field::FileSha256 | Field::FileSha1 | Field::FileMd5 | Field::FileMime => None,
+            Field::FileUrl => None,
         }
     }
 
@@ -238,6 +260,11 @@ pub fn single_field(name: &str) -> Result<Field, String> {
     if field.sides().is_some() {
         return Err(format!(
             "{name} stands for both sides; name one (src_{name} or dst_{name})"
+        ));
+    }
+    if matches!(field.source(), Source::File(_)) {
+        return Err(format!(
+            "{name} is a field of the files a flow carried, not one value per flow (pitap files lists them)"
         ));
     }
     Ok(field)

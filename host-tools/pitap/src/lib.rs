@@ -10,7 +10,8 @@
 //!   by name; [`networks`]: named networks and the fields they give a flow.
 //! - [`store`]: the flow store (SQLite, flows in columns) and its query
 //!   engine; [`progress`]: the progress line of long queries.
-//! - [`query`]: the query language; [`search`]: `pitap query`.
+//! - [`query`]: the query language; [`search`]: `pitap query`; [`files`]:
+//!   `pitap files`.
 //! - [`report`]: `pitap report`; [`alerts`] (+ [`webhook`]): alert rules.
 //! - [`export`]: IPFIX, NetFlow v9, GELF, syslog.
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod config;
 pub mod devices;
 pub mod export;
 pub mod fields;
+pub mod files;
 pub mod flow;
 pub mod geoip;
 pub mod image_write;

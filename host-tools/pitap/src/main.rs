@@ -69,6 +69,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The files that crossed the flows (HTTP bodies): hashes, size, type,
+    /// URL and the flow, newest first. `pitap query 'file_sha256:HEX'` gives
+    /// the flows.
+    Files {
+        /// A SHA-256, SHA-1 or MD5 in hex (told apart by length).
+        hash: Option<String>,
+        /// Files whose URL contains this (any case).
+        #[arg(long)]
+        url: Option<String>,
+        /// Files of this media type (image/png).
+        #[arg(long)]
+        mime: Option<String>,
+        #[command(flatten)]
+        window: Window,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// The devices (MACs) seen: hostname from DHCP, last address, first and last seen.
     Devices {
         #[command(flatten)]
@@ -401,6 +421,24 @@ fn main() -> ExitCode {
                 )
                 .map(|_| ())
             })
+        }),
+        Command::Files {
+            hash,
+            url,
+            mime,
+            window,
+            limit,
+            json,
+        } => window.resolve().and_then(|w| {
+            let filter = pitap::store::FileFilter {
+                hash,
+                url,
+                mime,
+                since_ms: w.since_ms,
+                until_ms: w.until_ms,
+                limit,
+            };
+            to_stdout(|out| pitap::files::run(&w.store, &filter, json, out).map(|_| ()))
         }),
         Command::Devices { window, json } => window
             .resolve()

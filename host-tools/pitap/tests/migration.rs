@@ -325,3 +325,56 @@ fn a_row_the_migration_cannot_read_leaves_the_old_store_as_it_was() {
     assert_eq!(segments, 0, "nothing of the new schema was left behind");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A schema-4 store (columns, no files table) opens as schema 5 with every
+/// flow, and takes files from then on.
+#[test]
+fn schema_4_stores_get_the_files_table() {
+    let d = dir("v4");
+    let path = d.join("v4.db");
+    let rows = records();
+    let networks = pitap::networks::Networks::default();
+    let flows: Vec<StoredFlow> = rows
+        .iter()
+        .map(|r| StoredFlow::new("old-tap".into(), *r, &networks))
+        .collect();
+    Store::open(&path)
+        .unwrap()
+        .commit(&flows, &[], None)
+        .unwrap();
+    // What a schema-4 pitap left: the same, without the files table.
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch("DROP TABLE files").unwrap();
+    conn.pragma_update(None, "user_version", 4).unwrap();
+    drop(conn);
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(stored(&store).len(), rows.len());
+    let file = pitap::store::StoredFile {
+        tap: "old-tap".into(),
+        file: pitap_wire::FileRecord {
+            ts_ms: rows[0].end_ms,
+            flow_start_ms: rows[0].start_ms,
+            src_addr: rows[0].src.addr,
+            src_port: rows[0].src.port,
+            dst_addr: rows[0].dst.addr,
+            dst_port: rows[0].dst.port,
+            size: 10,
+            ..Default::default()
+        },
+    };
+    store.commit(&[], &[file.clone()], None).unwrap();
+    let listed = store
+        .files(&pitap::store::FileFilter {
+            until_ms: u64::MAX,
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(listed, vec![file]);
+    let v: i64 = Connection::open(&path)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, pitap::store::SCHEMA_VERSION);
+    let _ = std::fs::remove_dir_all(&d);
+}

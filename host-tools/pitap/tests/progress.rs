@@ -25,7 +25,7 @@ fn store(path: &std::path::Path) {
                 StoredFlow::new("t".into(), r, &Networks::default())
             })
             .collect();
-        store.commit(&flows, None).unwrap();
+        store.commit(&flows, &[], None).unwrap();
     }
 }
 

@@ -306,7 +306,7 @@ proptest! {
         cuts.sort_unstable();
         let mut from = 0;
         for c in cuts.into_iter().chain([flows.len()]) {
-            store.commit(&flows[from..c.max(from)], None).unwrap();
+            store.commit(&flows[from..c.max(from)], &[], None).unwrap();
             from = c.max(from);
         }
         let (since_ms, until_ms) = (window.0.min(window.1), window.0.max(window.1));

@@ -58,6 +58,9 @@ fn term(f: Field, m: &Match) -> Plan {
         }
         Source::Column(_) => (column_index(f), None),
         Source::Derived(src, d) => (column_index(src), Some(d)),
+        // Resolved into flow terms before the plan (files::resolve); one
+        // left over matches nothing.
+        Source::File(_) => return Plan::Not(Box::new(Plan::All)),
     };
     match column {
         Some(column) => Plan::Test {
@@ -74,7 +77,7 @@ fn group_source(f: Field) -> Result<(usize, Option<Derive>), String> {
     let found = match f.source() {
         Source::Column(_) => column_index(f).map(|c| (c, None)),
         Source::Derived(src, d) => column_index(src).map(|c| (c, Some(d))),
-        Source::Sides(_) => None,
+        Source::Sides(_) | Source::File(_) => None,
     };
     found.ok_or_else(|| format!("{}: not one value per flow", f.name()))
 }
@@ -358,7 +361,8 @@ impl Store {
             .map_err(super::err("store"))?;
         let segments = self.window(scope)?;
         let total = segments.iter().map(|m| m.rows as u64).sum();
-        Ok((compile(expr), tx, segments, total))
+        let expr = super::files::resolve(&tx, expr)?;
+        Ok((compile(&expr), tx, segments, total))
     }
 
     /// Aggregates the flows of the window that `expr` matches.

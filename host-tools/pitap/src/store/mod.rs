@@ -15,6 +15,7 @@
 mod codec;
 mod devices;
 pub mod engine;
+pub mod files;
 mod legacy;
 pub mod segment;
 
@@ -25,13 +26,15 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 pub use devices::Device;
 use devices::Seen;
+pub use files::{FileFilter, StoredFile};
 use segment::{Decoded, Encoded, Meta, SEGMENT_ROWS};
 
 use crate::fields::{Field, FieldType};
 use crate::flow::StoredFlow;
 use crate::networks::Networks;
 
-pub const SCHEMA_VERSION: i64 = 4;
+/// 5: the files table.
+pub const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS segments (
@@ -335,6 +338,7 @@ impl Store {
         if version < SCHEMA_VERSION {
             let tx = conn.unchecked_transaction().map_err(err(&ctx))?;
             tx.execute_batch(SCHEMA).map_err(err(&ctx))?;
+            tx.execute_batch(files::SCHEMA).map_err(err(&ctx))?;
             if (1..=3).contains(&version) {
                 let moved = legacy::migrate(&tx, version)?;
                 eprintln!(
@@ -360,9 +364,15 @@ impl Store {
         Store::open(path)
     }
 
-    /// Stores flows and the collector's state in one transaction.
-    pub fn commit(&mut self, flows: &[StoredFlow], state: Option<&str>) -> Result<(), String> {
+    /// Stores flows, files and the collector's state in one transaction.
+    pub fn commit(
+        &mut self,
+        flows: &[StoredFlow],
+        files: &[StoredFile],
+        state: Option<&str>,
+    ) -> Result<(), String> {
         let tx = self.conn.transaction().map_err(err("store"))?;
+        files::insert(&tx, files)?;
         if !flows.is_empty() {
             let refs: Vec<&StoredFlow> = flows.iter().collect();
             insert_segment(&tx, &segment::encode(&refs, 0))?;
@@ -431,6 +441,11 @@ impl Store {
         }
     }
 
+    /// The stored files that match, newest first.
+    pub fn files(&self, filter: &FileFilter) -> Result<Vec<StoredFile>, String> {
+        files::list(&self.conn, filter)
+    }
+
     /// Deletes what the retention settings no longer keep; returns the rows deleted.
     pub fn apply_retention(&mut self, retention: Retention, now_ms: u64) -> Result<u64, String> {
         let mut deleted = 0u64;
@@ -462,6 +477,14 @@ impl Store {
                 deleted += keep_rows(&tx, &oldest, |d| newest_rows(d, d.rows - drop))?;
                 tx.commit().map_err(err("store: retention"))?;
             }
+        }
+        // Files go with the flows they crossed: none is older than the
+        // oldest flow left (a file ends after its flow starts).
+        if let Some(age) = retention.max_age_ms {
+            files::delete_before(&self.conn, now_ms.saturating_sub(age))?;
+        }
+        if let Some((oldest, _)) = self.time_bounds()? {
+            files::delete_before(&self.conn, oldest)?;
         }
         Ok(deleted)
     }
