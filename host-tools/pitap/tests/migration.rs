@@ -362,7 +362,9 @@ fn schema_4_stores_get_the_files_table() {
             ..Default::default()
         },
     };
-    store.commit(&[], &[file.clone()], None).unwrap();
+    store
+        .commit(&[], std::slice::from_ref(&file), None)
+        .unwrap();
     let listed = store
         .files(&pitap::store::FileFilter {
             until_ms: u64::MAX,
