@@ -93,6 +93,9 @@ pub fn run(opts: &Options) -> Result<EngineStats, String> {
     let stats = engine.stats().clone();
     if !opts.quiet {
         eprintln!("{}", summary::engine(&path, &stats));
+        if let Some(line) = summary::files(engine.file_stats()) {
+            eprintln!("{line}");
+        }
         if let Some(u) = &sinks.uplink {
             eprintln!("{}", summary::uplink(u));
         }

@@ -4,6 +4,7 @@
 
 use std::io::{self, Write};
 
+use pitap_flow_core::files::FileStats;
 use pitap_flow_core::{Anomaly, EngineStats};
 
 use crate::uplink::Uplink;
@@ -44,6 +45,33 @@ pub fn uplink(u: &Uplink) -> String {
         line.push_str(&format!(", {n} replies refused ({})", why.as_str()));
     }
     line
+}
+
+/// What the file tracker did, for the end of a run (None: it followed no
+/// HTTP connection).
+pub fn files(f: &FileStats) -> Option<String> {
+    if f.streams == 0 && f.streams_full == 0 {
+        return None;
+    }
+    let mut line = format!(
+        "pitapd: files: {} HTTP connections followed, {} objects, {} hashed ({} bytes)",
+        f.streams, f.objects, f.hashed, f.bytes_hashed
+    );
+    for (n, what) in [
+        (f.streams_full, "connections not followed (every slot taken)"),
+        (f.too_large, "too large"),
+        (f.over_budget, "over the hashing budget"),
+        (f.incomplete, "incomplete"),
+        (f.encoded, "with a coding not undone"),
+        (f.inflate_errors, "not inflating"),
+        (f.reordered, "segments held over reordering"),
+        (f.lost_sync, "directions not followed to the end"),
+    ] {
+        if n > 0 {
+            line.push_str(&format!(", {n} {what}"));
+        }
+    }
+    Some(line)
 }
 
 /// The end-of-run summary line.

@@ -449,6 +449,9 @@ impl Tap {
             "{}",
             crate::summary::engine(&self.ports.names.join("+"), self.engine.stats())
         );
+        if let Some(line) = crate::summary::files(self.engine.file_stats()) {
+            eprintln!("{line}");
+        }
         for source in &self.sources {
             let c = source.counters();
             eprintln!(
