@@ -11,6 +11,7 @@ use crate::files::{head::looks_like_request, FileConfig, FileTracker, Segment};
 use crate::flow::{FileSlot, Flow};
 use crate::fragments::FragmentCache;
 use crate::key::key_of;
+use crate::ring::{PacketRing, RingConfig};
 use crate::source::Frame;
 use crate::stats::{Anomaly, EngineStats};
 use crate::table::{FlowTable, List};
@@ -56,6 +57,9 @@ pub struct EngineConfig {
     pub reassembly_buffers: usize,
     /// HTTP bodies followed and hashed.
     pub files: FileConfig,
+    /// The packet ring (`bytes: 0`: none, the default here; the live tap
+    /// sets one up).
+    pub ring: RingConfig,
 }
 
 impl Default for EngineConfig {
@@ -73,6 +77,10 @@ impl Default for EngineConfig {
             app_flows: 4096,
             reassembly_buffers: 32,
             files: FileConfig::default(),
+            ring: RingConfig {
+                bytes: 0,
+                ..RingConfig::default()
+            },
         }
     }
 }
@@ -84,6 +92,7 @@ pub struct FlowEngine {
     learned: Learned,
     fragments: FragmentCache,
     files: FileTracker,
+    ring: Option<PacketRing>,
     stats: EngineStats,
     /// The latest packet time seen; time never runs backwards for timeouts.
     clock_us: u64,
@@ -111,6 +120,7 @@ impl FlowEngine {
             ),
             fragments: FragmentCache::new(config.fragment_slots, config.hash_seed),
             files: FileTracker::new(config.files),
+            ring: (config.ring.bytes > 0).then(|| PacketRing::new(config.ring)),
             config,
             stats: EngineStats::default(),
             clock_us: 0,
@@ -133,6 +143,15 @@ impl FlowEngine {
 
     pub fn stats(&self) -> &EngineStats {
         &self.stats
+    }
+
+    /// The packet ring, if there is one.
+    pub fn ring(&self) -> Option<&PacketRing> {
+        self.ring.as_ref()
+    }
+
+    pub fn ring_mut(&mut self) -> Option<&mut PacketRing> {
+        self.ring.as_mut()
     }
 
     /// What the file tracker did.
@@ -216,6 +235,7 @@ impl FlowEngine {
             }
         }
 
+        let created = slot.is_none();
         let slot = match slot {
             Some(s) => s,
             None => {
@@ -246,6 +266,10 @@ impl FlowEngine {
         }
         if pkt.proto == 6 && pkt.fragment.is_none() {
             self.follow_http(slot, &pkt, reversed, frame.ts_us, sink);
+        }
+        if let Some(ring) = &mut self.ring {
+            let from_initiator = self.table.get(slot).from_initiator(reversed);
+            ring.offer(&key, created, from_initiator, pkt.payload_len, frame);
         }
         let flow = self.table.get(slot);
         let list = if flow.tcp_ended().is_some() {

@@ -23,6 +23,7 @@ pub mod flow;
 pub mod fragments;
 pub mod index;
 pub mod key;
+pub mod ring;
 pub mod source;
 pub mod stats;
 pub mod table;

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod forensics;
 pub mod links;
 pub mod live;
 pub mod offline;

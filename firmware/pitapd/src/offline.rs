@@ -68,6 +68,9 @@ pub fn run(opts: &Options) -> Result<EngineStats, String> {
         // --ack-timeout) instead of dropping batches.
         if sinks.uplink.is_some() && engine.stats().frames.is_multiple_of(256) {
             sinks.tick();
+            if let Some(u) = &mut sinks.uplink {
+                crate::forensics::serve(&mut engine, u);
+            }
             if sinks.uplink_full() {
                 sinks.wait_for_room(opts.ack_timeout)?;
             }

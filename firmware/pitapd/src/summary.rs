@@ -41,6 +41,13 @@ pub fn uplink(u: &Uplink) -> String {
     if let Some(rtt) = u.round_trip() {
         line.push_str(&format!(", round trip {:.1} ms", rtt.as_secs_f64() * 1e3));
     }
+    let a = u.answer_counters();
+    if a.requests > 0 {
+        line.push_str(&format!(
+            ", {} packet requests ({} answered whole, {} chunks, {} times resent from the collector's mark)",
+            a.requests, a.answered, a.chunks, a.resent
+        ));
+    }
     for (why, n) in u.refused().filter(|(_, n)| *n > 0) {
         line.push_str(&format!(", {n} replies refused ({})", why.as_str()));
     }
@@ -58,7 +65,10 @@ pub fn files(f: &FileStats) -> Option<String> {
         f.streams, f.objects, f.hashed, f.bytes_hashed
     );
     for (n, what) in [
-        (f.streams_full, "connections not followed (every slot taken)"),
+        (
+            f.streams_full,
+            "connections not followed (every slot taken)",
+        ),
         (f.too_large, "too large"),
         (f.over_budget, "over the hashing budget"),
         (f.incomplete, "incomplete"),

@@ -58,6 +58,8 @@ crate::named_enum! {
         /// A tap that stops: everything it sent is acknowledged (tap to
         /// collector; not answered).
         Goodbye = 5 => "goodbye",
+        /// A piece of the answer to a packet request (tap to collector).
+        Packets = 6 => "packets",
     }
 }
 

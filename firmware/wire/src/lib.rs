@@ -25,6 +25,8 @@ pub mod format;
 #[cfg(feature = "std")]
 pub mod messages;
 mod names;
+#[cfg(feature = "std")]
+pub mod pcapng;
 pub mod record;
 pub mod replay_window;
 

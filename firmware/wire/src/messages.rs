@@ -37,7 +37,58 @@ pub struct Reply {
     pub acked: Vec<(u64, u64)>,
     /// Batches the collector can take in flight from this tap.
     pub window: u32,
+    /// Packets the collector asks for, repeated in every reply until the
+    /// answer is whole (taps from before them ignore the field).
+    pub requests: Vec<PacketRequest>,
 }
+
+/// One flow a packet request names: protocol and both ends, either order
+/// (ports are not compared for protocols without them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowEnds {
+    pub proto: u8,
+    pub a: (std::net::IpAddr, u16),
+    pub b: (std::net::IpAddr, u16),
+}
+
+/// The collector asking a tap for packets from its ring: of some flows
+/// (none: every packet) in a time window on the collector's clock. The
+/// answer is a run of pcapng blocks (one interface block per tap port and
+/// link type, then a packet block per packet), sent in `Packets` chunks; the
+/// request says how much of it the collector has stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketRequest {
+    /// The collector's id of the request (random).
+    pub id: u64,
+    pub flows: Vec<FlowEnds>,
+    pub since_ms: u64,
+    pub until_ms: u64,
+    /// Keep every packet of these flows from now on, past the cut-off.
+    pub flag: bool,
+    /// Bytes of the answer the collector has stored, from its start.
+    pub have: u64,
+}
+
+/// A piece of a tap's answer to a packet request (tap to collector).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketChunk {
+    pub id: u64,
+    /// Where the piece goes in the answer.
+    pub offset: u64,
+    /// The answer's whole length.
+    pub total: u64,
+    /// Packets the answer holds, and matching packets left out (the answer
+    /// is at most `MAX_ANSWER` bytes).
+    pub packets: u64,
+    pub left_out: u64,
+    pub data: Vec<u8>,
+}
+
+/// The most bytes of one answer: a flow or two with their cut-off, or a
+/// flagged flow's first megabytes.
+pub const MAX_ANSWER: usize = 32 << 20;
+/// Bytes of answer per chunk datagram.
+pub const CHUNK_BYTES: usize = 1200;
 
 impl Reply {
     /// Whether batch `seq` is stored.

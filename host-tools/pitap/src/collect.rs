@@ -20,6 +20,7 @@ use pitap_wire::FlowSink;
 use crate::alerts::Alerts;
 use crate::collector::{Collector, Outcome};
 use crate::export::Exporter;
+use crate::fetching::Fetching;
 use crate::flow::StoredFlow;
 use crate::networks::Networks;
 use crate::store::{Retention, Store, StoredFile};
@@ -183,6 +184,8 @@ struct Loop {
     pending: Vec<StoredFlow>,
     /// File records arrived with the pending flows.
     pending_files: Vec<StoredFile>,
+    /// Packet fetches waiting for taps' answers.
+    fetching: Fetching,
     networks: Networks,
     store: Option<Store>,
     retention: Retention,
@@ -212,6 +215,17 @@ impl Loop {
         }
         self.save_state(self.group > 0 || !self.pending.is_empty())?;
         self.flows_committed += self.pending.len() as u64;
+        if let Some(store) = &self.store {
+            self.fetching.load(store)?;
+            let mut requests = self.fetching.requests();
+            let taps: Vec<String> = self.collector.requesting().map(str::to_string).collect();
+            for tap in taps {
+                requests.entry(tap).or_default();
+            }
+            for (tap, list) in requests {
+                self.collector.set_requests(&tap, list);
+            }
+        }
         for (reply, to) in self.collector.take_replies(self.window) {
             // A lost reply costs nothing: the next one says it all.
             let _ = self.socket.send_to(&reply, to);
@@ -290,7 +304,11 @@ impl Loop {
         let text = serde_json::to_string(&saved).map_err(|e| e.to_string())?;
         if let Some(store) = &mut self.store {
             if commit {
-                store.commit(&self.pending, &self.pending_files, Some(&text))?;
+                let fetching = &mut self.fetching;
+                store.commit_with(&self.pending, &self.pending_files, Some(&text), |conn| {
+                    fetching.commit(conn)
+                })?;
+                self.fetching.write_outputs(store)?;
             }
         }
         if let Some(path) = &self.state {
@@ -434,6 +452,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         last_flush: Instant::now(),
         pending: Vec::new(),
         pending_files: Vec::new(),
+        fetching: Fetching::default(),
         networks: opts.networks.clone(),
         store,
         retention: opts.retention,
@@ -508,6 +527,11 @@ pub fn run(opts: Options) -> Result<(), String> {
                         state
                             .pending
                             .push(StoredFlow::new(tap.clone(), *record, &state.networks));
+                    }
+                }
+                Outcome::Packets { tap, boot, chunk } => {
+                    if state.fetching.chunk(&tap, &boot, chunk) {
+                        state.group += 1;
                     }
                 }
                 Outcome::Health { .. } | Outcome::Hello { .. } | Outcome::Goodbye { .. } => {}

@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 
 use pitap_wire::codec::FLAG_FINAL;
 use pitap_wire::envelope::{self, DatagramKind, Header, Key};
-use pitap_wire::messages::{self, Health, Reply};
+use pitap_wire::messages::{self, Health, PacketChunk, PacketRequest, Reply};
 use pitap_wire::{BatchReader, FileRecord, FlowRecord, WireError};
 
 use crate::taps::{Admission, TapState};
@@ -80,6 +80,12 @@ pub enum Outcome {
     Health {
         tap: String,
     },
+    /// A piece of a tap's answer to a packet request.
+    Packets {
+        tap: String,
+        boot: [u8; 16],
+        chunk: PacketChunk,
+    },
     Hello {
         tap: String,
     },
@@ -114,6 +120,8 @@ pub struct Collector {
     owed: BTreeMap<(String, [u8; 16]), Owed>,
     /// The secret this run derives challenges from.
     secret: Key,
+    /// Packet requests each tap's replies carry.
+    requests: BTreeMap<String, Vec<PacketRequest>>,
 }
 
 impl Collector {
@@ -148,7 +156,22 @@ impl Collector {
             counter: 0,
             owed: BTreeMap::new(),
             secret,
+            requests: BTreeMap::new(),
         }
+    }
+
+    /// The packet requests the replies to `tap` carry from now on.
+    pub fn set_requests(&mut self, tap: &str, requests: Vec<PacketRequest>) {
+        if requests.is_empty() {
+            self.requests.remove(tap);
+        } else {
+            self.requests.insert(tap.to_string(), requests);
+        }
+    }
+
+    /// Taps that have packet requests waiting.
+    pub fn requesting(&self) -> impl Iterator<Item = &str> {
+        self.requests.keys().map(String::as_str)
     }
 
     pub fn taps(&self) -> &BTreeMap<String, TapState> {
@@ -277,6 +300,14 @@ impl Collector {
                 }
                 Err(_) => self.reject(Reject::MalformedContent),
             },
+            DatagramKind::Packets => match messages::decode::<PacketChunk>(&payload) {
+                Ok(chunk) => Outcome::Packets {
+                    tap: tap_id,
+                    boot: header.boot,
+                    chunk,
+                },
+                Err(_) => self.reject(Reject::MalformedContent),
+            },
             DatagramKind::Hello | DatagramKind::Reply | DatagramKind::Goodbye => {
                 self.reject(Reject::UnexpectedKind)
             }
@@ -344,6 +375,7 @@ impl Collector {
             if let Some(b) = tap.current.as_ref().filter(|b| b.boot == boot) {
                 reply.acked_below = b.next_seq;
                 reply.acked = b.ack_ranges();
+                reply.requests = self.requests.get(&tap_id).cloned().unwrap_or_default();
             }
             let key = tap.key.clone();
             if let Some(datagram) = self.seal_reply(&tap_id, &reply, key.as_ref()) {

@@ -89,6 +89,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Packets of flows from a tap's packet ring, as pcapng, through the
+    /// running collector (pitap collect with the same store).
+    Pcap {
+        /// The tap to ask.
+        #[arg(long)]
+        tap: String,
+        /// A flow: "PROTO SRC:PORT DST:PORT" (repeatable).
+        #[arg(long, conflicts_with = "query")]
+        flow: Vec<String>,
+        /// The flows a query finds in the window (16 at most).
+        #[arg(long)]
+        query: Option<String>,
+        #[command(flatten)]
+        window: Window,
+        /// The pcapng file to write.
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 120.0)]
+        timeout: f64,
+        /// Keep every packet of the flows from now on, past the cut-off.
+        #[arg(long)]
+        flag: bool,
+    },
     /// The devices (MACs) seen: hostname from DHCP, last address, first and last seen.
     Devices {
         #[command(flatten)]
@@ -439,6 +463,41 @@ fn main() -> ExitCode {
                 limit,
             };
             to_stdout(|out| pitap::files::run(&w.store, &filter, json, out).map(|_| ()))
+        }),
+        Command::Pcap {
+            tap,
+            flow,
+            query,
+            window,
+            output,
+            timeout,
+            flag,
+        } => window.resolve().and_then(|w| {
+            use pitap::pcap_fetch::{parse_flow, Selection};
+            let selection = match (query, flow.is_empty()) {
+                (Some(q), _) => Selection::Query(q),
+                (None, false) => Selection::Flows(
+                    flow.iter()
+                        .map(|f| parse_flow(f))
+                        .collect::<Result<_, _>>()?,
+                ),
+                (None, true) => Selection::Window,
+            };
+            if !(timeout > 0.0 && timeout.is_finite()) {
+                return Err(format!("--timeout: expected seconds, got {timeout}"));
+            }
+            pitap::pcap_fetch::run(&pitap::pcap_fetch::Options {
+                store: w.store,
+                tap,
+                selection,
+                since_ms: w.since_ms,
+                until_ms: w.until_ms,
+                output,
+                timeout: std::time::Duration::from_secs_f64(timeout),
+                flag,
+                networks: w.networks,
+            })
+            .map(|_| ())
         }),
         Command::Devices { window, json } => window
             .resolve()

@@ -69,6 +69,62 @@ pub struct FlowsSection {
     pub tcp_linger_s: f64,
 }
 
+/// The packet ring and the files that crossed (the "forensics").
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForensicsSection {
+    /// Memory of the packet ring, MiB (0: no ring).
+    #[serde(default = "default_ring_mib")]
+    pub ring_mib: u64,
+    /// Payload bytes kept of each direction of a connection, KiB.
+    #[serde(default = "default_cutoff_kib")]
+    pub cutoff_kib: u64,
+    /// Flows the ring's directory finds packets of.
+    #[serde(default = "default_ring_flows")]
+    pub ring_flows: usize,
+    /// HTTP connections whose bodies are followed and hashed at once (0: none).
+    #[serde(default = "default_file_streams")]
+    pub file_streams: usize,
+    /// Largest object hashed, MiB.
+    #[serde(default = "default_max_file_mib")]
+    pub max_file_mib: u64,
+    /// Bytes hashed per second at most, MiB (0: no limit).
+    #[serde(default = "default_hash_mib_per_s")]
+    pub hash_mib_per_s: u64,
+}
+
+fn default_ring_mib() -> u64 {
+    256
+}
+fn default_cutoff_kib() -> u64 {
+    32
+}
+fn default_ring_flows() -> usize {
+    65_536
+}
+fn default_file_streams() -> usize {
+    64
+}
+fn default_max_file_mib() -> u64 {
+    64
+}
+fn default_hash_mib_per_s() -> u64 {
+    8
+}
+
+impl Default for ForensicsSection {
+    fn default() -> Self {
+        ForensicsSection {
+            ring_mib: default_ring_mib(),
+            cutoff_kib: default_cutoff_kib(),
+            ring_flows: default_ring_flows(),
+            file_streams: default_file_streams(),
+            max_file_mib: default_max_file_mib(),
+            hash_mib_per_s: default_hash_mib_per_s(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UplinkSection {
@@ -170,6 +226,8 @@ pub struct ConfigFile {
     pub capture: CaptureSection,
     #[serde(default)]
     pub flows: FlowsSection,
+    #[serde(default)]
+    pub forensics: ForensicsSection,
     #[serde(default)]
     pub uplink: UplinkSection,
     #[serde(default)]

@@ -10,6 +10,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use pitap_flow_core::files::FileConfig;
+use pitap_flow_core::ring::RingConfig;
 use pitap_flow_core::EngineConfig;
 use pitap_wire::envelope::Key;
 
@@ -296,11 +298,25 @@ fn ring(file: &ConfigFile) -> Result<RingGeometry, ConfigError> {
 
 fn engine(file: &ConfigFile) -> Result<EngineConfig, ConfigError> {
     let f = &file.flows;
+    let x = &file.forensics;
     Ok(EngineConfig {
         capacity: in_range("flows.capacity", f.capacity, 1..=16_777_216)?,
         idle_timeout_us: seconds("flows.idle_timeout_s", f.idle_timeout_s)?,
         active_timeout_us: seconds("flows.active_timeout_s", f.active_timeout_s)?,
         tcp_linger_us: seconds("flows.tcp_linger_s", f.tcp_linger_s)?,
+        files: FileConfig {
+            streams: in_range("forensics.file_streams", x.file_streams, 0..=4096)?,
+            max_object_bytes: in_range("forensics.max_file_mib", x.max_file_mib, 1..=1 << 20)?
+                << 20,
+            hash_bytes_per_s: in_range("forensics.hash_mib_per_s", x.hash_mib_per_s, 0..=1 << 20)?
+                << 20,
+            ..FileConfig::default()
+        },
+        ring: RingConfig {
+            bytes: (in_range("forensics.ring_mib", x.ring_mib, 0..=65_536)? << 20) as usize,
+            cutoff: (in_range("forensics.cutoff_kib", x.cutoff_kib, 1..=4 << 20)? << 10) as u32,
+            flows: in_range("forensics.ring_flows", x.ring_flows, 64..=16_777_216)?,
+        },
         ..EngineConfig::default()
     })
 }

@@ -348,9 +348,13 @@ impl Tap {
         self.engine.expire(kernel_clock_us(), &mut self.sinks);
     }
 
-    /// Replies in, batches and printed lines out.
+    /// Replies in, batches, printed lines and answers to packet requests
+    /// out.
     fn flush(&mut self) {
         self.sinks.tick();
+        if let Some(u) = &mut self.sinks.uplink {
+            crate::forensics::serve(&mut self.engine, u);
+        }
     }
 
     /// The counters, read once; what is made of them; the watchdog fed

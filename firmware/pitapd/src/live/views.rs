@@ -125,6 +125,27 @@ impl Tap {
             .collect();
         let u = self.sinks.uplink_counters();
         let uplink = self.sinks.uplink.as_ref();
+        let ring = self.engine.ring().map(|r| {
+            let s = r.stats();
+            json!({
+                "capacity_bytes": r.capacity(), "used_bytes": r.used(),
+                "packets_kept": s.packets_kept, "bytes_kept": s.bytes_kept,
+                "packets_cut": s.packets_cut, "bytes_cut": s.bytes_cut,
+                "packets_overwritten": s.packets_overwritten, "bytes_overwritten": s.bytes_overwritten,
+                "flows_forgotten": s.flows_forgotten, "flows_flagged": s.flows_flagged,
+            })
+        });
+        let answers = uplink.map(|u| {
+            let a = u.answer_counters();
+            json!({ "taken": a.requests, "answered": a.answered, "abandoned": a.abandoned, "chunks": a.chunks, "resent": a.resent })
+        });
+        let f = self.engine.file_stats();
+        let files = json!({
+            "connections": f.streams, "connections_not_followed": f.streams_full,
+            "objects": f.objects, "hashed": f.hashed, "bytes_hashed": f.bytes_hashed,
+            "too_large": f.too_large, "over_budget": f.over_budget, "incomplete": f.incomplete,
+            "encoded": f.encoded, "reordered_segments": f.reordered,
+        });
         json!({
             "tap_id": self.config.tap.id,
             "version": h.version,
@@ -166,7 +187,10 @@ impl Tap {
                 "refused_replies": uplink.map(|u| u.refused().map(|(r, n)| (r.as_str().to_string(), json!(n))).collect::<serde_json::Map<_, _>>()),
                 "last_ack_s_ago": uplink.and_then(Uplink::last_ack).map(|t| t.elapsed().as_secs()),
                 "last_sync_s_ago": uplink.and_then(Uplink::last_sync).map(|t| t.elapsed().as_secs()),
+                "packet_requests": answers,
             },
+            "ring": ring,
+            "files": files,
         })
     }
 }

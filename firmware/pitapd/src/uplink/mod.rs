@@ -21,6 +21,7 @@
 //! its own clock; at the sync those batches are moved onto the collector's
 //! (their header's base time), so no record leaves with a time from before.
 
+mod answers;
 mod clock;
 mod pacing;
 mod sent;
@@ -30,13 +31,15 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
+pub use answers::AnswerCounters;
 pub use clock::{Sample, TapClock};
 pub use transport::{KernelUdp, Transport};
 
+use answers::Answers;
 use pacing::{Rtt, Window};
 use pitap_wire::codec::{self, FLAG_CAPTURE_TIME, FLAG_CLOCK_SYNCED, FLAG_FINAL};
 use pitap_wire::envelope::{self, Challenge, DatagramKind, Header, Key};
-use pitap_wire::messages::{self, ClockHealth, Health, Hello, Reply, UplinkHealth};
+use pitap_wire::messages::{self, ClockHealth, Health, Hello, PacketRequest, Reply, UplinkHealth};
 use pitap_wire::{
     BatchHeader, BatchWriter, ClockState, FileRecord, FlowRecord, FlowSink, WireError,
 };
@@ -226,6 +229,8 @@ pub struct Uplink {
     last_ack: Option<Instant>,
     first_error: Option<io::Error>,
     recv_buf: Vec<u8>,
+    /// Answers to the collector's packet requests.
+    answers: Answers,
 }
 
 impl Uplink {
@@ -281,6 +286,7 @@ impl Uplink {
             last_ack: None,
             first_error: None,
             recv_buf: vec![0; 65_536],
+            answers: Answers::default(),
         })
     }
 
@@ -335,6 +341,47 @@ impl Uplink {
     /// The first send error since the last call (for a log line).
     pub fn take_error(&mut self) -> Option<io::Error> {
         self.first_error.take()
+    }
+
+    /// Packet requests from the collector for the owner of the packet ring
+    /// to answer (`answer`).
+    pub fn packet_requests(&mut self) -> Vec<PacketRequest> {
+        self.answers.new_requests()
+    }
+
+    /// Sends the answer to request `id`, in chunks, from the next tick.
+    pub fn answer(&mut self, id: u64, answer: crate::forensics::Answer) {
+        self.answers.start(id, answer, Instant::now());
+        self.send_answers(Instant::now());
+    }
+
+    pub fn answer_counters(&self) -> AnswerCounters {
+        self.answers.counters
+    }
+
+    /// What the tap adds to its clock to be on the collector's, µs (0 for
+    /// a capture's times, or before the first sync).
+    pub fn correction_us(&self) -> i64 {
+        match self.settings.clock {
+            ClockMode::Sync if self.clock.is_synced() => self.clock.correction_us(),
+            _ => 0,
+        }
+    }
+
+    fn send_answers(&mut self, now: Instant) {
+        if !self.answers.busy() {
+            return;
+        }
+        let mut answers = std::mem::take(&mut self.answers);
+        answers.send(now, |chunk| {
+            messages::encode(chunk)
+                .map(|payload| {
+                    self.seal_and_send(DatagramKind::Packets, &payload, now)
+                        .is_ok()
+                })
+                .unwrap_or(false)
+        });
+        self.answers = answers;
     }
 
     /// Where the times of what leaves now come from.
@@ -652,6 +699,7 @@ impl Uplink {
         }
         self.window.set_receive_window(reply.window);
         self.take_acks(reply, now);
+        self.answers.take(&reply.requests, now);
         self.pump(now);
     }
 
@@ -762,6 +810,7 @@ impl Uplink {
     pub fn tick(&mut self) {
         self.receive_replies();
         let now = Instant::now();
+        self.send_answers(now);
         if self
             .timer
             .is_some_and(|armed| self.in_flight > 0 && now >= armed + self.rtt.rto())

@@ -15,6 +15,7 @@
 mod codec;
 mod devices;
 pub mod engine;
+pub mod fetches;
 pub mod files;
 mod legacy;
 pub mod segment;
@@ -33,7 +34,7 @@ use crate::fields::{Field, FieldType};
 use crate::flow::StoredFlow;
 use crate::networks::Networks;
 
-/// 5: the files table.
+/// 5: the files table, packet fetches.
 pub const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
@@ -339,6 +340,7 @@ impl Store {
             let tx = conn.unchecked_transaction().map_err(err(&ctx))?;
             tx.execute_batch(SCHEMA).map_err(err(&ctx))?;
             tx.execute_batch(files::SCHEMA).map_err(err(&ctx))?;
+            tx.execute_batch(fetches::SCHEMA).map_err(err(&ctx))?;
             if (1..=3).contains(&version) {
                 let moved = legacy::migrate(&tx, version)?;
                 eprintln!(
@@ -371,8 +373,21 @@ impl Store {
         files: &[StoredFile],
         state: Option<&str>,
     ) -> Result<(), String> {
+        self.commit_with(flows, files, state, |_| Ok(()))
+    }
+
+    /// `commit`, with more work of the collector's (fetched packets) in
+    /// the same transaction.
+    pub fn commit_with(
+        &mut self,
+        flows: &[StoredFlow],
+        files: &[StoredFile],
+        state: Option<&str>,
+        more: impl FnOnce(&Connection) -> Result<(), String>,
+    ) -> Result<(), String> {
         let tx = self.conn.transaction().map_err(err("store"))?;
         files::insert(&tx, files)?;
+        more(&tx)?;
         if !flows.is_empty() {
             let refs: Vec<&StoredFlow> = flows.iter().collect();
             insert_segment(&tx, &segment::encode(&refs, 0))?;
@@ -439,6 +454,11 @@ impl Store {
             Some(n) => Ok(n),
             None => saved_networks(&self.conn),
         }
+    }
+
+    /// The connection, for the fetch tables' functions.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     /// The stored files that match, newest first.
