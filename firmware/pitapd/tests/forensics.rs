@@ -501,3 +501,131 @@ fn from_a_pictures_hash_to_the_device_and_its_packets() {
         recorded.len()
     );
 }
+
+/// An alert with the `pcap` action leaves the flagged flow's packets beside
+/// the alert: the alert's JSON line names a pcapng file that holds them.
+#[test]
+fn an_alert_fetches_the_packets_of_its_flow() {
+    let mut topo = Topology::new("fa");
+    let (tap_ns, client, server) = (topo.tap.clone(), topo.client.clone(), topo.server.clone());
+    let dir = topo.dir.clone();
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("payload.bin"), vec![7u8; 20_000]).unwrap();
+    topo.spawn(
+        &server,
+        "http",
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "8000",
+            "--bind",
+            SERVER_IP,
+            "--directory",
+            www.to_str().unwrap(),
+        ],
+    );
+    let alerts = dir.join("alerts.jsonl");
+    let pcaps = dir.join("alert-pcaps");
+    let config = dir.join("collector-alert.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[taps.nstap]\nkey = \"{}\"\n\n[[alert]]\nname = \"download\"\nquery = \"dst_port:8000 AND conn_state:SF\"\n\
+             window_s = 60\nthreshold = 1\nactions = [\"file:{}\", \"pcap:{}\"]\n",
+            topo.key,
+            alerts.display(),
+            pcaps.display()
+        ),
+    )
+    .unwrap();
+    let uplink = "127.0.0.1:47141";
+    let pitap_bin = sibling_binary("pitap");
+    let store = topo.store_path();
+    topo.spawn(
+        &tap_ns,
+        "collector",
+        &[
+            pitap_bin.to_str().unwrap(),
+            "collect",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            uplink,
+            "--store",
+            store.to_str().unwrap(),
+        ],
+    );
+    topo.wait_for_stderr("collector", "collecting on", Duration::from_secs(10));
+    let tap_config = topo.pitapd_config(
+        "",
+        &format!(
+            "{}\n[flows]\ntcp_linger_s = 0.5\n[forensics]\nring_mib = 16\n",
+            topo.uplink(uplink, "health_interval_s = 1")
+        ),
+    );
+    topo.start_pitapd(&tap_config, &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    topo.run(
+        &client,
+        &[
+            "curl",
+            "-sS",
+            "--retry",
+            "3",
+            "--retry-connrefused",
+            "-o",
+            "/dev/null",
+            &format!("http://{SERVER_IP}:8000/payload.bin"),
+        ],
+    );
+    let start = Instant::now();
+    let (alert, file) = loop {
+        let alert: Option<Value> = std::fs::read_to_string(&alerts)
+            .ok()
+            .and_then(|t| t.lines().next().map(|l| serde_json::from_str(l).unwrap()));
+        if let Some(a) = alert {
+            let path =
+                std::path::PathBuf::from(a["pcap"].as_str().expect("the alert names its pcap"));
+            if path.exists() {
+                break (a, path);
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no pcap beside the alert: {}",
+            topo.errors("collector")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(file.starts_with(&pcaps), "{alert}");
+    let packets = frames(&file);
+    // The whole download is under the cut-off: handshake, request, the
+    // 20 kB and the teardown, every packet decoding as this flow's.
+    assert!(packets.len() >= 10, "{}", packets.len());
+    let payload: u64 = packets
+        .iter()
+        .map(|p| match decode(LinkType::Ethernet, &p.data, None) {
+            Decoded::Ip(ip) => {
+                assert!(ip.src_port == 8000 || ip.dst_port == 8000);
+                u64::from(ip.payload_len)
+            }
+            other => panic!("{other:?}"),
+        })
+        .sum();
+    assert!(payload > 20_000, "{payload}");
+    // tshark reads it, and sees the comment naming the alert.
+    let out = Command::new("tshark")
+        .args(["-r", file.to_str().unwrap(), "-q", "-z", "io,stat,0"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("capinfos").arg(&file).output().unwrap();
+    let info = String::from_utf8_lossy(&out.stdout);
+    assert!(info.contains("alert \"download\""), "{info}");
+}

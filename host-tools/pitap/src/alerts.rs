@@ -9,14 +9,19 @@
 //! window_s = 60
 //! threshold = 20                   # fires when the aggregate reaches it
 //! actions = ["print", "file:alerts.jsonl", "webhook:http://127.0.0.1:9000/hook",
-//!            "blocklist:blocked.txt", "nft:blocked.nft", "nft-apply:blocked.nft"]
+//!            "blocklist:blocked.txt", "nft:blocked.nft", "nft-apply:blocked.nft",
+//!            "pcap:alert-pcaps"]
 //! ```
 //!
 //! Windows slide over the flows' own end times (so a replayed capture
 //! alerts as the live traffic did). A group fires once when it reaches the
 //! threshold and again only after it fell below. `blocklist` keeps a plain
 //! list of the group's addresses; `nft` writes an nftables table with those
-//! sets and a drop rule, `nft-apply` also loads it with `nft -f`.
+//! sets and a drop rule, `nft-apply` also loads it with `nft -f`. `pcap`
+//! fetches the packets of the flow that fired the alert from its tap's
+//! packet ring (and keeps every later packet of that flow there) into
+//! DIR/ALERT-TIME-TAP-PORT.pcapng (PORT: the initiator's); the alert's JSON
+//! names the file.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::Write;
@@ -68,7 +73,23 @@ pub enum Action {
     File(PathBuf),
     Webhook(String),
     Blocklist(PathBuf),
-    Nft { path: PathBuf, apply: bool },
+    Nft {
+        path: PathBuf,
+        apply: bool,
+    },
+    /// Fetch the packets of the flow that fired into this directory.
+    Pcap(PathBuf),
+}
+
+/// Packets an alert wants from a tap: the collector asks for them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PcapOrder {
+    pub tap: String,
+    pub flow: pitap_wire::messages::FlowEnds,
+    pub since_ms: u64,
+    pub until_ms: u64,
+    pub output: PathBuf,
+    pub comment: String,
 }
 
 impl AlertRule {
@@ -115,6 +136,10 @@ impl AlertRule {
             };
             actions.push(match kind {
                 "print" => Action::Print,
+                "pcap" => {
+                    need_arg("a directory")?;
+                    Action::Pcap(arg.into())
+                }
                 "file" => {
                     need_arg("a path")?;
                     Action::File(arg.into())
@@ -141,7 +166,7 @@ impl AlertRule {
                 }
                 _ => {
                     return Err(format!(
-                        "actions: {a:?}: print, file:PATH, webhook:URL, blocklist:PATH, nft:PATH or nft-apply:PATH"
+                        "actions: {a:?}: print, file:PATH, webhook:URL, blocklist:PATH, nft:PATH, nft-apply:PATH or pcap:DIR"
                     ))
                 }
             });
@@ -214,6 +239,9 @@ pub struct Fired {
     pub window_s: f64,
     pub aggregate: String,
     pub query: String,
+    /// The pcapng file the `pcap` action fetches the flow's packets into.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pcap: Option<String>,
 }
 
 pub struct Alerts {
@@ -221,6 +249,8 @@ pub struct Alerts {
     /// Addresses per blocklist/nft file.
     blocked: HashMap<PathBuf, BTreeSet<IpAddr>>,
     webhook: Option<crate::webhook::Poster>,
+    /// Packet fetches the `pcap` actions ordered, for the collector.
+    pcap_orders: Vec<PcapOrder>,
     pub fired: u64,
     pub errors: u64,
 }
@@ -256,6 +286,7 @@ impl Alerts {
             rules: out,
             blocked,
             webhook: webhooks.then(crate::webhook::Poster::start),
+            pcap_orders: Vec::new(),
             fired: 0,
             errors: 0,
         })
@@ -263,6 +294,11 @@ impl Alerts {
 
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// The packet fetches ordered since the last call.
+    pub fn take_pcap_orders(&mut self) -> Vec<PcapOrder> {
+        std::mem::take(&mut self.pcap_orders)
     }
 
     /// Feeds one flow; returns the alerts it fired (after their actions ran).
@@ -305,9 +341,16 @@ impl Alerts {
             if current >= rule.config.threshold {
                 if !w.firing {
                     w.firing = true;
+                    let pcap = rule.actions.iter().find_map(|a| match a {
+                        Action::Pcap(dir) => Some(pcap_order(dir, &rule.config.name, flow)),
+                        _ => None,
+                    });
+                    let pcap_path = pcap.as_ref().map(|o| o.output.display().to_string());
+                    self.pcap_orders.extend(pcap);
                     fired.push((
                         rule.actions.clone(),
                         Fired {
+                            pcap: pcap_path,
                             alert: rule.config.name.clone(),
                             ts: pitap_wire::format::time_text(t, 'T') + "Z",
                             time_ms: t,
@@ -366,6 +409,8 @@ impl Alerts {
                 Some(p) => p.post(url, json),
                 None => Err("webhook thread missing".into()),
             },
+            // Ordered when the alert fired (take_pcap_orders).
+            Action::Pcap(_) => Ok(()),
             Action::Blocklist(path) | Action::Nft { path, .. } => {
                 let Some(addr) = f.group.as_deref().and_then(|g| g.parse::<IpAddr>().ok()) else {
                     return Ok(());
@@ -387,6 +432,39 @@ impl Alerts {
                 }
             }
         }
+    }
+}
+
+/// The fetch of the flow that fired `alert`, into `dir`.
+fn pcap_order(dir: &Path, alert: &str, flow: &StoredFlow) -> PcapOrder {
+    let r = &flow.record;
+    let safe: String = alert
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let tap: String = flow
+        .tap
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let when = pitap_wire::format::time_text(r.end_ms, 'T').replace([':', '.'], "");
+    let ends = crate::pcap_fetch::FlowEndsText(&pitap_wire::messages::FlowEnds {
+        proto: r.proto,
+        a: (r.src.addr, r.src.port),
+        b: (r.dst.addr, r.dst.port),
+    })
+    .to_string();
+    PcapOrder {
+        tap: flow.tap.clone(),
+        flow: pitap_wire::messages::FlowEnds {
+            proto: r.proto,
+            a: (r.src.addr, r.src.port),
+            b: (r.dst.addr, r.dst.port),
+        },
+        since_ms: r.start_ms,
+        until_ms: r.end_ms,
+        output: dir.join(format!("{safe}-{when}-{tap}-{}.pcapng", r.src.port)),
+        comment: format!("pitap: alert {alert:?} on tap {}: flow {ends}", flow.tap),
     }
 }
 

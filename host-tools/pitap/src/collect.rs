@@ -235,6 +235,7 @@ impl Loop {
             for flow in &self.pending {
                 self.alerts.observe(flow);
             }
+            self.order_pcaps()?;
         }
         for exporter in &mut self.exporters {
             exporter.export(&self.pending);
@@ -254,6 +255,33 @@ impl Loop {
             self.save_health()?;
         }
         self.last_flush = Instant::now();
+        Ok(())
+    }
+
+    /// The packet fetches alerts ordered, into the store's requests.
+    fn order_pcaps(&mut self) -> Result<(), String> {
+        let orders = self.alerts.take_pcap_orders();
+        let Some(store) = &self.store else {
+            if !orders.is_empty() {
+                eprintln!("pitap: alert pcap actions need a store (not --no-store)");
+            }
+            return Ok(());
+        };
+        for o in orders {
+            if let Some(dir) = o.output.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            let fetch = crate::pcap_fetch::new_fetch(
+                &o.tap,
+                vec![o.flow],
+                o.since_ms,
+                o.until_ms,
+                true,
+                o.comment,
+                Some(o.output.display().to_string()),
+            )?;
+            crate::store::fetches::insert(store.conn(), &fetch, crate::search::now_ms())?;
+        }
         Ok(())
     }
 

@@ -114,18 +114,62 @@ fn query_flows(store: &Store, o: &Options, q: &str) -> Result<(Vec<FlowEnds>, u6
     Ok((flows, since, until))
 }
 
-fn describe(flows: &[FlowEnds]) -> String {
-    let one = |f: &FlowEnds| {
+/// A flow's ends as the comments and messages write them.
+pub struct FlowEndsText<'a>(pub &'a FlowEnds);
+
+impl std::fmt::Display for FlowEndsText<'_> {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let f = self.0;
         let name = pitap_wire::proto_name(f.proto)
             .map(str::to_string)
             .unwrap_or_else(|| f.proto.to_string());
-        format!(
+        write!(
+            out,
             "{name} {} -> {}",
             SocketAddr::new(f.a.0, f.a.1),
             SocketAddr::new(f.b.0, f.b.1)
         )
-    };
-    flows.iter().map(one).collect::<Vec<_>>().join(", ")
+    }
+}
+
+fn describe(flows: &[FlowEnds]) -> String {
+    flows
+        .iter()
+        .map(|f| FlowEndsText(f).to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A new fetch (random id) of `flows` in a window, not yet stored.
+pub fn new_fetch(
+    tap: &str,
+    flows: Vec<FlowEnds>,
+    since_ms: u64,
+    until_ms: u64,
+    flag: bool,
+    comment: String,
+    output: Option<String>,
+) -> Result<Fetch, String> {
+    let id = u64::from_le_bytes(crate::keygen::random_bytes::<8>()?) >> 1;
+    Ok(Fetch {
+        id,
+        tap: tap.to_string(),
+        request: PacketRequest {
+            id,
+            flows,
+            since_ms,
+            until_ms,
+            flag,
+            have: 0,
+        },
+        comment,
+        done: false,
+        boot: None,
+        total: None,
+        packets: 0,
+        left_out: 0,
+        output,
+    })
 }
 
 /// Puts a fetch in the store for the collector to carry out; returns it.
@@ -153,26 +197,7 @@ pub fn request(o: &Options) -> Result<Fetch, String> {
         pitap_wire::format::time_text(since, 'T'),
         pitap_wire::format::time_text(until.min(i64::MAX as u64), 'T'),
     );
-    let id = u64::from_le_bytes(crate::keygen::random_bytes::<8>()?) >> 1;
-    let fetch = Fetch {
-        id,
-        tap: o.tap.clone(),
-        request: PacketRequest {
-            id,
-            flows,
-            since_ms: since,
-            until_ms: until,
-            flag: o.flag,
-            have: 0,
-        },
-        comment,
-        done: false,
-        boot: None,
-        total: None,
-        packets: 0,
-        left_out: 0,
-        output: None,
-    };
+    let fetch = new_fetch(&o.tap, flows, since, until, o.flag, comment, None)?;
     fetches::insert(store.conn(), &fetch, crate::search::now_ms())?;
     Ok(fetch)
 }
