@@ -441,6 +441,13 @@ impl FlowEngine {
         };
         if !seg.payload.is_empty() || seg.fin {
             self.files.segment(stream, &seg, sink);
+            if self.files.finished(stream) {
+                // Closed both ways: the slot serves another connection
+                // while this flow lingers in the table.
+                let (last, start) = (flow.last_us, flow.part_start_us);
+                self.files.close(stream, last, start, sink);
+                self.table.get_mut(slot).files = FileSlot::Never;
+            }
         }
     }
 

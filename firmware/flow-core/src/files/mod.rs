@@ -190,6 +190,17 @@ impl FileTracker {
         Some(slot)
     }
 
+    /// Whether both directions of a followed connection ended (FIN each
+    /// way, or given up): its slot can go before the flow does.
+    pub fn finished(&self, slot: u16) -> bool {
+        self.streams.get(usize::from(slot)).is_some_and(|s| {
+            s.dirs
+                .iter()
+                .all(|d| d.phase == Phase::Dead && d.held.is_empty())
+                && s.objects.iter().all(|o| !o.active)
+        })
+    }
+
     /// Whether the client of a followed connection has sent bytes.
     pub fn client_started(&self, slot: u16) -> bool {
         self.streams
