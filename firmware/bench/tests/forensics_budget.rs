@@ -6,8 +6,8 @@
 //! (overwritten packets, connections not followed), and every object the
 //! tracker followed is hashed right.
 
-use etherparse::PacketBuilder;
 use pitap_bench::alloc_count::allocations_during;
+use pitap_bench::http;
 use pitap_flow_core::files::FileConfig;
 use pitap_flow_core::ring::RingConfig;
 use pitap_flow_core::{EngineConfig, FlowEngine, Frame, LinkType};
@@ -19,7 +19,6 @@ static GLOBAL: pitap_bench::alloc_count::Counting = pitap_bench::alloc_count::Co
 const CONNECTIONS: u32 = 3_000;
 const OPEN: u32 = 600;
 const BODY: usize = 20_000;
-const SEGMENT: usize = 1_400;
 
 /// Counts, in memory taken up front.
 struct Sink {
@@ -38,79 +37,14 @@ impl FlowSink for Sink {
     }
 }
 
-fn body() -> Vec<u8> {
-    (0..BODY).map(|i| (i * 7 % 251) as u8).collect()
-}
-
-/// The packets of connection `n`: handshake, request, response in
-/// segments, FIN/ACK both ways.
-fn connection(n: u32, body: &[u8]) -> Vec<Vec<u8>> {
-    let client = [10, 1, (n >> 8) as u8, n as u8];
-    let server = [10, 2, 0, 1];
-    let sport = 20_000 + (n % 40_000) as u16;
-    let pkt = |to_server: bool, seq: u32, ack: u32, flags: &str, payload: &[u8]| {
-        let (s, d, sp, dp) = if to_server {
-            (client, server, sport, 80)
-        } else {
-            (server, client, 80, sport)
-        };
-        let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, s[3]], [2, 0, 0, 0, 0, d[3]])
-            .ipv4(s, d, 64)
-            .tcp(sp, dp, seq, 64_000);
-        for f in flags.chars() {
-            b = match f {
-                'S' => b.syn(),
-                'A' => b.ack(ack),
-                'F' => b.fin(),
-                _ => b,
-            };
-        }
-        let mut out = Vec::new();
-        b.write(&mut out, payload).unwrap();
-        out
-    };
-    let request = b"GET /f.bin HTTP/1.1\r\nHost: files.example\r\n\r\n";
-    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
-    let mut response = head.into_bytes();
-    response.extend_from_slice(body);
-    let (c0, s0) = (1000u32, 5000u32);
-    let mut out = vec![
-        pkt(true, c0, 0, "S", &[]),
-        pkt(false, s0, c0 + 1, "SA", &[]),
-        pkt(true, c0 + 1, s0 + 1, "A", &[]),
-        pkt(true, c0 + 1, s0 + 1, "A", request),
-    ];
-    let c1 = c0 + 1 + request.len() as u32;
-    for (i, seg) in response.chunks(SEGMENT).enumerate() {
-        out.push(pkt(false, s0 + 1 + (i * SEGMENT) as u32, c1, "A", seg));
-    }
-    let s1 = s0 + 1 + response.len() as u32;
-    out.push(pkt(false, s1, c1, "FA", &[]));
-    out.push(pkt(true, c1, s1 + 1, "FA", &[]));
-    out.push(pkt(false, s1 + 1, c1 + 1, "A", &[]));
-    out
-}
-
 #[test]
 fn ring_and_files_stay_in_their_memory_under_a_flood() {
-    let body = body();
+    let body = http::body(BODY);
     // Connections interleaved: OPEN at once, packet by packet.
     let mut packets: Vec<(u64, Vec<u8>)> = Vec::new();
-    let mut ts = 1_700_000_000_000_000u64;
-    for group in (0..CONNECTIONS).step_by(OPEN as usize) {
-        let conns: Vec<Vec<Vec<u8>>> = (group..(group + OPEN).min(CONNECTIONS))
-            .map(|n| connection(n, &body))
-            .collect();
-        let longest = conns.iter().map(Vec::len).max().unwrap_or(0);
-        for i in 0..longest {
-            for c in &conns {
-                if let Some(p) = c.get(i) {
-                    ts += 5;
-                    packets.push((ts, p.clone()));
-                }
-            }
-        }
-    }
+    http::downloads(CONNECTIONS, OPEN, &body, |ts, p| {
+        packets.push((ts, p.to_vec()))
+    });
     let mut engine = FlowEngine::new(EngineConfig {
         files: FileConfig {
             hash_bytes_per_s: 0,

@@ -1,7 +1,10 @@
 //! The benchmark runner (`scripts/bench.sh` runs it). See BENCHMARKS.md.
 //!
 //! pitap-bench [--capture FILE] [--packets N] [--runs N] [--no-peers] [--callgrind-packets N]
-//! pitap-bench --inner read|engine [--limit N] FILE   (what callgrind measures)
+//! pitap-bench --inner read|engine [--limit N] [--files STREAMS] [--hash-budget MIB/s]
+//!     [--ring MIB] FILE
+//!     (what callgrind measures; by default the engine follows 64 HTTP
+//!     connections for files and keeps no packet ring)
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,8 +32,17 @@ impl FlowSink for CountingSink {
 /// Reads the capture (and runs the engine when `engine`) over at most
 /// `limit` frames; returns (frames, records).
 fn inner(path: &Path, engine: bool, limit: u64) -> Result<(u64, u64), String> {
+    inner_with(path, engine, limit, EngineConfig::default())
+}
+
+fn inner_with(
+    path: &Path,
+    engine: bool,
+    limit: u64,
+    config: EngineConfig,
+) -> Result<(u64, u64), String> {
     let mut reader = CaptureReader::open(path).map_err(|e| e.to_string())?;
-    let mut flow_engine = FlowEngine::new(EngineConfig::default());
+    let mut flow_engine = FlowEngine::new(config);
     let mut sink = CountingSink::default();
     let mut frames = 0u64;
     let mut checksum = 0u64;
@@ -64,7 +76,17 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(u64::MAX);
         let file = PathBuf::from(args.last().cloned().unwrap_or_default());
-        match inner(&file, mode == "engine", limit) {
+        let mut config = EngineConfig::default();
+        if let Some(n) = value("--files").and_then(|v| v.parse().ok()) {
+            config.files.streams = n;
+        }
+        if let Some(mib) = value("--hash-budget").and_then(|v| v.parse::<u64>().ok()) {
+            config.files.hash_bytes_per_s = mib << 20;
+        }
+        if let Some(mib) = value("--ring").and_then(|v| v.parse::<usize>().ok()) {
+            config.ring.bytes = mib << 20;
+        }
+        match inner_with(&file, mode == "engine", limit, config) {
             Ok((frames, records)) => println!("{frames} frames, {records} records"),
             Err(e) => {
                 eprintln!("pitap-bench: {e}");

@@ -56,7 +56,7 @@ impl Default for FileConfig {
         FileConfig {
             streams: 64,
             max_object_bytes: 64 << 20,
-            hash_bytes_per_s: 8 << 20,
+            hash_bytes_per_s: 4 << 20,
             inflaters: 8,
             held_segments: 256,
         }

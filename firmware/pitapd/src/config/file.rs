@@ -109,7 +109,7 @@ fn default_max_file_mib() -> u64 {
     64
 }
 fn default_hash_mib_per_s() -> u64 {
-    8
+    4
 }
 
 impl Default for ForensicsSection {
