@@ -118,3 +118,61 @@ fn ring_and_files_stay_in_their_memory_under_a_flood() {
     }
     eprintln!("ring {ring:?}\nfiles {files:?}");
 }
+
+/// Objects over the size limit or the hashing budget are counted and
+/// marked, with their sizes, and carry no digests.
+#[test]
+fn objects_past_the_limits_are_marked_not_hashed() {
+    let body = http::body(BODY);
+    let mut frames: Vec<(u64, Vec<u8>)> = Vec::new();
+    http::downloads(10, 10, &body, |ts, p| frames.push((ts, p.to_vec())));
+    let run = |files: FileConfig| {
+        let mut engine = FlowEngine::new(EngineConfig {
+            files,
+            ..EngineConfig::default()
+        });
+        let mut sink = Sink {
+            records: 0,
+            files: Vec::with_capacity(16),
+        };
+        for (ts, data) in &frames {
+            let frame = Frame {
+                ts_us: *ts,
+                orig_len: data.len() as u32,
+                data,
+                link: LinkType::Ethernet,
+                port: TapPort::A,
+                vlan_tci: None,
+            };
+            engine.process(&frame, &mut sink);
+        }
+        engine.flush(&mut sink);
+        (sink.files, engine.file_stats().clone())
+    };
+    let (files, stats) = run(FileConfig {
+        max_object_bytes: 5_000,
+        hash_bytes_per_s: 0,
+        ..FileConfig::default()
+    });
+    assert_eq!(stats.too_large, 10);
+    assert!(files
+        .iter()
+        .all(|f| f.flags == pitap_wire::file_flags::TOO_LARGE
+            && f.hashes.is_none()
+            && f.size == BODY as u64));
+    // A budget of 50,000 bytes a second: the first two bodies, then none
+    // (the ten come within 3 ms).
+    let (files, stats) = run(FileConfig {
+        hash_bytes_per_s: 50_000,
+        ..FileConfig::default()
+    });
+    assert_eq!((stats.hashed, stats.over_budget), (2, 8), "{stats:?}");
+    assert_eq!(
+        files
+            .iter()
+            .filter(|f| f.flags == pitap_wire::file_flags::OVER_BUDGET)
+            .count(),
+        8
+    );
+    assert!(files.iter().all(|f| f.size == BODY as u64));
+}

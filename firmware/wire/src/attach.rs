@@ -215,3 +215,102 @@ mod tests {
         assert!(Files::new(cut, 5).any(|f| f.is_err()));
     }
 }
+
+/// What a collector of version 1 (before attachments) does with a batch,
+/// kept here as it was written then: the header's known fields, the rest
+/// of the header part skipped, every record decoded.
+#[cfg(all(test, feature = "std"))]
+mod v1_reader {
+    use super::tests_support::*;
+    use crate::codec::take_part;
+
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct HeaderV1<'a> {
+        tap_id: &'a str,
+        boot_id: u64,
+        seq: u64,
+        base_ms: u64,
+        flags: u8,
+    }
+
+    #[derive(serde::Deserialize, Default)]
+    #[allow(dead_code)]
+    struct HeaderExt {
+        dropped_batches: u64,
+        low_seq: u64,
+    }
+
+    #[test]
+    fn a_version_1_reader_skips_files_and_reads_every_flow() {
+        let (bytes, flows) = batch_with_files();
+        assert_eq!(bytes[4], crate::codec::VERSION, "still version 1");
+        let mut pos = 5;
+        let header = take_part(&bytes, &mut pos).unwrap();
+        let (v1, rest): (HeaderV1<'_>, &[u8]) = postcard::take_from_bytes(header).unwrap();
+        let (ext, _ignored): (HeaderExt, &[u8]) = postcard::take_from_bytes(rest).unwrap();
+        assert_eq!((v1.seq, ext.low_seq), (7, 3));
+        let mut n = 0;
+        while pos < bytes.len() {
+            let body = take_part(&bytes, &mut pos).unwrap();
+            let (core, _ext): (WireFlowV1, &[u8]) = postcard::take_from_bytes(body).unwrap();
+            assert_eq!(core.src_port, flows[n].src.port);
+            n += 1;
+        }
+        assert_eq!(n, flows.len());
+    }
+
+    /// The frozen core of a version-1 record, up to the fields checked.
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct WireFlowV1 {
+        start_rel_ms: i64,
+        duration_ms: u64,
+        proto: u8,
+        src_addr: crate::codec::WireAddr,
+        src_port: u16,
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests_support {
+    use super::*;
+    use crate::{BatchHeader, BatchWriter, Endpoint, FlowRecord};
+
+    /// A batch of three flows with two file records attached between them.
+    pub fn batch_with_files() -> (std::vec::Vec<u8>, std::vec::Vec<FlowRecord>) {
+        let mut w = BatchWriter::default();
+        w.start(&BatchHeader {
+            tap_id: "old",
+            seq: 7,
+            low_seq: 3,
+            base_ms: 1_000,
+            ..BatchHeader::default()
+        })
+        .unwrap();
+        let flows: std::vec::Vec<FlowRecord> = (0..3)
+            .map(|i| FlowRecord {
+                start_ms: 1_000 + i,
+                end_ms: 2_000,
+                proto: 6,
+                src: Endpoint {
+                    port: 40_000 + i as u16,
+                    ..Endpoint::default()
+                },
+                ..FlowRecord::default()
+            })
+            .collect();
+        w.push(&flows[0]).unwrap();
+        let file = FileRecord {
+            ts_ms: 1_500,
+            flow_start_ms: 1_000,
+            url: Text::from_bytes(b"http://x/y"),
+            ..FileRecord::default()
+        };
+        w.push_file(&file).unwrap();
+        w.push(&flows[1]).unwrap();
+        w.push_file(&file).unwrap();
+        w.push(&flows[2]).unwrap();
+        (w.as_bytes().to_vec(), flows)
+    }
+}

@@ -302,7 +302,7 @@ impl FileTracker {
                     if http09 && s.dirs[1].head().is_empty() {
                         // An HTTP/0.9 response is the bare body until close.
                         let req = s.requests.pop_front().unwrap_or_default();
-                        self.start(slot, d, req, 0, head::Coding::Identity);
+                        self.start(slot, d, req, 0, head::Coding::Identity, seg.now_us);
                         self.streams[usize::from(slot)].dirs[d].phase =
                             Phase::Body(Framing::UntilClose);
                         continue;
@@ -310,7 +310,7 @@ impl FileTracker {
                     match s.dirs[d].take_head(data, &mut self.stats) {
                         Some(used) => {
                             data = &data[used..];
-                            self.on_head(slot, d);
+                            self.on_head(slot, d, seg.now_us);
                         }
                         None => break,
                     }
@@ -377,7 +377,7 @@ impl FileTracker {
         self.free.push(slot);
     }
 
-    fn on_head(&mut self, slot: u16, d: usize) {
+    fn on_head(&mut self, slot: u16, d: usize, now_us: u64) {
         let s = &mut self.streams[usize::from(slot)];
         let parsed = head::parse(s.dirs[d].head());
         let Some(h) = parsed else {
@@ -437,11 +437,19 @@ impl FileTracker {
         s.dirs[d].clear_head();
         s.dirs[d].phase = next;
         if let Some((req, status)) = start {
-            self.start(slot, d, req, status, coding);
+            self.start(slot, d, req, status, coding, now_us);
         }
     }
 
-    fn start(&mut self, slot: u16, d: usize, req: Request, status: u16, coding: head::Coding) {
+    fn start(
+        &mut self,
+        slot: u16,
+        d: usize,
+        req: Request,
+        status: u16,
+        coding: head::Coding,
+        now_us: u64,
+    ) {
         let s = &mut self.streams[usize::from(slot)];
         s.current[d] = (req, status);
         let lent = if needs_inflater(coding) {
@@ -451,6 +459,17 @@ impl FileTracker {
         };
         let inflater = lent.map(|i| (i, &mut *self.inflaters[usize::from(i)]));
         s.objects[d].start(coding, inflater);
+        // A body of known length is hashed whole or not at all: its share
+        // of the budget is taken now.
+        if let Phase::Body(Framing::Length(n)) = s.dirs[d].phase {
+            let mut ctx = Ctx {
+                budget: &mut self.budget,
+                max_size: self.config.max_object_bytes,
+                now_us,
+                stats: &mut self.stats,
+            };
+            s.objects[d].reserve(n, &mut ctx);
+        }
     }
 
     fn body(&mut self, slot: u16, d: usize, data: &[u8], now_us: u64) {

@@ -255,6 +255,8 @@ pub struct Object {
     coding: Coding,
     /// The inflater lent to this object, by index.
     pub inflater: Option<u16>,
+    /// Bytes of the budget taken for it at its start.
+    reserved: u64,
 }
 
 impl Default for Object {
@@ -272,6 +274,7 @@ impl Default for Object {
             first_len: 0,
             coding: Coding::Identity,
             inflater: None,
+            reserved: 0,
         }
     }
 }
@@ -299,6 +302,7 @@ impl Object {
         self.first_len = 0;
         self.coding = coding;
         self.inflater = None;
+        self.reserved = 0;
         match (coding, inflater) {
             (Coding::Identity, _) => {}
             (Coding::Gzip | Coding::Deflate, Some((i, inf))) => {
@@ -306,6 +310,20 @@ impl Object {
                 self.inflater = Some(i);
             }
             _ => self.flags |= file_flags::ENCODED,
+        }
+    }
+
+    /// Takes the budget for a body of `len` bytes at once (as they travel:
+    /// a coded body takes what it inflates to past that as it goes); an
+    /// object the budget cannot take whole is not hashed at all.
+    pub fn reserve(&mut self, len: u64, ctx: &mut Ctx<'_>) {
+        if len > ctx.max_size || !self.hashing {
+            return;
+        }
+        if ctx.budget.take(len, ctx.now_us) {
+            self.reserved = len;
+        } else {
+            self.stop(file_flags::OVER_BUDGET);
         }
     }
 
@@ -341,9 +359,12 @@ impl Object {
         if !self.hashing {
             return;
         }
+        let n = data.len() as u64;
+        let from_reserve = self.reserved.min(n);
+        self.reserved -= from_reserve;
         if self.size > ctx.max_size {
             self.stop(file_flags::TOO_LARGE);
-        } else if !ctx.budget.take(data.len() as u64, ctx.now_us) {
+        } else if n > from_reserve && !ctx.budget.take(n - from_reserve, ctx.now_us) {
             self.stop(file_flags::OVER_BUDGET);
         } else {
             self.sha256.update(data);
