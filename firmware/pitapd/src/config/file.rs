@@ -73,9 +73,10 @@ pub struct FlowsSection {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForensicsSection {
-    /// Memory of the packet ring, MiB (0: no ring).
-    #[serde(default = "default_ring_mib")]
-    pub ring_mib: u64,
+    /// Memory of the packet ring, MiB (0: no ring; unset: 256, or an
+    /// eighth of the machine's memory when that is less).
+    #[serde(default)]
+    pub ring_mib: Option<u64>,
     /// Payload bytes kept of each direction of a connection, KiB.
     #[serde(default = "default_cutoff_kib")]
     pub cutoff_kib: u64,
@@ -93,9 +94,6 @@ pub struct ForensicsSection {
     pub hash_mib_per_s: u64,
 }
 
-fn default_ring_mib() -> u64 {
-    256
-}
 fn default_cutoff_kib() -> u64 {
     32
 }
@@ -115,7 +113,7 @@ fn default_hash_mib_per_s() -> u64 {
 impl Default for ForensicsSection {
     fn default() -> Self {
         ForensicsSection {
-            ring_mib: default_ring_mib(),
+            ring_mib: None,
             cutoff_kib: default_cutoff_kib(),
             ring_flows: default_ring_flows(),
             file_streams: default_file_streams(),

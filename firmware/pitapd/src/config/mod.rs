@@ -296,6 +296,21 @@ fn ring(file: &ConfigFile) -> Result<RingGeometry, ConfigError> {
     })
 }
 
+/// The ring's memory when the configuration names none: 256 MiB (a Pi 4
+/// has 2 to 8 GiB), or an eighth of the machine's memory on a smaller one
+/// (a Pi Zero 2 W has 512 MiB).
+fn default_ring_mib() -> u64 {
+    let total_mib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map(|kib| kib / 1024);
+    total_mib.map_or(256, |t| (t / 8).min(256))
+}
+
 fn engine(file: &ConfigFile) -> Result<EngineConfig, ConfigError> {
     let f = &file.flows;
     let x = &file.forensics;
@@ -313,7 +328,11 @@ fn engine(file: &ConfigFile) -> Result<EngineConfig, ConfigError> {
             ..FileConfig::default()
         },
         ring: RingConfig {
-            bytes: (in_range("forensics.ring_mib", x.ring_mib, 0..=65_536)? << 20) as usize,
+            bytes: (in_range(
+                "forensics.ring_mib",
+                x.ring_mib.unwrap_or_else(default_ring_mib),
+                0..=65_536,
+            )? << 20) as usize,
             cutoff: (in_range("forensics.cutoff_kib", x.cutoff_kib, 1..=4 << 20)? << 10) as u32,
             flows: in_range("forensics.ring_flows", x.ring_flows, 64..=16_777_216)?,
         },

@@ -166,8 +166,6 @@ mod tests {
         let t0 = Instant::now();
         a.take(&[req(7, 0)], t0);
         assert_eq!(a.new_requests().len(), 1);
-        a.take(&[req(7, 0)], t0);
-        // Asked again while the owner answers: still one job.
         let data = vec![5u8; 100 * CHUNK_BYTES];
         a.start(
             7,
@@ -178,6 +176,9 @@ mod tests {
             },
             t0,
         );
+        // Asked again while it is being answered: still one answer.
+        a.take(&[req(7, 0)], t0);
+        assert!(a.new_requests().is_empty());
         let mut sent = vec![];
         a.send(t0, |c| {
             sent.push(c.offset);
