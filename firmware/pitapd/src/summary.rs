@@ -5,6 +5,7 @@
 use std::io::{self, Write};
 
 use pitap_flow_core::files::FileStats;
+use pitap_flow_core::ring::PacketRing;
 use pitap_flow_core::{Anomaly, EngineStats};
 
 use crate::uplink::Uplink;
@@ -82,6 +83,24 @@ pub fn files(f: &FileStats) -> Option<String> {
         }
     }
     Some(line)
+}
+
+/// What the packet ring kept, for the end of a run.
+pub fn ring(r: &PacketRing) -> String {
+    let s = r.stats();
+    format!(
+        "pitapd: packet ring: {} of {} MiB in use, {} packets kept ({} bytes), {} cut off ({} bytes), {} overwritten ({} bytes), {} flows forgotten by the directory, {} flagged",
+        r.used() >> 20,
+        r.capacity() >> 20,
+        s.packets_kept,
+        s.bytes_kept,
+        s.packets_cut,
+        s.bytes_cut,
+        s.packets_overwritten,
+        s.bytes_overwritten,
+        s.flows_forgotten,
+        s.flows_flagged
+    )
 }
 
 /// The end-of-run summary line.

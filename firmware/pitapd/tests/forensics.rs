@@ -482,6 +482,7 @@ fn from_a_pictures_hash_to_the_device_and_its_packets() {
     topo.signal(pitapd, "TERM");
     topo.wait(pitapd, Duration::from_secs(20));
     let summary = topo.errors("pitapd");
+    assert!(summary.contains("pitapd: packet ring: "), "{summary}");
     let line = summary
         .lines()
         .find(|l| l.contains("packet requests"))

@@ -456,6 +456,9 @@ impl Tap {
         if let Some(line) = crate::summary::files(self.engine.file_stats()) {
             eprintln!("{line}");
         }
+        if let Some(ring) = self.engine.ring() {
+            eprintln!("{}", crate::summary::ring(ring));
+        }
         for source in &self.sources {
             let c = source.counters();
             eprintln!(
