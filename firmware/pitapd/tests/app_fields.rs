@@ -347,3 +347,36 @@ fn dhcpv6_messages_match_tshark() {
     }
     assert!(with_addr >= 2, "Advertise and Reply carry the address");
 }
+
+/// Names on both ends of the DHCP capture's flows: the exchange's own flow
+/// (from 0.0.0.0, the client's MAC) names its client, and the server's
+/// packet to the leased address names its responder; the hostname and the
+/// address are tshark's (the ACK's `your` address, the hostname option).
+#[test]
+fn dhcp_leases_name_both_ends() {
+    let file = real_pcap("zeek__dhcp_dhcp.pcap");
+    let path = file.to_str().unwrap();
+    let acks = tshark_fields(path, "dhcp.option.dhcp == 5", &["dhcp.ip.your"]);
+    let leased: Vec<String> = acks.values().map(|v| v[0].clone()).collect();
+    let names = tshark_fields(path, "dhcp.option.hostname", &["dhcp.option.hostname"]);
+    let hostname = names.values().next().expect("a hostname")[0].clone();
+    let flows = flows_json(&file, &[]);
+    let exchange = flows
+        .iter()
+        .find(|f| f["src_addr"] == "0.0.0.0" && f["src_port"] == 68)
+        .expect("the exchange's own flow");
+    assert_eq!(exchange["src_hostname"], hostname.as_str());
+    let to_leased: Vec<&serde_json::Value> = flows
+        .iter()
+        .filter(|f| leased.iter().any(|a| f["dst_addr"] == a.as_str()))
+        .collect();
+    assert!(!to_leased.is_empty(), "{leased:?}");
+    for f in to_leased {
+        assert_eq!(f["dst_hostname"], hostname.as_str(), "{f}");
+    }
+    // No other flow's responder is named.
+    assert!(flows
+        .iter()
+        .filter(|f| !leased.iter().any(|a| f["dst_addr"] == a.as_str()))
+        .all(|f| f["dst_hostname"].is_null()));
+}

@@ -58,6 +58,7 @@ const EXT_HTTP_HOST: u32 = 5;
 const EXT_HTTP_REQUEST: u32 = 6;
 /// Frames the tap's rings dropped while the flow was open (a varint).
 const EXT_RING_DROPS: u32 = 7;
+const EXT_SERVER_HOSTNAME: u32 = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WireError {
@@ -469,6 +470,7 @@ fn encode_record<'b>(
     for (tag, text) in [
         (EXT_RESPONDER_NAME, n.responder_name.as_str()),
         (EXT_CLIENT_HOSTNAME, n.client_hostname.as_str()),
+        (EXT_SERVER_HOSTNAME, n.server_hostname.as_str()),
         (EXT_SNI, n.sni.as_str()),
         (EXT_ALPN, n.alpn.as_str()),
         (EXT_HTTP_HOST, n.http_host.as_str()),
@@ -564,6 +566,7 @@ fn read_extensions(mut rest: &[u8]) -> Result<Extensions, WireError> {
         match tag {
             EXT_RESPONDER_NAME => names.responder_name = Text::from_bytes(value),
             EXT_CLIENT_HOSTNAME => names.client_hostname = Text::from_bytes(value),
+            EXT_SERVER_HOSTNAME => names.server_hostname = Text::from_bytes(value),
             EXT_SNI => names.sni = Text::from_bytes(value),
             EXT_ALPN => names.alpn = Text::from_bytes(value),
             EXT_HTTP_HOST => names.http_host = Text::from_bytes(value),

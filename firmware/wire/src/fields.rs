@@ -378,6 +378,17 @@ pub static RECORD_FIELDS: &[RecordField] = &[
         }),
     },
     RecordField {
+        name: "dst_hostname",
+        aliases: &[],
+        ty: FieldType::Text,
+        get: |r| name(r.names.server_hostname.as_str()),
+        set: Some(|r, v| {
+            text_into(v, |t| {
+                r.names.server_hostname = Text::from_bytes(t.as_bytes())
+            })
+        }),
+    },
+    RecordField {
         name: "sni",
         aliases: &[],
         ty: FieldType::Text,

@@ -173,6 +173,7 @@ fn text_names(n: &crate::record::Names) -> impl Iterator<Item = (&'static str, &
     [
         (" dst_name=", n.responder_name.as_str()),
         (" src_hostname=", n.client_hostname.as_str()),
+        (" dst_hostname=", n.server_hostname.as_str()),
         (" sni=", n.sni.as_str()),
         (" alpn=", n.alpn.as_str()),
         (" http_host=", n.http_host.as_str()),

@@ -234,8 +234,11 @@ pub struct Names {
     /// The name the client looked up that resolved to the responder's
     /// address (the first name of a CNAME chain).
     pub responder_name: Text<128>,
-    /// The initiator's hostname from its DHCP lease.
+    /// The initiator's hostname from its DHCP lease (by address, or by MAC
+    /// for a DHCP client's own exchange).
     pub client_hostname: Text<64>,
+    /// The responder's hostname from its DHCP lease (by address).
+    pub server_hostname: Text<64>,
     /// TLS server name indication of the ClientHello.
     pub sni: Text<128>,
     /// TLS ALPN protocols offered, comma-separated.

@@ -52,7 +52,7 @@ prop_compose! {
         continuation in any::<bool>(),
         ingress in 0u8..3,
         icmp in proptest::option::of(any::<(u8, u8)>()),
-        names in proptest::collection::vec("[ -~]{0,140}", 6),
+        names in proptest::collection::vec("[ -~]{0,140}", 7),
         ring_drops in prop_oneof![Just(0u32), any::<u32>()],
     ) -> FlowRecord {
         FlowRecord {
@@ -76,6 +76,7 @@ prop_compose! {
                 alpn: Text::from_bytes(names[3].as_bytes()),
                 http_host: Text::from_bytes(names[4].as_bytes()),
                 http_request: Text::from_bytes(names[5].as_bytes()),
+                server_hostname: Text::from_bytes(names[6].as_bytes()),
             },
             clock: ClockState::Unsynced,
             ring_drops,

@@ -222,6 +222,9 @@ impl Learned {
         if let Some(name) = self.names.lookup(&addr_key(record.dst.addr), now) {
             record.names.responder_name = *name;
         }
+        if let Some((_, host)) = self.leases.lookup(&addr_key(record.dst.addr), now) {
+            record.names.server_hostname = *host;
+        }
         if let Some((_, host)) = self.leases.lookup(&addr_key(record.src.addr), now) {
             record.names.client_hostname = *host;
         } else if record.proto == pitap_wire::proto::UDP
