@@ -2,7 +2,8 @@
 # Installs what building and testing PiTap needs on a Debian/Ubuntu machine
 # with rustup: tshark, editcap and tcpdump (ground truth for the tests),
 # iproute2, ping, ethtool, curl, python3 and dnsmasq (the namespace tests'
-# hosts, traffic and DHCP server), busybox (udhcpc, its DHCP client), qemu-user (runs the aarch64 test binaries),
+# hosts, traffic and DHCP server), busybox (udhcpc, its DHCP client), ieee-data
+# (the MAC vendors the collector builds in), qemu-user (runs the aarch64 test binaries),
 # qemu-system-arm, mtools, dosfstools, kmod, cpio, fdisk (the SD card image and
 # its emulator test), Chromium and playwright-core (the web UI's browser
 # tests), the aarch64 musl target. Idempotent: only what is missing is installed.
@@ -22,6 +23,8 @@ command -v python3 >/dev/null || need_apt+=(python3)
 command -v dnsmasq >/dev/null || need_apt+=(dnsmasq-base)
 # The DHCP client of the forensics test (busybox udhcpc sends a hostname).
 command -v busybox >/dev/null || need_apt+=(busybox)
+# The IEEE OUI registry the collector builds in (MAC vendors).
+[ -f /usr/share/ieee-data/oui.csv ] || need_apt+=(ieee-data)
 # The collector's peers: nfcapd/nfdump (IPFIX and NetFlow v9 export), nft
 # (blocklist alerts).
 command -v nfcapd >/dev/null || need_apt+=(nfdump)

@@ -38,6 +38,9 @@ pub enum Field {
     FileMd5,
     FileMime,
     FileUrl,
+    /// The registered vendor of a MAC (IEEE OUI).
+    SrcVendor,
+    DstVendor,
 }
 
 /// The fields that are not the record's: (name, field, type).
@@ -60,17 +63,20 @@ const HOST_FIELDS: &[(&str, Field, FieldType)] = &[
     ("file_md5", Field::FileMd5, FieldType::Text),
     ("file_mime", Field::FileMime, FieldType::Text),
     ("file_url", Field::FileUrl, FieldType::Text),
+    ("src_vendor", Field::SrcVendor, FieldType::Text),
+    ("dst_vendor", Field::DstVendor, FieldType::Text),
 ];
 
-/// How a field that is computed from an address (by the named networks of
-/// the collector.toml in use) gets its value.
-pub type Derive = for<'n> fn(&'n Networks, &IpAddr) -> Option<FieldValue<'n>>;
+/// How a field that is computed from another one gets its value: from an
+/// address by the named networks of the collector.toml in use, from a MAC
+/// by the OUI registry.
+pub type Derive = for<'n> fn(&'n Networks, FieldValue<'_>) -> Option<FieldValue<'n>>;
 
 /// Where a field's values come from.
 pub enum Source {
     /// A stored column of this name.
     Column(&'static str),
-    /// Computed from the address in another field.
+    /// Computed from the value of another field.
     Derived(Field, Derive),
     /// Either of two fields.
     Sides([Field; 2]),
@@ -156,6 +162,8 @@ impl Field {
             Field::FileMd5 => Source::File("md5"),
             Field::FileMime => Source::File("mime"),
             Field::FileUrl => Source::File("url"),
+            Field::SrcVendor => Source::Derived(Field::by_name("src_mac"), vendor),
+            Field::DstVendor => Source::Derived(Field::by_name("dst_mac"), vendor),
         }
     }
 
@@ -187,6 +195,8 @@ impl Field {
             Field::Addr | Field::Port | Field::Mac | Field::Group => None,
             Field::FileSha256 | Field::FileSha1 | Field::FileMd5 | Field::FileMime => None,
             Field::FileUrl => None,
+            Field::SrcVendor => crate::oui::vendor(&flow.record.src.mac).map(FieldValue::Text),
+            Field::DstVendor => crate::oui::vendor(&flow.record.dst.mac).map(FieldValue::Text),
         }
     }
 
@@ -197,20 +207,34 @@ impl Field {
     }
 }
 
-fn internal<'n>(n: &'n Networks, a: &IpAddr) -> Option<FieldValue<'n>> {
-    Some(FieldValue::Bool(n.is_internal(a)))
+fn addr(v: FieldValue<'_>) -> Option<IpAddr> {
+    match v {
+        FieldValue::Addr(a) => Some(a),
+        _ => None,
+    }
 }
 
-fn group<'n>(n: &'n Networks, a: &IpAddr) -> Option<FieldValue<'n>> {
-    n.group(a).map(FieldValue::Text)
+fn internal<'n>(n: &'n Networks, v: FieldValue<'_>) -> Option<FieldValue<'n>> {
+    Some(FieldValue::Bool(n.is_internal(&addr(v)?)))
 }
 
-fn country<'n>(n: &'n Networks, a: &IpAddr) -> Option<FieldValue<'n>> {
-    n.country(a).map(FieldValue::Text)
+fn group<'n>(n: &'n Networks, v: FieldValue<'_>) -> Option<FieldValue<'n>> {
+    n.group(&addr(v)?).map(FieldValue::Text)
 }
 
-fn asn<'n>(n: &'n Networks, a: &IpAddr) -> Option<FieldValue<'n>> {
-    n.asn(a).map(|n| FieldValue::Num(u64::from(n)))
+fn country<'n>(n: &'n Networks, v: FieldValue<'_>) -> Option<FieldValue<'n>> {
+    n.country(&addr(v)?).map(FieldValue::Text)
+}
+
+fn asn<'n>(n: &'n Networks, v: FieldValue<'_>) -> Option<FieldValue<'n>> {
+    n.asn(&addr(v)?).map(|n| FieldValue::Num(u64::from(n)))
+}
+
+fn vendor<'n>(_: &'n Networks, v: FieldValue<'_>) -> Option<FieldValue<'n>> {
+    match v {
+        FieldValue::Mac(m) => crate::oui::vendor(&m).map(FieldValue::Text),
+        _ => None,
+    }
 }
 
 /// A value that outlives its flow: a group key of `--top`/`--by`.

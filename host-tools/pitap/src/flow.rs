@@ -48,6 +48,14 @@ impl StoredFlow {
                     o.insert(k.into(), v.into());
                 }
             }
+            for (k, mac) in [
+                ("src_vendor", &self.record.src.mac),
+                ("dst_vendor", &self.record.dst.mac),
+            ] {
+                if let Some(v) = crate::oui::vendor(mac) {
+                    o.insert(k.into(), v.into());
+                }
+            }
         }
         v
     }

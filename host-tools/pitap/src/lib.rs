@@ -30,6 +30,7 @@ pub mod geoip;
 pub mod image_write;
 pub mod keygen;
 pub mod networks;
+pub mod oui;
 pub mod pcap_fetch;
 pub mod progress;
 pub mod query;

@@ -20,7 +20,14 @@ fn stored_lines(store: &Path) -> std::collections::BTreeMap<String, usize> {
     let mut m = std::collections::BTreeMap::new();
     for mut v in stored_json(store) {
         let o = v.as_object_mut().unwrap();
-        for k in ["from_internal", "to_internal", "src_group", "dst_group"] {
+        for k in [
+            "from_internal",
+            "to_internal",
+            "src_group",
+            "dst_group",
+            "src_vendor",
+            "dst_vendor",
+        ] {
             o.remove(k);
         }
         *m.entry(v.to_string()).or_default() += 1;

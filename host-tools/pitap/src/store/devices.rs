@@ -57,7 +57,7 @@ pub struct Sighting<'a> {
     pub addr: IpAddr,
     pub start_ms: u64,
     pub end_ms: u64,
-    /// The client's DHCP hostname (source side only).
+    /// The hostname the end's DHCP lease gave it.
     pub hostname: Option<&'a str>,
     /// In a named internal network.
     pub internal: bool,
@@ -69,6 +69,8 @@ pub struct Sighting<'a> {
 pub struct Seen {
     devices: HashMap<[u8; 6], DeviceSeen, RandomState>,
     addrs: HashMap<([u8; 6], IpAddr), (u64, u64), RandomState>,
+    /// Every hostname a device's leases gave it, with when.
+    hostnames: HashMap<([u8; 6], String), (u64, u64), RandomState>,
 }
 
 impl Seen {
@@ -88,6 +90,12 @@ impl Seen {
             if d.hostname.as_deref() != Some(name) {
                 d.hostname = Some(name.to_string());
             }
+            let h = self
+                .hostnames
+                .entry((s.mac, name.to_string()))
+                .or_insert((s.start_ms, s.end_ms));
+            h.0 = h.0.min(s.start_ms);
+            h.1 = h.1.max(s.end_ms);
         }
         d.first_ms = d.first_ms.min(s.start_ms);
         if s.end_ms >= d.last_ms {
@@ -109,7 +117,7 @@ impl Seen {
 
     /// The rows of a segment, from its columns ([`COLUMNS`] in order).
     pub fn add_columns(&mut self, columns: &[&Column], rows: usize, networks: &Networks) {
-        let [src_mac, dst_mac, src_addr, dst_addr, start, end, hostname] = columns else {
+        let [src_mac, dst_mac, src_addr, dst_addr, start, end, src_host, dst_host] = columns else {
             return;
         };
         let num = |c: &Column, row| match c.value(row) {
@@ -118,17 +126,15 @@ impl Seen {
         };
         for row in 0..rows {
             let (start_ms, end_ms) = (num(start, row), num(end, row));
-            let text = hostname.value(row);
+            fn text(c: &Column, row: usize) -> Option<&str> {
+                match c.value(row) {
+                    Some(FieldValue::Text(t)) => Some(t),
+                    _ => None,
+                }
+            }
             let sides = [
-                (
-                    src_mac,
-                    src_addr,
-                    match text {
-                        Some(FieldValue::Text(t)) => Some(t),
-                        _ => None,
-                    },
-                ),
-                (dst_mac, dst_addr, None),
+                (src_mac, src_addr, text(src_host, row)),
+                (dst_mac, dst_addr, text(dst_host, row)),
             ];
             for (mac, addr, hostname) in sides {
                 let (Some(FieldValue::Mac(mac)), Some(FieldValue::Addr(addr))) =
@@ -189,7 +195,27 @@ impl Seen {
                last_ms = max(last_ms, excluded.last_ms)",
             addrs,
         )
-        .map_err(err("store: device addresses"))
+        .map_err(err("store: device addresses"))?;
+        let hostnames = self
+            .hostnames
+            .into_iter()
+            .map(|((mac, name), (first, last))| {
+                [
+                    Value::Text(mac_text(&mac)),
+                    Value::Text(name),
+                    Value::Integer(super::sql_int(first)),
+                    Value::Integer(super::sql_int(last)),
+                ]
+            });
+        upsert_rows(
+            tx,
+            "INSERT INTO device_hostnames (mac, hostname, first_ms, last_ms) VALUES",
+            "ON CONFLICT(mac, hostname) DO UPDATE SET
+               first_ms = min(first_ms, excluded.first_ms),
+               last_ms = max(last_ms, excluded.last_ms)",
+            hostnames,
+        )
+        .map_err(err("store: device hostnames"))
     }
 
     /// Devices as the tables hold them with what was seen laid over, the
@@ -228,6 +254,29 @@ impl Seen {
         all
     }
 
+    /// A device's hostnames as the table holds them with what was seen
+    /// laid over; the most recently seen first.
+    pub fn hostnames_over(
+        &self,
+        mac: &str,
+        mut names: Vec<(String, u64, u64)>,
+    ) -> Vec<(String, u64, u64)> {
+        for ((m, name), &(first, last)) in &self.hostnames {
+            if mac_text(m) != mac {
+                continue;
+            }
+            match names.iter_mut().find(|a| &a.0 == name) {
+                Some(a) => {
+                    a.1 = a.1.min(first);
+                    a.2 = a.2.max(last);
+                }
+                None => names.push((name.clone(), first, last)),
+            }
+        }
+        names.sort_by_key(|a| std::cmp::Reverse(a.2));
+        names
+    }
+
     /// A device's addresses as the table holds them with what was seen
     /// laid over; the most recently seen first.
     pub fn addrs_over(
@@ -254,7 +303,7 @@ impl Seen {
 }
 
 /// The columns [`Seen::add_columns`] reads, in its order.
-pub const COLUMNS: [&str; 7] = [
+pub const COLUMNS: [&str; 8] = [
     "src_mac",
     "dst_mac",
     "src_addr",
@@ -262,6 +311,7 @@ pub const COLUMNS: [&str; 7] = [
     "start_ms",
     "end_ms",
     "src_hostname",
+    "dst_hostname",
 ];
 
 /// Rows per upsert statement: a statement per row costs more in binding
@@ -300,11 +350,24 @@ fn upsert_rows<const N: usize>(
 
 /// A device's addresses, the most recently seen first: (address, first_ms, last_ms).
 pub fn addrs(conn: &Connection, mac: &str) -> Result<Vec<(String, u64, u64)>, String> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT addr, first_ms, last_ms FROM device_addrs WHERE mac = ?1 ORDER BY last_ms DESC",
-        )
-        .map_err(err("store"))?;
+    spans(
+        conn,
+        "SELECT addr, first_ms, last_ms FROM device_addrs WHERE mac = ?1 ORDER BY last_ms DESC",
+        mac,
+    )
+}
+
+/// A device's hostnames, the most recently seen first: (hostname, first_ms, last_ms).
+pub fn hostnames(conn: &Connection, mac: &str) -> Result<Vec<(String, u64, u64)>, String> {
+    spans(
+        conn,
+        "SELECT hostname, first_ms, last_ms FROM device_hostnames WHERE mac = ?1 ORDER BY last_ms DESC",
+        mac,
+    )
+}
+
+fn spans(conn: &Connection, sql: &str, mac: &str) -> Result<Vec<(String, u64, u64)>, String> {
+    let mut stmt = conn.prepare_cached(sql).map_err(err("store"))?;
     let rows = stmt
         .query_map(params![mac], |r| {
             Ok((

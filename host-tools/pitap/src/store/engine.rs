@@ -213,10 +213,9 @@ fn entry_value<'v>(
     derive: Option<Derive>,
     networks: &'v Networks,
 ) -> Option<FieldValue<'v>> {
-    match (derive, v) {
-        (None, v) => Some(v),
-        (Some(d), FieldValue::Addr(a)) => d(networks, &a),
-        (Some(_), _) => None,
+    match derive {
+        None => Some(v),
+        Some(d) => d(networks, v),
     }
 }
 

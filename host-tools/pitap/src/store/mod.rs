@@ -34,7 +34,7 @@ use crate::fields::{Field, FieldType};
 use crate::flow::StoredFlow;
 use crate::networks::Networks;
 
-/// 5: the files table, packet fetches.
+/// 5: the files table, packet fetches, device hostnames over time.
 pub const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
@@ -70,6 +70,13 @@ CREATE TABLE IF NOT EXISTS device_addrs (
     first_ms INTEGER NOT NULL,
     last_ms  INTEGER NOT NULL,
     PRIMARY KEY (mac, addr)
+);
+CREATE TABLE IF NOT EXISTS device_hostnames (
+    mac      TEXT NOT NULL,
+    hostname TEXT NOT NULL,
+    first_ms INTEGER NOT NULL,
+    last_ms  INTEGER NOT NULL,
+    PRIMARY KEY (mac, hostname)
 );
 CREATE TABLE IF NOT EXISTS collector_state (
     name  TEXT PRIMARY KEY,
@@ -531,6 +538,13 @@ impl Store {
     pub fn device_addrs(&self, mac: &str) -> Result<Vec<(String, u64, u64)>, String> {
         let tx = self.conn.unchecked_transaction().map_err(err("store"))?;
         Ok(uncounted(&tx)?.addrs_over(mac, devices::addrs(&tx, mac)?))
+    }
+
+    /// Every hostname a device's leases gave it, the most recently seen
+    /// first: (hostname, first_ms, last_ms).
+    pub fn device_hostnames(&self, mac: &str) -> Result<Vec<(String, u64, u64)>, String> {
+        let tx = self.conn.unchecked_transaction().map_err(err("store"))?;
+        Ok(uncounted(&tx)?.hostnames_over(mac, devices::hostnames(&tx, mac)?))
     }
 
     /// Devices (MACs), first seen first.
