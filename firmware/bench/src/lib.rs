@@ -5,6 +5,7 @@
 //! ring and file hashing).
 
 pub mod alloc_count;
+pub mod beacons;
 pub mod gen;
 pub mod http;
 pub mod measure;

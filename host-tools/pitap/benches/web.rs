@@ -72,6 +72,7 @@ fn main() {
             store: path.clone(),
             networks: None,
             sensitive: vec!["servers".into()],
+            thresholds: pitap::report::Thresholds::default(),
             alert_files: Vec::new(),
         },
         password_hash: None,

@@ -67,6 +67,22 @@ pub struct CollectorConfig {
 pub struct ReportSection {
     #[serde(default)]
     pub sensitive: Vec<String>,
+    /// Score (0 to 1) from which a series is reported as a beacon.
+    pub beacon_score: Option<f64>,
+}
+
+impl ReportSection {
+    /// The report's thresholds with what the section sets.
+    pub fn thresholds(&self) -> Result<crate::report::Thresholds, String> {
+        let mut t = crate::report::Thresholds::default();
+        if let Some(s) = self.beacon_score {
+            if !(0.0..=1.0).contains(&s) {
+                return Err(format!("report.beacon_score: a score from 0 to 1, got {s}"));
+            }
+            t.beacon.min_score = s;
+        }
+        Ok(t)
+    }
 }
 
 impl CollectorConfig {
@@ -93,6 +109,7 @@ impl CollectorConfig {
                 .map_err(|e| format!("alert[{i}] ({}): {e}", rule.name))?;
         }
         config.export.check()?;
+        config.report.thresholds()?;
         for name in &config.report.sensitive {
             if !networks.names().any(|n| n == name) {
                 return Err(format!(
@@ -163,6 +180,7 @@ impl CollectorConfig {
                 store,
                 networks,
                 sensitive: self.report.sensitive.clone(),
+                thresholds: self.report.thresholds()?,
                 alert_files,
             },
             password_hash: self.web.password_hash.clone(),

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alerts;
+pub mod beacon;
 pub mod collect;
 pub mod collector;
 pub mod config;

@@ -517,7 +517,7 @@ fn main() -> ExitCode {
                         sensitive: w.config.report.sensitive.clone(),
                         only,
                         limit,
-                        thresholds: pitap::report::Thresholds::default(),
+                        thresholds: w.config.report.thresholds()?,
                         json,
                         networks: w.networks,
                     },

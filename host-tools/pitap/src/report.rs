@@ -8,9 +8,10 @@
 //!   outside addresses (or to outside hosts that connected in), by peer;
 //! - `refused`: refused or unanswered TCP attempts by source, with a scan
 //!   verdict (many ports: port scan; many hosts: sweep);
-//! - `beacons`: the same source, destination and port contacted at regular
-//!   intervals with low jitter, as a C2 implant calls home (works on
-//!   encrypted traffic: only times are used);
+//! - `beacons`: a source calling one destination (an address, or the DNS
+//!   name it resolved, so rotating addresses stay one series) and port on a
+//!   timer, jitter and all, as a C2 implant calls home, scored 0 to 1 by
+//!   [`crate::beacon`] (times and sizes only: it works on encrypted traffic);
 //! - `devices`: MAC addresses first seen in the window.
 
 use std::collections::{BTreeSet, HashMap};
@@ -23,6 +24,7 @@ use pitap_wire::format::time_text;
 use pitap_wire::proto_name;
 use serde::Serialize;
 
+use crate::beacon::{self, BeaconRules};
 use crate::flow::StoredFlow;
 use crate::networks::Networks;
 use crate::progress::Progress;
@@ -38,12 +40,8 @@ pub struct Thresholds {
     pub scan_ports: usize,
     /// Distinct hosts (on any port) that make a sweep.
     pub scan_hosts: usize,
-    /// Connections needed before a series can be called a beacon.
-    pub beacon_min: usize,
-    /// Largest jitter (median absolute deviation / median interval).
-    pub beacon_jitter: f64,
-    /// Shortest interval considered (faster than this is a session, not a timer).
-    pub beacon_min_interval_ms: u64,
+    /// What a beacon is (`[report] beacon_score` sets its score).
+    pub beacon: BeaconRules,
 }
 
 impl Default for Thresholds {
@@ -51,9 +49,7 @@ impl Default for Thresholds {
         Thresholds {
             scan_ports: 15,
             scan_hosts: 15,
-            beacon_min: 6,
-            beacon_jitter: 0.1,
-            beacon_min_interval_ms: 2_000,
+            beacon: BeaconRules::default(),
         }
     }
 }
@@ -88,18 +84,6 @@ fn port_text(f: &StoredFlow) -> String {
     format!("{}/{}", f.record.dst.port, p.to_ascii_lowercase())
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n == 0 {
-        0.0
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 #[derive(Default)]
 struct Inbound {
     flows: u64,
@@ -129,8 +113,9 @@ struct Exfil {
 
 /// The fields [`gather`] reads (and `action` is made of): only these
 /// columns are read.
-const GATHERED: [&str; 10] = [
+const GATHERED: [&str; 11] = [
     "start_ms",
+    "dst_name",
     "proto",
     "src_addr",
     "dst_addr",
@@ -155,9 +140,20 @@ struct Gathered {
     /// series of each flow beside (`series_keys[flow]`).
     series: Vec<(u64, u64, u32)>,
     series_keys: Vec<Series>,
+    /// Bytes each flow's source sent, beside `series_keys`.
+    series_sizes: Vec<u64>,
+    /// The DNS names the series' destinations go by, by their hash.
+    names: HashMap<u64, String>,
 }
 
-type Series = (IpAddr, IpAddr, u16, u8);
+/// Where a series goes: the name the client resolved, else the address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Destination {
+    Name(u64),
+    Addr(IpAddr),
+}
+
+type Series = (IpAddr, Destination, u16, u8);
 
 /// A fixed seed: the hash only orders the list.
 static SERIES_HASH: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x5e71e5);
@@ -193,6 +189,8 @@ impl Gathered {
         // runs in one linear pass.
         let offset = self.series_keys.len() as u32;
         self.series_keys.extend(other.series_keys);
+        self.series_sizes.extend(other.series_sizes);
+        self.names.extend(other.names);
         self.series
             .extend(other.series.into_iter().map(|(h, t, i)| (h, t, i + offset)));
     }
@@ -258,9 +256,18 @@ fn gather(flow: &StoredFlow, sensitive: &[String], g: &mut Gathered) {
         entry.from.insert(member);
     }
     if !r.continuation {
-        let key = (r.src.addr, r.dst.addr, r.dst.port, r.proto);
+        let name = r.names.responder_name.as_str();
+        let dst = if name.is_empty() {
+            Destination::Addr(r.dst.addr)
+        } else {
+            let h = SERIES_HASH.hash_one(name);
+            g.names.entry(h).or_insert_with(|| name.to_string());
+            Destination::Name(h)
+        };
+        let key = (r.src.addr, dst, r.dst.port, r.proto);
         let flow = g.series_keys.len() as u32;
         g.series_keys.push(key);
+        g.series_sizes.push(r.src.counters.bytes);
         g.series.push((SERIES_HASH.hash_one(key), r.start_ms, flow));
     }
 }
@@ -498,79 +505,97 @@ fn refused(g: &Gathered, o: &Options) -> Section {
     }
 }
 
-/// A series of start times as a beacon: (median interval ms, jitter).
-pub fn beacon(starts: &mut [u64], t: &Thresholds) -> Option<(f64, f64)> {
-    if starts.len() < t.beacon_min {
-        return None;
-    }
-    starts.sort_unstable();
-    let mut intervals: Vec<f64> = starts.windows(2).map(|w| (w[1] - w[0]) as f64).collect();
-    let m = median(&mut intervals.clone());
-    if m < t.beacon_min_interval_ms as f64 {
-        return None;
-    }
-    let mut deviations: Vec<f64> = intervals.iter_mut().map(|i| (*i - m).abs()).collect();
-    let jitter = median(&mut deviations) / m;
-    (jitter <= t.beacon_jitter).then_some((m, jitter))
-}
-
 fn beacons(g: &mut Gathered, o: &Options) -> Section {
+    let rules = &o.thresholds.beacon;
     let mut found = Vec::new();
     // The workers' sorted runs, merged (a stable sort finds the runs).
     g.series.sort_by_key(|s| (s.0, s.1));
-    let mut starts = Vec::new();
-    let mut keys: Vec<(Series, u64)> = Vec::new();
+    let (mut starts, mut sizes) = (Vec::new(), Vec::new());
+    let mut keys: Vec<(Series, u64, u32)> = Vec::new();
     for run in g.series.chunk_by(|a, b| a.0 == b.0) {
-        if run.len() < o.thresholds.beacon_min {
+        if run.len() < rules.min_connections {
             continue;
         }
         // Series whose hashes collide are told apart by their keys (a run
         // of one key, nearly always, is already in start order).
         keys.clear();
-        keys.extend(run.iter().map(|s| (g.series_keys[s.2 as usize], s.1)));
+        keys.extend(run.iter().map(|s| (g.series_keys[s.2 as usize], s.1, s.2)));
         if keys.iter().any(|k| k.0 != keys[0].0) {
             keys.sort_unstable();
         }
         for series in keys.chunk_by(|a, b| a.0 == b.0) {
             let (src, dst, port, proto) = series[0].0;
+            if rules.ignores(proto, port) {
+                continue;
+            }
             starts.clear();
             starts.extend(series.iter().map(|s| s.1));
-            if let Some((interval, jitter)) = beacon(&mut starts, &o.thresholds) {
-                found.push((src, dst, port, proto, starts.len(), interval, jitter));
+            sizes.clear();
+            sizes.extend(series.iter().map(|s| g.series_sizes[s.2 as usize]));
+            if let Some(sc) = beacon::score(&mut starts, &sizes, rules) {
+                if sc.score >= rules.min_score {
+                    let dst = match dst {
+                        Destination::Name(h) => {
+                            (g.names.get(&h).cloned().unwrap_or_default(), true)
+                        }
+                        Destination::Addr(a) => (a.to_string(), false),
+                    };
+                    found.push((src, dst, port, proto, sc));
+                }
             }
         }
     }
-    found.sort_by(|a, b| b.4.cmp(&a.4).then(a.6.total_cmp(&b.6)).then(a.0.cmp(&b.0)));
+    found.sort_by(|a, b| {
+        b.4.score
+            .total_cmp(&a.4.score)
+            .then(b.4.connections.cmp(&a.4.connections))
+            .then(a.0.cmp(&b.0))
+    });
     found.truncate(o.limit);
+    let query = |s: &IpAddr, d: &(String, bool), p: &u16| {
+        let field = if d.1 { "dst_name" } else { "dst_addr" };
+        format!("src_addr:{s} AND {field}:{} AND dst_port:{p}", d.0)
+    };
     Section {
         analysis: "beacons",
         title: "Beaconing: connections on a timer".into(),
         explanation: format!(
-            "The same source, destination and port contacted at least {} times at regular intervals \
-             (jitter at most {:.0}% of the interval, intervals of {} s or more): how implants call \
-             their command-and-control server. Only times are used, so it works on encrypted traffic.",
-            o.thresholds.beacon_min,
-            o.thresholds.beacon_jitter * 100.0,
-            o.thresholds.beacon_min_interval_ms / 1000
+            "A source calling the same destination (address, or the DNS name it resolved) and port \
+             at least {} times on a timer of {} s to {} s, scored 0 to 1 by how regular the \
+             intervals are (robust to jitter of half the sleep), how alike the sizes, and how many \
+             of the timer's calls were seen; reported from {:.2} ([report] beacon_score). How \
+             implants call their command-and-control server; only times and sizes are used, so it \
+             works on encrypted traffic. NTP polls are left out.",
+            rules.min_connections,
+            rules.min_interval_ms / 1000,
+            rules.max_interval_ms / 1000,
+            rules.min_score,
         ),
         query: "src_addr:SRC AND dst_addr:DST AND dst_port:PORT".into(),
         lines: found
             .iter()
-            .map(|(s, d, p, pr, n, i, j)| {
+            .map(|(s, d, p, pr, sc)| {
                 let proto = proto_name(*pr).map_or_else(|| pr.to_string(), str::to_string);
                 format!(
-                    "{s} -> {d}:{p}/{}: {n} connections every {:.1} s (jitter {:.1}%)  query: src_addr:{s} AND dst_addr:{d} AND dst_port:{p}",
+                    "{s} -> {}:{p}/{}: score {:.2}, {} connections every {:.1} s ({})  query: {}",
+                    d.0,
                     proto.to_ascii_lowercase(),
-                    i / 1000.0,
-                    j * 100.0
+                    sc.score,
+                    sc.connections,
+                    sc.interval_ms / 1000.0,
+                    sc.reasons(),
+                    query(s, d, p)
                 )
             })
             .collect(),
         rows: found
             .iter()
-            .map(|(s, d, p, pr, n, i, j)| {
-                serde_json::json!({"src_addr": s.to_string(), "dst_addr": d.to_string(), "dst_port": p,
-                    "proto": pr, "connections": n, "interval_s": i / 1000.0, "jitter": j})
+            .map(|(s, d, p, pr, sc)| {
+                let mut row = serde_json::json!({"src_addr": s.to_string(), "dst_port": p,
+                    "proto": pr, "connections": sc.connections, "interval_s": sc.interval_ms / 1000.0,
+                    "jitter": sc.jitter, "score": sc.score, "reasons": sc.reasons()});
+                row[if d.1 { "dst_name" } else { "dst_addr" }] = d.0.clone().into();
+                row
             })
             .collect(),
     }
@@ -617,22 +642,6 @@ fn devices(store: &Store, o: &Options) -> Result<Section, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn beacon_needs_regular_intervals() {
-        let t = Thresholds::default();
-        let mut regular: Vec<u64> = (0..10).map(|i| i * 60_000 + (i * 7919 % 800)).collect();
-        let (interval, jitter) = beacon(&mut regular, &t).expect("a beacon");
-        assert!((interval - 60_000.0).abs() < 1_000.0 && jitter < 0.02);
-        let mut irregular: Vec<u64> = vec![
-            0, 5_000, 70_000, 81_000, 200_000, 203_000, 390_000, 500_000, 511_000, 800_000,
-        ];
-        assert_eq!(beacon(&mut irregular, &t), None);
-        let mut few: Vec<u64> = (0..4).map(|i| i * 60_000).collect();
-        assert_eq!(beacon(&mut few, &t), None);
-        let mut fast: Vec<u64> = (0..20).map(|i| i * 100).collect();
-        assert_eq!(beacon(&mut fast, &t), None);
-    }
 
     #[test]
     fn verdicts() {

@@ -395,7 +395,8 @@ fn analyses_and_alerts_find_what_the_traffic_holds() {
     let found: Vec<&str> = beacons.lines().filter(|l| l.contains(" -> ")).collect();
     assert_eq!(found.len(), 1, "{beacons}");
     assert!(
-        found[0].contains("172.30.1.50 -> 198.51.100.200:443/tcp: 12 connections every 60."),
+        found[0].contains("172.30.1.50 -> 198.51.100.200:443/tcp: score 0.9")
+            && found[0].contains("12 connections every 60."),
         "{beacons}"
     );
 

@@ -26,6 +26,8 @@ pub struct Site {
     /// From collector.toml; None: the networks the collector saved.
     pub networks: Option<Networks>,
     pub sensitive: Vec<String>,
+    /// The report's thresholds, from `[report]`.
+    pub thresholds: report::Thresholds,
     /// JSON lines files the alert rules write (`file:` actions).
     pub alert_files: Vec<std::path::PathBuf>,
 }
@@ -1068,7 +1070,7 @@ pub fn reports(site: &Site, p: &Params) -> Result<String, String> {
             sensitive: site.sensitive.clone(),
             only: None,
             limit: 20,
-            thresholds: report::Thresholds::default(),
+            thresholds: site.thresholds.clone(),
             json: false,
             networks: site.networks.clone(),
         },
