@@ -22,6 +22,21 @@
 //! packet ring (and keeps every later packet of that flow there) into
 //! DIR/ALERT-TIME-TAP-PORT.pcapng (PORT: the initiator's); the alert's JSON
 //! names the file.
+//!
+//! `aggregate = "beacon"` scores each source's calls to a destination (its
+//! DNS name, else its address) and port over the window as `pitap report`
+//! does, from its 20th call in the window, and fires when the score reaches
+//! `threshold` (0 to 1), once while the window holds the series:
+//!
+//! ```toml
+//! [[alert]]
+//! name = "beacon"
+//! query = "from_internal:true AND to_internal:false"
+//! aggregate = "beacon"
+//! window_s = 7200
+//! threshold = 0.72
+//! ```
+//!
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::Write;
@@ -33,6 +48,9 @@ use serde::Deserialize;
 use crate::fields::{single_field, Field, FieldType, FieldValue};
 use crate::flow::StoredFlow;
 use crate::query::{self, Expr};
+
+/// Calls a series needs before an alert scores it as a beacon.
+pub const ALERT_BEACON_CALLS: usize = 20;
 
 /// At most this many groups are tracked per rule; the stalest go first.
 const MAX_GROUPS: usize = 100_000;
@@ -65,6 +83,8 @@ enum Aggregate {
     Count,
     Sum(Field),
     Distinct(Field),
+    /// The beacon score (0 to 1) of each source's calls to a destination.
+    Beacon,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -97,6 +117,7 @@ impl AlertRule {
         let expr = query::parse(&self.query).map_err(|e| format!("query: {e}"))?;
         let aggregate = match self.aggregate.split_once(':') {
             None if self.aggregate == "count" => Aggregate::Count,
+            None if self.aggregate == "beacon" => Aggregate::Beacon,
             Some(("sum", f)) => {
                 let field = single_field(f).map_err(|e| format!("aggregate: {e}"))?;
                 if field.field_type() != FieldType::Num {
@@ -109,7 +130,7 @@ impl AlertRule {
             }
             _ => {
                 return Err(format!(
-                    "aggregate: {:?}: count, sum:FIELD or distinct:FIELD",
+                    "aggregate: {:?}: count, sum:FIELD, distinct:FIELD or beacon",
                     self.aggregate
                 ))
             }
@@ -123,6 +144,12 @@ impl AlertRule {
         }
         if !(self.threshold.is_finite() && self.threshold > 0.0) {
             return Err("threshold: a positive number".into());
+        }
+        if aggregate == Aggregate::Beacon && (self.threshold > 1.0 || by.is_some()) {
+            return Err(
+                "aggregate = \"beacon\": threshold is a score up to 1, and the series are each source's calls to a destination (no by)"
+                    .into(),
+            );
         }
         let mut actions = Vec::new();
         for a in &self.actions {
@@ -308,9 +335,23 @@ impl Alerts {
             if !rule.expr.matches(flow) {
                 continue;
             }
-            let t = flow.record.end_ms;
-            let group = rule.by.map(|f| f.text(flow));
+            let beacon = rule.aggregate == Aggregate::Beacon;
+            if beacon && flow.record.continuation {
+                continue;
+            }
+            let r = &flow.record;
+            let t = if beacon { r.start_ms } else { r.end_ms };
+            let group = if beacon {
+                let dst = match r.names.responder_name.as_str() {
+                    "" => r.dst.addr.to_string(),
+                    name => name.to_string(),
+                };
+                Some(format!("{} -> {dst}:{}", r.src.addr, r.dst.port))
+            } else {
+                rule.by.map(|f| f.text(flow))
+            };
             let (amount, value) = match rule.aggregate {
+                Aggregate::Beacon => (r.src.counters.bytes, None),
                 Aggregate::Count => (1, None),
                 Aggregate::Sum(f) => match f.value(flow) {
                     Some(FieldValue::Num(n)) => (n, None),
@@ -337,6 +378,21 @@ impl Alerts {
                 Aggregate::Count => w.events.len() as f64,
                 Aggregate::Sum(_) => w.sum as f64,
                 Aggregate::Distinct(_) => w.distinct.len() as f64,
+                Aggregate::Beacon => {
+                    let mut starts: Vec<u64> = w.events.iter().map(|e| e.0).collect();
+                    let sizes: Vec<u64> = w.events.iter().map(|e| e.1).collect();
+                    // Scored from 20 calls on: the first few of a browsing
+                    // burst can look like a timer.
+                    let rules = crate::beacon::BeaconRules {
+                        min_connections: ALERT_BEACON_CALLS,
+                        ..crate::beacon::BeaconRules::default()
+                    };
+                    if rules.ignores(r.proto, r.dst.port) {
+                        0.0
+                    } else {
+                        crate::beacon::score(&mut starts, &sizes, &rules).map_or(0.0, |s| s.score)
+                    }
+                }
             };
             if current >= rule.config.threshold {
                 if !w.firing {
@@ -363,7 +419,9 @@ impl Alerts {
                         },
                     ));
                 }
-            } else {
+            } else if !beacon || w.events.len() < ALERT_BEACON_CALLS {
+                // A beacon's score wavers call by call: it fires again only
+                // once the window lost the series.
                 w.firing = false;
             }
         }

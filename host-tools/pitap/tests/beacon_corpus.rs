@@ -143,3 +143,70 @@ fn a_beacon_behind_rotating_addresses_is_one_beacon() {
     assert!(rows[0]["score"].as_f64().unwrap() >= 0.72, "{rows:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `aggregate = "beacon"`: a live collector's alert fires once when a
+/// beacon of 20 calls or more reaches the threshold, and never on the
+/// corpus' noise.
+#[test]
+fn a_beacon_alert_fires_on_beacons_not_on_noise() {
+    use pitap::alerts::{AlertRule, Alerts};
+    use pitap::flow::StoredFlow;
+    use pitap::networks::Networks;
+    use pitap_wire::{Endpoint, FlowRecord};
+    let rule: AlertRule = toml::from_str(
+        "name = \"beacon\"\naggregate = \"beacon\"\nwindow_s = 86400\nthreshold = 0.72\nactions = []\n",
+    )
+    .unwrap();
+    let networks = Networks::default();
+    let as_flows = |s: &pitap_bench::beacons::Series, n: u8| -> Vec<StoredFlow> {
+        s.connections
+            .iter()
+            .map(|&(start, bytes, continuation)| {
+                let mut r = FlowRecord {
+                    start_ms: start,
+                    end_ms: start + 100,
+                    proto: s.proto,
+                    continuation,
+                    src: Endpoint {
+                        addr: std::net::IpAddr::from([10, 0, 0, n]),
+                        ..Endpoint::default()
+                    },
+                    dst: Endpoint {
+                        addr: std::net::IpAddr::from([198, 51, 100, n]),
+                        port: s.dst_port,
+                        ..Endpoint::default()
+                    },
+                    ..FlowRecord::default()
+                };
+                r.src.counters.bytes = bytes;
+                StoredFlow::new("lab".into(), r, &networks)
+            })
+            .collect()
+    };
+    let series = corpus(3, 1, 2_000);
+    let mut fired_beacons = 0;
+    let mut beacons = 0;
+    let mut fired_noise = 0;
+    for (i, s) in series.iter().enumerate() {
+        let mut alerts = Alerts::new(std::slice::from_ref(&rule)).unwrap();
+        let fired: usize = as_flows(s, (i % 250) as u8)
+            .iter()
+            .map(|f| alerts.observe(f).len())
+            .sum();
+        assert!(fired <= 1, "fires once, not at every call: {fired}");
+        if s.kind.is_beacon() {
+            // Alerts score a series from its 20th call.
+            if s.connections.len() >= pitap::alerts::ALERT_BEACON_CALLS {
+                beacons += 1;
+                fired_beacons += fired;
+            }
+        } else {
+            fired_noise += fired;
+        }
+    }
+    assert!(
+        fired_beacons * 100 >= beacons * 95,
+        "{fired_beacons} of {beacons}"
+    );
+    assert_eq!(fired_noise, 0);
+}
