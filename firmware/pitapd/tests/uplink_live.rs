@@ -125,7 +125,14 @@ fn collector_away_for_30_s_loses_and_repeats_nothing() {
         .map(|l| {
             let mut v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
             let o = v.as_object_mut().expect("object");
-            for enrichment in ["from_internal", "to_internal", "src_group", "dst_group"] {
+            for enrichment in [
+                "from_internal",
+                "to_internal",
+                "src_group",
+                "dst_group",
+                "src_vendor",
+                "dst_vendor",
+            ] {
                 o.remove(enrichment);
             }
             v.to_string() + "\n"
