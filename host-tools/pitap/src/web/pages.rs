@@ -193,7 +193,16 @@ fn field(name: &str) -> Field {
 
 /// `base AND term`, written so the query language reads it back.
 fn narrow(base: &str, field: &str, value: &str) -> String {
-    let t = term(field, value);
+    and_base(base, term(field, value))
+}
+
+/// `base` narrowed to the flows without a value of `field` (a quick
+/// value's "-" bar).
+fn narrow_missing(base: &str, field: &str) -> String {
+    and_base(base, format!("NOT _exists_:{field}"))
+}
+
+fn and_base(base: &str, t: String) -> String {
     if base.trim().is_empty() {
         t
     } else {
@@ -231,7 +240,7 @@ fn quick_bars(
         .into_iter()
         .map(|(v, n)| {
             let href = if v == "-" {
-                search_link(&format!("NOT _exists_:{fieldname}"), w, p)
+                search_link(&narrow_missing(base, fieldname), w, p)
             } else {
                 search_link(&narrow(base, fieldname, &v), w, p)
             };
@@ -1121,6 +1130,23 @@ pub fn reports(site: &Site, p: &Params) -> Result<String, String> {
 mod tests {
     use super::*;
     use pitap_wire::messages::{ClockHealth, Health, PortHealth, UplinkHealth};
+
+    /// A quick value's bars keep the search they narrow, the "-" bar too
+    /// (it once searched for the missing field alone); both parse.
+    #[test]
+    fn quick_values_narrow_the_search_they_came_from() {
+        assert_eq!(
+            narrow_missing("proto:tcp OR proto:udp", "dst_port"),
+            "(proto:tcp OR proto:udp) AND NOT _exists_:dst_port"
+        );
+        assert_eq!(narrow_missing(" ", "sni"), "NOT _exists_:sni");
+        for q in [
+            narrow_missing("proto:tcp", "sni"),
+            narrow("proto:tcp", "sni", "x.example"),
+        ] {
+            assert!(crate::query::parse(&q).is_ok(), "{q}");
+        }
+    }
 
     /// The taps table reads the health the collector saves: a real
     /// `Health`, serialized as collect.rs does.
