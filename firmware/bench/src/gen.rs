@@ -348,33 +348,8 @@ pub struct GenSummary {
 
 /// Writes the generated frames as a pcap file (microseconds, Ethernet).
 pub fn write_pcap(path: &std::path::Path, config: &GenConfig) -> std::io::Result<GenSummary> {
-    use std::io::Write;
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
-    // pcap, microseconds, Ethernet, snap length 65535.
-    w.write_all(&0xa1b2_c3d4u32.to_le_bytes())?;
-    w.write_all(&2u16.to_le_bytes())?;
-    w.write_all(&4u16.to_le_bytes())?;
-    w.write_all(&[0; 8])?;
-    w.write_all(&65_535u32.to_le_bytes())?;
-    w.write_all(&1u32.to_le_bytes())?;
-    let mut error = None;
-    let summary = generate(config, |ts_us, frame| {
-        if error.is_some() {
-            return;
-        }
-        let mut header = [0u8; 16];
-        header[0..4].copy_from_slice(&((ts_us / 1_000_000) as u32).to_le_bytes());
-        header[4..8].copy_from_slice(&((ts_us % 1_000_000) as u32).to_le_bytes());
-        header[8..12].copy_from_slice(&(frame.len() as u32).to_le_bytes());
-        header[12..16].copy_from_slice(&(frame.len() as u32).to_le_bytes());
-        if let Err(e) = w.write_all(&header).and_then(|()| w.write_all(frame)) {
-            error = Some(e);
-        }
-    });
-    if let Some(e) = error {
-        return Err(e);
-    }
-    w.flush()?;
+    let mut summary = GenSummary::default();
+    crate::http::write_pcap(path, |emit| summary = generate(config, emit))?;
     Ok(summary)
 }
 

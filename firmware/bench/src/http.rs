@@ -81,7 +81,8 @@ pub fn downloads(count: u32, open: u32, body: &[u8], mut emit: impl FnMut(u64, &
     }
 }
 
-/// Writes frames as a microsecond Ethernet pcap.
+/// Writes frames as a microsecond Ethernet pcap (snap length 65535); the
+/// bench kit's one pcap writer.
 pub fn write_pcap(
     path: &std::path::Path,
     frames: impl FnOnce(&mut dyn FnMut(u64, &[u8])),

@@ -18,20 +18,7 @@ use core::hash::{BuildHasher, Hash, Hasher};
 use pitap_wire::TapPort;
 
 use crate::key::FlowKey;
-use crate::source::{Frame, LinkType};
-
-/// The pcap LINKTYPE_ value of a link type.
-pub fn linktype_value(link: LinkType) -> u16 {
-    match link {
-        LinkType::Null => 0,
-        LinkType::Ethernet => 1,
-        LinkType::RawIp => 101,
-        LinkType::LinuxSll => 113,
-        LinkType::Ipv4 => 228,
-        LinkType::Ipv6 => 229,
-        LinkType::LinuxSll2 => 276,
-    }
-}
+use crate::source::Frame;
 
 /// Sizes of the ring; memory for all of it is taken at start-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -329,7 +316,7 @@ impl PacketRing {
         h[24..28].copy_from_slice(&(data.len() as u32).to_le_bytes());
         h[28] = frame.port as u8;
         h[29] = u8::from(from_initiator);
-        h[30..32].copy_from_slice(&linktype_value(frame.link).to_le_bytes());
+        h[30..32].copy_from_slice(&frame.link.linktype().to_le_bytes());
         self.arena[at + HEADER..at + HEADER + data.len()].copy_from_slice(data);
         // The first entry of a block marks the block's time.
         let block = pos / MARK_EVERY;
@@ -452,6 +439,7 @@ impl PacketRing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::LinkType;
 
     fn key(port: u16) -> FlowKey {
         let mut k = FlowKey {

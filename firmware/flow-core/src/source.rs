@@ -25,6 +25,20 @@ pub enum LinkType {
 }
 
 impl LinkType {
+    /// The pcap LINKTYPE_ value of a link type (the inverse of
+    /// `from_linktype` for the types PiTap writes).
+    pub fn linktype(self) -> u16 {
+        match self {
+            LinkType::Null => 0,
+            LinkType::Ethernet => 1,
+            LinkType::RawIp => 101,
+            LinkType::LinuxSll => 113,
+            LinkType::Ipv4 => 228,
+            LinkType::Ipv6 => 229,
+            LinkType::LinuxSll2 => 276,
+        }
+    }
+
     /// Maps a pcap/pcapng LINKTYPE_ value; `None` for types PiTap does not
     /// decode.
     pub fn from_linktype(value: u32) -> Option<Self> {

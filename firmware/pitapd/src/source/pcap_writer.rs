@@ -5,19 +5,6 @@ use std::io::{self, Write};
 
 use pitap_flow_core::{Frame, LinkType, PacketSource};
 
-/// The pcap LINKTYPE_ value of a link type.
-fn linktype_value(link: LinkType) -> u32 {
-    match link {
-        LinkType::Null => 0,
-        LinkType::Ethernet => 1,
-        LinkType::RawIp => 101,
-        LinkType::LinuxSll => 113,
-        LinkType::Ipv4 => 228,
-        LinkType::Ipv6 => 229,
-        LinkType::LinuxSll2 => 276,
-    }
-}
-
 /// Writes a microsecond pcap file, little-endian.
 pub struct PcapWriter<W: Write> {
     out: W,
@@ -33,7 +20,7 @@ impl<W: Write> PcapWriter<W> {
         header.extend_from_slice(&0i32.to_le_bytes());
         header.extend_from_slice(&0u32.to_le_bytes());
         header.extend_from_slice(&262_144u32.to_le_bytes());
-        header.extend_from_slice(&linktype_value(link).to_le_bytes());
+        header.extend_from_slice(&u32::from(link.linktype()).to_le_bytes());
         out.write_all(&header)?;
         Ok(PcapWriter { out, link })
     }
