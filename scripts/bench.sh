@@ -30,11 +30,16 @@ target/release/pitap-bench --packets "$packets" --runs 3 | tee "$out"
 CARGO_TARGET_DIR=target/soft-hash cargo build -q --release --locked -p pitap-bench --features soft-hash
 forensics=$(mktemp)
 target/release/pitap-forensics-bench --soft-bench target/soft-hash/release/pitap-bench | tee "$forensics"
+# Beacon detection: the corpus written as a capture, replayed by pitapd
+# sealed to pitap collect, pitap report on the store (the test prints it).
+beacons=$(mktemp)
+PITAP_BEACON_REPEATS=4 PITAP_BEACON_NOISE=40000 cargo test -q --release --locked -p pitap \
+    --test beacon_capture -- --nocapture 2>&1 | sed -n '/^| sleep/,/^beacons found/p' | tee "$beacons"
 # The flow store's section comes from its own bench (cargo bench -p pitap
 # --bench store): kept as it is.
 store=$(mktemp)
 sed -n '/^## The flow store beside nfdump/,$p' BENCHMARKS.md 2>/dev/null |
-    awk '/^## The packet ring and file hashing/ { skip = 1; next } /^## / { skip = 0 } !skip' >"$store" || true
+    awk '/^## (The packet ring and file hashing|Beacon detection)/ { skip = 1; next } /^## / { skip = 0 } !skip' >"$store" || true
 {
     echo "# Benchmarks"
     echo
@@ -93,6 +98,15 @@ NOTES
         echo
         cat "$store"
     fi
+    echo
+    echo "## Beacon detection through pitapd and the collector"
+    echo
+    echo "The beacon corpus (firmware/bench/src/beacons.rs, seed 7: 1,200 beacons among"
+    echo "40,000 noise series) written as a capture (beacon_capture.rs), replayed by"
+    echo "\`pitapd --read\` sealed to \`pitap collect\`, \`pitap report --only beacons\` on"
+    echo "the store, rows matched to series by address (release build):"
+    echo
+    cat "$beacons"
 } > BENCHMARKS.md
-rm -f "$out" "$store" "$forensics"
+rm -f "$out" "$store" "$forensics" "$beacons"
 echo "bench.sh: wrote BENCHMARKS.md"

@@ -87,6 +87,18 @@ pub fn write_pcap(
     path: &std::path::Path,
     frames: impl FnOnce(&mut dyn FnMut(u64, &[u8])),
 ) -> std::io::Result<u64> {
+    write_pcap_cut(path, |emit| {
+        frames(&mut |ts_us, frame| emit(ts_us, frame.len() as u32, frame))
+    })
+}
+
+/// As [`write_pcap`], each frame given as (time µs, length on the wire,
+/// the bytes captured): a capture cut at a snap length, as `tcpdump -s`
+/// writes one, so large transfers cost a header per packet.
+pub fn write_pcap_cut(
+    path: &std::path::Path,
+    frames: impl FnOnce(&mut dyn FnMut(u64, u32, &[u8])),
+) -> std::io::Result<u64> {
     use std::io::Write;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     w.write_all(&0xa1b2_c3d4u32.to_le_bytes())?;
@@ -97,7 +109,7 @@ pub fn write_pcap(
     w.write_all(&1u32.to_le_bytes())?;
     let mut error = None;
     let mut n = 0u64;
-    frames(&mut |ts_us, frame| {
+    frames(&mut |ts_us, orig_len, frame| {
         if error.is_some() {
             return;
         }
@@ -105,7 +117,7 @@ pub fn write_pcap(
         header[0..4].copy_from_slice(&((ts_us / 1_000_000) as u32).to_le_bytes());
         header[4..8].copy_from_slice(&((ts_us % 1_000_000) as u32).to_le_bytes());
         header[8..12].copy_from_slice(&(frame.len() as u32).to_le_bytes());
-        header[12..16].copy_from_slice(&(frame.len() as u32).to_le_bytes());
+        header[12..16].copy_from_slice(&orig_len.max(frame.len() as u32).to_le_bytes());
         if let Err(e) = w.write_all(&header).and_then(|()| w.write_all(frame)) {
             error = Some(e);
         }

@@ -34,7 +34,7 @@
 //! query = "from_internal:true AND to_internal:false"
 //! aggregate = "beacon"
 //! window_s = 7200
-//! threshold = 0.72
+//! threshold = 0.75
 //! ```
 //!
 

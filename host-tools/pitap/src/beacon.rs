@@ -1,12 +1,15 @@
 //! Beacon scoring, after RITA (Active Countermeasures): a series of
 //! connections from one source to one destination scores from 0 to 1 by how
-//! regular its intervals are (Bowley skewness and the median absolute
-//! deviation about the median, both robust to the odd missed or extra
-//! call), how regular its sizes are, and how fully it covers its span.
-//! Jitter of up to half the sleep (Cobalt Strike's `jitter` 0-50 %) leaves a
-//! uniform spread of intervals: no skew, a deviation of a sixth to a quarter
-//! of the median, so such a beacon still scores high; people and most
-//! machines connect in bursts and pauses, which skews and spreads.
+//! regular its intervals are (Bowley skewness, the spread of the middle
+//! 80 %, and the share within a timer's jitter of the median: RITA's
+//! histogram, robust to the odd missed or extra call), how regular its
+//! sizes are, and how fully it covers its span. Jitter of up to half the
+//! sleep (Cobalt Strike's `jitter` 0-50 %) keeps every interval within half
+//! to one and a half times the median, so such a beacon still scores high;
+//! people and most machines connect in bursts and pauses, which skews and
+//! spreads. Skewness of a few intervals is noise (nine intervals of a
+//! jittered timer skew by ±0.9 as often as not), so it counts in full only
+//! from [`SKEW_FULL_FROM`] intervals on.
 
 /// What makes a series a beacon candidate, and the score that reports it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -26,14 +29,20 @@ pub struct BeaconRules {
 impl Default for BeaconRules {
     fn default() -> Self {
         BeaconRules {
-            min_connections: 8,
+            min_connections: 10,
             min_interval_ms: 1_000,
             max_interval_ms: 3_600_000,
-            min_score: 0.72,
+            min_score: 0.75,
             ignore: &[(17, 123)],
         }
     }
 }
+
+/// Intervals from which skewness counts in full.
+pub const SKEW_FULL_FROM: usize = 60;
+/// The band around the median interval a timer with up to 50 % jitter
+/// keeps its intervals in (a little wider: the median of a few is rough).
+const TIMER_BAND: (f64, f64) = (0.45, 1.6);
 
 /// A series' score and its parts.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,6 +53,8 @@ pub struct Score {
     /// Median absolute deviation of the intervals / their median.
     pub jitter: f64,
     pub interval_skew: f64,
+    /// Share of the intervals within [`TIMER_BAND`] of the median.
+    pub regular: f64,
     pub size_median: f64,
     pub size_spread: f64,
     /// Connections seen / connections a timer of the median interval makes
@@ -55,9 +66,10 @@ impl Score {
     /// Why it scores as it does, for the report.
     pub fn reasons(&self) -> String {
         format!(
-            "intervals {:.0}% apart from the median (skew {:+.2}), sizes {:.0}% apart, {:.0}% of the timer's calls seen",
+            "intervals {:.0}% apart from the median (skew {:+.2}), {:.0}% within the timer's jitter, sizes {:.0}% apart, {:.0}% of the timer's calls seen",
             self.jitter * 100.0,
             self.interval_skew,
+            self.regular * 100.0,
             self.size_spread * 100.0,
             self.coverage * 100.0
         )
@@ -120,11 +132,15 @@ pub fn score(starts: &mut [u64], sizes: &[u64], rules: &BeaconRules) -> Option<S
     // a few milliseconds apart): it counts as much as the quartiles are
     // apart, fully from a tenth of the median on.
     let iqr = quantile(&intervals, 0.75) - quantile(&intervals, 0.25);
-    let skew = bowley(&intervals) * (iqr / (0.1 * interval)).min(1.0);
+    let confidence = (intervals.len() as f64 / SKEW_FULL_FROM as f64).min(1.0);
+    let skew = bowley(&intervals) * (iqr / (0.1 * interval)).min(1.0) * confidence;
     // The middle 80 % of the intervals, against the median: a timer's
     // jitter keeps them within the sleep; arrivals at random spread them
     // over orders of magnitude.
     let spread = (quantile(&intervals, 0.9) - quantile(&intervals, 0.1)) / (2.0 * interval);
+    let (lo, hi) = (TIMER_BAND.0 * interval, TIMER_BAND.1 * interval);
+    let regular =
+        intervals.iter().filter(|&&x| x >= lo && x <= hi).count() as f64 / intervals.len() as f64;
     let mut sz: Vec<f64> = sizes.iter().map(|&s| s as f64).collect();
     let (size_median, size_mad) = median_mad(&mut sz);
     // Small sizes vary by a few bytes in headers: a floor of 64 bytes.
@@ -133,8 +149,10 @@ pub fn score(starts: &mut [u64], sizes: &[u64], rules: &BeaconRules) -> Option<S
     let expected = span / interval + 1.0;
     let coverage = (starts.len() as f64 / expected).min(1.0);
     let clamp = |x: f64| x.clamp(0.0, 1.0);
-    // Intervals weigh most: a beacon is a timer first.
-    let interval_score = (clamp(1.0 - skew.abs()) + clamp(1.0 - spread)) / 2.0;
+    // Intervals weigh most: a beacon is a timer first. The share within
+    // the band scales the rest: arrivals at random that happen to look
+    // balanced still fall outside it a third of the time or more.
+    let interval_score = (clamp(1.0 - skew.abs()) + clamp(1.0 - spread)) / 2.0 * regular;
     let size_score = clamp(1.0 - size_spread);
     let score = 0.6 * interval_score + 0.2 * size_score + 0.2 * coverage;
     Some(Score {
@@ -143,6 +161,7 @@ pub fn score(starts: &mut [u64], sizes: &[u64], rules: &BeaconRules) -> Option<S
         interval_ms: interval,
         jitter,
         interval_skew: skew,
+        regular,
         size_median,
         size_spread,
         coverage,

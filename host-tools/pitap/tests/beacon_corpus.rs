@@ -140,7 +140,7 @@ fn a_beacon_behind_rotating_addresses_is_one_beacon() {
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["dst_name"], "updates.c2.example");
     assert_eq!(rows[0]["connections"], 15);
-    assert!(rows[0]["score"].as_f64().unwrap() >= 0.72, "{rows:?}");
+    assert!(rows[0]["score"].as_f64().unwrap() >= 0.75, "{rows:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -154,7 +154,7 @@ fn a_beacon_alert_fires_on_beacons_not_on_noise() {
     use pitap::networks::Networks;
     use pitap_wire::{Endpoint, FlowRecord};
     let rule: AlertRule = toml::from_str(
-        "name = \"beacon\"\naggregate = \"beacon\"\nwindow_s = 86400\nthreshold = 0.72\nactions = []\n",
+        "name = \"beacon\"\naggregate = \"beacon\"\nwindow_s = 86400\nthreshold = 0.75\nactions = []\n",
     )
     .unwrap();
     let networks = Networks::default();
