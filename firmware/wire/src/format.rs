@@ -258,9 +258,9 @@ fn push_end(buf: &mut Vec<u8>, addr: IpAddr, port: Option<u16>) {
 }
 
 /// One flow as a JSON object: every field of [`crate::fields`] by its name,
-/// the time as text (`ts`) and the tap.
+/// the time as text (`ts`), the tap and the flow's Community ID.
 pub fn json_value(r: &FlowRecord, tap: &str) -> Value {
-    let mut o = serde_json::Map::with_capacity(RECORD_FIELDS.len() + 2);
+    let mut o = serde_json::Map::with_capacity(RECORD_FIELDS.len() + 3);
     o.insert("ts".into(), (time_text(r.start_ms, 'T') + "Z").into());
     o.insert("tap".into(), tap.into());
     for f in RECORD_FIELDS {
@@ -269,6 +269,10 @@ pub fn json_value(r: &FlowRecord, tap: &str) -> Value {
             (f.get)(r).map_or(Value::Null, |v| v.to_json()),
         );
     }
+    o.insert(
+        "community_id".into(),
+        crate::community_id::CommunityId::of(r, 0).as_str().into(),
+    );
     Value::Object(o)
 }
 

@@ -16,6 +16,7 @@
 
 mod attach;
 pub mod codec;
+pub mod community_id;
 #[cfg(feature = "std")]
 pub mod envelope;
 pub mod fields;

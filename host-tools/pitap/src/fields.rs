@@ -41,6 +41,9 @@ pub enum Field {
     /// The registered vendor of a MAC (IEEE OUI).
     SrcVendor,
     DstVendor,
+    /// Community ID v1 (seed 0), computed from the record's addresses,
+    /// protocol and ports: not stored, tested on rebuilt rows.
+    CommunityId,
 }
 
 /// The fields that are not the record's: (name, field, type).
@@ -65,6 +68,7 @@ const HOST_FIELDS: &[(&str, Field, FieldType)] = &[
     ("file_url", Field::FileUrl, FieldType::Text),
     ("src_vendor", Field::SrcVendor, FieldType::Text),
     ("dst_vendor", Field::DstVendor, FieldType::Text),
+    ("community_id", Field::CommunityId, FieldType::Text),
 ];
 
 /// How a field that is computed from another one gets its value: from an
@@ -82,6 +86,8 @@ pub enum Source {
     Sides([Field; 2]),
     /// A column of the files table: the store finds the flows first.
     File(&'static str),
+    /// Computed from the whole record (see [`Field::with_value`]).
+    Record,
 }
 
 fn record_index(name: &str) -> Option<Field> {
@@ -164,6 +170,7 @@ impl Field {
             Field::FileUrl => Source::File("url"),
             Field::SrcVendor => Source::Derived(Field::by_name("src_mac"), vendor),
             Field::DstVendor => Source::Derived(Field::by_name("dst_mac"), vendor),
+            Field::CommunityId => Source::Record,
         }
     }
 
@@ -197,13 +204,29 @@ impl Field {
             Field::FileUrl => None,
             Field::SrcVendor => crate::oui::vendor(&flow.record.src.mac).map(FieldValue::Text),
             Field::DstVendor => crate::oui::vendor(&flow.record.dst.mac).map(FieldValue::Text),
+            // Computed, not borrowed from the flow: see `with_value`.
+            Field::CommunityId => None,
+        }
+    }
+
+    /// `f` of the value in `flow`, for every field, the computed ones too.
+    pub fn with_value<R>(
+        self,
+        flow: &StoredFlow,
+        f: impl FnOnce(Option<FieldValue<'_>>) -> R,
+    ) -> R {
+        match self {
+            Field::CommunityId => {
+                let id = pitap_wire::community_id::CommunityId::of(&flow.record, 0);
+                f(Some(FieldValue::Text(id.as_str())))
+            }
+            _ => f(self.value(flow)),
         }
     }
 
     /// The value as `--top` and `--by` print it ("-" for none).
     pub fn text(self, flow: &StoredFlow) -> String {
-        self.value(flow)
-            .map_or_else(|| "-".into(), |v| v.to_string())
+        self.with_value(flow, |v| v.map_or_else(|| "-".into(), |v| v.to_string()))
     }
 }
 

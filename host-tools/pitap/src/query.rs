@@ -480,7 +480,7 @@ impl Expr {
             Expr::Not(a) => !a.matches(flow),
             Expr::Term(field, m) => match field.sides() {
                 Some(sides) => sides.iter().any(|f| m.test(f.value(flow))),
-                None => m.test(field.value(flow)),
+                None => field.with_value(flow, |v| m.test(v)),
             },
         }
     }

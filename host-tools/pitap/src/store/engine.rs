@@ -61,6 +61,7 @@ fn term(f: Field, m: &Match) -> Plan {
         // Resolved into flow terms before the plan (files::resolve); one
         // left over matches nothing.
         Source::File(_) => return Plan::Not(Box::new(Plan::All)),
+        Source::Record => (None, None),
     };
     match column {
         Some(column) => Plan::Test {
@@ -77,7 +78,7 @@ fn group_source(f: Field) -> Result<(usize, Option<Derive>), String> {
     let found = match f.source() {
         Source::Column(_) => column_index(f).map(|c| (c, None)),
         Source::Derived(src, d) => column_index(src).map(|c| (c, Some(d))),
-        Source::Sides(_) | Source::File(_) => None,
+        Source::Sides(_) | Source::File(_) | Source::Record => None,
     };
     found.ok_or_else(|| format!("{}: not one value per flow", f.name()))
 }
