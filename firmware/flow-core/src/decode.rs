@@ -81,6 +81,9 @@ pub struct Packet<'a> {
     /// The capture cut the payload short (snap length): `payload` is not
     /// all the packet carried.
     pub payload_cut: bool,
+    /// IP bytes: the IP header's length of the whole packet, headers
+    /// included (what IPFIX's octetDeltaCount and Zeek's ip_bytes count).
+    pub ip_len: u32,
 }
 
 /// The result of decoding one frame.
@@ -122,6 +125,7 @@ impl Packet<'_> {
         payload: &[],
         payload_len: 0,
         payload_cut: false,
+        ip_len: 0,
     };
 
     /// Keeps the first two non-zero VLAN ids, outer first.
@@ -322,6 +326,12 @@ fn decode_ipv4<'a>(bytes: &'a [u8], pkt: &mut Packet<'a>) -> Result<(), Skip> {
     };
     let header_len = h.slice().len();
     let total_len = usize::from(h.total_len());
+    // A total length below the header's (TSO captures write 0): what came.
+    pkt.ip_len = (if total_len < header_len {
+        bytes.len()
+    } else {
+        total_len
+    }) as u32;
     let (payload, incomplete) = if total_len < header_len {
         (&bytes[header_len..], false)
     } else if total_len > bytes.len() {
@@ -336,7 +346,18 @@ fn decode_ipv4<'a>(bytes: &'a [u8], pkt: &mut Packet<'a>) -> Result<(), Skip> {
         return Ok(());
     }
     read_transport(pkt, payload, incomplete);
+    uncut_payload_len(pkt, bytes.len());
     Ok(())
+}
+
+/// A payload the capture cut: its length by the IP header (the headers
+/// are what was captured before the payload).
+#[inline]
+fn uncut_payload_len(pkt: &mut Packet<'_>, captured: usize) {
+    if pkt.payload_cut {
+        let headers = captured.saturating_sub(pkt.payload.len()) as u32;
+        pkt.payload_len = pkt.payload_len.max(pkt.ip_len.saturating_sub(headers));
+    }
 }
 
 /// Addresses and fragment fields of an IPv4 header, for both paths.
@@ -367,9 +388,23 @@ fn decode_ip_lax<'a>(bytes: &'a [u8], pkt: &mut Packet<'a>) -> Result<(), Skip> 
         }
     };
     match &ip {
-        LaxIpSlice::Ipv4(v4) => ipv4_fields(&v4.header(), pkt),
+        LaxIpSlice::Ipv4(v4) => {
+            let h = v4.header();
+            let total = u32::from(h.total_len());
+            pkt.ip_len = if total < h.slice().len() as u32 {
+                bytes.len() as u32
+            } else {
+                total
+            };
+            ipv4_fields(&h, pkt)
+        }
         LaxIpSlice::Ipv6(v6) => {
             let h = v6.header();
+            // Payload length 0 is a jumbogram (or TSO): what came.
+            pkt.ip_len = match h.payload_length() {
+                0 => bytes.len() as u32,
+                n => 40 + u32::from(n),
+            };
             pkt.is_v6 = true;
             pkt.src_ip = h.source();
             pkt.dst_ip = h.destination();
@@ -394,6 +429,7 @@ fn decode_ip_lax<'a>(bytes: &'a [u8], pkt: &mut Packet<'a>) -> Result<(), Skip> 
         return Ok(());
     }
     read_transport(pkt, l4, payload.incomplete);
+    uncut_payload_len(pkt, bytes.len());
     Ok(())
 }
 
@@ -457,5 +493,48 @@ fn read_transport<'a>(pkt: &mut Packet<'a>, l4: &'a [u8], ip_incomplete: bool) {
         // The capture cut the packet: the IP header still tells how much
         // payload there was, which is what tells data from a pure ACK.
         pkt.payload_len = pkt.payload_len.max(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    fn tcp_frame(payload: usize, v6: bool) -> std::vec::Vec<u8> {
+        let b = PacketBuilder::ethernet2([2; 6], [4; 6]);
+        let b = if v6 {
+            b.ipv6([1; 16], [2; 16], 64)
+        } else {
+            b.ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        };
+        let mut out = std::vec::Vec::new();
+        let _ = b
+            .tcp(1000, 80, 1, 64_000)
+            .ack(1)
+            .write(&mut out, &vec![7u8; payload]);
+        out
+    }
+
+    /// IP bytes and payload length come from the headers, also when the
+    /// capture cut the packet after its TCP header (`tcpdump -s 54`).
+    #[test]
+    fn ip_and_payload_lengths_survive_a_cut() {
+        for v6 in [false, true] {
+            let ip_header = if v6 { 40 } else { 20 };
+            let full = tcp_frame(1_000, v6);
+            for captured in [full.len(), 14 + ip_header + 20, 14 + ip_header + 20 + 10] {
+                let Decoded::Ip(p) = decode(LinkType::Ethernet, &full[..captured], None) else {
+                    panic!("v6 {v6}, {captured} bytes: not IP");
+                };
+                assert_eq!(
+                    p.ip_len,
+                    (ip_header + 20 + 1_000) as u32,
+                    "v6 {v6} {captured}"
+                );
+                assert_eq!(p.payload_len, 1_000, "v6 {v6} {captured}");
+                assert_eq!(p.payload_cut, captured < full.len());
+            }
+        }
     }
 }

@@ -112,6 +112,8 @@ impl Flow {
         let counters = &mut self.sides[side];
         counters.packets += 1;
         counters.bytes += u64::from(wire_len);
+        counters.ip_bytes += u64::from(pkt.ip_len);
+        counters.payload_bytes += u64::from(pkt.payload_len);
         counters.tcp_flags |= pkt.tcp_flags;
         if self.macs[side] == [0; 6] {
             self.macs[side] = pkt.src_mac;

@@ -24,30 +24,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use common::conversations::*;
 use common::*;
 use serde_json::Value;
-
-/// A copy of the capture without IP fragments (atomic IPv6 fragments stay)
-/// and without frames tshark could not dissect for their snap length,
-/// written by tshark as pcapng, which also puts our pcapng reader to work.
-fn without_fragments(file: &Path, dir: &Path) -> std::path::PathBuf {
-    let out = dir.join(format!(
-        "{}.pcapng",
-        file.file_stem().unwrap().to_str().unwrap()
-    ));
-    tshark(&[
-        "-r",
-        file.to_str().unwrap(),
-        "-Y",
-        "!(ip.flags.mf == 1 || ip.frag_offset > 0 || ipv6.fraghdr.more == 1 || ipv6.fraghdr.offset > 0 || _ws.short)",
-        "-w",
-        out.to_str().unwrap(),
-    ]);
-    out
-}
 
 #[test]
 fn every_real_capture_matches_tshark_conversations() {

@@ -59,6 +59,9 @@ const EXT_HTTP_REQUEST: u32 = 6;
 /// Frames the tap's rings dropped while the flow was open (a varint).
 const EXT_RING_DROPS: u32 = 7;
 const EXT_SERVER_HOSTNAME: u32 = 8;
+/// IP and payload bytes of each side: postcard varints (src IP, src
+/// payload, dst IP, dst payload).
+const EXT_SIDE_BYTES: u32 = 9;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WireError {
@@ -488,6 +491,16 @@ fn encode_record<'b>(
         put_varint(scratch, &mut pos, EXT_RING_DROPS)?;
         put_part(scratch, &mut pos, &value[..n])?;
     }
+    let (s, d) = (&r.src.counters, &r.dst.counters);
+    let sides = [s.ip_bytes, s.payload_bytes, d.ip_bytes, d.payload_bytes];
+    if sides != [0; 4] {
+        let mut value = [0u8; 40];
+        let n = postcard::to_slice(&sides, &mut value)
+            .map_err(|_| WireError::Malformed("side bytes"))?
+            .len();
+        put_varint(scratch, &mut pos, EXT_SIDE_BYTES)?;
+        put_part(scratch, &mut pos, &value[..n])?;
+    }
     Ok(&mut scratch[..pos])
 }
 
@@ -495,7 +508,11 @@ fn encode_record<'b>(
 fn decode_record(body: &[u8], base_ms: u64, clock: ClockState) -> Result<FlowRecord, WireError> {
     let (w, rest): (WireFlow<'_>, &[u8]) =
         postcard::take_from_bytes(body).map_err(|_| WireError::Malformed("record"))?;
-    let Extensions { names, ring_drops } = read_extensions(rest)?;
+    let Extensions {
+        names,
+        ring_drops,
+        side_bytes,
+    } = read_extensions(rest)?;
     let start_ms = (base_ms as i64)
         .checked_add(w.start_rel_ms)
         .filter(|v| *v >= 0)
@@ -520,6 +537,8 @@ fn decode_record(body: &[u8], base_ms: u64, clock: ClockState) -> Result<FlowRec
             counters: SideCounters {
                 packets: w.src_packets,
                 bytes: w.src_bytes,
+                ip_bytes: side_bytes[0],
+                payload_bytes: side_bytes[1],
                 tcp_flags: w.src_tcp_flags,
             },
         },
@@ -530,6 +549,8 @@ fn decode_record(body: &[u8], base_ms: u64, clock: ClockState) -> Result<FlowRec
             counters: SideCounters {
                 packets: w.dst_packets,
                 bytes: w.dst_bytes,
+                ip_bytes: side_bytes[2],
+                payload_bytes: side_bytes[3],
                 tcp_flags: w.dst_tcp_flags,
             },
         },
@@ -552,6 +573,8 @@ fn decode_record(body: &[u8], base_ms: u64, clock: ClockState) -> Result<FlowRec
 struct Extensions {
     names: Names,
     ring_drops: u32,
+    /// src IP, src payload, dst IP, dst payload bytes.
+    side_bytes: [u64; 4],
 }
 
 /// Walks the tagged extensions after a record's core fields: the ones it
@@ -577,6 +600,14 @@ fn read_extensions(mut rest: &[u8]) -> Result<Extensions, WireError> {
                 if at != value.len() {
                     return Err(WireError::Malformed("ring_drops"));
                 }
+            }
+            EXT_SIDE_BYTES => {
+                let (sides, left) = postcard::take_from_bytes::<[u64; 4]>(value)
+                    .map_err(|_| WireError::Malformed("side bytes"))?;
+                if !left.is_empty() {
+                    return Err(WireError::Malformed("side bytes"));
+                }
+                ext.side_bytes = sides;
             }
             _ => {}
         }

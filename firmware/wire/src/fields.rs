@@ -245,6 +245,20 @@ pub static RECORD_FIELDS: &[RecordField] = &[
         set: Some(|r, v| num_into(v, |n| r.src.counters.bytes = n)),
     },
     RecordField {
+        name: "src_ip_bytes",
+        aliases: &[],
+        ty: FieldType::Num,
+        get: |r| num(r.src.counters.ip_bytes),
+        set: Some(|r, v| num_into(v, |n| r.src.counters.ip_bytes = n)),
+    },
+    RecordField {
+        name: "src_payload_bytes",
+        aliases: &[],
+        ty: FieldType::Num,
+        get: |r| num(r.src.counters.payload_bytes),
+        set: Some(|r, v| num_into(v, |n| r.src.counters.payload_bytes = n)),
+    },
+    RecordField {
         name: "dst_pkts",
         aliases: &[],
         ty: FieldType::Num,
@@ -257,6 +271,20 @@ pub static RECORD_FIELDS: &[RecordField] = &[
         ty: FieldType::Num,
         get: |r| num(r.dst.counters.bytes),
         set: Some(|r, v| num_into(v, |n| r.dst.counters.bytes = n)),
+    },
+    RecordField {
+        name: "dst_ip_bytes",
+        aliases: &[],
+        ty: FieldType::Num,
+        get: |r| num(r.dst.counters.ip_bytes),
+        set: Some(|r, v| num_into(v, |n| r.dst.counters.ip_bytes = n)),
+    },
+    RecordField {
+        name: "dst_payload_bytes",
+        aliases: &[],
+        ty: FieldType::Num,
+        get: |r| num(r.dst.counters.payload_bytes),
+        set: Some(|r, v| num_into(v, |n| r.dst.counters.payload_bytes = n)),
     },
     RecordField {
         name: "bytes",

@@ -550,6 +550,8 @@ mod tests {
                 counters: SideCounters {
                     packets: x >> (x % 60),
                     bytes: x >> (x % 40),
+                    ip_bytes: x >> (x % 41),
+                    payload_bytes: x >> (x % 43),
                     tcp_flags: x as u8,
                 },
             };

@@ -21,6 +21,12 @@ pub struct SideCounters {
     pub packets: u64,
     /// Frame bytes as on the wire (the original length, not the captured one).
     pub bytes: u64,
+    /// IP bytes (headers included; IPFIX's octetDeltaCount, Zeek's
+    /// ip_bytes).
+    pub ip_bytes: u64,
+    /// Transport payload bytes by the headers (Zeek's orig_bytes and
+    /// resp_bytes, counted per packet: a retransmission counts again).
+    pub payload_bytes: u64,
     /// OR of all TCP flags this side sent (FIN=0x01 ... CWR=0x80).
     pub tcp_flags: u8,
 }

@@ -25,17 +25,22 @@ fn endpoint() -> impl Strategy<Value = Endpoint> {
         any::<u16>(),
         any::<[u8; 6]>(),
         any::<(u64, u64, u8)>(),
+        any::<(u64, u64)>(),
     )
-        .prop_map(|(addr, port, mac, (packets, bytes, tcp_flags))| Endpoint {
-            addr,
-            port,
-            mac,
-            counters: SideCounters {
-                packets,
-                bytes,
-                tcp_flags,
+        .prop_map(
+            |(addr, port, mac, (packets, bytes, tcp_flags), (ip_bytes, payload_bytes))| Endpoint {
+                addr,
+                port,
+                mac,
+                counters: SideCounters {
+                    packets,
+                    bytes,
+                    ip_bytes,
+                    payload_bytes,
+                    tcp_flags,
+                },
             },
-        })
+        )
 }
 
 prop_compose! {

@@ -31,6 +31,8 @@ fn record(i: u64) -> FlowRecord {
         counters: SideCounters {
             packets: n,
             bytes: n * 700,
+            ip_bytes: n * 686,
+            payload_bytes: n * 634,
             tcp_flags: 0x1b,
         },
     };

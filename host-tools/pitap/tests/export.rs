@@ -251,11 +251,11 @@ fn ipfix_and_netflow_v9_read_back_by_nfdump_and_tshark() {
             (&s(f, "src_addr"), n(f, "src_port")),
             (&s(f, "dst_addr"), n(f, "dst_port")),
             proto,
-            (n(f, "src_pkts"), n(f, "src_bytes")),
+            (n(f, "src_pkts"), n(f, "src_ip_bytes")),
         );
         bump(
             &mut expected,
-            format!("{k} rev {}/{}", n(f, "dst_pkts"), n(f, "dst_bytes")),
+            format!("{k} rev {}/{}", n(f, "dst_pkts"), n(f, "dst_ip_bytes")),
         );
     }
     let mut got = Directional::new();
@@ -299,7 +299,7 @@ fn ipfix_and_netflow_v9_read_back_by_nfdump_and_tshark() {
                 (&s(f, "src_addr"), n(f, "src_port")),
                 (&s(f, "dst_addr"), n(f, "dst_port")),
                 proto,
-                (n(f, "src_pkts"), n(f, "src_bytes")),
+                (n(f, "src_pkts"), n(f, "src_ip_bytes")),
             ),
         );
         if n(f, "dst_pkts") > 0 {
@@ -310,7 +310,7 @@ fn ipfix_and_netflow_v9_read_back_by_nfdump_and_tshark() {
                     (&s(f, "dst_addr"), n(f, "dst_port")),
                     (&s(f, "src_addr"), n(f, "src_port")),
                     proto,
-                    (n(f, "dst_pkts"), n(f, "dst_bytes")),
+                    (n(f, "dst_pkts"), n(f, "dst_ip_bytes")),
                 ),
             );
         }
@@ -372,13 +372,20 @@ fn ipfix_and_netflow_v9_read_back_by_nfdump_and_tshark() {
             "cflow.srcaddr",
             "-e",
             "cflow.srcaddrv6",
+            "-e",
+            "cflow.layer2_octet_delta_count",
         ])
         .output()
         .unwrap();
-    let (mut ipfix_records, mut v9_seen) = (0, 0);
+    let (mut ipfix_records, mut v9_seen, mut layer2) = (0, 0, 0u64);
     for line in String::from_utf8_lossy(&fields.stdout).lines() {
         let cols: Vec<&str> = line.split('\t').collect();
-        let records = cols[1..]
+        // Forward and reverse layer-2 octets of every IPFIX record.
+        layer2 += cols[3]
+            .split(',')
+            .filter_map(|c| c.parse::<u64>().ok())
+            .sum::<u64>();
+        let records = cols[1..3]
             .iter()
             .filter(|c| !c.is_empty())
             .map(|c| c.split(',').count())
@@ -390,6 +397,12 @@ fn ipfix_and_netflow_v9_read_back_by_nfdump_and_tshark() {
         }
     }
     assert_eq!(ipfix_records, ours.len(), "tshark's IPFIX records");
+    // The frame bytes travel as layer2OctetDeltaCount (octets are IP bytes).
+    let frames: u64 = ours
+        .iter()
+        .map(|f| n(f, "src_bytes") + n(f, "dst_bytes"))
+        .sum();
+    assert_eq!(layer2, frames, "layer2OctetDeltaCount, both directions");
     assert_eq!(v9_seen, v9_records, "tshark's NetFlow v9 records");
 }
 

@@ -170,3 +170,22 @@ pub fn differences(theirs: &Conversations, ours: &Conversations) -> Vec<String> 
     }
     out
 }
+
+/// A copy of the capture without IP fragments (atomic IPv6 fragments stay)
+/// and without frames tshark could not dissect for their snap length,
+/// written by tshark as pcapng, which also puts our pcapng reader to work.
+pub fn without_fragments(file: &Path, dir: &Path) -> std::path::PathBuf {
+    let out = dir.join(format!(
+        "{}.pcapng",
+        file.file_stem().unwrap().to_str().unwrap()
+    ));
+    tshark(&[
+        "-r",
+        file.to_str().unwrap(),
+        "-Y",
+        "!(ip.flags.mf == 1 || ip.frag_offset > 0 || ipv6.fraghdr.more == 1 || ipv6.fraghdr.offset > 0 || _ws.short)",
+        "-w",
+        out.to_str().unwrap(),
+    ]);
+    out
+}

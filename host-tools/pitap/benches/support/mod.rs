@@ -36,6 +36,8 @@ pub fn record(i: u64) -> FlowRecord {
         counters: SideCounters {
             packets: n,
             bytes: n * (60 + h % 1400),
+            ip_bytes: n * (46 + h % 1400),
+            payload_bytes: n * (h % 1400),
             tcp_flags: 0x1b,
         },
     };

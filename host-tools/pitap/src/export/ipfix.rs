@@ -4,6 +4,8 @@
 //! counters are the initiator's, the reverse ones (the same element numbers
 //! with the enterprise bit and PEN 29305) the responder's. NetFlow v9 has no
 //! biflows: each flow becomes one record per direction that carried packets.
+//! Octet counts are IP bytes, as RFC 7012 defines octetDeltaCount (and v9
+//! IN_BYTES); the frame bytes go as layer2OctetDeltaCount (IPFIX only).
 //! Templates go out with the first message and again every
 //! `template_interval` (UDP collectors learn them only from the wire).
 //! Hand-written: the Rust IPFIX crates are parsers for collectors, and the
@@ -46,10 +48,12 @@ fn ipfix_elements(v6: bool) -> Vec<Element> {
         (4, 1, false),    // protocolIdentifier
         (6, 2, false),    // tcpControlBits
         (2, 8, false),    // packetDeltaCount
-        (1, 8, false),    // octetDeltaCount
+        (1, 8, false),    // octetDeltaCount (IP bytes)
+        (352, 8, false),  // layer2OctetDeltaCount (frame bytes)
         (6, 2, true),     // reverse tcpControlBits
         (2, 8, true),     // reversePacketDeltaCount
         (1, 8, true),     // reverseOctetDeltaCount
+        (352, 8, true),   // reverseLayer2OctetDeltaCount
         (56, 6, false),   // sourceMacAddress
         (80, 6, false),   // destinationMacAddress
         (58, 2, false),   // vlanId
@@ -70,7 +74,7 @@ fn v9_elements(v6: bool) -> Vec<Element> {
         (4, 1, false),   // PROTOCOL
         (6, 1, false),   // TCP_FLAGS
         (2, 8, false),   // IN_PKTS
-        (1, 8, false),   // IN_BYTES
+        (1, 8, false),   // IN_BYTES (IP bytes)
         (22, 4, false),  // FIRST_SWITCHED (ms of sysUptime)
         (21, 4, false),  // LAST_SWITCHED
         (56, 6, false),  // IN_SRC_MAC
@@ -107,6 +111,16 @@ fn end_reason(r: &FlowRecord) -> u8 {
     }
 }
 
+/// A side's IP bytes. Records of taps from before IP bytes were counted
+/// carry none: their frame bytes less an Ethernet header a packet.
+pub fn ip_octets(c: &pitap_wire::SideCounters) -> u64 {
+    if c.ip_bytes == 0 && c.bytes > 0 {
+        c.bytes.saturating_sub(14 * c.packets)
+    } else {
+        c.ip_bytes
+    }
+}
+
 fn icmp_type_code(r: &FlowRecord) -> u16 {
     r.icmp.map_or(0, |(t, c)| u16::from(t) << 8 | u16::from(c))
 }
@@ -123,9 +137,11 @@ pub fn ipfix_record(r: &FlowRecord, out: &mut Vec<u8>) {
     out.push(r.proto);
     out.extend_from_slice(&u16::from(r.src.counters.tcp_flags).to_be_bytes());
     out.extend_from_slice(&r.src.counters.packets.to_be_bytes());
+    out.extend_from_slice(&ip_octets(&r.src.counters).to_be_bytes());
     out.extend_from_slice(&r.src.counters.bytes.to_be_bytes());
     out.extend_from_slice(&u16::from(r.dst.counters.tcp_flags).to_be_bytes());
     out.extend_from_slice(&r.dst.counters.packets.to_be_bytes());
+    out.extend_from_slice(&ip_octets(&r.dst.counters).to_be_bytes());
     out.extend_from_slice(&r.dst.counters.bytes.to_be_bytes());
     out.extend_from_slice(&r.src.mac);
     out.extend_from_slice(&r.dst.mac);
@@ -152,7 +168,7 @@ pub fn v9_records(r: &FlowRecord, base_ms: u64, out: &mut Vec<u8>) -> usize {
         out.push(r.proto);
         out.push(a.counters.tcp_flags);
         out.extend_from_slice(&a.counters.packets.to_be_bytes());
-        out.extend_from_slice(&a.counters.bytes.to_be_bytes());
+        out.extend_from_slice(&ip_octets(&a.counters).to_be_bytes());
         out.extend_from_slice(&rel(r.start_ms).to_be_bytes());
         out.extend_from_slice(&rel(r.end_ms).to_be_bytes());
         out.extend_from_slice(&a.mac);
