@@ -61,14 +61,23 @@ if [ ! -d host-tools/pitap/tests/web/node_modules/playwright-core ]; then
   npm ci --prefix host-tools/pitap/tests/web --no-audit --no-fund --silent
 fi
 # Reference implementations the tests check against: Corelight's
-# Community ID package. Pinned; pip for want of a Debian package.
-if ! python3 -c "import communityid" 2>/dev/null; then
-  command -v pip3 >/dev/null || python3 -m pip --version >/dev/null 2>&1 || {
+# Community ID package and zat's Zeek-log reader (its reader needs nothing
+# beyond the standard library, hence --no-deps: no pandas). Pinned; pip for
+# want of Debian packages.
+pip_install() {
+  python3 -m pip --version >/dev/null 2>&1 || {
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get install -y -qq --no-install-recommends python3-pip >/dev/null; }
+  python3 -m pip install -q "$@" 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages "$@"
+}
+if ! python3 -c "import communityid" 2>/dev/null; then
   echo "setup: installing the communityid reference (pip)"
-  python3 -m pip install -q communityid==1.5.0 2>/dev/null ||
-    python3 -m pip install -q --break-system-packages communityid==1.5.0
+  pip_install communityid==1.5.0
+fi
+if ! python3 -c "import zat.zeek_log_reader" 2>/dev/null; then
+  echo "setup: installing zat's Zeek-log reader (pip)"
+  pip_install --no-deps zat==0.4.9
 fi
 rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt

@@ -1,5 +1,6 @@
-//! The two line formats, shared by `pitapd --print` and `pitap collect` so both
-//! print the same bytes for the same flow.
+//! The line formats, shared by `pitapd --print` and `pitap collect` so both
+//! print the same bytes for the same flow: PiTap's text and JSON lines, and
+//! Zeek's conn.log as TSV and as JSON ([`crate::zeek`]).
 //!
 //! Text: `TIME ACTION PROTO INITIATOR -> RESPONDER` then `key=value` fields.
 //! The first part never changes shape: people grep it.
@@ -19,17 +20,34 @@ use crate::FlowSink;
 pub enum LineFormat {
     Text,
     Json,
+    /// Zeek's conn.log, TSV with its header.
+    Zeek,
+    /// Zeek's conn.log as Zeek's JSON writer writes it.
+    ZeekJson,
+}
+
+impl LineFormat {
+    /// Every format by the name options take.
+    pub const NAMES: [(&'static str, LineFormat); 4] = [
+        ("text", LineFormat::Text),
+        ("json", LineFormat::Json),
+        ("zeek", LineFormat::Zeek),
+        ("zeek-json", LineFormat::ZeekJson),
+    ];
 }
 
 impl std::str::FromStr for LineFormat {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "text" => Ok(LineFormat::Text),
-            "json" => Ok(LineFormat::Json),
-            other => Err(format!("unknown format {other:?} (expected text or json)")),
-        }
+        LineFormat::NAMES
+            .iter()
+            .find(|(n, _)| *n == s)
+            .map(|(_, f)| *f)
+            .ok_or_else(|| {
+                let names: Vec<&str> = LineFormat::NAMES.iter().map(|(n, _)| *n).collect();
+                format!("unknown format {s:?} (expected {})", names.join(", "))
+            })
     }
 }
 
@@ -280,6 +298,8 @@ pub fn format_line(r: &FlowRecord, tap: &str, format: LineFormat) -> String {
     match format {
         LineFormat::Text => text_line(r, tap),
         LineFormat::Json => json_value(r, tap).to_string(),
+        LineFormat::Zeek => crate::zeek::tsv_line(r, tap, None),
+        LineFormat::ZeekJson => crate::zeek::json_line(r, tap, None).to_string(),
     }
 }
 
@@ -371,6 +391,12 @@ pub struct LineSink<W: Write> {
     /// Which records get a line.
     flows: bool,
     files: bool,
+    /// Zeek's local_orig/local_resp: which addresses are local.
+    local: Option<crate::zeek::LocalNets>,
+    /// The Zeek TSV header is out (written before the first row), and the
+    /// `#close` line.
+    header_out: bool,
+    closed: bool,
 }
 
 impl<W: Write> LineSink<W> {
@@ -385,7 +411,17 @@ impl<W: Write> LineSink<W> {
             lines: 0,
             flows: true,
             files: false,
+            local: None,
+            header_out: false,
+            closed: false,
         }
+    }
+
+    /// Which addresses are local, for Zeek's local_orig and local_resp
+    /// (unset without).
+    pub fn with_locality(mut self, local: crate::zeek::LocalNets) -> Self {
+        self.local = Some(local);
+        self
     }
 
     /// Which records get a line: flows, file records, or both.
@@ -414,13 +450,44 @@ impl<W: Write> LineSink<W> {
         self.lines
     }
 
-    /// Flushes and returns the first error seen, if any.
+    /// Flushes and returns the first error seen, if any. A Zeek TSV log
+    /// gets its header (if no row came) and its `#close` line.
     pub fn finish(&mut self) -> io::Result<()> {
+        if self.format == LineFormat::Zeek && self.error.is_none() && !self.closed {
+            self.zeek_header();
+            let now = now_ms();
+            self.buf.clear();
+            self.buf
+                .extend_from_slice(crate::zeek::trailer(now).as_bytes());
+            self.buf.push(b'\n');
+            if let Err(e) = self.out.write_all(&self.buf) {
+                self.error = Some(e);
+            }
+            self.closed = true;
+        }
         if let Some(e) = self.error.take() {
             return Err(e);
         }
         self.out.flush()
     }
+
+    fn zeek_header(&mut self) {
+        if self.header_out || self.error.is_some() {
+            return;
+        }
+        self.header_out = true;
+        let mut h = crate::zeek::header(now_ms()).into_bytes();
+        h.push(b'\n');
+        if let Err(e) = self.out.write_all(&h) {
+            self.error = Some(e);
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl<W: Write> FlowSink for LineSink<W> {
@@ -432,6 +499,8 @@ impl<W: Write> FlowSink for LineSink<W> {
         let line = match self.format {
             LineFormat::Text => file_text_line(file, &self.tap),
             LineFormat::Json => file_json(file, &self.tap).to_string(),
+            // conn.log has no place for them.
+            LineFormat::Zeek | LineFormat::ZeekJson => return,
         };
         self.buf.extend_from_slice(line.as_bytes());
         self.write_buf();
@@ -441,12 +510,24 @@ impl<W: Write> FlowSink for LineSink<W> {
         if self.error.is_some() || !self.flows {
             return;
         }
+        if self.format == LineFormat::Zeek {
+            self.zeek_header();
+        }
         self.buf.clear();
+        let local = self.local.as_deref().map(|f| f as &dyn Fn(&IpAddr) -> bool);
         match self.format {
             LineFormat::Text => push_text_line(&mut self.buf, record, &self.tap),
             LineFormat::Json => self
                 .buf
                 .extend_from_slice(json_value(record, &self.tap).to_string().as_bytes()),
+            LineFormat::Zeek => self
+                .buf
+                .extend_from_slice(crate::zeek::tsv_line(record, &self.tap, local).as_bytes()),
+            LineFormat::ZeekJson => self.buf.extend_from_slice(
+                crate::zeek::json_line(record, &self.tap, local)
+                    .to_string()
+                    .as_bytes(),
+            ),
         }
         self.write_buf();
     }

@@ -30,6 +30,8 @@ mod names;
 pub mod pcapng;
 pub mod record;
 pub mod replay_window;
+#[cfg(feature = "std")]
+pub mod zeek;
 
 pub use attach::Files;
 pub use codec::{BatchHeader, BatchReader, BatchWriter, WireError};

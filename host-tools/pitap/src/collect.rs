@@ -472,7 +472,20 @@ pub fn run(opts: Options) -> Result<(), String> {
     let mut state = Loop {
         socket,
         collector,
-        sink: LineSink::new(out, "", opts.format),
+        sink: {
+            let sink = LineSink::new(out, "", opts.format);
+            // Zeek's local_orig/local_resp follow the internal networks.
+            if opts
+                .networks
+                .names()
+                .any(|n| n == crate::networks::INTERNAL)
+            {
+                let networks = opts.networks.clone();
+                sink.with_locality(Box::new(move |a| networks.is_internal(a)))
+            } else {
+                sink
+            }
+        },
         output: opts.output.clone(),
         state: opts.state.clone(),
         group: 0,

@@ -162,7 +162,8 @@ struct CollectArgs {
     /// Address to listen on, e.g. 0.0.0.0:4739 or [::]:4739.
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Line format: text or json.
+    /// Line format: text, json, or Zeek's conn.log as zeek (TSV) or
+    /// zeek-json.
     #[arg(long)]
     format: Option<LineFormat>,
     /// Append lines to this file instead of stdout.

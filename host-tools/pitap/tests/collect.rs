@@ -343,3 +343,56 @@ fn keygen_snippets_configure_both_ends() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&again.stdout).contains(&key_line(&tap)));
 }
+
+/// `pitap collect --format zeek-json`: the tap's conn.log rows, with
+/// local_orig and local_resp from the collector's internal networks.
+#[test]
+fn zeek_rows_from_the_collector_know_the_local_networks() {
+    let dir = temp_dir("zeek");
+    let (config, keys) = keygen(&dir, &["lab-tap"]);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += "\n[networks]\ninternal = [\"141.142.0.0/16\"]\n";
+    std::fs::write(&config, text).unwrap();
+    let file = real_pcap("zeek__wikipedia.pcap");
+    let (child, addr) = start_collector(
+        &config,
+        &[
+            "--format",
+            "zeek-json",
+            "--until-final",
+            "--idle-exit",
+            "20",
+        ],
+    );
+    replay_to(&file, &addr, "lab-tap", &keys[0]);
+    let (collected, _) = finish(child);
+    let rows: Vec<serde_json::Value> = collected
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let tap: Vec<serde_json::Value> = printed(&file, "zeek-json", "lab-tap")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), tap.len());
+    assert!(rows.len() > 20);
+    let (mut local, mut outside) = (0, 0);
+    for (row, t) in rows.iter().zip(&tap) {
+        assert_eq!(
+            row["uid"], t["uid"],
+            "the tap and the collector agree on uids"
+        );
+        for (end, flag) in [("id.orig_h", "local_orig"), ("id.resp_h", "local_resp")] {
+            let is_local = row[end].as_str().unwrap().starts_with("141.142.");
+            assert_eq!(row[flag], is_local, "{row}");
+            if is_local {
+                local += 1;
+            } else {
+                outside += 1;
+            }
+        }
+        // The tap has no [networks]: its rows leave locality unset.
+        assert!(t.get("local_orig").is_none(), "{t}");
+    }
+    assert!(local > 0 && outside > 0, "{local} {outside}");
+}
