@@ -118,6 +118,11 @@ impl Flow {
         if self.macs[side] == [0; 6] {
             self.macs[side] = pkt.src_mac;
         }
+        // The other side's MAC as the frame addressed it: a multicast or
+        // broadcast group, or a peer that never answers, still has one.
+        if self.macs[1 - side] == [0; 6] {
+            self.macs[1 - side] = pkt.dst_mac;
+        }
         if from_initiator && self.ingress == TapPort::Unknown {
             self.ingress = port;
         }

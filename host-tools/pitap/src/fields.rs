@@ -309,6 +309,11 @@ pub fn single_field(name: &str) -> Result<Field, String> {
             "{name} stands for both sides; name one (src_{name} or dst_{name})"
         ));
     }
+    if matches!(field.source(), Source::Record) {
+        return Err(format!(
+            "{name} is computed from each flow, not stored: it can be searched, not grouped (group by src_addr, dst_addr, dst_port and proto instead)"
+        ));
+    }
     if matches!(field.source(), Source::File(_)) {
         return Err(format!(
             "{name} is a field of the files a flow carried, not one value per flow (pitap files lists them)"

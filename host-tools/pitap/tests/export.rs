@@ -181,7 +181,9 @@ fn ipfix_and_netflow_v9_read_back_by_nfdump_and_tshark() {
     );
     std::thread::sleep(Duration::from_millis(800));
 
-    let (keys_config, keys) = keygen(&dir, &["edge"]);
+    // Two taps: each its own observation domain.
+    let taps = ["edge", "core"];
+    let (keys_config, keys) = keygen(&dir, &taps);
     let config = format!(
         "{}\n[export]\nipfix = [\"127.0.0.1:9995\"]\nnetflow9 = [\"127.0.0.1:9996\"]\n",
         std::fs::read_to_string(&keys_config).unwrap()
@@ -213,13 +215,13 @@ fn ipfix_and_netflow_v9_read_back_by_nfdump_and_tshark() {
         .read_line(&mut first)
         .unwrap();
     assert!(first.contains("collecting on"), "{first}");
-    for capture in CAPTURES {
+    for (i, capture) in CAPTURES.iter().enumerate() {
         replay_with(
             ns.command(pitapd_bin()),
             &real_pcap(capture),
             "127.0.0.1:47400",
-            "edge",
-            &keys[0],
+            taps[i % 2],
+            &keys[i % 2],
         );
     }
     let out = collector.wait_with_output().unwrap();
@@ -374,9 +376,40 @@ fn ipfix_and_netflow_v9_read_back_by_nfdump_and_tshark() {
             "cflow.srcaddrv6",
             "-e",
             "cflow.layer2_octet_delta_count",
+            "-e",
+            "cflow.od_id",
+            "-e",
+            "cflow.observation_domain_name",
         ])
         .output()
         .unwrap();
+    // Each tap's flows in the domain its id hashes to, named by the tap id
+    // (IPFIX); v9 carries the domain as the source id.
+    let mut domains = std::collections::BTreeSet::new();
+    let mut named = std::collections::BTreeSet::new();
+    for line in String::from_utf8_lossy(&fields.stdout).lines() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        if cols[0] == "10" {
+            // One domain a message (tshark repeats it per set).
+            let domain = cols[4].split(',').next().unwrap_or_default().to_string();
+            assert!(cols[4].split(',').all(|d| d == domain), "{line}");
+            for n in cols[5].split(',').filter(|n| !n.is_empty()) {
+                named.insert((domain.clone(), n.to_string()));
+            }
+            domains.insert(domain);
+        }
+    }
+    let want: std::collections::BTreeSet<(String, String)> = taps
+        .iter()
+        .map(|t| {
+            (
+                pitap::export::ipfix::domain_of(t).to_string(),
+                t.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(named, want, "observationDomainName per domain");
+    assert_eq!(domains.len(), 2, "{domains:?}");
     let (mut ipfix_records, mut v9_seen, mut layer2) = (0, 0, 0u64);
     for line in String::from_utf8_lossy(&fields.stdout).lines() {
         let cols: Vec<&str> = line.split('\t').collect();

@@ -6,6 +6,11 @@
 //! biflows: each flow becomes one record per direction that carried packets.
 //! Octet counts are IP bytes, as RFC 7012 defines octetDeltaCount (and v9
 //! IN_BYTES); the frame bytes go as layer2OctetDeltaCount (IPFIX only).
+//! Each tap is an observation domain of its own (its id a hash of the tap
+//! id, the same across restarts; sequence numbers and templates are per
+//! domain), and IPFIX names it: an options template scoped to the
+//! observationDomainId carries the tap id as observationDomainName (300)
+//! beside the templates. NetFlow v9 puts the domain in its source id.
 //! Templates go out with the first message and again every
 //! `template_interval` (UDP collectors learn them only from the wire).
 //! Hand-written: the Rust IPFIX crates are parsers for collectors, and the
@@ -23,6 +28,8 @@ use crate::flow::StoredFlow;
 pub const MAX_MESSAGE: usize = 1400;
 const TEMPLATE_V4: u16 = 256;
 const TEMPLATE_V6: u16 = 257;
+/// The options template naming the observation domain (IPFIX).
+const TEMPLATE_DOMAIN_NAME: u16 = 258;
 /// RFC 5103's enterprise number for reverse information elements.
 pub const REVERSE_PEN: u32 = 29305;
 
@@ -208,10 +215,51 @@ fn template_set(protocol: Protocol) -> Vec<u8> {
     set
 }
 
+/// A tap's observation domain id: the first 31 bits of the SHA-1 of its
+/// id (never 0), so restarts and other collectors give it the same.
+pub fn domain_of(tap: &str) -> u32 {
+    use sha1::{Digest, Sha1};
+    let d: [u8; 20] = Sha1::digest(tap.as_bytes()).into();
+    (u32::from_be_bytes([d[0], d[1], d[2], d[3]]) & 0x7fff_ffff).max(1)
+}
+
+/// The options template and its data record naming `domain` (IPFIX).
+fn domain_name_sets(domain: u32, name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Options template set (3): id, 2 fields, 1 scope field.
+    out.extend_from_slice(&3u16.to_be_bytes());
+    out.extend_from_slice(&18u16.to_be_bytes());
+    out.extend_from_slice(&TEMPLATE_DOMAIN_NAME.to_be_bytes());
+    out.extend_from_slice(&2u16.to_be_bytes());
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&149u16.to_be_bytes()); // observationDomainId (scope)
+    out.extend_from_slice(&4u16.to_be_bytes());
+    out.extend_from_slice(&300u16.to_be_bytes()); // observationDomainName
+    out.extend_from_slice(&0xffffu16.to_be_bytes()); // variable length
+                                                     // Its data set: the domain and the name (tap ids are at most 32 bytes,
+                                                     // so one length byte).
+    let name = &name.as_bytes()[..name.len().min(254)];
+    let mut set = Vec::new();
+    set.extend_from_slice(&TEMPLATE_DOMAIN_NAME.to_be_bytes());
+    set.extend_from_slice(&[0, 0]);
+    set.extend_from_slice(&domain.to_be_bytes());
+    set.push(name.len() as u8);
+    set.extend_from_slice(name);
+    while set.len() % 4 != 0 {
+        set.push(0);
+    }
+    let len = set.len() as u16;
+    set[2..4].copy_from_slice(&len.to_be_bytes());
+    out.extend(set);
+    out
+}
+
 /// Builds messages: the header, optionally the templates, then data sets.
 pub struct Encoder {
     pub protocol: Protocol,
     pub domain: u32,
+    /// The domain's name (the tap id), sent with the IPFIX templates.
+    name: Option<String>,
     /// IPFIX: data records sent so far; v9: messages sent so far.
     sequence: u32,
 }
@@ -221,7 +269,16 @@ impl Encoder {
         Encoder {
             protocol,
             domain,
+            name: None,
             sequence: 0,
+        }
+    }
+
+    /// The encoder of a tap's own domain, named by the tap id.
+    pub fn for_tap(protocol: Protocol, tap: &str) -> Encoder {
+        Encoder {
+            name: Some(tap.to_string()),
+            ..Encoder::new(protocol, domain_of(tap))
         }
     }
 
@@ -257,11 +314,16 @@ impl Encoder {
     fn message(&mut self, flows: &[&FlowRecord], templates: bool, now_ms: u64) -> (Vec<u8>, usize) {
         let v9 = self.protocol == Protocol::NetflowV9;
         let header_len = if v9 { 20 } else { 16 };
-        let templates_set = if templates {
+        let mut templates_set = if templates {
             template_set(self.protocol)
         } else {
             Vec::new()
         };
+        let mut options_records = 0;
+        if let (true, false, Some(name)) = (templates, v9, &self.name) {
+            templates_set.extend(domain_name_sets(self.domain, name));
+            options_records = 1;
+        }
         let mut size = header_len + templates_set.len();
         let mut chosen = 0;
         let mut family = None;
@@ -304,7 +366,7 @@ impl Encoder {
         };
         let mut body = templates_set;
         let mut count: u16 = if templates { 2 } else { 0 };
-        let mut records = 0u32;
+        let mut records = options_records;
         for v6 in [false, true] {
             let group: Vec<&&FlowRecord> =
                 chosen_flows.iter().filter(|r| family_v6(r) == v6).collect();
@@ -359,9 +421,11 @@ impl Encoder {
 pub struct FlowExporter {
     socket: UdpSocket,
     to: SocketAddr,
-    encoder: Encoder,
+    protocol: Protocol,
+    /// One encoder per tap (its observation domain), with the time its
+    /// templates last went out.
+    domains: std::collections::BTreeMap<String, (Encoder, Option<Instant>)>,
     interval: Duration,
-    last_templates: Option<Instant>,
     sent: u64,
     errors: u64,
 }
@@ -371,9 +435,9 @@ impl FlowExporter {
         Ok(FlowExporter {
             socket: super::udp_to(to)?,
             to,
-            encoder: Encoder::new(protocol, 0),
+            protocol,
+            domains: Default::default(),
             interval,
-            last_templates: None,
             sent: 0,
             errors: 0,
         })
@@ -382,24 +446,35 @@ impl FlowExporter {
 
 impl Exporter for FlowExporter {
     fn export(&mut self, flows: &[StoredFlow]) {
-        let templates = self
-            .last_templates
-            .is_none_or(|t| t.elapsed() >= self.interval);
-        if flows.is_empty() && !templates {
-            return;
+        // Each tap's flows in its own domain; records of one family
+        // together (fewer sets per message), in time order (v9 messages
+        // span at most 49 days of sysUptime).
+        let mut by_tap: std::collections::BTreeMap<&str, Vec<&FlowRecord>> = Default::default();
+        for f in flows {
+            by_tap.entry(f.tap.as_str()).or_default().push(&f.record);
         }
-        if templates {
-            self.last_templates = Some(Instant::now());
+        for tap in by_tap.keys() {
+            if !self.domains.contains_key(*tap) {
+                let encoder = Encoder::for_tap(self.protocol, tap);
+                self.domains.insert(tap.to_string(), (encoder, None));
+            }
         }
-        // Records of one family together (fewer sets per message), in time
-        // order (v9 messages span at most 49 days of sysUptime).
-        let mut records: Vec<&FlowRecord> = flows.iter().map(|f| &f.record).collect();
-        records.sort_by_key(|r| (family_v6(r), r.start_ms));
         let now = crate::search::now_ms();
-        for msg in self.encoder.encode(&records, templates, now) {
-            match self.socket.send(&msg) {
-                Ok(_) => self.sent += 1,
-                Err(_) => self.errors += 1,
+        for (tap, (encoder, last_templates)) in &mut self.domains {
+            let mut records = by_tap.remove(tap.as_str()).unwrap_or_default();
+            let templates = last_templates.is_none_or(|t| t.elapsed() >= self.interval);
+            if records.is_empty() && !templates {
+                continue;
+            }
+            if templates {
+                *last_templates = Some(Instant::now());
+            }
+            records.sort_by_key(|r| (family_v6(r), r.start_ms));
+            for msg in encoder.encode(&records, templates, now) {
+                match self.socket.send(&msg) {
+                    Ok(_) => self.sent += 1,
+                    Err(_) => self.errors += 1,
+                }
             }
         }
     }
@@ -409,7 +484,7 @@ impl Exporter for FlowExporter {
     }
 
     fn describe(&self) -> String {
-        let name = match self.encoder.protocol {
+        let name = match self.protocol {
             Protocol::Ipfix => "IPFIX",
             Protocol::NetflowV9 => "NetFlow v9",
         };
@@ -425,7 +500,7 @@ mod tests {
     fn record_lengths_match_the_templates() {
         for v6 in [false, true] {
             let elements = ipfix_elements(v6);
-            assert_eq!(record_len(&elements), if v6 { 107 } else { 83 });
+            assert_eq!(record_len(&elements), if v6 { 123 } else { 99 });
         }
         let set = template_set(Protocol::Ipfix);
         assert_eq!(u16::from_be_bytes([set[2], set[3]]) as usize, set.len());
