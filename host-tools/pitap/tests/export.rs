@@ -626,3 +626,109 @@ fn gelf_over_udp_and_tcp_follows_the_spec() {
         assert_eq!(rest, line);
     }
 }
+
+/// A replay of over 200,000 flows exported by `pitap collect` to `nfcapd`
+/// on the namespace's loopback: nfcapd must hold every flow, with no
+/// sequence failure (`nfdump -I`). The export paces itself.
+#[test]
+fn a_200k_flow_replay_reaches_nfcapd_whole() {
+    let dir = temp_dir("export-volume");
+    let ns = Netns::new("expv");
+    let nf_dir = dir.join("ipfix");
+    std::fs::create_dir_all(&nf_dir).unwrap();
+    // Many short connections: the beacon corpus' noise written as traffic.
+    let capture = dir.join("many.pcap");
+    let series = pitap_bench::beacons::corpus(11, 1, 3_000);
+    pitap_bench::beacon_capture::write(&capture, &series).unwrap();
+    let mut nf = spawn(
+        &ns,
+        &[
+            "nfcapd",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            "9997",
+            "-t",
+            "3600",
+            "-w",
+            nf_dir.to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let (keys_config, keys) = keygen(&dir, &["bulk"]);
+    let config = format!(
+        "{}\n[export]\nipfix = [\"127.0.0.1:9997\"]\n",
+        std::fs::read_to_string(&keys_config).unwrap()
+    );
+    std::fs::write(&keys_config, config).unwrap();
+    let store = dir.join("flows.db");
+    let mut collector = ns
+        .command(env!("CARGO_BIN_EXE_pitap"))
+        .args([
+            "collect",
+            "--listen",
+            "127.0.0.1:47401",
+            "--until-final",
+            "--idle-exit",
+            "30",
+        ])
+        .arg("--config")
+        .arg(&keys_config)
+        .arg("--store")
+        .arg(&store)
+        .arg("--output")
+        .arg(dir.join("lines.txt"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(collector.stderr.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("collecting on"), "{first}");
+    replay_with(
+        ns.command(pitapd_bin()),
+        &capture,
+        "127.0.0.1:47401",
+        "bulk",
+        &keys[0],
+    );
+    let out = collector.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    std::thread::sleep(Duration::from_millis(1500));
+    stop(&mut nf);
+    let stored = std::process::Command::new(env!("CARGO_BIN_EXE_pitap"))
+        .args(["query", "--since", "0", "--count", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    let stored: u64 = String::from_utf8_lossy(&stored.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    let file = std::fs::read_dir(&nf_dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("nfcapd."))
+        })
+        .expect("an nfcapd file");
+    let info = std::process::Command::new("nfdump")
+        .args(["-I", "-r", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let info = String::from_utf8_lossy(&info.stdout).to_string();
+    let stat = |name: &str| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim_start_matches([' ', ':']).trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {info}"))
+    };
+    eprintln!("stored {stored}, nfcapd: {info}\ncollector: {stderr}");
+    assert!(stored >= 200_000, "{stored}");
+    assert_eq!(stat("Sequence failures"), 0, "{info}");
+    assert_eq!(stat("Flows"), stored, "{info}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -8,9 +8,11 @@
 //! IN_BYTES); the frame bytes go as layer2OctetDeltaCount (IPFIX only).
 //! Each tap is an observation domain of its own (its id a hash of the tap
 //! id, the same across restarts; sequence numbers and templates are per
-//! domain), and IPFIX names it: an options template scoped to the
-//! observationDomainId carries the tap id as observationDomainName (300)
-//! beside the templates. NetFlow v9 puts the domain in its source id.
+//! domain), and IPFIX records carry the tap id as observationDomainName
+//! (300, variable length). An options record would name the domain once,
+//! but nfcapd and Wireshark disagree on whether it counts in the sequence
+//! numbers, so one of them would report a sequence failure each time it
+//! went. NetFlow v9 puts the domain in its source id.
 //! Templates go out with the first message and again every
 //! `template_interval` (UDP collectors learn them only from the wire).
 //! Hand-written: the Rust IPFIX crates are parsers for collectors, and the
@@ -28,8 +30,6 @@ use crate::flow::StoredFlow;
 pub const MAX_MESSAGE: usize = 1400;
 const TEMPLATE_V4: u16 = 256;
 const TEMPLATE_V6: u16 = 257;
-/// The options template naming the observation domain (IPFIX).
-const TEMPLATE_DOMAIN_NAME: u16 = 258;
 /// RFC 5103's enterprise number for reverse information elements.
 pub const REVERSE_PEN: u32 = 29305;
 
@@ -41,32 +41,35 @@ pub enum Protocol {
 
 /// (element id, length, reverse?)
 type Element = (u16, u16, bool);
+/// A variable-length element (RFC 7011 7): a length byte, then the value.
+const VARIABLE: u16 = 0xffff;
 
 fn ipfix_elements(v6: bool) -> Vec<Element> {
     let (src, dst, icmp) = if v6 { (27, 28, 139) } else { (8, 12, 32) };
     let a = if v6 { 16 } else { 4 };
     vec![
-        (152, 8, false),  // flowStartMilliseconds
-        (153, 8, false),  // flowEndMilliseconds
-        (src, a, false),  // sourceIPv{4,6}Address
-        (dst, a, false),  // destinationIPv{4,6}Address
-        (7, 2, false),    // sourceTransportPort
-        (11, 2, false),   // destinationTransportPort
-        (4, 1, false),    // protocolIdentifier
-        (6, 2, false),    // tcpControlBits
-        (2, 8, false),    // packetDeltaCount
-        (1, 8, false),    // octetDeltaCount (IP bytes)
-        (352, 8, false),  // layer2OctetDeltaCount (frame bytes)
-        (6, 2, true),     // reverse tcpControlBits
-        (2, 8, true),     // reversePacketDeltaCount
-        (1, 8, true),     // reverseOctetDeltaCount
-        (352, 8, true),   // reverseLayer2OctetDeltaCount
-        (56, 6, false),   // sourceMacAddress
-        (80, 6, false),   // destinationMacAddress
-        (58, 2, false),   // vlanId
-        (icmp, 2, false), // icmpTypeCodeIPv{4,6}
-        (136, 1, false),  // flowEndReason
-        (239, 1, false),  // biflowDirection
+        (152, 8, false),        // flowStartMilliseconds
+        (153, 8, false),        // flowEndMilliseconds
+        (src, a, false),        // sourceIPv{4,6}Address
+        (dst, a, false),        // destinationIPv{4,6}Address
+        (7, 2, false),          // sourceTransportPort
+        (11, 2, false),         // destinationTransportPort
+        (4, 1, false),          // protocolIdentifier
+        (6, 2, false),          // tcpControlBits
+        (2, 8, false),          // packetDeltaCount
+        (1, 8, false),          // octetDeltaCount (IP bytes)
+        (352, 8, false),        // layer2OctetDeltaCount (frame bytes)
+        (6, 2, true),           // reverse tcpControlBits
+        (2, 8, true),           // reversePacketDeltaCount
+        (1, 8, true),           // reverseOctetDeltaCount
+        (352, 8, true),         // reverseLayer2OctetDeltaCount
+        (56, 6, false),         // sourceMacAddress
+        (80, 6, false),         // destinationMacAddress
+        (58, 2, false),         // vlanId
+        (icmp, 2, false),       // icmpTypeCodeIPv{4,6}
+        (136, 1, false),        // flowEndReason
+        (239, 1, false),        // biflowDirection
+        (300, VARIABLE, false), // observationDomainName: the tap id
     ]
 }
 
@@ -91,8 +94,15 @@ fn v9_elements(v6: bool) -> Vec<Element> {
     ]
 }
 
-fn record_len(elements: &[Element]) -> usize {
-    elements.iter().map(|e| usize::from(e.1)).sum()
+/// A record's length with `name` as its variable-length value.
+fn record_len(elements: &[Element], name: &str) -> usize {
+    elements
+        .iter()
+        .map(|e| match e.1 {
+            VARIABLE => 1 + name.len().min(254),
+            n => usize::from(n),
+        })
+        .sum()
 }
 
 fn put_addr(out: &mut Vec<u8>, a: IpAddr) {
@@ -133,7 +143,7 @@ fn icmp_type_code(r: &FlowRecord) -> u16 {
 }
 
 /// One IPFIX biflow record's bytes (template 256 or 257 order).
-pub fn ipfix_record(r: &FlowRecord, out: &mut Vec<u8>) {
+pub fn ipfix_record(r: &FlowRecord, tap: &str, out: &mut Vec<u8>) {
     let ports = has_ports(r.proto);
     out.extend_from_slice(&r.start_ms.to_be_bytes());
     out.extend_from_slice(&r.end_ms.to_be_bytes());
@@ -156,6 +166,10 @@ pub fn ipfix_record(r: &FlowRecord, out: &mut Vec<u8>) {
     out.extend_from_slice(&icmp_type_code(r).to_be_bytes());
     out.push(end_reason(r));
     out.push(1); // biflowDirection: the source is the initiator
+                 // Tap ids are at most 32 bytes: one length byte.
+    let name = &tap.as_bytes()[..tap.len().min(254)];
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
 }
 
 /// NetFlow v9 records for one flow: initiator->responder, and the reverse
@@ -223,42 +237,11 @@ pub fn domain_of(tap: &str) -> u32 {
     (u32::from_be_bytes([d[0], d[1], d[2], d[3]]) & 0x7fff_ffff).max(1)
 }
 
-/// The options template and its data record naming `domain` (IPFIX).
-fn domain_name_sets(domain: u32, name: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    // Options template set (3): id, 2 fields, 1 scope field.
-    out.extend_from_slice(&3u16.to_be_bytes());
-    out.extend_from_slice(&18u16.to_be_bytes());
-    out.extend_from_slice(&TEMPLATE_DOMAIN_NAME.to_be_bytes());
-    out.extend_from_slice(&2u16.to_be_bytes());
-    out.extend_from_slice(&1u16.to_be_bytes());
-    out.extend_from_slice(&149u16.to_be_bytes()); // observationDomainId (scope)
-    out.extend_from_slice(&4u16.to_be_bytes());
-    out.extend_from_slice(&300u16.to_be_bytes()); // observationDomainName
-    out.extend_from_slice(&0xffffu16.to_be_bytes()); // variable length
-                                                     // Its data set: the domain and the name (tap ids are at most 32 bytes,
-                                                     // so one length byte).
-    let name = &name.as_bytes()[..name.len().min(254)];
-    let mut set = Vec::new();
-    set.extend_from_slice(&TEMPLATE_DOMAIN_NAME.to_be_bytes());
-    set.extend_from_slice(&[0, 0]);
-    set.extend_from_slice(&domain.to_be_bytes());
-    set.push(name.len() as u8);
-    set.extend_from_slice(name);
-    while set.len() % 4 != 0 {
-        set.push(0);
-    }
-    let len = set.len() as u16;
-    set[2..4].copy_from_slice(&len.to_be_bytes());
-    out.extend(set);
-    out
-}
-
 /// Builds messages: the header, optionally the templates, then data sets.
 pub struct Encoder {
     pub protocol: Protocol,
     pub domain: u32,
-    /// The domain's name (the tap id), sent with the IPFIX templates.
+    /// The domain's name (the tap id), in every IPFIX record.
     name: Option<String>,
     /// IPFIX: data records sent so far; v9: messages sent so far.
     sequence: u32,
@@ -272,6 +255,10 @@ impl Encoder {
             name: None,
             sequence: 0,
         }
+    }
+
+    fn tap(&self) -> &str {
+        self.name.as_deref().unwrap_or("")
     }
 
     /// The encoder of a tap's own domain, named by the tap id.
@@ -314,16 +301,11 @@ impl Encoder {
     fn message(&mut self, flows: &[&FlowRecord], templates: bool, now_ms: u64) -> (Vec<u8>, usize) {
         let v9 = self.protocol == Protocol::NetflowV9;
         let header_len = if v9 { 20 } else { 16 };
-        let mut templates_set = if templates {
+        let templates_set = if templates {
             template_set(self.protocol)
         } else {
             Vec::new()
         };
-        let mut options_records = 0;
-        if let (true, false, Some(name)) = (templates, v9, &self.name) {
-            templates_set.extend(domain_name_sets(self.domain, name));
-            options_records = 1;
-        }
         let mut size = header_len + templates_set.len();
         let mut chosen = 0;
         let mut family = None;
@@ -333,7 +315,7 @@ impl Encoder {
             let records = if v9 { 2 } else { 1 };
             // A new set: its header and up to 3 bytes of padding.
             let set_cost = if family != Some(v6) { 4 + 3 } else { 0 };
-            let cost = set_cost + records * record_len(&self.elements(v6));
+            let cost = set_cost + records * record_len(&self.elements(v6), self.tap());
             if size + cost > MAX_MESSAGE {
                 break;
             }
@@ -366,7 +348,7 @@ impl Encoder {
         };
         let mut body = templates_set;
         let mut count: u16 = if templates { 2 } else { 0 };
-        let mut records = options_records;
+        let mut records = 0u32;
         for v6 in [false, true] {
             let group: Vec<&&FlowRecord> =
                 chosen_flows.iter().filter(|r| family_v6(r) == v6).collect();
@@ -383,7 +365,7 @@ impl Encoder {
                     count += n as u16;
                     records += n as u32;
                 } else {
-                    ipfix_record(r, &mut set);
+                    ipfix_record(r, self.tap(), &mut set);
                     records += 1;
                 }
             }
@@ -426,18 +408,25 @@ pub struct FlowExporter {
     /// templates last went out.
     domains: std::collections::BTreeMap<String, (Encoder, Option<Instant>)>,
     interval: Duration,
+    pacer: super::Pacer,
     sent: u64,
     errors: u64,
 }
 
 impl FlowExporter {
-    pub fn new(to: SocketAddr, protocol: Protocol, interval: Duration) -> Result<Self, String> {
+    pub fn new(
+        to: SocketAddr,
+        protocol: Protocol,
+        interval: Duration,
+        per_s: u32,
+    ) -> Result<Self, String> {
         Ok(FlowExporter {
             socket: super::udp_to(to)?,
             to,
             protocol,
             domains: Default::default(),
             interval,
+            pacer: super::Pacer::new(per_s),
             sent: 0,
             errors: 0,
         })
@@ -471,6 +460,7 @@ impl Exporter for FlowExporter {
             }
             records.sort_by_key(|r| (family_v6(r), r.start_ms));
             for msg in encoder.encode(&records, templates, now) {
+                self.pacer.wait();
                 match self.socket.send(&msg) {
                     Ok(_) => self.sent += 1,
                     Err(_) => self.errors += 1,
@@ -500,7 +490,7 @@ mod tests {
     fn record_lengths_match_the_templates() {
         for v6 in [false, true] {
             let elements = ipfix_elements(v6);
-            assert_eq!(record_len(&elements), if v6 { 123 } else { 99 });
+            assert_eq!(record_len(&elements, "edge"), if v6 { 128 } else { 104 });
         }
         let set = template_set(Protocol::Ipfix);
         assert_eq!(u16::from_be_bytes([set[2], set[3]]) as usize, set.len());
