@@ -181,12 +181,7 @@ fn parse_flags<I: IntoIterator<Item = OsString>>(args: I) -> Result<Flags, Strin
             Long("insecure-plaintext") => insecure_plaintext = true,
             Long("tap-id") => {
                 let v = value(&mut parser, "--tap-id")?;
-                if v.is_empty() || v.len() > pitap_wire::codec::MAX_TAP_ID {
-                    return Err(format!(
-                        "--tap-id: must be 1 to {} bytes",
-                        pitap_wire::codec::MAX_TAP_ID
-                    ));
-                }
+                pitap_wire::codec::check_tap_id(&v).map_err(|e| format!("--tap-id: {e}"))?;
                 tap_id = Some(v);
             }
             Long("flows") => {

@@ -78,6 +78,9 @@ pub fn run(opts: &Options) -> Result<EngineStats, String> {
         // Every 2,048 frames (a megabyte or so) the pages read leave the RSS.
         if engine.stats().frames.is_multiple_of(2_048) {
             reader.release_consumed();
+            if sinks.nobody_reads() {
+                break;
+            }
         }
         if let Some(p) = &mut progress {
             if engine.stats().frames.is_multiple_of(4096) {

@@ -77,10 +77,19 @@ impl Sinks {
             }
         }
         if let Some(p) = &mut self.print {
+            if p.reader_gone() {
+                return;
+            }
             if let Err(e) = p.finish() {
                 eprintln!("pitapd: writing flows: {e}");
             }
         }
+    }
+
+    /// The reader of the printed lines has gone and nothing else takes
+    /// the flows: a replay may stop (`pitapd --read --print | head`).
+    pub fn nobody_reads(&self) -> bool {
+        self.uplink.is_none() && self.print.as_ref().is_some_and(LineSink::reader_gone)
     }
 
     /// Whether the uplink's buffer is full (an offline replay then waits).
@@ -144,7 +153,14 @@ impl Sinks {
     /// collector needs, saying so every few seconds.
     pub fn finish(&mut self, now_ms: u64, limit: Option<Duration>) -> Result<(), String> {
         if let Some(p) = &mut self.print {
-            p.finish().map_err(|e| format!("writing flows: {e}"))?;
+            // A reader that went away ends the output quietly, as `head`
+            // expects of the programs it reads.
+            if !p.reader_gone() {
+                match p.finish() {
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                    r => r.map_err(|e| format!("writing flows: {e}"))?,
+                }
+            }
         }
         if let Some(u) = &mut self.uplink {
             u.finish(now_ms);

@@ -35,6 +35,27 @@ pub const MAX_DATAGRAM: usize = 1344;
 pub const REWRITE_ROOM: usize = 16;
 /// Longest tap id.
 pub const MAX_TAP_ID: usize = 32;
+
+/// Whether `id` may be a tap id: 1 to [`MAX_TAP_ID`] bytes of
+/// `[A-Za-z0-9._-]`, not starting with a dot. Tap ids name files (keys,
+/// captures), so nothing that walks out of a directory or hides a file.
+pub fn check_tap_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_TAP_ID {
+        return Err(format!("a tap id is 1 to {MAX_TAP_ID} bytes: {id:?}"));
+    }
+    if id.starts_with('.') {
+        return Err(format!("a tap id does not start with a dot: {id:?}"));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "a tap id is letters, digits, '.', '_' and '-': {id:?} has {c:?}"
+        ));
+    }
+    Ok(())
+}
 /// Header flag: the tap is shutting down; this is its last batch.
 pub const FLAG_FINAL: u8 = 0x01;
 /// Header flag: the records' times are on the collector's clock (the tap
@@ -710,6 +731,25 @@ impl Iterator for BatchReader<'_> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tap_ids_name_files_safely() {
+        for good in ["lab", "rack-3.b_2", "A", &"x".repeat(32)] {
+            assert!(super::check_tap_id(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            ".hidden",
+            "../evil",
+            "a/b",
+            "a b",
+            "tap\"",
+            "é",
+            &"x".repeat(33),
+        ] {
+            assert!(super::check_tap_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -81,13 +81,17 @@ impl Key {
     /// Parses 64 hex digits.
     pub fn from_hex(text: &str) -> Result<Key, &'static str> {
         let text = text.trim();
-        if text.len() != 64 {
+        // from_str_radix would take "+f" as a byte: digits only.
+        if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err("a key is 64 hex digits (32 bytes)");
         }
         let mut key = [0u8; 32];
         for (i, byte) in key.iter_mut().enumerate() {
             *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2).ok_or("not hex")?, 16)
                 .map_err(|_| "a key is 64 hex digits (32 bytes)")?;
+        }
+        if key == [0; 32] {
+            return Err("an all-zero key is no secret (pitap keygen makes one)");
         }
         Ok(Key(key))
     }
@@ -243,6 +247,17 @@ pub fn open<'a>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn keys_are_hex_digits_and_not_zero() {
+        let good = "ab".repeat(32);
+        assert!(super::Key::from_hex(&good).is_ok());
+        // u8::from_str_radix takes "+a"; a key does not.
+        let plus = format!("+a{}", &good[2..]);
+        assert!(super::Key::from_hex(&plus).is_err());
+        assert!(super::Key::from_hex(&"0".repeat(64)).is_err());
+        assert!(super::Key::from_hex(&"g".repeat(64)).is_err());
+    }
+
     use super::*;
 
     fn header(kind: DatagramKind) -> Header<'static> {

@@ -450,6 +450,13 @@ impl<W: Write> LineSink<W> {
         self.lines
     }
 
+    /// Whoever read the lines has gone (`| head`): a broken pipe.
+    pub fn reader_gone(&self) -> bool {
+        self.error
+            .as_ref()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    }
+
     /// Flushes and returns the first error seen, if any. A Zeek TSV log
     /// gets its header (if no row came) and its `#close` line.
     pub fn finish(&mut self) -> io::Result<()> {

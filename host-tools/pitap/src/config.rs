@@ -193,9 +193,7 @@ impl CollectorConfig {
         self.taps
             .iter()
             .map(|(id, entry)| {
-                if id.is_empty() || id.len() > pitap_wire::codec::MAX_TAP_ID {
-                    return Err(format!("taps.{id:?}: a tap id is 1 to 32 bytes"));
-                }
+                pitap_wire::codec::check_tap_id(id).map_err(|e| format!("taps.{id:?}: {e}"))?;
                 Key::from_hex(&entry.key)
                     .map(|k| (id.clone(), k))
                     .map_err(|e| format!("taps.{id:?}.key: {e}"))

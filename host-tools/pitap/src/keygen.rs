@@ -31,10 +31,14 @@ pub fn snippets(tap_id: &str, collector: &str, key: &Key) -> Snippets {
     }
 }
 
-pub fn run(tap_id: &str, collector: &str, out_dir: Option<&Path>) -> Result<(), String> {
-    if tap_id.is_empty() || tap_id.len() > pitap_wire::codec::MAX_TAP_ID || tap_id.contains('"') {
-        return Err("--tap-id: 1 to 32 bytes, no quotes".into());
-    }
+pub fn run(
+    tap_id: &str,
+    collector: &str,
+    out_dir: Option<&Path>,
+    force: bool,
+) -> Result<(), String> {
+    // Tap ids name the files: no path, no hidden file, no quote.
+    pitap_wire::codec::check_tap_id(tap_id).map_err(|e| format!("--tap-id: {e}"))?;
     let key = Key::from_bytes(random_bytes::<32>()?);
     let s = snippets(tap_id, collector, &key);
     match out_dir {
@@ -43,12 +47,21 @@ pub fn run(tap_id: &str, collector: &str, out_dir: Option<&Path>) -> Result<(), 
         }
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            for (name, text) in [
-                (format!("{tap_id}.tap.toml"), &s.tap),
-                (format!("{tap_id}.collector.toml"), &s.collector),
-            ] {
-                let path = dir.join(name);
-                write_private(&path, text)?;
+            let files = [
+                (dir.join(format!("{tap_id}.tap.toml")), &s.tap),
+                (dir.join(format!("{tap_id}.collector.toml")), &s.collector),
+            ];
+            // A key in use is not replaced by accident: both checked first.
+            if !force {
+                if let Some((path, _)) = files.iter().find(|(p, _)| p.exists()) {
+                    return Err(format!(
+                        "{} exists (it holds a key in use?): --force replaces it",
+                        path.display()
+                    ));
+                }
+            }
+            for (path, text) in &files {
+                write_private(path, text, force)?;
                 println!("wrote {}", path.display());
             }
         }
@@ -56,14 +69,22 @@ pub fn run(tap_id: &str, collector: &str, out_dir: Option<&Path>) -> Result<(), 
     Ok(())
 }
 
-/// Writes a file only its owner can read (it holds a key).
-fn write_private(path: &Path, text: &str) -> Result<(), String> {
+/// Writes a new file only its owner can read (it holds a key); `replace`
+/// removes one that is there first, so its permissions go with it.
+fn write_private(path: &Path, text: &str, replace: bool) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    if replace {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!("{}: {e}", path.display()))
+            }
+            _ => {}
+        }
+    }
     std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(path)
         .and_then(|mut f| f.write_all(text.as_bytes()))
@@ -83,5 +104,40 @@ mod tests {
         assert_eq!(collector.keys().unwrap()["rack3"], key);
         assert!(s.tap.contains(&format!("key = \"{}\"", key.to_hex())));
         assert!(s.tap.contains("collector = \"192.0.2.10:4739\""));
+    }
+
+    #[test]
+    fn key_files_stay_in_their_directory_and_are_not_replaced_unasked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("pitap-keygen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for bad in [
+            "../evil",
+            ".hidden",
+            "a/b",
+            "",
+            "tap\"quote",
+            &"x".repeat(33),
+        ] {
+            let e = run(bad, "192.0.2.10:4739", Some(&dir), false).unwrap_err();
+            assert!(e.starts_with("--tap-id:"), "{bad:?}: {e}");
+        }
+        assert!(!dir.join("../evil.tap.toml").exists());
+        run("rack3", "192.0.2.10:4739", Some(&dir), false).unwrap();
+        let tap = dir.join("rack3.tap.toml");
+        let first = std::fs::read_to_string(&tap).unwrap();
+        let e = run("rack3", "192.0.2.10:4739", Some(&dir), false).unwrap_err();
+        assert!(e.contains("--force"), "{e}");
+        assert_eq!(std::fs::read_to_string(&tap).unwrap(), first, "kept");
+        // --force replaces it, and a file made readable by others is
+        // replaced by one only its owner reads.
+        std::fs::set_permissions(&tap, std::fs::Permissions::from_mode(0o644)).unwrap();
+        run("rack3", "192.0.2.10:4739", Some(&dir), true).unwrap();
+        assert_ne!(std::fs::read_to_string(&tap).unwrap(), first);
+        for f in ["rack3.tap.toml", "rack3.collector.toml"] {
+            let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -151,6 +151,9 @@ enum Command {
         /// Write ID.tap.toml and ID.collector.toml here instead of printing.
         #[arg(long)]
         out_dir: Option<PathBuf>,
+        /// Replace key files that are there already.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -386,7 +389,8 @@ fn main() -> ExitCode {
             tap_id,
             collector,
             out_dir,
-        } => keygen::run(&tap_id, &collector, out_dir.as_deref()),
+            force,
+        } => keygen::run(&tap_id, &collector, out_dir.as_deref(), force),
         Command::Serve {
             config,
             store,

@@ -219,12 +219,7 @@ impl Config {
 
 fn tap(file: &ConfigFile) -> Result<Tap, ConfigError> {
     let t = &file.tap;
-    if t.id.is_empty() || t.id.len() > pitap_wire::codec::MAX_TAP_ID {
-        return Err(bad(
-            "tap.id",
-            format!("must be 1 to {} bytes", pitap_wire::codec::MAX_TAP_ID),
-        ));
-    }
+    pitap_wire::codec::check_tap_id(&t.id).map_err(|e| bad("tap.id", e))?;
     interface_name("tap.port_a", &t.port_a)?;
     // A Pi's two ports by default: the onboard eth0 and a USB eth1.
     let port_b = match (&t.port_b, t.mode) {

@@ -245,12 +245,7 @@ impl Uplink {
         settings: UplinkSettings,
         wall_us: fn() -> u64,
     ) -> Result<Self, String> {
-        if settings.tap_id.is_empty() || settings.tap_id.len() > pitap_wire::codec::MAX_TAP_ID {
-            return Err(format!(
-                "tap id {:?} must be 1 to 32 bytes",
-                settings.tap_id
-            ));
-        }
+        pitap_wire::codec::check_tap_id(&settings.tap_id)?;
         let now = Instant::now();
         Ok(Uplink {
             transport,
