@@ -102,6 +102,7 @@ fn pitap_query(store: &Path, query: &str, output: Output, networks: &Networks) -
     let mut out = Vec::new();
     let n = search::run(
         &search::Options {
+            json: false,
             store: store.to_path_buf(),
             query: query.into(),
             since_ms: 0,

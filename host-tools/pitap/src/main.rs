@@ -30,8 +30,9 @@ enum Command {
     /// Search the flow store: Graylog/Lucene syntax, e.g.
     /// 'from_internal:false AND action:ACCEPT'.
     Query {
-        /// The query (empty: every flow).
-        #[arg(default_value = "")]
+        /// The query (empty: every flow). It may start with "-"
+        /// ('-proto:UDP', a negation).
+        #[arg(default_value = "", allow_hyphen_values = true)]
         query: String,
         #[command(flatten)]
         window: Window,
@@ -47,7 +48,8 @@ enum Command {
         /// Rows of --top / --sum.
         #[arg(long, default_value_t = 10)]
         limit: usize,
-        /// JSON lines (the record's fields and the enrichment).
+        /// JSON lines (the record's fields and the enrichment); with
+        /// --count, --top or --sum one JSON object.
         #[arg(long)]
         json: bool,
         /// Only the number of matching flows.
@@ -251,6 +253,13 @@ impl Window {
             Some(u) => pitap::search::parse_time(u, now).map_err(|e| format!("--until: {e}"))?,
             None => u64::MAX,
         };
+        if since >= until {
+            return Err(format!(
+                "--since {} is not before --until {}: the window holds nothing",
+                self.since,
+                self.until.as_deref().unwrap_or("now")
+            ));
+        }
         Ok(Resolved {
             store,
             since_ms: since,
@@ -445,6 +454,7 @@ fn main() -> ExitCode {
                         until_ms: w.until_ms,
                         output,
                         networks: w.networks,
+                        json,
                     },
                     out,
                 )

@@ -40,10 +40,14 @@ pub struct Options {
     /// The named networks from the collector.toml given; None: the ones the
     /// collector last ran with.
     pub networks: Option<Networks>,
+    /// `--count`, `--top` and `--sum` as one JSON object.
+    pub json: bool,
 }
 
-/// `30s`, `15m`, `1h`, `7d`, `2w` before `now_ms`, or a date:
-/// `2026-11-25`, `2026-11-25T10:30:00Z` (UTC), or milliseconds since 1970.
+/// `30s`, `15m`, `1h`, `1h30m`, `7d`, `2w` before `now_ms`, or a date:
+/// `2026-11-25` (UTC midnight), `2026-11-25T10:30:00` (UTC),
+/// `2026-11-25T10:30:00Z` or `...+01:00`, or milliseconds since 1970.
+/// Dates are read by `jiff`, which refuses what is no date (2011-02-31).
 pub fn parse_time(text: &str, now_ms: u64) -> Result<u64, String> {
     let text = text.trim();
     let unit = |c: char| match c {
@@ -54,57 +58,44 @@ pub fn parse_time(text: &str, now_ms: u64) -> Result<u64, String> {
         'w' => Some(604_800_000),
         _ => None,
     };
+    let before_now = |ms: f64| now_ms.saturating_sub(ms as u64);
+    // One unit, a fraction allowed (1.5d).
     if let Some(last) = text.chars().last() {
         if let (Some(ms), Ok(n)) = (unit(last), text[..text.len() - 1].parse::<f64>()) {
             if n.is_finite() && n >= 0.0 {
-                return Ok(now_ms.saturating_sub((n * ms as f64) as u64));
+                return Ok(before_now(n * ms as f64));
             }
         }
     }
     if let Ok(ms) = text.parse::<u64>() {
         return Ok(ms);
     }
+    // Several units (1h30m, 2d 4h): jiff's friendly spans, days of 24 h.
+    if let Ok(span) = text.parse::<jiff::Span>() {
+        let relative = jiff::SpanRelativeTo::days_are_24_hours();
+        if let Ok(ms) = span.total((jiff::Unit::Millisecond, relative)) {
+            if ms >= 0.0 {
+                return Ok(before_now(ms));
+            }
+        }
+    }
     parse_date(text).ok_or_else(|| {
-        format!("{text:?}: give a span before now (30s, 15m, 1h, 7d, 2w) or a UTC date (2026-11-25 or 2026-11-25T10:30:00Z)")
+        format!("{text:?}: give a span before now (30s, 15m, 1h30m, 7d, 2w) or a date (2026-11-25, 2026-11-25T10:30:00Z or +01:00; UTC without an offset)")
     })
 }
 
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's days_from_civil).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 fn parse_date(text: &str) -> Option<u64> {
-    let (date, time) = match text.split_once(['T', ' ']) {
-        Some((d, t)) => (d, Some(t.trim_end_matches('Z'))),
-        None => (text, None),
-    };
-    let mut parts = date.split('-');
-    let y: i64 = parts.next()?.parse().ok()?;
-    let m: u32 = parts.next()?.parse().ok()?;
-    let d: u32 = parts.next()?.parse().ok()?;
-    if parts.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
+    let ms = |t: jiff::Timestamp| u64::try_from(t.as_millisecond()).ok();
+    // With an offset (Z, +01:00).
+    if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        return ms(t);
     }
-    let mut secs = days_from_civil(y, m, d) * 86_400;
-    if let Some(t) = time {
-        let mut hms = t.split(':');
-        let h: i64 = hms.next()?.parse().ok()?;
-        let mi: i64 = hms.next().unwrap_or("0").parse().ok()?;
-        let s: f64 = hms.next().unwrap_or("0").parse().ok()?;
-        if h > 23 || mi > 59 || !(0.0..61.0).contains(&s) {
-            return None;
-        }
-        secs += h * 3600 + mi * 60;
-        return u64::try_from(secs * 1000 + (s * 1000.0) as i64).ok();
+    let utc = |dt: jiff::civil::DateTime| dt.to_zoned(jiff::tz::TimeZone::UTC).ok();
+    if let Ok(dt) = text.parse::<jiff::civil::DateTime>() {
+        return ms(utc(dt)?.timestamp());
     }
-    u64::try_from(secs * 1000).ok()
+    let d = text.parse::<jiff::civil::Date>().ok()?;
+    ms(utc(d.to_datetime(jiff::civil::Time::midnight()))?.timestamp())
 }
 
 pub fn now_ms() -> u64 {
@@ -213,6 +204,9 @@ pub fn run(o: &Options, out: &mut dyn Write) -> Result<u64, String> {
                 write_error.get_or_insert(e);
             }
         })?;
+        if matched == 0 {
+            hint_outside_window(&store, o);
+        }
         return match write_error {
             Some(e) => Err(w(e)),
             None => Ok(matched),
@@ -220,7 +214,35 @@ pub fn run(o: &Options, out: &mut dyn Write) -> Result<u64, String> {
     };
     let result = store.aggregate(&expr, &scope, aggregate, &mut Progress::stderr("query"))?;
     let matched = result.matched;
+    if matched == 0 {
+        hint_outside_window(&store, o);
+    }
     let tally = Tally::of(result.groups);
+    if o.json {
+        let rows = |limit: usize, what: &str| -> Vec<serde_json::Value> {
+            tally
+                .ranked(limit)
+                .into_iter()
+                .map(|(value, n)| {
+                    serde_json::json!({"value": value, what: n, "percent": percent(n, tally.total)})
+                })
+                .collect()
+        };
+        let v = match &o.output {
+            Output::Count => serde_json::json!({ "matched": matched }),
+            Output::Top { field, limit } => serde_json::json!({
+                "field": field.name(), "flows": tally.total,
+                "distinct": tally.groups.len(), "values": rows(*limit, "count"),
+            }),
+            Output::Sum { field, by, limit } => serde_json::json!({
+                "sum": field.name(), "by": by.name(), "flows": matched,
+                "total": tally.total, "values": rows(*limit, "sum"),
+            }),
+            Output::Lines | Output::Json => serde_json::Value::Null,
+        };
+        writeln!(out, "{v}").map_err(w)?;
+        return Ok(matched);
+    }
     match &o.output {
         Output::Count => writeln!(out, "{matched}").map_err(w)?,
         Output::Top { field, limit } => {
@@ -255,6 +277,23 @@ pub fn run(o: &Options, out: &mut dyn Write) -> Result<u64, String> {
         Output::Lines | Output::Json => {}
     }
     Ok(matched)
+}
+
+/// Nothing matched: say so on stderr when the store holds flows outside
+/// the window (an old replay under the default `--since 1d`).
+fn hint_outside_window(store: &Store, o: &Options) {
+    let Ok(Some((first, last))) = store.time_bounds() else {
+        return;
+    };
+    if first < o.since_ms || last >= o.until_ms {
+        eprintln!(
+            "pitap: no flow matched between {} and {}; the store holds flows from {} to {} (--since 0 searches them all)",
+            pitap_wire::format::time_text(o.since_ms, ' '),
+            if o.until_ms == u64::MAX { "now".to_string() } else { pitap_wire::format::time_text(o.until_ms, ' ') },
+            pitap_wire::format::time_text(first, ' '),
+            pitap_wire::format::time_text(last, ' '),
+        );
+    }
 }
 
 /// `--top FIELD` / `--sum F --by G` into an [`Output`].
@@ -306,5 +345,12 @@ mod tests {
         );
         assert!(parse_time("yesterday", now).is_err());
         assert!(parse_time("2016-13-01", now).is_err());
+        assert!(parse_time("2011-02-31", now).is_err(), "no such day");
+        assert_eq!(parse_time("1h30m", now), Ok(now - 5_400_000));
+        assert_eq!(parse_time("2d 4h", now), Ok(now - 187_200_000));
+        assert_eq!(
+            parse_time("2016-07-21T17:28:49+01:00", now),
+            Ok(1_469_118_529_000)
+        );
     }
 }
