@@ -24,6 +24,7 @@ usage: pitapd --config FILE [--print] [--format text|json|zeek|zeek-json] [--con
   --config-errors FILE   a file of configuration errors to show on the display
                          (the boot fallback runs with it)
   --read FILE            replay a pcap or pcapng capture through the flow engine
+                         (gzip'd too; - reads standard input)
   --print                write one line per flow to stdout
   --files                write one line per file record (an HTTP body: hashes, size,
                          type, URL) to stdout

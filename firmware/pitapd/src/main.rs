@@ -29,7 +29,8 @@ fn main() -> ExitCode {
             }
         },
         Err(cli::CliError::Usage(e)) => {
-            eprintln!("pitapd: {e}\n\n{}", cli::USAGE);
+            // The error, not a page of usage burying it.
+            eprintln!("pitapd: {e}\n(pitapd --help shows the usage)");
             ExitCode::from(2)
         }
         Err(cli::CliError::Invalid(e)) => {

@@ -181,23 +181,76 @@ pub struct CaptureReader<B: AsRef<[u8]>> {
     format: Format,
 }
 
-impl CaptureReader<MappedFile> {
-    /// Opens and maps a capture file.
+/// A capture's bytes: a file mapped as it is, or read into memory (from
+/// standard input, or a gzip file inflated).
+pub enum CaptureBytes {
+    Mapped(MappedFile),
+    Owned(Vec<u8>),
+}
+
+impl AsRef<[u8]> for CaptureBytes {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            CaptureBytes::Mapped(m) => m.as_ref(),
+            CaptureBytes::Owned(v) => v,
+        }
+    }
+}
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// All of a gzip stream (every member, as `gzip -c a b` makes), inflated.
+fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, CaptureError> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .map_err(|e| CaptureError::Io(io::Error::new(e.kind(), format!("gzip: {e}"))))?;
+    Ok(out)
+}
+
+impl CaptureReader<CaptureBytes> {
+    /// Opens a capture file (`-`: standard input); a gzip file is inflated
+    /// into memory, a plain one mapped.
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
-        let file = File::open(path)?;
-        if file.metadata()?.len() == 0 {
+        let bytes = if path.as_os_str() == "-" {
+            use std::io::Read;
+            let mut v = Vec::new();
+            io::stdin().lock().read_to_end(&mut v)?;
+            if v.starts_with(&GZIP_MAGIC) {
+                v = gunzip(&v)?;
+            }
+            CaptureBytes::Owned(v)
+        } else {
+            let file = File::open(path)?;
+            if file.metadata()?.len() == 0 {
+                return Err(CaptureError::Truncated {
+                    offset: 0,
+                    what: "the file header (the file is empty)",
+                });
+            }
+            let map = MappedFile::open(&file)?;
+            if map.as_ref().starts_with(&GZIP_MAGIC) {
+                CaptureBytes::Owned(gunzip(map.as_ref())?)
+            } else {
+                CaptureBytes::Mapped(map)
+            }
+        };
+        if bytes.as_ref().is_empty() {
             return Err(CaptureError::Truncated {
                 offset: 0,
-                what: "the file header (the file is empty)",
+                what: "the file header (the input is empty)",
             });
         }
-        CaptureReader::new(MappedFile::open(&file)?)
+        CaptureReader::new(bytes)
     }
 
-    /// Lets go of the part of the map already read (see
+    /// Lets go of the part of a mapped file already read (see
     /// [`MappedFile::release_before`]); call it every few megabytes.
     pub fn release_consumed(&mut self) {
-        self.buf.release_before(self.pos);
+        if let CaptureBytes::Mapped(m) = &self.buf {
+            m.release_before(self.pos);
+        }
     }
 }
 

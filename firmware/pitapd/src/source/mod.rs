@@ -6,4 +6,4 @@ pub mod capture_file;
 pub mod pcap_writer;
 pub mod ring;
 
-pub use capture_file::{CaptureError, CaptureReader};
+pub use capture_file::{CaptureBytes, CaptureError, CaptureReader};
