@@ -39,6 +39,8 @@ pub const MAX_TAP_ID: usize = 32;
 /// Whether `id` may be a tap id: 1 to [`MAX_TAP_ID`] bytes of
 /// `[A-Za-z0-9._-]`, not starting with a dot. Tap ids name files (keys,
 /// captures), so nothing that walks out of a directory or hides a file.
+/// (With `std`: only the tap's config and the collector check ids.)
+#[cfg(feature = "std")]
 pub fn check_tap_id(id: &str) -> Result<(), String> {
     if id.is_empty() || id.len() > MAX_TAP_ID {
         return Err(format!("a tap id is 1 to {MAX_TAP_ID} bytes: {id:?}"));
@@ -729,7 +731,7 @@ impl Iterator for BatchReader<'_> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "std"))]
 mod tests {
     #[test]
     fn tap_ids_name_files_safely() {
