@@ -48,10 +48,10 @@ enum Command {
         /// Rows of --top / --sum.
         #[arg(long, default_value_t = 10)]
         limit: usize,
-        /// JSON lines (the record's fields and the enrichment); with
-        /// --count, --top or --sum one JSON object.
-        #[arg(long)]
-        json: bool,
+        // json: JSON lines (the record's fields and the enrichment); with
+        // --count, --top or --sum one JSON object.
+        #[command(flatten)]
+        format: Output,
         /// Only the number of matching flows.
         #[arg(long)]
         count: bool,
@@ -67,9 +67,9 @@ enum Command {
         /// Rows per analysis.
         #[arg(long, default_value_t = 20)]
         limit: usize,
-        /// JSON, one object per analysis.
-        #[arg(long)]
-        json: bool,
+        // json: one object per analysis.
+        #[command(flatten)]
+        format: Output,
     },
     /// The files that crossed the flows (HTTP bodies): hashes, size, type,
     /// URL and the flow, newest first. `pitap query 'file_sha256:HEX'` gives
@@ -87,9 +87,9 @@ enum Command {
         window: Window,
         #[arg(long, default_value_t = 100)]
         limit: usize,
-        /// JSON lines.
-        #[arg(long)]
-        json: bool,
+        // json: JSON lines.
+        #[command(flatten)]
+        format: Output,
     },
     /// Packets of flows from a tap's packet ring, as pcapng, through the
     /// running collector (pitap collect with the same store).
@@ -119,9 +119,9 @@ enum Command {
     Devices {
         #[command(flatten)]
         window: Window,
-        /// JSON lines.
-        #[arg(long)]
-        json: bool,
+        // json: JSON lines.
+        #[command(flatten)]
+        format: Output,
     },
     /// The web UI over the flow store: overview, search, reports, devices.
     Serve {
@@ -198,6 +198,30 @@ struct CollectArgs {
     /// Serve the web UI over the store from this process too, on ADDR.
     #[arg(long, value_name = "ADDR", conflicts_with = "no_store")]
     web: Option<SocketAddr>,
+}
+
+/// How the reading commands print: `--format text|json`, the one spelling
+/// `collect --format` and `pitapd --format` share. `--json` stays, hidden,
+/// for the scripts written before.
+#[derive(clap::Args)]
+struct Output {
+    /// text (default) or json.
+    #[arg(long, value_name = "text|json")]
+    format: Option<ReadFormat>,
+    #[arg(long, hide = true, conflicts_with = "format")]
+    json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum ReadFormat {
+    Text,
+    Json,
+}
+
+impl Output {
+    fn json(&self) -> bool {
+        self.json || self.format == Some(ReadFormat::Json)
+    }
 }
 
 /// Where the flows are and which time window.
@@ -434,9 +458,10 @@ fn main() -> ExitCode {
             sum,
             by,
             limit,
-            json,
+            format,
             count,
         } => window.resolve().and_then(|w| {
+            let json = format.json();
             let output = pitap::search::output_from_args(
                 json,
                 count,
@@ -467,8 +492,9 @@ fn main() -> ExitCode {
             mime,
             window,
             limit,
-            json,
+            format,
         } => window.resolve().and_then(|w| {
+            let json = format.json();
             let filter = pitap::store::FileFilter {
                 hash,
                 url,
@@ -514,15 +540,16 @@ fn main() -> ExitCode {
             })
             .map(|_| ())
         }),
-        Command::Devices { window, json } => window
-            .resolve()
-            .and_then(|w| to_stdout(|out| pitap::devices::run(&w.store, json, out).map(|_| ()))),
+        Command::Devices { window, format } => window.resolve().and_then(|w| {
+            to_stdout(|out| pitap::devices::run(&w.store, format.json(), out).map(|_| ()))
+        }),
         Command::Report {
             window,
             only,
             limit,
-            json,
+            format,
         } => window.resolve().and_then(|w| {
+            let json = format.json();
             to_stdout(|out| {
                 pitap::report::run(
                     &pitap::report::Options {

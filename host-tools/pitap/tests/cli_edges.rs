@@ -74,6 +74,42 @@ fn query_edges() {
         .sum();
     assert_eq!(counted, all.len() as u64);
 
+    // One spelling: --format json on every reading command is what the
+    // hidden --json alias prints, and not the text output.
+    for cmd in [
+        &["query", "--store", s, "--since", "0"][..],
+        &["query", "--store", s, "--since", "0", "--count"][..],
+        &["report", "--store", s, "--since", "0"][..],
+        &["devices", "--store", s, "--since", "0"][..],
+        &["files", "--store", s, "--since", "0"][..],
+    ] {
+        let run = |extra: &[&str]| {
+            let until = ["--until", "2100-01-01"];
+            let args: Vec<&str> = cmd.iter().chain(&until).chain(extra).copied().collect();
+            let out = pitap(&args);
+            assert!(out.status.success(), "{args:?}: {out:?}");
+            // The report's heading ends at now: not the same twice.
+            text(&out.stdout)
+                .lines()
+                .filter(|l| !l.starts_with("PiTap report:"))
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+        };
+        let json = run(&["--format", "json"]);
+        assert_eq!(json, run(&["--json"]), "{cmd:?}");
+        assert_eq!(run(&["--format", "text"]), run(&[]), "{cmd:?}");
+        for line in json.lines() {
+            serde_json::from_str::<serde_json::Value>(line)
+                .unwrap_or_else(|e| panic!("{cmd:?}: {e}: {line}"));
+        }
+        if cmd[0] != "files" {
+            assert_ne!(json, run(&[]), "{cmd:?}");
+        }
+    }
+    let out = pitap(&["query", "--store", s, "--format", "yaml"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("possible values"), "{out:?}");
+
     // A window that ends before it starts, and a day that does not exist.
     let out = pitap(&["query", "--store", s, "--since", "1h", "--until", "2h"]);
     assert!(!out.status.success());

@@ -250,7 +250,8 @@ impl Seen {
             d.last_ms = d.last_ms.max(seen.last_ms);
             d.flows = d.flows.saturating_add(seen.flows);
         }
-        all.sort_by_key(|d| d.first_ms);
+        // Ties in order of MAC: the same store prints the same list.
+        all.sort_by(|a, b| (a.first_ms, &a.mac).cmp(&(b.first_ms, &b.mac)));
         all
     }
 
@@ -273,7 +274,7 @@ impl Seen {
                 None => names.push((name.clone(), first, last)),
             }
         }
-        names.sort_by_key(|a| std::cmp::Reverse(a.2));
+        names.sort_by(|a, b| (std::cmp::Reverse(a.2), &a.0).cmp(&(std::cmp::Reverse(b.2), &b.0)));
         names
     }
 
@@ -297,7 +298,7 @@ impl Seen {
                 None => addrs.push((text, first, last)),
             }
         }
-        addrs.sort_by_key(|a| std::cmp::Reverse(a.2));
+        addrs.sort_by(|a, b| (std::cmp::Reverse(a.2), &a.0).cmp(&(std::cmp::Reverse(b.2), &b.0)));
         addrs
     }
 }
@@ -384,7 +385,7 @@ fn spans(conn: &Connection, sql: &str, mac: &str) -> Result<Vec<(String, u64, u6
 pub fn all(conn: &Connection) -> Result<Vec<Device>, String> {
     let mut stmt = conn
         .prepare(
-            "SELECT mac, first_ms, last_ms, last_addr, flows, hostname FROM devices ORDER BY first_ms",
+            "SELECT mac, first_ms, last_ms, last_addr, flows, hostname FROM devices ORDER BY first_ms, mac",
         )
         .map_err(err("store"))?;
     let rows = stmt
