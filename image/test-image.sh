@@ -107,4 +107,31 @@ if as_nobody "$s/pitap" image write --image "$s/in.img" --target "$s/bad.img" --
     fail "a bad key was accepted"
 fi
 ok "identity baked in; a bad key refused"
+
+echo "== pitap image write: checks first, and a block device only when confirmed"
+head -c 1048576 /dev/urandom > "$s/not-an-image.img"
+if "$s/pitap" image write --image "$s/not-an-image.img" --target "$s/none.img" --tap-id x 2>"$s/err"; then
+    fail "a file that is not an image was written"
+fi
+grep -q "not a PiTap image\|no MBR" "$s/err" || fail "no reason given: $(cat "$s/err")"
+[ ! -e "$s/none.img" ] || fail "the target was created before the image was checked"
+truncate -s "$(stat -c %s "$img")" "$s/loop.img"
+loop=$(losetup -f --show "$s/loop.img" 2>/dev/null) || loop=
+if [ -n "$loop" ]; then
+    trap 'losetup -d "$loop" 2>/dev/null || true; rm -rf "$s"' EXIT
+    if "$s/pitap" image write --image "$s/in.img" --target "$loop" --tap-id rack-8 </dev/null 2>"$s/err"; then
+        fail "a block device was written without confirmation"
+    fi
+    grep -q -- "--yes" "$s/err" || fail "no hint to confirm: $(cat "$s/err")"
+    [ "$(head -c 512 "$loop" | tr -d '\0' | wc -c)" = 0 ] || fail "the device was touched"
+    echo "$loop" | "$s/pitap" image write --image "$s/in.img" --target "$loop" --tap-id rack-8 >/dev/null 2>"$s/err" \
+        && fail "stdin that is not a terminal counted as a yes"
+    "$s/pitap" image write --image "$s/in.img" --target "$loop" --tap-id rack-8 --yes >/dev/null \
+        || fail "pitap image write --yes to $loop"
+    mtype -i "$loop@@1M" ::pitap.toml 2>/dev/null | grep -qx 'id = "rack-8"' || fail "no pitap.toml on $loop"
+    losetup -d "$loop"
+    ok "a non-image refused before writing; $loop written only with --yes"
+else
+    echo "  skipped the block device part: no loop device here"
+fi
 echo "test-image: all passed"

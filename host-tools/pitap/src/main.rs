@@ -312,9 +312,12 @@ enum ImageCommand {
         /// The tap's key (from pitap keygen).
         #[arg(long)]
         key: Option<String>,
-        /// More pitap.toml settings, appended as they are.
+        /// More pitap.toml settings (TOML), appended as they are.
         #[arg(long)]
         extra: Option<PathBuf>,
+        /// Write a block device without asking to type its name.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -409,6 +412,7 @@ fn main() -> ExitCode {
                     collector,
                     key,
                     extra,
+                    yes,
                 },
         } => pitap::image_write::run(&pitap::image_write::Options {
             image,
@@ -417,6 +421,7 @@ fn main() -> ExitCode {
             collector,
             key,
             extra,
+            yes,
         }),
         Command::Keygen {
             tap_id,
