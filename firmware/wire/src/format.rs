@@ -478,6 +478,27 @@ impl<W: Write> LineSink<W> {
         self.out.flush()
     }
 
+    /// Flushes and returns the first error seen, if any; the log stays
+    /// open (no `#close`), for a writer that goes on.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.out.flush()
+    }
+
+    /// Finishes the log on the old writer (a Zeek TSV log gets its
+    /// `#close`) and goes on with `out`, which gets a header of its own:
+    /// a log rotated under a running collector.
+    pub fn reopen(&mut self, out: W) -> io::Result<()> {
+        let finished = self.finish();
+        self.out = out;
+        self.error = None;
+        self.header_out = false;
+        self.closed = false;
+        finished
+    }
+
     fn zeek_header(&mut self) {
         if self.header_out || self.error.is_some() {
             return;

@@ -283,6 +283,11 @@ pub struct Alerts {
 }
 
 impl Alerts {
+    /// How many rules are in force.
+    pub fn rules(&self) -> usize {
+        self.rules.len()
+    }
+
     pub fn new(rules: &[AlertRule]) -> Result<Alerts, String> {
         let mut out = Vec::new();
         let mut blocked = HashMap::new();

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use pitap_wire::envelope::Key;
@@ -174,6 +176,9 @@ struct Loop {
     collector: Collector,
     sink: LineSink<Box<dyn Write>>,
     output: Option<PathBuf>,
+    /// The output file as opened (its length is measured on it, not on the
+    /// path, which logrotate may have moved).
+    output_file: Option<std::fs::File>,
     state: Option<PathBuf>,
     /// Batches received since the last flush.
     group: usize,
@@ -206,7 +211,7 @@ impl Loop {
     /// and exports last.
     fn flush(&mut self) -> Result<(), String> {
         self.sink
-            .finish()
+            .flush()
             .map_err(|e| format!("writing flows: {e}"))?;
         if self.kill_before_commit_at.is_some_and(|at| {
             !self.pending.is_empty() && self.flows_committed + self.pending.len() as u64 > at
@@ -317,10 +322,10 @@ impl Loop {
         if self.state.is_none() && self.store.is_none() {
             return Ok(());
         }
-        let output_len = match &self.output {
-            Some(out) => Some(
-                std::fs::metadata(out)
-                    .map_err(|e| format!("{}: {e}", out.display()))?
+        let output_len = match &self.output_file {
+            Some(file) => Some(
+                file.metadata()
+                    .map_err(|e| format!("the output file: {e}"))?
                     .len(),
             ),
             None => None,
@@ -387,6 +392,40 @@ fn kill_self() -> ! {
     std::process::abort()
 }
 
+/// The output file, appended to, and a handle to measure it by.
+fn open_output(path: &Path) -> Result<(Box<dyn Write>, std::fs::File), String> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let measure = file
+        .try_clone()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((Box::new(io::BufWriter::new(file)), measure))
+}
+
+impl Loop {
+    /// After SIGHUP: everything so far is written and committed with the
+    /// old file's length, the old file is finished (Zeek's `#close`), and
+    /// lines go on in a file opened anew at the path, whose length the
+    /// state then holds. Nothing is lost or written twice across the two.
+    fn reopen_output(&mut self) -> Result<(), String> {
+        let Some(path) = self.output.clone() else {
+            return Ok(());
+        };
+        self.flush()?;
+        let (out, file) = open_output(&path)?;
+        self.sink
+            .reopen(out)
+            .map_err(|e| format!("finishing the old output: {e}"))?;
+        self.output_file = Some(file);
+        self.save_state(true)?;
+        eprintln!("pitap: SIGHUP: reopened {}", path.display());
+        Ok(())
+    }
+}
+
 /// Cuts the output back to what the saved state covers.
 fn roll_back(output: &PathBuf, committed: u64) -> Result<(), String> {
     let file = match OpenOptions::new().write(true).open(output) {
@@ -405,6 +444,30 @@ fn roll_back(output: &PathBuf, committed: u64) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// `pitap collect --check-config`: what `run` would refuse, refused here,
+/// with no socket bound and no file written; a summary of what it would
+/// run.
+pub fn check(opts: &Options) -> Result<String, String> {
+    if opts.keys.is_empty() && !opts.allow_plaintext {
+        return Err("no tap keys: [taps.ID] key = ... (pitap keygen)".into());
+    }
+    let alerts = Alerts::new(&opts.alerts)?;
+    opts.exports.check()?;
+    Ok(format!(
+        "listen {}, {} taps, {} networks, {} alert rules, store {}, output {}",
+        opts.listen,
+        opts.keys.len(),
+        opts.networks.names().count(),
+        alerts.rules(),
+        opts.store
+            .as_ref()
+            .map_or_else(|| "none".into(), |p| p.display().to_string()),
+        opts.output
+            .as_ref()
+            .map_or_else(|| "stdout".into(), |p| p.display().to_string()),
+    ))
 }
 
 pub fn run(opts: Options) -> Result<(), String> {
@@ -448,16 +511,20 @@ pub fn run(opts: Options) -> Result<(), String> {
     socket
         .set_read_timeout(Some(READ_TIMEOUT))
         .map_err(|e| e.to_string())?;
-    let out: Box<dyn Write> = match &opts.output {
-        Some(path) => Box::new(io::BufWriter::new(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("{}: {e}", path.display()))?,
-        )),
-        None => Box::new(io::BufWriter::new(io::stdout())),
+    let (out, output_file) = match &opts.output {
+        Some(path) => {
+            let (out, file) = open_output(path)?;
+            (out, Some(file))
+        }
+        None => (
+            Box::new(io::BufWriter::new(io::stdout())) as Box<dyn Write>,
+            None,
+        ),
     };
+    // SIGHUP: reopen the output file (logrotate moved it).
+    let hangup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hangup))
+        .map_err(|e| format!("SIGHUP handler: {e}"))?;
     let mut collector = Collector::new(
         opts.keys.clone(),
         opts.allow_plaintext,
@@ -487,6 +554,7 @@ pub fn run(opts: Options) -> Result<(), String> {
             }
         },
         output: opts.output.clone(),
+        output_file,
         state: opts.state.clone(),
         group: 0,
         window,
@@ -539,7 +607,10 @@ pub fn run(opts: Options) -> Result<(), String> {
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    // Interrupted: a signal (SIGHUP) came during the wait.
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
                 ) =>
             {
                 None
@@ -600,6 +671,9 @@ pub fn run(opts: Options) -> Result<(), String> {
         {
             state.flush()?;
         }
+        if hangup.swap(false, Ordering::Relaxed) {
+            state.reopen_output()?;
+        }
         if opts.until_final && state.collector.any_finished() {
             // The last replies may be lost: stay until the tap says goodbye,
             // or has been quiet longer than any of its probe timeouts.
@@ -624,6 +698,10 @@ pub fn run(opts: Options) -> Result<(), String> {
         }
     }
     state.flush()?;
+    state
+        .sink
+        .finish()
+        .map_err(|e| format!("writing flows: {e}"))?;
     state.print_status();
     for e in &state.exporters {
         let (sent, errors) = e.counts();

@@ -198,6 +198,10 @@ struct CollectArgs {
     /// Serve the web UI over the store from this process too, on ADDR.
     #[arg(long, value_name = "ADDR", conflicts_with = "no_store")]
     web: Option<SocketAddr>,
+    /// Check the configuration (and these options) and exit: "ok" and a
+    /// summary, or the key and the reason (exit 2). Nothing is opened.
+    #[arg(long)]
+    check_config: bool,
 }
 
 /// How the reading commands print: `--format text|json`, the one spelling
@@ -334,7 +338,7 @@ fn seconds(s: Option<f64>) -> Option<Duration> {
         .map(Duration::from_secs_f64)
 }
 
-fn collect_options(args: CollectArgs) -> Result<collect::Options, String> {
+fn collect_options(args: CollectArgs, check: bool) -> Result<collect::Options, String> {
     let CollectArgs {
         config,
         listen,
@@ -348,6 +352,7 @@ fn collect_options(args: CollectArgs) -> Result<collect::Options, String> {
         store,
         no_store,
         web,
+        check_config: _,
     } = args;
     let mut file = match &config {
         Some(path) => CollectorConfig::load(path)?,
@@ -378,8 +383,11 @@ fn collect_options(args: CollectArgs) -> Result<collect::Options, String> {
     };
     if let (Some(addr), Some(path)) = (web, &store) {
         let opts = file.web(path.clone(), Some(file.networks()?), Some(addr))?;
-        let bound = pitap::web::start(opts)?;
-        eprintln!("pitap: serving the web UI on http://{bound}/");
+        // A check only checks the web settings; it serves nothing.
+        if !check {
+            let bound = pitap::web::start(opts)?;
+            eprintln!("pitap: serving the web UI on http://{bound}/");
+        }
     }
     Ok(collect::Options {
         store,
@@ -402,7 +410,21 @@ fn collect_options(args: CollectArgs) -> Result<collect::Options, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Collect(args) => collect_options(args).and_then(collect::run),
+        Command::Collect(args) if args.check_config => {
+            let config = args.config.clone();
+            return match collect_options(args, true).and_then(|o| collect::check(&o)) {
+                Ok(summary) => {
+                    println!("ok: {summary}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    let file = config.map_or_else(|| "options".into(), |p| p.display().to_string());
+                    eprintln!("pitap: {file}: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Command::Collect(args) => collect_options(args, false).and_then(collect::run),
         Command::Image {
             command:
                 ImageCommand::Write {

@@ -396,3 +396,107 @@ fn zeek_rows_from_the_collector_know_the_local_networks() {
     }
     assert!(local > 0 && outside > 0, "{local} {outside}");
 }
+
+/// logrotate's way: the output file is moved, then SIGHUP. The old file
+/// ends whole (Zeek's `#close`), the new one starts with a header, and
+/// every flow is in exactly one of them.
+#[test]
+fn sighup_reopens_the_output_and_loses_nothing() {
+    let dir = temp_dir("sighup");
+    let (config, keys) = keygen(&dir, &["before", "after"]);
+    let log = dir.join("conn.log");
+    let rotated = dir.join("conn.log.1");
+    let (child, addr) = start_collector(
+        &config,
+        &[
+            "--output",
+            log.to_str().unwrap(),
+            "--format",
+            "zeek",
+            "--idle-exit",
+            "4",
+        ],
+    );
+    let first = real_pcap("zeek__wikipedia.pcap");
+    let second = real_pcap("zeek__http_bro.org.pcap");
+    replay_to(&first, &addr, "before", &keys[0]);
+    std::fs::rename(&log, &rotated).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    // The collector opens the path anew when it sees the signal.
+    let start = std::time::Instant::now();
+    let mut child = child;
+    while !log.exists() {
+        if start.elapsed() > Duration::from_secs(10) || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!("no new file: {:?}", child.wait_with_output());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    replay_to(&second, &addr, "after", &keys[1]);
+    let (_, stderr) = finish(child);
+    assert!(stderr.contains("SIGHUP: reopened"), "{stderr}");
+
+    let rows = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
+    let flows = |file: &std::path::Path| printed(file, "text", "x").lines().count();
+    for (path, pcap) in [(&rotated, &first), (&log, &second)] {
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(text.starts_with("#separator \\x09\n"), "{}", path.display());
+        assert!(text
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("#close"));
+        assert_eq!(text.matches("#fields").count(), 1, "{}", path.display());
+        assert_eq!(rows(&text), flows(pcap), "{}", path.display());
+    }
+}
+
+/// `pitap collect --check-config`: ok and a summary for a good file, exit
+/// 2 and the key for each kind of mistake, and nothing bound meanwhile.
+#[test]
+fn check_config_names_the_key() {
+    let dir = temp_dir("check-config");
+    let (config, _) = keygen(&dir, &["lab", "rack-2"]);
+    let good = std::fs::read_to_string(&config).unwrap();
+    let check = |text: &str| {
+        let path = dir.join("check.toml");
+        std::fs::write(&path, text).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_pitap"))
+            .args([
+                "collect",
+                "--check-config",
+                "--config",
+                path.to_str().unwrap(),
+            ])
+            .args(["--listen", "127.0.0.1:9"])
+            .output()
+            .unwrap()
+    };
+    let out = check(&good);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.starts_with("ok: listen 127.0.0.1:9, 2 taps"), "{said}");
+    assert!(!dir.join("flows.db").exists() && !dir.join("pitap-flows.db").exists());
+    for (extra, key) in [
+        ("[export]\nipfix = [\"nowhere\"]\n", "export.ipfix"),
+        (
+            "[export]\nmax_datagrams_per_s = 99999999\n",
+            "export.max_datagrams_per_s",
+        ),
+        ("[networks]\ninternal = [\"10.0.0.0/33\"]\n", "networks"),
+        ("[[alert]]\nname = \"x\"\nquery = \"proto:(\"\n", "alert"),
+        ("[taps.\"../evil\"]\nkey = \"00\"\n", "taps"),
+        ("[report]\nbeacon_score = 7\n", "beacon_score"),
+    ] {
+        let out = check(&format!("{good}\n{extra}"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra}: {out:?}");
+        assert!(err.contains(key), "{extra}: {err}");
+        assert!(err.contains("check.toml"), "{err}");
+    }
+}
