@@ -27,8 +27,13 @@ pub enum Sample {
     First,
     /// The correction already lay inside the interval.
     Kept,
-    /// The correction lay outside (the kernel clock drifted or was set):
-    /// moved to the interval's middle.
+    /// The correction lay outside the interval but the two agree within
+    /// what the correction was known to: moved into where both hold (a
+    /// first sample taken under load was wide; this one is narrower).
+    Refined,
+    /// The interval lies outside everything the correction allowed (the
+    /// kernel clock was set, or drifted past its bound): moved to the
+    /// interval's middle.
     Stepped,
     /// Too wide to sync with; nothing changed.
     TooUncertain,
@@ -100,9 +105,19 @@ impl TapClock {
         } else if (lo..=hi).contains(&self.correction_us) {
             Sample::Kept
         } else {
-            self.correction_us = middle;
-            self.steps += 1;
-            Sample::Stepped
+            let known = self.drifted(kernel_us) as i64;
+            let (from, to) = (
+                lo.max(self.correction_us - known),
+                hi.min(self.correction_us + known),
+            );
+            if from <= to {
+                self.correction_us = from + (to - from) / 2;
+                Sample::Refined
+            } else {
+                self.correction_us = middle;
+                self.steps += 1;
+                Sample::Stepped
+            }
         };
         // The truth lies in every sample's interval, and so does the
         // correction: its error is at most its distance to the interval's
@@ -168,15 +183,42 @@ mod tests {
     }
 
     #[test]
-    fn a_drifted_clock_steps_back_inside() {
+    fn a_drifting_clock_is_followed_and_a_set_one_stepped() {
         let mut c = TapClock::default();
         c.sample(NOW_US, NOW_US, NOW_US + 1_000);
-        // An hour later the kernel clock runs 80 ms fast.
+        // An hour later the kernel clock runs 80 ms fast: within 100 ppm
+        // of drift (360 ms), so the correction follows without a step.
         let kernel = NOW_US + 3_600_000_000 + 80_000;
         let truth = NOW_US + 3_600_000_000;
+        assert_eq!(c.sample(kernel, truth, truth + 2_000), Sample::Refined);
+        assert_eq!(c.steps(), 0);
+        assert!(c.correct_ms(kernel / 1000).abs_diff(truth / 1000) <= 2);
+        // A second later it is 5 s fast (someone set it): a step.
+        let kernel = kernel + 1_000_000 + 5_000_000;
+        let truth = truth + 1_000_000;
         assert_eq!(c.sample(kernel, truth, truth + 2_000), Sample::Stepped);
         assert_eq!(c.steps(), 1);
         assert!(c.correct_ms(kernel / 1000).abs_diff(truth / 1000) <= 2);
+    }
+
+    #[test]
+    fn a_wide_first_sample_is_refined_not_stepped() {
+        let mut c = TapClock::default();
+        let kernel = NOW_US - 10 * YEAR_US;
+        // Under load the first reply took 300 ms: the truth (the collector
+        // read its clock 20 ms in) is far from the interval's middle.
+        assert_eq!(
+            c.sample(kernel, NOW_US - 20_000, NOW_US + 280_000),
+            Sample::First
+        );
+        assert!(c.correct_ms(kernel / 1000).abs_diff(NOW_US / 1000) > 100);
+        // A quick reply a second later agrees with it: refined, no step.
+        let later = kernel + 1_000_000;
+        let truth = NOW_US + 1_000_000;
+        assert_eq!(c.sample(later, truth, truth + 1_000), Sample::Refined);
+        assert_eq!(c.steps(), 0);
+        assert!(c.correct_ms(later / 1000).abs_diff(truth / 1000) <= 1);
+        assert!(c.uncertainty_us() <= 1_000);
     }
 
     #[test]
