@@ -38,6 +38,8 @@ command -v cpio >/dev/null || need_apt+=(cpio)
 command -v sfdisk >/dev/null || [ -x /usr/sbin/sfdisk ] || [ -x /sbin/sfdisk ] || need_apt+=(fdisk)
 command -v xz >/dev/null || need_apt+=(xz-utils)
 command -v bc >/dev/null || need_apt+=(bc)
+# The Debian package: pitapd's man page from its --help.
+command -v help2man >/dev/null || need_apt+=(help2man)
 # The web UI's browser tests: Debian's Chromium, driven by playwright-core.
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v node >/dev/null || need_apt+=(nodejs npm)

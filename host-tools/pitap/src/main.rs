@@ -157,6 +157,14 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Print the shell completion script: pitap completions bash >
+    /// /etc/bash_completion.d/pitap.
+    Completions { shell: clap_complete::Shell },
+    /// Write the man pages (pitap.1 and one per subcommand) into DIR.
+    Man {
+        #[arg(long, default_value = ".")]
+        out_dir: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -407,9 +415,37 @@ fn collect_options(args: CollectArgs, check: bool) -> Result<collect::Options, S
     })
 }
 
+/// pitap.1 and pitap-SUBCOMMAND.1 from the clap definitions.
+fn write_man_pages(dir: &std::path::Path) -> Result<(), String> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut pages = vec![("pitap".to_string(), cmd.clone())];
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = format!("pitap-{}", sub.get_name());
+        pages.push((name.clone(), sub.clone().name(name)));
+    }
+    for (name, page) in pages {
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(page)
+            .render(&mut out)
+            .map_err(|e| format!("{name}: {e}"))?;
+        std::fs::write(&path, out).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "pitap", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { out_dir } => write_man_pages(&out_dir),
         Command::Collect(args) if args.check_config => {
             let config = args.config.clone();
             return match collect_options(args, true).and_then(|o| collect::check(&o)) {
