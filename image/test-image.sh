@@ -108,6 +108,16 @@ if as_nobody "$s/pitap" image write --image "$s/in.img" --target "$s/bad.img" --
 fi
 ok "identity baked in; a bad key refused"
 
+echo "== pitap image write: a progress bar on a terminal only"
+script -qec "$s/pitap image write --image $s/in.img --target $s/tty.img --tap-id rack-9" /dev/null \
+    > "$s/tty.out" || fail "pitap image write on a pty"
+grep -q "writing \[" "$s/tty.out" || fail "no progress bar on a terminal: $(head -c 300 "$s/tty.out")"
+"$s/pitap" image write --image "$s/in.img" --target "$s/quiet.img" --tap-id rack-9 >/dev/null 2>"$s/err" ||
+    fail "pitap image write, stderr to a file"
+[ ! -s "$s/err" ] || fail "a redirected stderr got: $(head -c 300 "$s/err")"
+rm -f "$s/tty.img" "$s/quiet.img"
+ok "the bar on a pty, nothing on a redirected stderr"
+
 echo "== pitap image write: checks first, and a block device only when confirmed"
 head -c 1048576 /dev/urandom > "$s/not-an-image.img"
 if "$s/pitap" image write --image "$s/not-an-image.img" --target "$s/none.img" --tap-id x 2>"$s/err"; then

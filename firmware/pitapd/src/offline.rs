@@ -1,8 +1,6 @@
 //! `pitapd --read`: a capture file through the flow engine to the sinks,
 //! offline (the packets' own times; the uplink waits for the collector).
 
-use std::time::{Duration, Instant};
-
 use pitap_flow_core::{EngineStats, FlowEngine, PacketSource};
 
 use crate::cli::Options;
@@ -11,26 +9,21 @@ use crate::source::{CaptureError, CaptureReader};
 use crate::summary;
 use crate::uplink::{ClockMode, KernelUdp, Uplink};
 
-/// A one-line progress bar on stderr, redrawn at most five times a second.
-struct Progress {
-    last: Instant,
-}
-
-impl Progress {
-    fn show(&mut self, done: usize, total: usize, stats: &EngineStats, flows: usize) {
-        if self.last.elapsed() < Duration::from_millis(200) {
-            return;
-        }
-        self.last = Instant::now();
-        let pct = (done * 100).checked_div(total).unwrap_or(100).min(100);
-        let bar = "#".repeat(pct / 4) + &".".repeat(25 - pct / 4);
-        eprint!(
-            "\r[{bar}] {pct:3}% {} frames, {} flows open, {} records   ",
-            stats.frames, flows, stats.records
-        );
+/// The progress bar of `--progress`: indicatif on stderr, which draws
+/// only on a terminal (redirected, nothing is written) and at most a few
+/// times a second; the position is bytes of the capture read.
+fn progress_bar(total: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total as u64),
+        indicatif::ProgressDrawTarget::stderr_with_hz(5),
+    );
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("[{bar:25}] {percent:>3}% {elapsed} {msg}")
+    {
+        bar.set_style(style.progress_chars("#>."));
     }
+    bar
 }
-
 /// Replays the capture; returns the engine's counters. A damaged file still
 /// gives the flows of everything before the damage, then the error.
 pub fn run(opts: &Options) -> Result<EngineStats, String> {
@@ -50,9 +43,7 @@ pub fn run(opts: &Options) -> Result<EngineStats, String> {
         ClockMode::Capture,
     );
     let mut engine = FlowEngine::new(opts.engine);
-    let mut progress = opts.progress.then(|| Progress {
-        last: Instant::now() - Duration::from_secs(1),
-    });
+    let progress = opts.progress.then(|| progress_bar(reader.progress().1));
     let mut read_error: Option<CaptureError> = None;
     loop {
         match reader.next_frame() {
@@ -82,16 +73,23 @@ pub fn run(opts: &Options) -> Result<EngineStats, String> {
                 break;
             }
         }
-        if let Some(p) = &mut progress {
-            if engine.stats().frames.is_multiple_of(4096) {
-                let (done, total) = reader.progress();
-                p.show(done, total, engine.stats(), engine.active_flows());
+        if let Some(bar) = &progress {
+            // indicatif draws at most 5 times a second whatever we set.
+            if engine.stats().frames.is_multiple_of(256) {
+                let stats = engine.stats();
+                bar.set_position(reader.progress().0 as u64);
+                bar.set_message(format!(
+                    "{} frames, {} flows open, {} records",
+                    stats.frames,
+                    engine.active_flows(),
+                    stats.records
+                ));
             }
         }
     }
     engine.flush(&mut sinks);
-    if progress.is_some() {
-        eprintln!();
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
     }
     // The last batch's base time; a capture's records carry their own.
     let last_ms = engine.clock_us() / 1000;

@@ -78,7 +78,20 @@ fn copy_image(image: &Path, target: &Path) -> Result<(), String> {
         .truncate(!is_block_device(target))
         .open(target)
         .map_err(|e| format!("{}: {e}", target.display()))?;
-    std::io::copy(&mut src, &mut dst).map_err(|e| format!("writing {}: {e}", target.display()))?;
+    // A bar on a terminal (indicatif draws nothing when stderr is not one).
+    let len = src.metadata().map(|m| m.len()).ok();
+    let bar = indicatif::ProgressBar::with_draw_target(
+        len,
+        indicatif::ProgressDrawTarget::stderr_with_hz(5),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "writing [{bar:30}] {bytes} of {total_bytes}, {bytes_per_sec}, {eta} left",
+    ) {
+        bar.set_style(style.progress_chars("#>."));
+    }
+    std::io::copy(&mut bar.wrap_read(&mut src), &mut dst)
+        .map_err(|e| format!("writing {}: {e}", target.display()))?;
+    bar.finish_and_clear();
     dst.sync_all()
         .map_err(|e| format!("{}: {e}", target.display()))
 }

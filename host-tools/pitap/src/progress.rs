@@ -1,20 +1,23 @@
-//! A progress line on a terminal for queries and reports that run longer
-//! than a second: flows scanned of the flows in the window, on stderr,
-//! redrawn in place at most a few times a second and erased at the end.
-//! Nothing is written when stderr is not a terminal (scripts and pipes
-//! see only the result), nor while flow lines go to the same terminal.
+//! A progress line on a terminal for queries, reports and fetches that run
+//! longer than a second: flows scanned of the flows in the window, on
+//! stderr, drawn by indicatif (in place, at most 5 times a second, erased
+//! at the end). Nothing is written when stderr is not a terminal (scripts
+//! and pipes see only the result), nor while flow lines go to the same
+//! terminal.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// A query shows progress once it has run this long.
 const AFTER: Duration = Duration::from_secs(1);
-const EVERY: Duration = Duration::from_millis(200);
 
 pub struct Progress {
     what: &'static str,
     started: Instant,
-    last: Option<Instant>,
+    /// Made at the first update past the wait.
+    bar: Option<ProgressBar>,
     show: bool,
     after: Duration,
 }
@@ -30,7 +33,7 @@ impl Progress {
         Progress {
             what,
             started: Instant::now(),
-            last: None,
+            bar: None,
             show: std::io::stderr().is_terminal(),
             after,
         }
@@ -39,8 +42,11 @@ impl Progress {
     /// No output at all.
     pub fn silent() -> Progress {
         Progress {
+            what: "",
+            started: Instant::now(),
+            bar: None,
             show: false,
-            ..Progress::stderr("")
+            after: AFTER,
         }
     }
 
@@ -49,31 +55,26 @@ impl Progress {
         if !self.show || self.started.elapsed() < self.after {
             return;
         }
-        if self.last.is_some_and(|t| t.elapsed() < EVERY) {
-            return;
-        }
-        self.last = Some(Instant::now());
-        let pct = if total == 0 {
-            100.0
-        } else {
-            done as f64 * 100.0 / total as f64
-        };
-        let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
-            "\r\x1b[2Kpitap {}: {done} of {total} flows scanned ({pct:.0}%), {:.1} s",
-            self.what,
-            self.started.elapsed().as_secs_f64()
-        );
-        let _ = err.flush();
+        let what = self.what;
+        let bar = self.bar.get_or_insert_with(|| {
+            let bar =
+                ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(5));
+            if let Ok(style) = ProgressStyle::with_template(
+                "{prefix}: {pos} of {len} flows scanned ({percent}%), {elapsed}",
+            ) {
+                bar.set_style(style);
+            }
+            bar.set_prefix(format!("pitap {what}"));
+            bar
+        });
+        bar.set_length(total);
+        bar.set_position(done);
     }
 
     /// Erases the line before the result is written, so it stands alone.
     pub fn finish(&mut self) {
-        if self.last.take().is_some() {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[2K");
-            let _ = err.flush();
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
         }
         self.show = false;
     }
