@@ -207,7 +207,7 @@ pub fn run(o: &Options) -> Result<u64, String> {
     let fetch = request(o)?;
     let store = Store::open_existing(&o.store)?;
     let started = Instant::now();
-    let mut progress = Progress::stderr("fetching");
+    let mut progress = Progress::stderr("fetching").counting("chunks received");
     loop {
         let now = fetches::get(store.conn(), fetch.id)?
             .ok_or("the fetch went from the store (another pitap deleted it)")?;

@@ -15,6 +15,8 @@ const AFTER: Duration = Duration::from_secs(1);
 
 pub struct Progress {
     what: &'static str,
+    /// What is counted: "flows scanned".
+    unit: &'static str,
     started: Instant,
     /// Made at the first update past the wait.
     bar: Option<ProgressBar>,
@@ -32,6 +34,7 @@ impl Progress {
             .map_or(AFTER, Duration::from_millis);
         Progress {
             what,
+            unit: "flows scanned",
             started: Instant::now(),
             bar: None,
             show: std::io::stderr().is_terminal(),
@@ -43,6 +46,7 @@ impl Progress {
     pub fn silent() -> Progress {
         Progress {
             what: "",
+            unit: "",
             started: Instant::now(),
             bar: None,
             show: false,
@@ -50,18 +54,24 @@ impl Progress {
         }
     }
 
+    /// Counts something else than flows scanned ("chunks received").
+    pub fn counting(mut self, unit: &'static str) -> Progress {
+        self.unit = unit;
+        self
+    }
+
     /// `done` of `total` flows scanned so far.
     pub fn update(&mut self, done: u64, total: u64) {
         if !self.show || self.started.elapsed() < self.after {
             return;
         }
-        let what = self.what;
+        let (what, unit) = (self.what, self.unit);
         let bar = self.bar.get_or_insert_with(|| {
             let bar =
                 ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(5));
-            if let Ok(style) = ProgressStyle::with_template(
-                "{prefix}: {pos} of {len} flows scanned ({percent}%), {elapsed}",
-            ) {
+            let template =
+                format!("{{prefix}}: {{pos}} of {{len}} {unit} ({{percent}}%), {{elapsed}}");
+            if let Ok(style) = ProgressStyle::with_template(&template) {
                 bar.set_style(style);
             }
             bar.set_prefix(format!("pitap {what}"));
