@@ -91,7 +91,8 @@ enum Aggregate {
 pub enum Action {
     Print,
     File(PathBuf),
-    Webhook(String),
+    /// POST the alert to a URL, put as its receiver reads it.
+    Webhook(String, crate::webhook::Style),
     Blocklist(PathBuf),
     Nft {
         path: PathBuf,
@@ -171,10 +172,15 @@ impl AlertRule {
                     need_arg("a path")?;
                     Action::File(arg.into())
                 }
-                "webhook" => {
+                "webhook" | "slack" | "teams" => {
                     need_arg("a URL")?;
-                    crate::webhook::parse_url(arg).map_err(|e| format!("actions: {e}"))?;
-                    Action::Webhook(arg.into())
+                    crate::webhook::check_url(arg).map_err(|e| format!("actions: {e}"))?;
+                    let style = match kind {
+                        "slack" => crate::webhook::Style::Slack,
+                        "teams" => crate::webhook::Style::Teams,
+                        _ => crate::webhook::Style::Json,
+                    };
+                    Action::Webhook(arg.into(), style)
                 }
                 "blocklist" | "nft" | "nft-apply" => {
                     need_arg("a path")?;
@@ -193,7 +199,7 @@ impl AlertRule {
                 }
                 _ => {
                     return Err(format!(
-                        "actions: {a:?}: print, file:PATH, webhook:URL, blocklist:PATH, nft:PATH, nft-apply:PATH or pcap:DIR"
+                        "actions: {a:?}: print, file:PATH, webhook:URL, slack:URL, teams:URL, blocklist:PATH, nft:PATH, nft-apply:PATH or pcap:DIR"
                     ))
                 }
             });
@@ -288,7 +294,9 @@ impl Alerts {
         self.rules.len()
     }
 
-    pub fn new(rules: &[AlertRule]) -> Result<Alerts, String> {
+    /// `tls_ca`: the CAs webhooks over https are checked against (default:
+    /// the Mozilla roots).
+    pub fn new(rules: &[AlertRule], tls_ca: Option<&std::path::Path>) -> Result<Alerts, String> {
         let mut out = Vec::new();
         let mut blocked = HashMap::new();
         let mut webhooks = false;
@@ -300,7 +308,7 @@ impl Alerts {
                     Action::Blocklist(p) | Action::Nft { path: p, .. } => {
                         blocked.insert(p.clone(), read_blocklist(p));
                     }
-                    Action::Webhook(_) => webhooks = true,
+                    Action::Webhook(..) => webhooks = true,
                     _ => {}
                 }
             }
@@ -317,7 +325,12 @@ impl Alerts {
         Ok(Alerts {
             rules: out,
             blocked,
-            webhook: webhooks.then(crate::webhook::Poster::start),
+            webhook: match webhooks {
+                true => Some(crate::webhook::Poster::start(crate::webhook::Client::new(
+                    tls_ca,
+                )?)),
+                false => None,
+            },
             pcap_orders: Vec::new(),
             fired: 0,
             errors: 0,
@@ -446,20 +459,21 @@ impl Alerts {
 
     fn act(&mut self, action: &Action, f: &Fired) -> Result<(), String> {
         let json = serde_json::to_string(f).map_err(|e| e.to_string())?;
+        let line = format!(
+            "ALERT {} {}{}: {} >= {} in {} s",
+            f.ts,
+            f.alert,
+            f.group
+                .as_ref()
+                .map(|g| format!(" [{g}]"))
+                .unwrap_or_default(),
+            f.value,
+            f.threshold,
+            f.window_s
+        );
         match action {
             Action::Print => {
-                eprintln!(
-                    "pitap: ALERT {} {}{}: {} >= {} in {} s",
-                    f.ts,
-                    f.alert,
-                    f.group
-                        .as_ref()
-                        .map(|g| format!(" [{g}]"))
-                        .unwrap_or_default(),
-                    f.value,
-                    f.threshold,
-                    f.window_s
-                );
+                eprintln!("pitap: {line}");
                 Ok(())
             }
             Action::File(path) => std::fs::OpenOptions::new()
@@ -468,8 +482,8 @@ impl Alerts {
                 .open(path)
                 .and_then(|mut file| writeln!(file, "{json}"))
                 .map_err(|e| format!("{}: {e}", path.display())),
-            Action::Webhook(url) => match &self.webhook {
-                Some(p) => p.post(url, json),
+            Action::Webhook(url, style) => match &self.webhook {
+                Some(p) => p.post(url, style.body(&json, &line)),
                 None => Err("webhook thread missing".into()),
             },
             // Ordered when the alert fired (take_pcap_orders).

@@ -32,6 +32,8 @@ pub struct Options {
     pub listen: SocketAddr,
     pub format: LineFormat,
     pub output: Option<PathBuf>,
+    /// `[tls] ca_file`: the CAs https receivers are checked against.
+    pub tls_ca: Option<PathBuf>,
     pub state: Option<PathBuf>,
     pub keys: BTreeMap<String, Key>,
     pub allow_plaintext: bool,
@@ -453,7 +455,7 @@ pub fn check(opts: &Options) -> Result<String, String> {
     if opts.keys.is_empty() && !opts.allow_plaintext {
         return Err("no tap keys: [taps.ID] key = ... (pitap keygen)".into());
     }
-    let alerts = Alerts::new(&opts.alerts)?;
+    let alerts = Alerts::new(&opts.alerts, opts.tls_ca.as_deref())?;
     opts.exports.check()?;
     Ok(format!(
         "listen {}, {} taps, {} networks, {} alert rules, store {}, output {}",
@@ -501,8 +503,8 @@ pub fn run(opts: Options) -> Result<(), String> {
         Some(store) => store.count()?,
         None => 0,
     };
-    let alerts = Alerts::new(&opts.alerts)?;
-    let exporters = crate::export::from_config(&opts.exports)?;
+    let alerts = Alerts::new(&opts.alerts, opts.tls_ca.as_deref())?;
+    let exporters = crate::export::from_config(&opts.exports, opts.tls_ca.as_deref())?;
     if let (Some(out), Some(committed)) = (&opts.output, saved.output_len) {
         roll_back(out, committed)?;
     }
@@ -703,6 +705,9 @@ pub fn run(opts: Options) -> Result<(), String> {
         .finish()
         .map_err(|e| format!("writing flows: {e}"))?;
     state.print_status();
+    for e in &mut state.exporters {
+        e.finish();
+    }
     for e in &state.exporters {
         let (sent, errors) = e.counts();
         eprintln!("pitap: {}: {sent} sent, {errors} errors", e.describe());

@@ -227,6 +227,11 @@ impl Collector {
             Err(e) => return self.reject(Reject::from_wire(e)),
         };
         let tap_id = header.tap_id.to_string();
+        // Tap ids name files and reach a browser: only what a tap may be
+        // named, even where plaintext from any tap is allowed.
+        if pitap_wire::codec::check_tap_id(&tap_id).is_err() {
+            return self.reject(Reject::MalformedEnvelope);
+        }
         let key = match self.taps.get(&tap_id) {
             Some(t) => t.key.clone(),
             None if !header.sealed && self.allow_plaintext => None,

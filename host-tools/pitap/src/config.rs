@@ -59,6 +59,17 @@ pub struct CollectorConfig {
     pub web: crate::web::WebSection,
     #[serde(default)]
     pub geoip: crate::geoip::GeoIpSection,
+    #[serde(default)]
+    pub tls: TlsSection,
+}
+
+/// `[tls]`: how https receivers (webhooks, Splunk HEC) are checked.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM CAs to trust instead of the Mozilla roots (a private CA, or a
+    /// receiver's self-signed certificate).
+    pub ca_file: Option<String>,
 }
 
 /// `[report]`: which named networks hold data worth watching leave.

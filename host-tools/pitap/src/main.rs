@@ -406,6 +406,7 @@ fn collect_options(args: CollectArgs, check: bool) -> Result<collect::Options, S
         listen,
         format,
         output: output.or_else(|| c.output.as_ref().map(PathBuf::from)),
+        tls_ca: file.tls.ca_file.as_ref().map(PathBuf::from),
         state: state.or_else(|| c.state.as_ref().map(PathBuf::from)),
         keys: file.keys()?,
         allow_plaintext: insecure_plaintext || c.insecure_plaintext,

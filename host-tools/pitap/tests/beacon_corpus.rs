@@ -188,7 +188,7 @@ fn a_beacon_alert_fires_on_beacons_not_on_noise() {
     let mut beacons = 0;
     let mut fired_noise = 0;
     for (i, s) in series.iter().enumerate() {
-        let mut alerts = Alerts::new(std::slice::from_ref(&rule)).unwrap();
+        let mut alerts = Alerts::new(std::slice::from_ref(&rule), None).unwrap();
         let fired: usize = as_flows(s, (i % 250) as u8)
             .iter()
             .map(|f| alerts.observe(f).len())

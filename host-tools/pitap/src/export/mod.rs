@@ -11,6 +11,7 @@
 
 pub mod gelf;
 pub mod ipfix;
+pub mod splunk;
 pub mod syslog;
 
 use std::net::SocketAddr;
@@ -43,6 +44,14 @@ pub struct ExportSection {
     /// A receiver on the same host loses a burst its socket buffer cannot
     /// hold: nfcapd lost a third of a 200,000-flow replay sent unpaced.
     pub max_datagrams_per_s: Option<u32>,
+    /// Splunk HTTP Event Collector: the endpoint's URL
+    /// (`https://splunk:8088/services/collector/event`) and its token.
+    pub splunk_hec: Option<String>,
+    pub splunk_token: Option<String>,
+    /// The Splunk index to write to (default: the token's).
+    pub splunk_index: Option<String>,
+    /// Events per POST (default 500).
+    pub splunk_batch: Option<usize>,
 }
 
 /// The default pace: ~65,000 IPFIX flows a second.
@@ -113,6 +122,19 @@ impl ExportSection {
         if self.max_datagrams_per_s.is_some_and(|r| r > 10_000_000) {
             return Err("export.max_datagrams_per_s: at most 10,000,000 (0: unpaced)".into());
         }
+        match (&self.splunk_hec, &self.splunk_token) {
+            (Some(url), Some(token)) => {
+                crate::webhook::check_url(url).map_err(|e| format!("export.splunk_hec: {e}"))?;
+                if token.is_empty() || token.chars().any(|c| c.is_control() || c == ' ') {
+                    return Err("export.splunk_token: the HEC token, no spaces".into());
+                }
+            }
+            (None, None) => {}
+            _ => return Err("export.splunk_hec and export.splunk_token go together".into()),
+        }
+        if self.splunk_batch == Some(0) {
+            return Err("export.splunk_batch: at least 1 event".into());
+        }
         if let Some(c) = self.gelf_chunk_size {
             if !(64..=8192).contains(&c) {
                 return Err("export.gelf_chunk_size: 64 to 8192 bytes".into());
@@ -128,9 +150,15 @@ pub trait Exporter {
     /// Datagrams or messages sent, and send errors, for the status line.
     fn counts(&self) -> (u64, u64);
     fn describe(&self) -> String;
+    /// Sends what is still queued, before the collector prints the counts
+    /// and exits (an exporter with a thread of its own waits for it).
+    fn finish(&mut self) {}
 }
 
-pub fn from_config(e: &ExportSection) -> Result<Vec<Box<dyn Exporter>>, String> {
+pub fn from_config(
+    e: &ExportSection,
+    tls_ca: Option<&std::path::Path>,
+) -> Result<Vec<Box<dyn Exporter>>, String> {
     e.check()?;
     let interval = Duration::from_secs_f64(e.template_interval_s.unwrap_or(60.0));
     let pace = e.max_datagrams_per_s.unwrap_or(DEFAULT_DATAGRAMS_PER_S);
@@ -162,6 +190,15 @@ pub fn from_config(e: &ExportSection) -> Result<Vec<Box<dyn Exporter>>, String> 
     }
     for a in addresses("syslog", &e.syslog)? {
         out.push(Box::new(syslog::Syslog::new(a)?));
+    }
+    if let (Some(url), Some(token)) = (&e.splunk_hec, &e.splunk_token) {
+        out.push(Box::new(splunk::Hec::new(
+            url,
+            token,
+            e.splunk_index.clone(),
+            e.splunk_batch.unwrap_or(500),
+            crate::webhook::Client::new(tls_ca)?,
+        )?));
     }
     Ok(out)
 }
