@@ -12,9 +12,9 @@ use crate::config::Config;
 use crate::uplink::{ClockMode, Sealing, UplinkSettings};
 
 pub const USAGE: &str = "\
-usage: pitapd --config FILE [--print] [--format text|json|zeek|zeek-json] [--config-errors FILE]
+usage: pitapd --config FILE [--print] [--format text|json|zeek|zeek-json|ecs] [--config-errors FILE]
        pitapd --check-config FILE
-       pitapd --read FILE [--config FILE] [--print] [--files] [--format text|json|zeek|zeek-json]
+       pitapd --read FILE [--config FILE] [--print] [--files] [--format text|json|zeek|zeek-json|ecs]
               [--uplink HOST:PORT (--key HEX | --insecure-plaintext)] [--tap-id ID]
               [--ack-timeout SECS] [--flows N] [--idle-timeout SECS] [--active-timeout SECS]
               [--progress] [--quiet]
@@ -28,8 +28,8 @@ usage: pitapd --config FILE [--print] [--format text|json|zeek|zeek-json] [--con
   --print                write one line per flow to stdout
   --files                write one line per file record (an HTTP body: hashes, size,
                          type, URL) to stdout
-  --format FORMAT        line format for --print: text (default), json, or Zeek's
-                         conn.log as zeek (TSV) or zeek-json
+  --format FORMAT        line format for --print: text (default), json, Zeek's
+                         conn.log as zeek (TSV) or zeek-json, or ecs (Elastic)
   --uplink HOST:PORT     send flow batches to a collector over UDP
   --key HEX              the tap's key (pitap keygen); every datagram is sealed with it
   --insecure-plaintext   send without sealing (tests only; the collector must agree)

@@ -24,15 +24,18 @@ pub enum LineFormat {
     Zeek,
     /// Zeek's conn.log as Zeek's JSON writer writes it.
     ZeekJson,
+    /// Elastic Common Schema documents, one a line.
+    Ecs,
 }
 
 impl LineFormat {
     /// Every format by the name options take.
-    pub const NAMES: [(&'static str, LineFormat); 4] = [
+    pub const NAMES: [(&'static str, LineFormat); 5] = [
         ("text", LineFormat::Text),
         ("json", LineFormat::Json),
         ("zeek", LineFormat::Zeek),
         ("zeek-json", LineFormat::ZeekJson),
+        ("ecs", LineFormat::Ecs),
     ];
 }
 
@@ -300,6 +303,7 @@ pub fn format_line(r: &FlowRecord, tap: &str, format: LineFormat) -> String {
         LineFormat::Json => json_value(r, tap).to_string(),
         LineFormat::Zeek => crate::zeek::tsv_line(r, tap, None),
         LineFormat::ZeekJson => crate::zeek::json_line(r, tap, None).to_string(),
+        LineFormat::Ecs => crate::ecs::ecs_value(r, tap).to_string(),
     }
 }
 
@@ -527,8 +531,8 @@ impl<W: Write> FlowSink for LineSink<W> {
         let line = match self.format {
             LineFormat::Text => file_text_line(file, &self.tap),
             LineFormat::Json => file_json(file, &self.tap).to_string(),
-            // conn.log has no place for them.
-            LineFormat::Zeek | LineFormat::ZeekJson => return,
+            // conn.log has no place for them; ECS file documents are not written.
+            LineFormat::Zeek | LineFormat::ZeekJson | LineFormat::Ecs => return,
         };
         self.buf.extend_from_slice(line.as_bytes());
         self.write_buf();
@@ -553,6 +557,11 @@ impl<W: Write> FlowSink for LineSink<W> {
                 .extend_from_slice(crate::zeek::tsv_line(record, &self.tap, local).as_bytes()),
             LineFormat::ZeekJson => self.buf.extend_from_slice(
                 crate::zeek::json_line(record, &self.tap, local)
+                    .to_string()
+                    .as_bytes(),
+            ),
+            LineFormat::Ecs => self.buf.extend_from_slice(
+                crate::ecs::ecs_value(record, &self.tap)
                     .to_string()
                     .as_bytes(),
             ),

@@ -18,6 +18,8 @@ mod attach;
 pub mod codec;
 pub mod community_id;
 #[cfg(feature = "std")]
+pub mod ecs;
+#[cfg(feature = "std")]
 pub mod envelope;
 pub mod fields;
 pub mod file;

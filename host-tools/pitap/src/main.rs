@@ -175,8 +175,8 @@ struct CollectArgs {
     /// Address to listen on, e.g. 0.0.0.0:4739 or [::]:4739.
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Line format: text, json, or Zeek's conn.log as zeek (TSV) or
-    /// zeek-json.
+    /// Line format: text, json, Zeek's conn.log as zeek (TSV) or
+    /// zeek-json, or ecs (Elastic Common Schema documents).
     #[arg(long)]
     format: Option<LineFormat>,
     /// Append lines to this file instead of stdout.
