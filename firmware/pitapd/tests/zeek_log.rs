@@ -159,3 +159,36 @@ fn conn_log_reads_back_with_zat_on_every_real_capture() {
     eprintln!("{rows_checked} conn.log rows read back by zat");
     assert!(rows_checked > 250, "{rows_checked}");
 }
+
+/// Every file record's `conn_uid` is the `uid` of the conn.log row of the
+/// flow that carried it (Zeek's files.log `conn_uids`).
+#[test]
+fn file_records_name_their_conn_log_row() {
+    let mut linked = 0;
+    for file in real_pcaps() {
+        let path = file.to_str().unwrap();
+        let out = pitapd(&["--read", path, "--files", "--format", "json", "-q"]);
+        assert!(out.status.success(), "{out:?}");
+        let files: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if files.is_empty() {
+            continue;
+        }
+        let rows = lines(&file, "zeek-json");
+        for f in &files {
+            let uid = f["conn_uid"].as_str().unwrap();
+            let row = rows
+                .iter()
+                .find(|r| r["uid"] == uid)
+                .unwrap_or_else(|| panic!("{path}: no conn.log row {uid} for {f}"));
+            assert_eq!(row["id.orig_h"], f["src_addr"], "{path}");
+            assert_eq!(row["id.orig_p"], f["src_port"], "{path}");
+            assert_eq!(row["id.resp_h"], f["dst_addr"], "{path}");
+            assert_eq!(row["id.resp_p"], f["dst_port"], "{path}");
+            linked += 1;
+        }
+    }
+    assert!(linked >= 10, "only {linked} files linked");
+}

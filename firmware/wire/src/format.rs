@@ -332,6 +332,7 @@ pub fn file_json(f: &FileRecord, tap: &str) -> Value {
         "src_port": f.src_port,
         "dst_addr": f.dst_addr.to_string(),
         "dst_port": f.dst_port,
+        "conn_uid": crate::zeek::file_conn_uid(f, tap),
     })
 }
 

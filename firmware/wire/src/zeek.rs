@@ -56,6 +56,21 @@ const COLUMNS: [(&str, &str); 21] = [
 ];
 
 /// Zeek's connection uid: "C" and base62 of 96 bits.
+/// The `uid` of the conn.log row of the flow that carried a file: what
+/// Zeek's files.log calls `conn_uids`, on the file's JSON line.
+pub fn file_conn_uid(f: &crate::file::FileRecord, tap: &str) -> String {
+    let mut r = FlowRecord {
+        start_ms: f.flow_start_ms,
+        proto: 6,
+        ..FlowRecord::default()
+    };
+    r.src.addr = f.src_addr;
+    r.src.port = f.src_port;
+    r.dst.addr = f.dst_addr;
+    r.dst.port = f.dst_port;
+    uid(&r, tap)
+}
+
 pub fn uid(r: &FlowRecord, tap: &str) -> String {
     let mut h = Sha1::new();
     h.update(tap.as_bytes());
