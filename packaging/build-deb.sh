@@ -28,8 +28,13 @@ mkdir -p "$comp/bash-completion/completions" "$comp/zsh/vendor-completions" \
 "$bin/pitap" completions bash > "$comp/bash-completion/completions/pitap"
 "$bin/pitap" completions zsh > "$comp/zsh/vendor-completions/_pitap"
 "$bin/pitap" completions fish > "$comp/fish/vendor_completions.d/pitap.fish"
-# pitapd parses its options by hand; bash-completion reads them off --help.
+# pitapd parses its options by hand (no clap to generate from): bash and
+# zsh read them off its --help (_longopt, _gnu_generic); fish gets them
+# listed from the same --help.
 echo 'complete -F _longopt pitapd' > "$comp/bash-completion/completions/pitapd"
+printf '#compdef pitapd\n_gnu_generic\n' > "$comp/zsh/vendor-completions/_pitapd"
+"$bin/pitapd" --help | sed -n 's/^  --\([a-z-]*\).*/\1/p' | sort -u |
+    sed 's/^/complete -c pitapd -l /' > "$comp/fish/vendor_completions.d/pitapd.fish"
 install -Dm644 packaging/pitap-collect.service "$root/lib/systemd/system/pitap-collect.service"
 install -Dm644 packaging/pitap.logrotate "$root/etc/logrotate.d/pitap"
 install -Dm644 README.md "$root/usr/share/doc/pitap/README.md"

@@ -20,6 +20,10 @@ done
 zcat /usr/share/man/man1/pitapd.1.gz | grep -q 'replay a pcap' || fail "pitapd.1 lacks its options"
 bash -c 'source /usr/share/bash-completion/completions/pitap && complete -p pitap' >/dev/null ||
     fail "the bash completion does not load"
+grep -qx 'complete -c pitapd -l read' /usr/share/fish/vendor_completions.d/pitapd.fish ||
+    fail "the fish completion of pitapd lacks --read"
+[ -s /usr/share/zsh/vendor-completions/_pitap ] && [ -s /usr/share/zsh/vendor-completions/_pitapd ] ||
+    fail "no zsh completions"
 getent passwd pitap >/dev/null || fail "no pitap user"
 [ -f /lib/systemd/system/pitap-collect.service ] || fail "no unit"
 if command -v systemd-analyze >/dev/null; then
