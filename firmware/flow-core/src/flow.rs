@@ -132,6 +132,7 @@ impl Flow {
                 &mut self.history,
                 from_initiator,
                 pkt.tcp_flags,
+                pkt.tcp_seq,
                 pkt.payload_len,
             );
         } else {
@@ -162,6 +163,7 @@ impl Flow {
     pub fn start_continuation(&mut self, ts_us: u64, drops_now: u32) {
         self.drops_at_start = drops_now;
         self.sides = [SideCounters::default(); 2];
+        self.tcp.gaps.restart_count();
         self.part_start_us = ts_us;
         self.last_us = ts_us;
         self.continuation = true;
@@ -224,6 +226,7 @@ impl Flow {
             names: Default::default(),
             clock: Default::default(),
             ring_drops: drops_now.wrapping_sub(self.drops_at_start),
+            missed_bytes: self.tcp.gaps.missed(),
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod fragments;
 pub mod index;
 pub mod key;
 pub mod ring;
+pub mod seq;
 pub mod source;
 pub mod stats;
 pub mod table;

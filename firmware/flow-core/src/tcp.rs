@@ -4,6 +4,7 @@
 use pitap_wire::{ConnState, EndReason, History};
 
 use crate::decode::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use crate::seq::SeqGaps;
 
 /// One side's TCP state (Zeek's `TCP_ENDPOINT_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -88,6 +89,8 @@ pub struct TcpTracker {
     pub ends: [Endpoint; 2],
     /// Whether each side sent payload (Zeek's `size > 0`).
     pub sent_data: [bool; 2],
+    /// Bytes the tap never saw, from the sequence numbers.
+    pub gaps: SeqGaps,
 }
 
 impl TcpTracker {
@@ -97,6 +100,7 @@ impl TcpTracker {
         history: &mut HistoryTracker,
         from_initiator: bool,
         flags: u8,
+        seq: u32,
         payload_len: u32,
     ) {
         let (me, peer) = if from_initiator { (0, 1) } else { (1, 0) };
@@ -104,6 +108,11 @@ impl TcpTracker {
         let ack = flags & TCP_ACK != 0;
         let fin = flags & TCP_FIN != 0;
         let rst = flags & TCP_RST != 0;
+        // An RST's number need not be in the stream (RFC 5961 allows a
+        // window's worth of slack); bare ACKs carry none of it.
+        if !rst && (syn || fin || payload_len > 0) {
+            self.gaps.segment(me, seq, payload_len, syn, fin);
+        }
 
         if syn && (fin || rst) {
             history.note(from_initiator, Letter::Multi);
@@ -261,7 +270,7 @@ mod tests {
         let mut t = TcpTracker::default();
         let mut h = HistoryTracker::default();
         for &(dir, flags, len) in segments {
-            t.update(&mut h, dir, flags, len);
+            t.update(&mut h, dir, flags, 0, len);
         }
         (t.conn_state(&h.text), h.text.as_str().to_string())
     }
@@ -321,13 +330,13 @@ mod tests {
     fn end_detection() {
         let mut t = TcpTracker::default();
         let mut h = HistoryTracker::default();
-        t.update(&mut h, true, SYN, 0);
-        t.update(&mut h, false, SYNACK, 0);
-        t.update(&mut h, true, FINACK, 0);
+        t.update(&mut h, true, SYN, 0, 0);
+        t.update(&mut h, false, SYNACK, 0, 0);
+        t.update(&mut h, true, FINACK, 0, 0);
         assert_eq!(t.ended(), None);
-        t.update(&mut h, false, FINACK, 0);
+        t.update(&mut h, false, FINACK, 0, 0);
         assert_eq!(t.ended(), Some(EndReason::TcpClose));
-        t.update(&mut h, true, RST, 0);
+        t.update(&mut h, true, RST, 0, 0);
         assert_eq!(t.ended(), Some(EndReason::TcpReset));
     }
 

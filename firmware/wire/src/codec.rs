@@ -85,6 +85,8 @@ const EXT_SERVER_HOSTNAME: u32 = 8;
 /// IP and payload bytes of each side: postcard varints (src IP, src
 /// payload, dst IP, dst payload).
 const EXT_SIDE_BYTES: u32 = 9;
+/// TCP bytes in sequence gaps (a varint).
+const EXT_MISSED_BYTES: u32 = 10;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WireError {
@@ -507,12 +509,17 @@ fn encode_record<'b>(
             put_part(scratch, &mut pos, text.as_bytes())?;
         }
     }
-    if r.ring_drops > 0 {
-        let mut value = [0u8; 5];
-        let mut n = 0;
-        put_varint(&mut value, &mut n, r.ring_drops)?;
-        put_varint(scratch, &mut pos, EXT_RING_DROPS)?;
-        put_part(scratch, &mut pos, &value[..n])?;
+    for (tag, count) in [
+        (EXT_RING_DROPS, r.ring_drops),
+        (EXT_MISSED_BYTES, r.missed_bytes),
+    ] {
+        if count > 0 {
+            let mut value = [0u8; 5];
+            let mut n = 0;
+            put_varint(&mut value, &mut n, count)?;
+            put_varint(scratch, &mut pos, tag)?;
+            put_part(scratch, &mut pos, &value[..n])?;
+        }
     }
     let (s, d) = (&r.src.counters, &r.dst.counters);
     let sides = [s.ip_bytes, s.payload_bytes, d.ip_bytes, d.payload_bytes];
@@ -534,6 +541,7 @@ fn decode_record(body: &[u8], base_ms: u64, clock: ClockState) -> Result<FlowRec
     let Extensions {
         names,
         ring_drops,
+        missed_bytes,
         side_bytes,
     } = read_extensions(rest)?;
     let start_ms = (base_ms as i64)
@@ -588,6 +596,7 @@ fn decode_record(body: &[u8], base_ms: u64, clock: ClockState) -> Result<FlowRec
         names,
         clock,
         ring_drops,
+        missed_bytes,
     })
 }
 
@@ -596,8 +605,19 @@ fn decode_record(body: &[u8], base_ms: u64, clock: ClockState) -> Result<FlowRec
 struct Extensions {
     names: Names,
     ring_drops: u32,
+    missed_bytes: u32,
     /// src IP, src payload, dst IP, dst payload bytes.
     side_bytes: [u64; 4],
+}
+
+/// An extension's value that is one varint and nothing else.
+fn one_varint(value: &[u8], field: &'static str) -> Result<u32, WireError> {
+    let mut at = 0;
+    let n = take_varint(value, &mut at)?;
+    if at != value.len() {
+        return Err(WireError::Malformed(field));
+    }
+    Ok(n)
 }
 
 /// Walks the tagged extensions after a record's core fields: the ones it
@@ -617,13 +637,8 @@ fn read_extensions(mut rest: &[u8]) -> Result<Extensions, WireError> {
             EXT_ALPN => names.alpn = Text::from_bytes(value),
             EXT_HTTP_HOST => names.http_host = Text::from_bytes(value),
             EXT_HTTP_REQUEST => names.http_request = Text::from_bytes(value),
-            EXT_RING_DROPS => {
-                let mut at = 0;
-                ext.ring_drops = take_varint(value, &mut at)?;
-                if at != value.len() {
-                    return Err(WireError::Malformed("ring_drops"));
-                }
-            }
+            EXT_RING_DROPS => ext.ring_drops = one_varint(value, "ring_drops")?,
+            EXT_MISSED_BYTES => ext.missed_bytes = one_varint(value, "missed_bytes")?,
             EXT_SIDE_BYTES => {
                 let (sides, left) = postcard::take_from_bytes::<[u64; 4]>(value)
                     .map_err(|_| WireError::Malformed("side bytes"))?;

@@ -458,6 +458,13 @@ pub static RECORD_FIELDS: &[RecordField] = &[
         get: |r| num(r.ring_drops),
         set: Some(|r, v| num_into(v, |n| r.ring_drops = n)),
     },
+    RecordField {
+        name: "missed_bytes",
+        aliases: &[],
+        ty: FieldType::Num,
+        get: |r| num(r.missed_bytes),
+        set: Some(|r, v| num_into(v, |n| r.missed_bytes = n)),
+    },
 ];
 
 /// The field called `name` (or one of its aliases).

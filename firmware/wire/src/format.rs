@@ -175,6 +175,10 @@ pub fn push_text_line(buf: &mut Vec<u8>, r: &FlowRecord, tap: &str) {
         buf.extend_from_slice(b" drops=");
         push_u64(buf, r.ring_drops.into());
     }
+    if r.missed_bytes > 0 {
+        buf.extend_from_slice(b" missed=");
+        push_u64(buf, r.missed_bytes.into());
+    }
     if r.clock == ClockState::Unsynced {
         buf.extend_from_slice(b" clock=unsynced");
     }
@@ -632,6 +636,9 @@ mod tests {
         if r.ring_drops > 0 {
             write!(line, " drops={}", r.ring_drops)?;
         }
+        if r.missed_bytes > 0 {
+            write!(line, " missed={}", r.missed_bytes)?;
+        }
         if r.clock == ClockState::Unsynced {
             line.write_str(" clock=unsynced")?;
         }
@@ -700,6 +707,7 @@ mod tests {
                 names: Default::default(),
                 clock: ClockState::ALL[(n % 3) as usize],
                 ring_drops: if n % 5 == 0 { (n >> 20) as u32 } else { 0 },
+                missed_bytes: if n % 7 == 0 { (n >> 12) as u32 } else { 0 },
             };
             let tap = ["", "edge", "rack-3"][(i % 3) as usize];
             let mut want = String::new();

@@ -293,6 +293,9 @@ pub struct FlowRecord {
     /// Frames the tap's capture rings dropped while this flow was open: its
     /// counters may miss up to that many (0: nothing was lost).
     pub ring_drops: u32,
+    /// TCP payload bytes in sequence gaps the tap never saw (Zeek's
+    /// `missed_bytes`): loss before the tap, or in its rings.
+    pub missed_bytes: u32,
 }
 
 /// What the analyst reads first: did the conversation happen?

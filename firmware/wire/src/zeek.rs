@@ -3,7 +3,8 @@
 //! (zat, RITA, Security Onion, zeek-cut) read PiTap's flows. One table of
 //! columns serves both. `uid` is derived from the tap, the start time and
 //! the Community ID, so `pitapd --print` and `pitap collect` give a flow the
-//! same one. `missed_bytes` is unset: the tap does not track sequence gaps.
+//! same one. `missed_bytes` is the bytes in TCP sequence gaps (0 for other
+//! protocols, as Zeek writes).
 
 use std::net::IpAddr;
 
@@ -130,7 +131,7 @@ fn cells(r: &FlowRecord, tap: &str, local: Locality<'_>) -> [Cell; 21] {
         Cell::Text(r.conn_state.as_str().into()),
         local.map_or(Cell::Unset, |f| Cell::Bool(f(&r.src.addr))),
         local.map_or(Cell::Unset, |f| Cell::Bool(f(&r.dst.addr))),
-        Cell::Unset,
+        Cell::Count(r.missed_bytes.into()),
         if history.is_empty() {
             Cell::Unset
         } else {

@@ -59,6 +59,7 @@ prop_compose! {
         icmp in proptest::option::of(any::<(u8, u8)>()),
         names in proptest::collection::vec("[ -~]{0,140}", 7),
         ring_drops in prop_oneof![Just(0u32), any::<u32>()],
+        missed_bytes in prop_oneof![Just(0u32), any::<u32>()],
     ) -> FlowRecord {
         FlowRecord {
             start_ms,
@@ -85,6 +86,7 @@ prop_compose! {
             },
             clock: ClockState::Unsynced,
             ring_drops,
+            missed_bytes,
         }
     }
 }

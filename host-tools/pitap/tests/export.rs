@@ -184,8 +184,9 @@ fn ipfix_and_netflow_v9_read_back_by_nfdump_and_tshark() {
     // Two taps: each its own observation domain.
     let taps = ["edge", "core"];
     let (keys_config, keys) = keygen(&dir, &taps);
+    // The Community ID under RFC 5612's documentation enterprise number.
     let config = format!(
-        "{}\n[export]\nipfix = [\"127.0.0.1:9995\"]\nnetflow9 = [\"127.0.0.1:9996\"]\n",
+        "{}\n[export]\nipfix = [\"127.0.0.1:9995\"]\nnetflow9 = [\"127.0.0.1:9996\"]\nipfix_community_id_pen = 32473\n",
         std::fs::read_to_string(&keys_config).unwrap()
     );
     std::fs::write(&keys_config, config).unwrap();
@@ -380,6 +381,8 @@ fn ipfix_and_netflow_v9_read_back_by_nfdump_and_tshark() {
             "cflow.od_id",
             "-e",
             "cflow.observation_domain_name",
+            "-e",
+            "cflow.enterprise_private_entry",
         ])
         .output()
         .unwrap();
@@ -430,6 +433,29 @@ fn ipfix_and_netflow_v9_read_back_by_nfdump_and_tshark() {
         }
     }
     assert_eq!(ipfix_records, ours.len(), "tshark's IPFIX records");
+    // Every IPFIX record carries its flow's Community ID (the JSON line's,
+    // itself checked against the reference implementation).
+    let mut theirs_ids: Vec<String> = Vec::new();
+    for line in String::from_utf8_lossy(&fields.stdout).lines() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        if cols[0] != "10" {
+            continue;
+        }
+        for hex in cols[6].split(',').filter(|h| !h.is_empty()) {
+            let hex = hex.replace(':', "");
+            let bytes: Vec<u8> = (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+                .collect();
+            theirs_ids.push(String::from_utf8(bytes).unwrap());
+        }
+    }
+    let mut ours_ids: Vec<String> = ours
+        .iter()
+        .map(|f| f["community_id"].as_str().unwrap().to_string())
+        .collect();
+    theirs_ids.sort();
+    ours_ids.sort();
+    assert_eq!(theirs_ids, ours_ids, "Community IDs in the IPFIX records");
     // The frame bytes travel as layer2OctetDeltaCount (octets are IP bytes).
     let frames: u64 = ours
         .iter()

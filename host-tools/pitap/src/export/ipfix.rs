@@ -39,58 +39,68 @@ pub enum Protocol {
     NetflowV9,
 }
 
-/// (element id, length, reverse?)
-type Element = (u16, u16, bool);
+/// (element id, length, enterprise number of an enterprise-specific one).
+type Element = (u16, u16, Option<u32>);
+const REVERSE: Option<u32> = Some(REVERSE_PEN);
+/// The Community ID's element number under the PEN the collector is given
+/// (`[export] ipfix_community_id_pen`): IANA has none for it.
+const COMMUNITY_ID_IE: u16 = 1;
+/// "1:" and the base64 of a SHA-1.
+const COMMUNITY_ID_LEN: u16 = 30;
 /// A variable-length element (RFC 7011 7): a length byte, then the value.
 const VARIABLE: u16 = 0xffff;
 
-fn ipfix_elements(v6: bool) -> Vec<Element> {
+fn ipfix_elements(v6: bool, community_pen: Option<u32>) -> Vec<Element> {
     let (src, dst, icmp) = if v6 { (27, 28, 139) } else { (8, 12, 32) };
     let a = if v6 { 16 } else { 4 };
-    vec![
-        (152, 8, false),        // flowStartMilliseconds
-        (153, 8, false),        // flowEndMilliseconds
-        (src, a, false),        // sourceIPv{4,6}Address
-        (dst, a, false),        // destinationIPv{4,6}Address
-        (7, 2, false),          // sourceTransportPort
-        (11, 2, false),         // destinationTransportPort
-        (4, 1, false),          // protocolIdentifier
-        (6, 2, false),          // tcpControlBits
-        (2, 8, false),          // packetDeltaCount
-        (1, 8, false),          // octetDeltaCount (IP bytes)
-        (352, 8, false),        // layer2OctetDeltaCount (frame bytes)
-        (6, 2, true),           // reverse tcpControlBits
-        (2, 8, true),           // reversePacketDeltaCount
-        (1, 8, true),           // reverseOctetDeltaCount
-        (352, 8, true),         // reverseLayer2OctetDeltaCount
-        (56, 6, false),         // sourceMacAddress
-        (80, 6, false),         // destinationMacAddress
-        (58, 2, false),         // vlanId
-        (icmp, 2, false),       // icmpTypeCodeIPv{4,6}
-        (136, 1, false),        // flowEndReason
-        (239, 1, false),        // biflowDirection
-        (300, VARIABLE, false), // observationDomainName: the tap id
-    ]
+    let mut elements = vec![
+        (152, 8, None),        // flowStartMilliseconds
+        (153, 8, None),        // flowEndMilliseconds
+        (src, a, None),        // sourceIPv{4,6}Address
+        (dst, a, None),        // destinationIPv{4,6}Address
+        (7, 2, None),          // sourceTransportPort
+        (11, 2, None),         // destinationTransportPort
+        (4, 1, None),          // protocolIdentifier
+        (6, 2, None),          // tcpControlBits
+        (2, 8, None),          // packetDeltaCount
+        (1, 8, None),          // octetDeltaCount (IP bytes)
+        (352, 8, None),        // layer2OctetDeltaCount (frame bytes)
+        (6, 2, REVERSE),       // reverse tcpControlBits
+        (2, 8, REVERSE),       // reversePacketDeltaCount
+        (1, 8, REVERSE),       // reverseOctetDeltaCount
+        (352, 8, REVERSE),     // reverseLayer2OctetDeltaCount
+        (56, 6, None),         // sourceMacAddress
+        (80, 6, None),         // destinationMacAddress
+        (58, 2, None),         // vlanId
+        (icmp, 2, None),       // icmpTypeCodeIPv{4,6}
+        (136, 1, None),        // flowEndReason
+        (239, 1, None),        // biflowDirection
+        (300, VARIABLE, None), // observationDomainName: the tap id
+    ];
+    if let Some(pen) = community_pen {
+        elements.push((COMMUNITY_ID_IE, COMMUNITY_ID_LEN, Some(pen)));
+    }
+    elements
 }
 
 fn v9_elements(v6: bool) -> Vec<Element> {
     let (src, dst) = if v6 { (27, 28) } else { (8, 12) };
     let a = if v6 { 16 } else { 4 };
     vec![
-        (src, a, false), // IPV{4,6}_SRC_ADDR
-        (dst, a, false), // IPV{4,6}_DST_ADDR
-        (7, 2, false),   // L4_SRC_PORT
-        (11, 2, false),  // L4_DST_PORT
-        (4, 1, false),   // PROTOCOL
-        (6, 1, false),   // TCP_FLAGS
-        (2, 8, false),   // IN_PKTS
-        (1, 8, false),   // IN_BYTES (IP bytes)
-        (22, 4, false),  // FIRST_SWITCHED (ms of sysUptime)
-        (21, 4, false),  // LAST_SWITCHED
-        (56, 6, false),  // IN_SRC_MAC
-        (80, 6, false),  // IN_DST_MAC
-        (58, 2, false),  // SRC_VLAN
-        (32, 2, false),  // ICMP_TYPE (type * 256 + code)
+        (src, a, None), // IPV{4,6}_SRC_ADDR
+        (dst, a, None), // IPV{4,6}_DST_ADDR
+        (7, 2, None),   // L4_SRC_PORT
+        (11, 2, None),  // L4_DST_PORT
+        (4, 1, None),   // PROTOCOL
+        (6, 1, None),   // TCP_FLAGS
+        (2, 8, None),   // IN_PKTS
+        (1, 8, None),   // IN_BYTES (IP bytes)
+        (22, 4, None),  // FIRST_SWITCHED (ms of sysUptime)
+        (21, 4, None),  // LAST_SWITCHED
+        (56, 6, None),  // IN_SRC_MAC
+        (80, 6, None),  // IN_DST_MAC
+        (58, 2, None),  // SRC_VLAN
+        (32, 2, None),  // ICMP_TYPE (type * 256 + code)
     ]
 }
 
@@ -142,8 +152,9 @@ fn icmp_type_code(r: &FlowRecord) -> u16 {
     r.icmp.map_or(0, |(t, c)| u16::from(t) << 8 | u16::from(c))
 }
 
-/// One IPFIX biflow record's bytes (template 256 or 257 order).
-pub fn ipfix_record(r: &FlowRecord, tap: &str, out: &mut Vec<u8>) {
+/// One IPFIX biflow record's bytes (template 256 or 257 order), with the
+/// Community ID last if the template has it.
+pub fn ipfix_record(r: &FlowRecord, tap: &str, community_id: bool, out: &mut Vec<u8>) {
     let ports = has_ports(r.proto);
     out.extend_from_slice(&r.start_ms.to_be_bytes());
     out.extend_from_slice(&r.end_ms.to_be_bytes());
@@ -170,6 +181,14 @@ pub fn ipfix_record(r: &FlowRecord, tap: &str, out: &mut Vec<u8>) {
     let name = &tap.as_bytes()[..tap.len().min(254)];
     out.push(name.len() as u8);
     out.extend_from_slice(name);
+    if community_id {
+        let id = pitap_wire::community_id::CommunityId::of(r, 0);
+        let mut bytes = [0u8; COMMUNITY_ID_LEN as usize];
+        let text = id.as_str().as_bytes();
+        let n = text.len().min(bytes.len());
+        bytes[..n].copy_from_slice(&text[..n]);
+        out.extend_from_slice(&bytes);
+    }
 }
 
 /// NetFlow v9 records for one flow: initiator->responder, and the reverse
@@ -201,26 +220,29 @@ pub fn v9_records(r: &FlowRecord, base_ms: u64, out: &mut Vec<u8>) -> usize {
     n
 }
 
-fn template_set(protocol: Protocol) -> Vec<u8> {
+fn template_set(protocol: Protocol, community_pen: Option<u32>) -> Vec<u8> {
     let mut set = Vec::new();
     let set_id: u16 = if protocol == Protocol::Ipfix { 2 } else { 0 };
     set.extend_from_slice(&set_id.to_be_bytes());
     set.extend_from_slice(&[0, 0]);
     for (id, v6) in [(TEMPLATE_V4, false), (TEMPLATE_V6, true)] {
         let elements = match protocol {
-            Protocol::Ipfix => ipfix_elements(v6),
+            Protocol::Ipfix => ipfix_elements(v6, community_pen),
             Protocol::NetflowV9 => v9_elements(v6),
         };
         set.extend_from_slice(&id.to_be_bytes());
         set.extend_from_slice(&(elements.len() as u16).to_be_bytes());
-        for (ie, len, reverse) in elements {
-            if reverse {
-                set.extend_from_slice(&(ie | 0x8000).to_be_bytes());
-                set.extend_from_slice(&len.to_be_bytes());
-                set.extend_from_slice(&REVERSE_PEN.to_be_bytes());
-            } else {
-                set.extend_from_slice(&ie.to_be_bytes());
-                set.extend_from_slice(&len.to_be_bytes());
+        for (ie, len, pen) in elements {
+            match pen {
+                Some(pen) => {
+                    set.extend_from_slice(&(ie | 0x8000).to_be_bytes());
+                    set.extend_from_slice(&len.to_be_bytes());
+                    set.extend_from_slice(&pen.to_be_bytes());
+                }
+                None => {
+                    set.extend_from_slice(&ie.to_be_bytes());
+                    set.extend_from_slice(&len.to_be_bytes());
+                }
             }
         }
     }
@@ -245,6 +267,8 @@ pub struct Encoder {
     name: Option<String>,
     /// IPFIX: data records sent so far; v9: messages sent so far.
     sequence: u32,
+    /// Where IPFIX records carry the Community ID: its enterprise number.
+    community_pen: Option<u32>,
 }
 
 impl Encoder {
@@ -254,7 +278,14 @@ impl Encoder {
             domain,
             name: None,
             sequence: 0,
+            community_pen: None,
         }
+    }
+
+    /// IPFIX records carry the Community ID as element 1 of `pen`.
+    pub fn with_community_id(mut self, pen: Option<u32>) -> Encoder {
+        self.community_pen = pen.filter(|_| self.protocol == Protocol::Ipfix);
+        self
     }
 
     fn tap(&self) -> &str {
@@ -289,7 +320,7 @@ impl Encoder {
 
     fn elements(&self, v6: bool) -> Vec<Element> {
         match self.protocol {
-            Protocol::Ipfix => ipfix_elements(v6),
+            Protocol::Ipfix => ipfix_elements(v6, self.community_pen),
             Protocol::NetflowV9 => v9_elements(v6),
         }
     }
@@ -302,7 +333,7 @@ impl Encoder {
         let v9 = self.protocol == Protocol::NetflowV9;
         let header_len = if v9 { 20 } else { 16 };
         let templates_set = if templates {
-            template_set(self.protocol)
+            template_set(self.protocol, self.community_pen)
         } else {
             Vec::new()
         };
@@ -365,7 +396,8 @@ impl Encoder {
                     count += n as u16;
                     records += n as u32;
                 } else {
-                    ipfix_record(r, self.tap(), &mut set);
+                    let community_id = self.community_pen.is_some();
+                    ipfix_record(r, self.tap(), community_id, &mut set);
                     records += 1;
                 }
             }
@@ -409,6 +441,7 @@ pub struct FlowExporter {
     domains: std::collections::BTreeMap<String, (Encoder, Option<Instant>)>,
     interval: Duration,
     pacer: super::Pacer,
+    community_pen: Option<u32>,
     sent: u64,
     errors: u64,
 }
@@ -419,6 +452,7 @@ impl FlowExporter {
         protocol: Protocol,
         interval: Duration,
         per_s: u32,
+        community_pen: Option<u32>,
     ) -> Result<Self, String> {
         Ok(FlowExporter {
             socket: super::udp_to(to)?,
@@ -427,6 +461,7 @@ impl FlowExporter {
             domains: Default::default(),
             interval,
             pacer: super::Pacer::new(per_s),
+            community_pen,
             sent: 0,
             errors: 0,
         })
@@ -444,7 +479,8 @@ impl Exporter for FlowExporter {
         }
         for tap in by_tap.keys() {
             if !self.domains.contains_key(*tap) {
-                let encoder = Encoder::for_tap(self.protocol, tap);
+                let encoder =
+                    Encoder::for_tap(self.protocol, tap).with_community_id(self.community_pen);
                 self.domains.insert(tap.to_string(), (encoder, None));
             }
         }
@@ -488,11 +524,22 @@ mod tests {
 
     #[test]
     fn record_lengths_match_the_templates() {
-        for v6 in [false, true] {
-            let elements = ipfix_elements(v6);
-            assert_eq!(record_len(&elements, "edge"), if v6 { 128 } else { 104 });
+        for (pen, extra) in [(None, 0), (Some(99), 30)] {
+            for v6 in [false, true] {
+                let elements = ipfix_elements(v6, pen);
+                let expect = extra + if v6 { 128 } else { 104 };
+                assert_eq!(record_len(&elements, "edge"), expect);
+                let mut r = FlowRecord::default();
+                if v6 {
+                    r.src.addr = "2001:db8::1".parse().unwrap();
+                    r.dst.addr = "2001:db8::2".parse().unwrap();
+                }
+                let mut out = Vec::new();
+                ipfix_record(&r, "edge", pen.is_some(), &mut out);
+                assert_eq!(out.len(), expect, "{pen:?} {v6}");
+            }
+            let set = template_set(Protocol::Ipfix, pen);
+            assert_eq!(u16::from_be_bytes([set[2], set[3]]) as usize, set.len());
         }
-        let set = template_set(Protocol::Ipfix);
-        assert_eq!(u16::from_be_bytes([set[2], set[3]]) as usize, set.len());
     }
 }

@@ -44,6 +44,10 @@ pub struct ExportSection {
     /// A receiver on the same host loses a burst its socket buffer cannot
     /// hold: nfcapd lost a third of a 200,000-flow replay sent unpaced.
     pub max_datagrams_per_s: Option<u32>,
+    /// IPFIX records carry each flow's Community ID as enterprise-specific
+    /// element 1 of this Private Enterprise Number (IANA assigns no element
+    /// for it; use your organisation's PEN). Unset: not sent.
+    pub ipfix_community_id_pen: Option<u32>,
     /// Splunk HTTP Event Collector: the endpoint's URL
     /// (`https://splunk:8088/services/collector/event`) and its token.
     pub splunk_hec: Option<String>,
@@ -132,6 +136,12 @@ impl ExportSection {
             (None, None) => {}
             _ => return Err("export.splunk_hec and export.splunk_token go together".into()),
         }
+        if matches!(self.ipfix_community_id_pen, Some(0 | ipfix::REVERSE_PEN)) {
+            return Err(format!(
+                "export.ipfix_community_id_pen: a Private Enterprise Number other than 0 and {} (RFC 5103's reverse elements)",
+                ipfix::REVERSE_PEN
+            ));
+        }
         if self.splunk_batch == Some(0) {
             return Err("export.splunk_batch: at least 1 event".into());
         }
@@ -169,6 +179,7 @@ pub fn from_config(
             ipfix::Protocol::Ipfix,
             interval,
             pace,
+            e.ipfix_community_id_pen,
         )?));
     }
     for a in addresses("netflow9", &e.netflow9)? {
@@ -177,6 +188,7 @@ pub fn from_config(
             ipfix::Protocol::NetflowV9,
             interval,
             pace,
+            None,
         )?));
     }
     for a in addresses("gelf_udp", &e.gelf_udp)? {
