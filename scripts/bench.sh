@@ -35,11 +35,14 @@ target/release/pitap-forensics-bench --soft-bench target/soft-hash/release/pitap
 beacons=$(mktemp)
 PITAP_BEACON_REPEATS=4 PITAP_BEACON_NOISE=40000 cargo test -q --release --locked -p pitap \
     --test beacon_capture -- --nocapture 2>&1 | sed -n '/^| sleep/,/^beacons found/p' | tee "$beacons"
+# Bytes per flow on the uplink beside the collector's IPFIX export.
+sizes=$(mktemp)
+cargo bench -q --locked -p pitap --bench uplink_size 2>/dev/null | sed -n '/^| capture/,$p' | tee "$sizes"
 # The flow store's section comes from its own bench (cargo bench -p pitap
 # --bench store): kept as it is.
 store=$(mktemp)
 sed -n '/^## The flow store beside nfdump/,$p' BENCHMARKS.md 2>/dev/null |
-    awk '/^## (The packet ring and file hashing|Beacon detection)/ { skip = 1; next } /^## / { skip = 0 } !skip' >"$store" || true
+    awk '/^## (The packet ring and file hashing|Beacon detection|Bytes per flow on the uplink)/ { skip = 1; next } /^## / { skip = 0 } !skip' >"$store" || true
 {
     echo "# Benchmarks"
     echo
@@ -99,6 +102,16 @@ NOTES
         cat "$store"
     fi
     echo
+    echo "## Bytes per flow on the uplink beside IPFIX"
+    echo
+    echo "\`cargo bench -p pitap --bench uplink_size\`: \`pitapd --read\` sends its records"
+    echo "sealed to \`pitap collect\` on loopback (enrichment on), once with each wire"
+    echo "version; the collector exports the same flows over IPFIX (templates included)"
+    echo "to a socket the bench holds. Uplink bytes are the sealed batch datagrams as"
+    echo "first sent, without retransmissions."
+    echo
+    cat "$sizes"
+    echo
     echo "## Beacon detection through pitapd and the collector"
     echo
     echo "The beacon corpus (firmware/bench/src/beacons.rs, seed 7: 1,200 beacons among"
@@ -108,5 +121,5 @@ NOTES
     echo
     cat "$beacons"
 } > BENCHMARKS.md
-rm -f "$out" "$store" "$forensics" "$beacons"
+rm -f "$out" "$store" "$forensics" "$beacons" "$sizes"
 echo "bench.sh: wrote BENCHMARKS.md"

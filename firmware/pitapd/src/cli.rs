@@ -16,7 +16,7 @@ usage: pitapd --config FILE [--print] [--format text|json|zeek|zeek-json|ecs] [-
        pitapd --check-config FILE
        pitapd --read FILE [--config FILE] [--print] [--files] [--format text|json|zeek|zeek-json|ecs]
               [--uplink HOST:PORT (--key HEX | --insecure-plaintext)] [--tap-id ID]
-              [--ack-timeout SECS] [--flows N] [--idle-timeout SECS] [--active-timeout SECS]
+              [--wire-version 1|2] [--ack-timeout SECS] [--flows N] [--idle-timeout SECS] [--active-timeout SECS]
               [--progress] [--quiet]
 
   --config FILE          the tap's pitap.toml; without --read, tap the ports it names
@@ -34,6 +34,8 @@ usage: pitapd --config FILE [--print] [--format text|json|zeek|zeek-json|ecs] [-
   --key HEX              the tap's key (pitap keygen); every datagram is sealed with it
   --insecure-plaintext   send without sealing (tests only; the collector must agree)
   --tap-id ID            name of this tap in records (default: pitap)
+  --wire-version N       batch encoding: 2 (default), or 1 for collectors older
+                         than 2, which refuse 2 (uplink.wire_version in the file)
   --ack-timeout SECS     give up when the collector has acknowledged nothing for
                          this long (default: wait as long as it takes, saying so)
   --flows N              flow table capacity (default 65536)
@@ -127,6 +129,7 @@ struct Flags {
     uplink: Option<SocketAddr>,
     key: Option<String>,
     insecure_plaintext: bool,
+    wire_version: Option<u8>,
     tap_id: Option<String>,
     capacity: Option<usize>,
     idle_us: Option<u64>,
@@ -151,6 +154,7 @@ fn parse_flags<I: IntoIterator<Item = OsString>>(args: I) -> Result<Flags, Strin
     let mut uplink = None;
     let mut key = None;
     let mut insecure_plaintext = false;
+    let mut wire_version = None;
     let mut tap_id: Option<String> = None;
     let mut capacity = None;
     let mut idle_us = None;
@@ -180,6 +184,18 @@ fn parse_flags<I: IntoIterator<Item = OsString>>(args: I) -> Result<Flags, Strin
             }
             Long("key") => key = Some(value(&mut parser, "--key")?),
             Long("insecure-plaintext") => insecure_plaintext = true,
+            Long("wire-version") => {
+                let v = value(&mut parser, "--wire-version")?;
+                wire_version = Some(match v.parse::<u8>() {
+                    Ok(n)
+                        if (pitap_wire::codec::VERSION_1..=pitap_wire::codec::VERSION)
+                            .contains(&n) =>
+                    {
+                        n
+                    }
+                    _ => return Err(format!("--wire-version: 1 or 2, got {v:?}")),
+                });
+            }
             Long("tap-id") => {
                 let v = value(&mut parser, "--tap-id")?;
                 pitap_wire::codec::check_tap_id(&v).map_err(|e| format!("--tap-id: {e}"))?;
@@ -221,6 +237,7 @@ fn parse_flags<I: IntoIterator<Item = OsString>>(args: I) -> Result<Flags, Strin
         uplink,
         key,
         insecure_plaintext,
+        wire_version,
         tap_id,
         capacity,
         idle_us,
@@ -281,6 +298,7 @@ impl Flags {
             .as_ref()
             .map_or_else(crate::config::Uplink::default, |c| c.uplink.clone());
         uplink.collector = self.uplink.or(uplink.collector);
+        uplink.wire_version = self.wire_version.unwrap_or(uplink.wire_version);
         let tap_id = self
             .tap_id
             .or_else(|| config.as_ref().map(|c| c.tap.id.clone()))

@@ -110,3 +110,20 @@ pub fn run(opts: &Options) -> Result<EngineStats, String> {
         None => Ok(stats),
     }
 }
+
+/// The records a capture makes through an engine with the default
+/// configuration, in the order they are emitted, and no sink: what the
+/// wire-size test and the uplink-size bench pack into batches.
+pub fn records_of(path: &std::path::Path) -> Result<Vec<pitap_wire::FlowRecord>, String> {
+    let mut reader = CaptureReader::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut engine = FlowEngine::new(pitap_flow_core::EngineConfig::default());
+    let mut out = Vec::new();
+    while let Some(frame) = reader
+        .next_frame()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+    {
+        engine.process(&frame, &mut out);
+    }
+    engine.flush(&mut out);
+    Ok(out)
+}

@@ -21,10 +21,11 @@ pub fn uplink(u: &Uplink) -> String {
         }
     };
     let mut line = format!(
-        "pitapd: uplink ({}): {} batches ({} records), {} datagrams, {} retransmitted ({:.2} %), {} acknowledged, {} dropped, {} unacknowledged",
+        "pitapd: uplink ({}): {} batches ({} records, {} bytes), {} datagrams, {} retransmitted ({:.2} %), {} acknowledged, {} dropped, {} unacknowledged",
         u.describe(),
         c.batches,
         c.records,
+        c.batch_bytes,
         c.transmissions,
         c.retransmits,
         percent(c.retransmits),

@@ -25,7 +25,11 @@ use crate::record::{
 };
 
 pub const MAGIC: [u8; 4] = *b"PTAP";
-pub const VERSION: u8 = 1;
+/// The version taps write: records encoded against their batch's tables
+/// (`compact`). Collectors read this and [`VERSION_1`].
+pub const VERSION: u8 = 2;
+/// The first version: each record on its own (postcard core fields).
+pub const VERSION_1: u8 = 1;
 /// Largest batch a tap makes. Sealed (the envelope adds at most
 /// `envelope::MAX_OVERHEAD`, 87 bytes) it fits the 1,452-byte UDP payload of
 /// a 1500-byte MTU under IPv6, with room for the few bytes a header grows
@@ -342,18 +346,14 @@ pub struct BatchWriter {
     /// which grows as file records are attached.
     header_len: usize,
     files: usize,
+    version: u8,
+    /// Version 2: what the batch has carried.
+    tables: crate::compact::Tables,
 }
 
 impl Default for BatchWriter {
     fn default() -> Self {
-        BatchWriter {
-            buf: [0; MAX_DATAGRAM],
-            len: 0,
-            base_ms: 0,
-            records: 0,
-            header_len: 0,
-            files: 0,
-        }
+        BatchWriter::with_version(VERSION)
     }
 }
 
@@ -369,6 +369,25 @@ fn varint_len(value: usize) -> usize {
 }
 
 impl BatchWriter {
+    /// A writer of `version` ([`VERSION`], or [`VERSION_1`] for collectors
+    /// older than version 2); any other is taken as [`VERSION`].
+    pub fn with_version(version: u8) -> Self {
+        BatchWriter {
+            buf: [0; MAX_DATAGRAM],
+            len: 0,
+            base_ms: 0,
+            records: 0,
+            header_len: 0,
+            files: 0,
+            version: if version == VERSION_1 {
+                VERSION_1
+            } else {
+                VERSION
+            },
+            tables: crate::compact::Tables::new(0),
+        }
+    }
+
     /// Starts a new batch, discarding what was there.
     pub fn start(&mut self, header: &BatchHeader<'_>) -> Result<(), WireError> {
         if header.tap_id.len() > MAX_TAP_ID {
@@ -377,7 +396,8 @@ impl BatchWriter {
         let mut scratch = [0u8; MAX_RECORD];
         let n = encode_header(header, &mut scratch)?;
         self.buf[..4].copy_from_slice(&MAGIC);
-        self.buf[4] = VERSION;
+        self.buf[4] = self.version;
+        self.tables.reset(header.base_ms);
         let mut pos = 5;
         put_part(&mut self.buf, &mut pos, &scratch[..n])?;
         self.len = pos;
@@ -425,12 +445,27 @@ impl BatchWriter {
     /// Appends a record. `Err(WireError::Full)` leaves the batch as it was.
     pub fn push(&mut self, record: &FlowRecord) -> Result<(), WireError> {
         let mut scratch = [0u8; MAX_RECORD];
-        let encoded = encode_record(record, self.base_ms, &mut scratch)?;
+        let mark = self.tables.mark();
+        let result = if self.version == VERSION_1 {
+            encode_record(record, self.base_ms, &mut scratch).map(|e| e.len())
+        } else {
+            crate::compact::encode(record, &mut self.tables, &mut scratch).and_then(|mut n| {
+                put_extensions(record, false, &mut scratch, &mut n)?;
+                Ok(n)
+            })
+        };
         let mut pos = self.len;
-        put_part(&mut self.buf, &mut pos, encoded)?;
-        self.len = pos;
-        self.records += 1;
-        Ok(())
+        match result.and_then(|n| put_part(&mut self.buf, &mut pos, &scratch[..n])) {
+            Ok(()) => {
+                self.len = pos;
+                self.records += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.tables.restore(mark);
+                Err(e)
+            }
+        }
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -494,6 +529,19 @@ fn encode_record<'b>(
         .map_err(|_| WireError::Malformed("record"))?
         .len();
     let mut pos = core_len;
+    put_extensions(r, true, scratch, &mut pos)?;
+    Ok(&mut scratch[..pos])
+}
+
+/// Writes a record's extensions after its core: the names, the counts
+/// that are rarely non-zero, and (version 1, whose core lacks them) the IP
+/// and payload bytes.
+fn put_extensions(
+    r: &FlowRecord,
+    side_bytes: bool,
+    scratch: &mut [u8],
+    pos: &mut usize,
+) -> Result<(), WireError> {
     let n = &r.names;
     for (tag, text) in [
         (EXT_RESPONDER_NAME, n.responder_name.as_str()),
@@ -505,8 +553,8 @@ fn encode_record<'b>(
         (EXT_HTTP_REQUEST, n.http_request.as_str()),
     ] {
         if !text.is_empty() {
-            put_varint(scratch, &mut pos, tag)?;
-            put_part(scratch, &mut pos, text.as_bytes())?;
+            put_varint(scratch, pos, tag)?;
+            put_part(scratch, pos, text.as_bytes())?;
         }
     }
     for (tag, count) in [
@@ -517,21 +565,21 @@ fn encode_record<'b>(
             let mut value = [0u8; 5];
             let mut n = 0;
             put_varint(&mut value, &mut n, count)?;
-            put_varint(scratch, &mut pos, tag)?;
-            put_part(scratch, &mut pos, &value[..n])?;
+            put_varint(scratch, pos, tag)?;
+            put_part(scratch, pos, &value[..n])?;
         }
     }
     let (s, d) = (&r.src.counters, &r.dst.counters);
     let sides = [s.ip_bytes, s.payload_bytes, d.ip_bytes, d.payload_bytes];
-    if sides != [0; 4] {
+    if side_bytes && sides != [0; 4] {
         let mut value = [0u8; 40];
         let n = postcard::to_slice(&sides, &mut value)
             .map_err(|_| WireError::Malformed("side bytes"))?
             .len();
-        put_varint(scratch, &mut pos, EXT_SIDE_BYTES)?;
-        put_part(scratch, &mut pos, &value[..n])?;
+        put_varint(scratch, pos, EXT_SIDE_BYTES)?;
+        put_part(scratch, pos, &value[..n])?;
     }
-    Ok(&mut scratch[..pos])
+    Ok(())
 }
 
 /// Decodes the core fields of one record body and its extensions.
@@ -600,6 +648,22 @@ fn decode_record(body: &[u8], base_ms: u64, clock: ClockState) -> Result<FlowRec
     })
 }
 
+/// Decodes a version 2 record: its core against the batch's tables, then
+/// its extensions.
+fn decode_compact(
+    body: &[u8],
+    tables: &mut crate::compact::Tables,
+    clock: ClockState,
+) -> Result<FlowRecord, WireError> {
+    let (mut r, at) = crate::compact::decode(body, tables)?;
+    let ext = read_extensions(&body[at..])?;
+    r.names = ext.names;
+    r.ring_drops = ext.ring_drops;
+    r.missed_bytes = ext.missed_bytes;
+    r.clock = clock;
+    Ok(r)
+}
+
 /// What a record's extensions carry.
 #[derive(Default)]
 struct Extensions {
@@ -660,6 +724,8 @@ pub struct BatchReader<'a> {
     pub header: BatchHeader<'a>,
     bytes: &'a [u8],
     pos: usize,
+    version: u8,
+    tables: crate::compact::Tables,
 }
 
 /// Checks that `bytes` start with the PiTap magic and hold at least `min`
@@ -682,15 +748,27 @@ pub(crate) fn check_magic(bytes: &[u8], min: usize) -> Result<(), WireError> {
 impl<'a> BatchReader<'a> {
     pub fn new(bytes: &'a [u8]) -> Result<Self, WireError> {
         check_magic(bytes, MAGIC.len() + 1)?;
-        if bytes[4] != VERSION {
-            return Err(WireError::UnsupportedVersion(bytes[4]));
+        let version = bytes[4];
+        if version != VERSION && version != VERSION_1 {
+            return Err(WireError::UnsupportedVersion(version));
         }
         let mut pos = 5;
         let header = decode_header(take_part(bytes, &mut pos)?)?;
         if header.tap_id.len() > MAX_TAP_ID {
             return Err(WireError::TapIdTooLong);
         }
-        Ok(BatchReader { header, bytes, pos })
+        Ok(BatchReader {
+            tables: crate::compact::Tables::new(header.base_ms),
+            header,
+            bytes,
+            pos,
+            version,
+        })
+    }
+
+    /// The batch's wire version.
+    pub fn version(&self) -> u8 {
+        self.version
     }
 
     /// The file records attached to the batch (kinds this version does not
@@ -716,7 +794,7 @@ pub fn rewrite_header(
     let n = encode_header(&header, &mut scratch)?;
     let mut out = std::vec::Vec::with_capacity(batch.len() + 8);
     out.extend_from_slice(&MAGIC);
-    out.push(VERSION);
+    out.push(reader.version);
     let mut len = [0u8; 5];
     let mut l = 0;
     put_varint(&mut len, &mut l, n as u32)?;
@@ -736,8 +814,14 @@ impl Iterator for BatchReader<'_> {
         if self.pos >= self.bytes.len() {
             return None;
         }
-        let result = take_part(self.bytes, &mut self.pos)
-            .and_then(|body| decode_record(body, self.header.base_ms, self.header.clock()));
+        let clock = self.header.clock();
+        let result = take_part(self.bytes, &mut self.pos).and_then(|body| {
+            if self.version == VERSION_1 {
+                decode_record(body, self.header.base_ms, clock)
+            } else {
+                decode_compact(body, &mut self.tables, clock)
+            }
+        });
         if result.is_err() {
             // A broken record poisons the rest of the datagram.
             self.pos = self.bytes.len();

@@ -17,6 +17,7 @@
 mod attach;
 pub mod codec;
 pub mod community_id;
+mod compact;
 #[cfg(feature = "std")]
 pub mod ecs;
 #[cfg(feature = "std")]

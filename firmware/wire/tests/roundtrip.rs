@@ -94,8 +94,12 @@ prop_compose! {
 /// Encodes records into as many batches as they need; the batch header
 /// says where the times come from (`flags`).
 fn encode(records: &[FlowRecord], tap: &str, flags: u8) -> Vec<Vec<u8>> {
+    encode_as(records, tap, flags, pitap_wire::codec::VERSION)
+}
+
+fn encode_as(records: &[FlowRecord], tap: &str, flags: u8, version: u8) -> Vec<Vec<u8>> {
     let mut batches = Vec::new();
-    let mut writer = BatchWriter::default();
+    let mut writer = BatchWriter::with_version(version);
     let mut seq = 0;
     for r in records {
         loop {
@@ -137,20 +141,37 @@ proptest! {
     #[test]
     fn records_round_trip(
         records in proptest::collection::vec(record(), 1..60),
+        repeats in proptest::collection::vec(any::<(u8, u8, u16)>(), 60),
         tap in "[a-z0-9-]{1,32}",
         clock in 0usize..3,
+        version in 1u8..3,
     ) {
         let (flags, clock) = [
             (0, ClockState::Unsynced),
             (FLAG_CLOCK_SYNCED, ClockState::Synced),
             (FLAG_CAPTURE_TIME, ClockState::Capture),
         ][clock];
-        let records: Vec<FlowRecord> = records.into_iter().map(|r| FlowRecord { clock, ..r }).collect();
-        let batches = encode(&records, &tap, flags);
+        let mut records: Vec<FlowRecord> = records.into_iter().map(|r| FlowRecord { clock, ..r }).collect();
+        // What a tap sees: ends, ports and histories that came before (the
+        // tables' references), mixed with new ones.
+        for i in 1..records.len() {
+            let (what, from, pick) = repeats[i];
+            let earlier = records[usize::from(pick) % i];
+            let r = &mut records[i];
+            if what & 1 != 0 { r.src.addr = earlier.dst.addr; }
+            if what & 2 != 0 { r.dst.addr = earlier.dst.addr; }
+            if what & 4 != 0 { r.src.mac = earlier.src.mac; }
+            if what & 8 != 0 { r.dst.mac = earlier.src.mac; }
+            if what & 16 != 0 { r.dst.port = earlier.dst.port; }
+            if what & 32 != 0 { r.history = earlier.history; }
+            if from & 1 != 0 { r.end_ms = earlier.end_ms; r.start_ms = r.start_ms.min(r.end_ms); }
+        }
+        let batches = encode_as(&records, &tap, flags, version);
         let mut decoded = Vec::new();
         for (i, b) in batches.iter().enumerate() {
             prop_assert!(b.len() <= MAX_DATAGRAM);
             let reader = BatchReader::new(b).unwrap();
+            prop_assert_eq!(reader.version(), version);
             prop_assert_eq!(reader.header.tap_id, tap.as_str());
             prop_assert_eq!(reader.header.seq, i as u64);
             for r in reader {
@@ -232,11 +253,11 @@ fn damaged_batches_give_named_errors() {
         Some(WireError::BadMagic)
     );
     assert_eq!(BatchReader::new(b"PT").err(), Some(WireError::Truncated));
-    let mut v2 = good.clone();
-    v2[4] = 2;
+    let mut v3 = good.clone();
+    v3[4] = 3;
     assert_eq!(
-        BatchReader::new(&v2).err(),
-        Some(WireError::UnsupportedVersion(2))
+        BatchReader::new(&v3).err(),
+        Some(WireError::UnsupportedVersion(3))
     );
     // Cut inside the record: the header decodes, the record does not.
     let cut = &good[..good.len() - 3];
@@ -249,8 +270,26 @@ fn damaged_batches_give_named_errors() {
     };
     bad_state.history = History::from_text("");
     let mut bytes = encode(&[bad_state], "tap", 0).remove(0);
-    // conn_state is followed by the empty history (length 0) and end_reason:
-    // find the OTH value (12) right before the zero-length history.
+    // Version 2: the record's third byte is the state, conn_state in its
+    // low nibble (15 is none).
+    assert!(ConnState::ALL.len() < 16);
+    let header_len = usize::from(bytes[5]);
+    let body = 5 + 1 + header_len + 1;
+    assert_eq!(bytes[body + 2] & 0x0f, ConnState::OTH as u8);
+    bytes[body + 2] |= 0x0f;
+    let results: Vec<_> = BatchReader::new(&bytes).unwrap().collect();
+    assert_eq!(results, vec![Err(WireError::Malformed("conn_state"))]);
+    // Version 1: conn_state is followed by the empty history (length 0)
+    // and end_reason: the OTH value (12) right before the empty history.
+    let mut writer = BatchWriter::with_version(pitap_wire::codec::VERSION_1);
+    writer
+        .start(&BatchHeader {
+            tap_id: "tap",
+            ..BatchHeader::default()
+        })
+        .unwrap();
+    writer.push(&bad_state).unwrap();
+    let mut bytes = writer.as_bytes().to_vec();
     let pos = bytes.windows(2).rposition(|w| w == [12, 0]).unwrap();
     bytes[pos] = 99;
     let results: Vec<_> = BatchReader::new(&bytes).unwrap().collect();

@@ -71,6 +71,7 @@ impl World {
                 buffer_batches: 64,
                 flush_interval: Duration::from_millis(10),
                 clock: ClockMode::Sync,
+                wire_version: pitap_wire::codec::VERSION,
             },
             ten_years_behind,
         )

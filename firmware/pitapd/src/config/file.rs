@@ -138,6 +138,10 @@ pub struct UplinkSection {
     pub buffer_batches: usize,
     #[serde(default = "default_health_s")]
     pub health_interval_s: u64,
+    /// The batch encoding: 2 (records against their batch's tables), or 1
+    /// for collectors older than version 2, which refuse 2.
+    #[serde(default = "default_wire_version")]
+    pub wire_version: u8,
     #[serde(default)]
     pub stack: Option<StackSection>,
 }
@@ -155,6 +159,9 @@ pub struct StackSection {
     pub gateway: Option<String>,
 }
 
+fn default_wire_version() -> u8 {
+    pitap_wire::codec::VERSION
+}
 fn default_buffer_batches() -> usize {
     4096
 }
@@ -294,6 +301,7 @@ impl Default for UplinkSection {
             flush_interval_ms: default_flush_ms(),
             buffer_batches: default_buffer_batches(),
             health_interval_s: default_health_s(),
+            wire_version: default_wire_version(),
             stack: None,
         }
     }

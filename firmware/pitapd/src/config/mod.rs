@@ -64,6 +64,8 @@ pub struct Uplink {
     pub buffer_batches: usize,
     pub flush_interval: Duration,
     pub health_interval: Duration,
+    /// The batch encoding (`pitap_wire::codec::VERSION` or `VERSION_1`).
+    pub wire_version: u8,
     pub stack: Option<Stack>,
 }
 
@@ -77,6 +79,7 @@ impl Default for Uplink {
             buffer_batches: d.buffer_batches,
             flush_interval: Duration::from_millis(d.flush_interval_ms),
             health_interval: Duration::from_secs(d.health_interval_s),
+            wire_version: d.wire_version,
             stack: None,
         }
     }
@@ -92,6 +95,7 @@ impl Uplink {
             buffer_batches: self.buffer_batches,
             flush_interval: self.flush_interval,
             clock,
+            wire_version: self.wire_version,
         })
     }
 }
@@ -364,6 +368,11 @@ fn uplink(u: &UplinkSection) -> Result<Uplink, ConfigError> {
     };
     in_range("uplink.buffer_batches", u.buffer_batches, 1..=1_000_000)?;
     in_range("uplink.health_interval_s", u.health_interval_s, 1..=3600)?;
+    in_range(
+        "uplink.wire_version",
+        u.wire_version,
+        pitap_wire::codec::VERSION_1..=pitap_wire::codec::VERSION,
+    )?;
     let stack = match &u.stack {
         Some(s) => Some(stack(s, collector)?),
         None => None,
@@ -374,6 +383,7 @@ fn uplink(u: &UplinkSection) -> Result<Uplink, ConfigError> {
         buffer_batches: u.buffer_batches,
         flush_interval: Duration::from_millis(u.flush_interval_ms),
         health_interval: Duration::from_secs(u.health_interval_s),
+        wire_version: u.wire_version,
         stack,
     })
 }
@@ -527,6 +537,7 @@ mod tests {
             "tcp_linger_s",
             "collector",
             "flush_interval_ms",
+            "wire_version",
         ] {
             assert!(
                 EXAMPLE.lines().any(|l| l
@@ -566,6 +577,10 @@ mod tests {
             error_of(&format!("{base}[uplink]\ncollector = \"nowhere\"\n"))
                 .starts_with("uplink.collector:")
         );
+        assert!(error_of(&format!("{base}[uplink]\nwire_version = 3\n"))
+            .starts_with("uplink.wire_version:"));
+        let old = Config::parse(&format!("{base}[uplink]\nwire_version = 1\n")).unwrap();
+        assert_eq!(old.uplink.wire_version, pitap_wire::codec::VERSION_1);
         assert!(error_of("[tap]\nport_a = \"eth1\"\n").starts_with("tap.port_b: must differ"));
         assert!(
             error_of("[tap]\nport_a = \"eth0\"\nport_b = \"eth0\"\n").starts_with("tap.port_b:")

@@ -81,6 +81,8 @@ pub struct UplinkSettings {
     /// A batch that is not full is sent after this long.
     pub flush_interval: Duration,
     pub clock: ClockMode,
+    /// The batch encoding (see `pitap_wire::codec::VERSION`).
+    pub wire_version: u8,
 }
 
 /// What the uplink has done so far.
@@ -93,6 +95,9 @@ pub struct UplinkCounters {
     pub files: u64,
     /// Batch datagrams sent, retransmissions included.
     pub transmissions: u64,
+    /// Bytes of the sealed batch datagrams as first sent (without
+    /// retransmissions): what the records cost on the link.
+    pub batch_bytes: u64,
     /// Batch datagrams sent again (lost, or acknowledged too late).
     pub retransmits: u64,
     pub acked: u64,
@@ -247,6 +252,7 @@ impl Uplink {
     ) -> Result<Self, String> {
         pitap_wire::codec::check_tap_id(&settings.tap_id)?;
         let now = Instant::now();
+        let batch = BatchWriter::with_version(settings.wire_version);
         Ok(Uplink {
             transport,
             settings,
@@ -267,7 +273,7 @@ impl Uplink {
             probes_unanswered: 0,
             last_timeout: None,
             seq: 0,
-            batch: BatchWriter::default(),
+            batch,
             batch_records: 0,
             batch_started: None,
             batch_clock: ClockState::Unsynced,
@@ -451,13 +457,13 @@ impl Uplink {
         }
     }
 
-    /// Seals and sends one datagram with the next counter.
+    /// Seals and sends one datagram with the next counter; its length.
     fn seal_and_send(
         &mut self,
         kind: DatagramKind,
         payload: &[u8],
         now: Instant,
-    ) -> io::Result<()> {
+    ) -> io::Result<usize> {
         let header = Header {
             sealed: self.settings.sealing.key().is_some(),
             kind,
@@ -483,7 +489,7 @@ impl Uplink {
         // and a reply names the one transmission it answers.
         self.sent.sent(self.counter, now);
         self.counter += 1;
-        Ok(())
+        Ok(datagram.len())
     }
 
     fn batch_flags(&self) -> u8 {
@@ -580,12 +586,14 @@ impl Uplink {
         let result = self.seal_and_send(DatagramKind::Batch, &bytes, now);
         let p = &mut self.queue[i];
         p.bytes = bytes;
-        if result.is_err() {
+        let Ok(len) = result else {
             return false;
-        }
+        };
         p.sent_at = Some(now);
         if p.transmissions > 0 {
             self.counters.retransmits += 1;
+        } else {
+            self.counters.batch_bytes += len as u64;
         }
         p.transmissions += 1;
         self.counters.transmissions += 1;
@@ -878,6 +886,9 @@ impl Uplink {
     /// `tick` until `unacknowledged` is 0.
     pub fn finish(&mut self, now_ms: u64) {
         self.close_batch();
+        // On the uplink's own clock: a replay that made no record has no
+        // record's clock to go by, and its final batch must still leave.
+        self.batch_clock = self.clock_state();
         if self.start_batch(now_ms, FLAG_FINAL).is_ok() {
             self.close_batch();
         }
@@ -974,6 +985,7 @@ mod tests {
             buffer_batches: 3,
             flush_interval: Duration::from_secs(60),
             clock,
+            wire_version: pitap_wire::codec::VERSION,
         }
     }
 
@@ -985,8 +997,9 @@ mod tests {
             settings(ClockMode::Capture),
         )
         .unwrap();
-        // Enough records for six full batches.
-        for i in 0..200 {
+        // Enough records for at least five full batches (version 2 packs
+        // about 90 of these in one).
+        for i in 0..1000 {
             uplink.emit(&record(i));
         }
         let c = uplink.counters();
