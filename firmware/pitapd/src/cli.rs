@@ -16,7 +16,7 @@ usage: pitapd --config FILE [--print] [--format text|json|zeek|zeek-json|ecs] [-
        pitapd --check-config FILE
        pitapd --read FILE [--config FILE] [--print] [--files] [--format text|json|zeek|zeek-json|ecs]
               [--uplink HOST:PORT (--key HEX | --insecure-plaintext)] [--tap-id ID]
-              [--wire-version 1|2] [--ack-timeout SECS] [--flows N] [--idle-timeout SECS] [--active-timeout SECS]
+              [--wire-version 1|2] [--no-deflate] [--ack-timeout SECS] [--flows N] [--idle-timeout SECS] [--active-timeout SECS]
               [--progress] [--quiet]
 
   --config FILE          the tap's pitap.toml; without --read, tap the ports it names
@@ -36,6 +36,8 @@ usage: pitapd --config FILE [--print] [--format text|json|zeek|zeek-json|ecs] [-
   --tap-id ID            name of this tap in records (default: pitap)
   --wire-version N       batch encoding: 2 (default), or 1 for collectors older
                          than 2, which refuse 2 (uplink.wire_version in the file)
+  --no-deflate           send version 2 batches as built, not deflated (less CPU,
+                         more bytes; uplink.deflate in the file)
   --ack-timeout SECS     give up when the collector has acknowledged nothing for
                          this long (default: wait as long as it takes, saying so)
   --flows N              flow table capacity (default 65536)
@@ -130,6 +132,7 @@ struct Flags {
     key: Option<String>,
     insecure_plaintext: bool,
     wire_version: Option<u8>,
+    no_deflate: bool,
     tap_id: Option<String>,
     capacity: Option<usize>,
     idle_us: Option<u64>,
@@ -155,6 +158,7 @@ fn parse_flags<I: IntoIterator<Item = OsString>>(args: I) -> Result<Flags, Strin
     let mut key = None;
     let mut insecure_plaintext = false;
     let mut wire_version = None;
+    let mut no_deflate = false;
     let mut tap_id: Option<String> = None;
     let mut capacity = None;
     let mut idle_us = None;
@@ -184,6 +188,7 @@ fn parse_flags<I: IntoIterator<Item = OsString>>(args: I) -> Result<Flags, Strin
             }
             Long("key") => key = Some(value(&mut parser, "--key")?),
             Long("insecure-plaintext") => insecure_plaintext = true,
+            Long("no-deflate") => no_deflate = true,
             Long("wire-version") => {
                 let v = value(&mut parser, "--wire-version")?;
                 wire_version = Some(match v.parse::<u8>() {
@@ -238,6 +243,7 @@ fn parse_flags<I: IntoIterator<Item = OsString>>(args: I) -> Result<Flags, Strin
         key,
         insecure_plaintext,
         wire_version,
+        no_deflate,
         tap_id,
         capacity,
         idle_us,
@@ -299,6 +305,7 @@ impl Flags {
             .map_or_else(crate::config::Uplink::default, |c| c.uplink.clone());
         uplink.collector = self.uplink.or(uplink.collector);
         uplink.wire_version = self.wire_version.unwrap_or(uplink.wire_version);
+        uplink.deflate &= !self.no_deflate;
         let tap_id = self
             .tap_id
             .or_else(|| config.as_ref().map(|c| c.tap.id.clone()))

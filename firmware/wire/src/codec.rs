@@ -69,6 +69,10 @@ pub const FLAG_FINAL: u8 = 0x01;
 pub const FLAG_CLOCK_SYNCED: u8 = 0x02;
 /// Header flag: the records' times are a capture file's timestamps.
 pub const FLAG_CAPTURE_TIME: u8 = 0x04;
+/// Header flag (version 2): the records after the header are deflated
+/// (RFC 1951, no zlib header); inflated they are at most
+/// [`MAX_DATAGRAM`] bytes.
+pub const FLAG_DEFLATED: u8 = 0x08;
 
 const RECORD_FLAG_CONTINUATION: u8 = 0x01;
 /// Scratch space for one encoded record; the largest possible (IPv6, every
@@ -349,6 +353,8 @@ pub struct BatchWriter {
     version: u8,
     /// Version 2: what the batch has carried.
     tables: crate::compact::Tables,
+    /// Version 2: records deflated when that is smaller.
+    deflate: bool,
 }
 
 impl Default for BatchWriter {
@@ -385,7 +391,13 @@ impl BatchWriter {
                 VERSION
             },
             tables: crate::compact::Tables::new(0),
+            deflate: true,
         }
+    }
+
+    /// Whether [`BatchWriter::to_datagram`] deflates (it does by default).
+    pub fn set_deflate(&mut self, on: bool) {
+        self.deflate = on;
     }
 
     /// Starts a new batch, discarding what was there.
@@ -468,8 +480,32 @@ impl BatchWriter {
         }
     }
 
+    /// The batch as built, records not deflated.
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
+    }
+
+    /// The batch as it travels: a version 2 batch's records deflated (and
+    /// [`FLAG_DEFLATED`] set) when that makes it smaller; else as built.
+    #[cfg(feature = "std")]
+    pub fn to_datagram(&self) -> std::vec::Vec<u8> {
+        let raw = self.as_bytes();
+        let start = 5 + varint_len(self.header_len) + self.header_len;
+        if !self.deflate || self.version != VERSION || self.records == 0 || start >= raw.len() {
+            return raw.to_vec();
+        }
+        let Ok(mut out) = rewrite_header(&raw[..start], |h| h.flags |= FLAG_DEFLATED) else {
+            return raw.to_vec();
+        };
+        // The fastest level: zlib's level 1 took nearly as much out of the
+        // real captures' version 2 datagrams as level 9 (20,822 bytes to
+        // 15,444 against 15,270).
+        let packed = miniz_oxide::deflate::compress_to_vec(&raw[start..], 1);
+        if packed.len() >= raw.len() - start {
+            return raw.to_vec();
+        }
+        out.extend_from_slice(&packed);
+        out
     }
 
     pub fn record_count(&self) -> usize {
@@ -723,9 +759,14 @@ fn read_extensions(mut rest: &[u8]) -> Result<Extensions, WireError> {
 pub struct BatchReader<'a> {
     pub header: BatchHeader<'a>,
     bytes: &'a [u8],
+    /// Where the records start in `bytes` (as they travel).
+    records_at: usize,
+    /// The next record in the records: `bytes`, or `inflated` when the
+    /// batch came deflated.
     pos: usize,
     version: u8,
     tables: crate::compact::Tables,
+    inflated: Option<([u8; MAX_DATAGRAM], usize)>,
 }
 
 /// Checks that `bytes` start with the PiTap magic and hold at least `min`
@@ -757,12 +798,30 @@ impl<'a> BatchReader<'a> {
         if header.tap_id.len() > MAX_TAP_ID {
             return Err(WireError::TapIdTooLong);
         }
+        let inflated = if header.flags & FLAG_DEFLATED != 0 {
+            if version == VERSION_1 {
+                return Err(WireError::Malformed("deflated version 1 batch"));
+            }
+            let mut out = [0u8; MAX_DATAGRAM];
+            let n = miniz_oxide::inflate::decompress_slice_iter_to_slice(
+                &mut out,
+                core::iter::once(&bytes[pos..]),
+                false,
+                true,
+            )
+            .map_err(|_| WireError::Malformed("deflated records"))?;
+            Some((out, n))
+        } else {
+            None
+        };
         Ok(BatchReader {
             tables: crate::compact::Tables::new(header.base_ms),
             header,
             bytes,
-            pos,
+            records_at: pos,
+            pos: if inflated.is_some() { 0 } else { pos },
             version,
+            inflated,
         })
     }
 
@@ -800,7 +859,7 @@ pub fn rewrite_header(
     put_varint(&mut len, &mut l, n as u32)?;
     out.extend_from_slice(&len[..l]);
     out.extend_from_slice(&scratch[..n]);
-    out.extend_from_slice(&batch[reader.pos..]);
+    out.extend_from_slice(&batch[reader.records_at..]);
     if out.len() > MAX_DATAGRAM + REWRITE_ROOM {
         return Err(WireError::Full);
     }
@@ -811,11 +870,15 @@ impl Iterator for BatchReader<'_> {
     type Item = Result<FlowRecord, WireError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.pos >= self.bytes.len() {
+        let records: &[u8] = match &self.inflated {
+            Some((buf, n)) => &buf[..*n],
+            None => self.bytes,
+        };
+        if self.pos >= records.len() {
             return None;
         }
         let clock = self.header.clock();
-        let result = take_part(self.bytes, &mut self.pos).and_then(|body| {
+        let result = take_part(records, &mut self.pos).and_then(|body| {
             if self.version == VERSION_1 {
                 decode_record(body, self.header.base_ms, clock)
             } else {
@@ -824,7 +887,7 @@ impl Iterator for BatchReader<'_> {
         });
         if result.is_err() {
             // A broken record poisons the rest of the datagram.
-            self.pos = self.bytes.len();
+            self.pos = records.len();
         }
         Some(result)
     }
@@ -852,6 +915,32 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn deflated_records_past_a_datagram_are_refused() {
+        let mut w = BatchWriter::default();
+        w.start(&BatchHeader {
+            tap_id: "t",
+            ..BatchHeader::default()
+        })
+        .unwrap();
+        let header = rewrite_header(w.as_bytes(), |h| h.flags |= FLAG_DEFLATED).unwrap();
+        // 5,000 bytes inflated from a few dozen: more than any batch holds.
+        let mut bomb = header.clone();
+        bomb.extend(miniz_oxide::deflate::compress_to_vec(&[1u8; 5000], 1));
+        assert_eq!(
+            BatchReader::new(&bomb).err(),
+            Some(WireError::Malformed("deflated records"))
+        );
+        // Version 1 has no deflated form.
+        let mut v1 = header;
+        v1[4] = VERSION_1;
+        v1.extend(miniz_oxide::deflate::compress_to_vec(&[], 1));
+        assert_eq!(
+            BatchReader::new(&v1).err(),
+            Some(WireError::Malformed("deflated version 1 batch"))
+        );
+    }
 
     #[test]
     fn varint_round_trips_edges() {

@@ -97,7 +97,25 @@ fn encode(records: &[FlowRecord], tap: &str, flags: u8) -> Vec<Vec<u8>> {
     encode_as(records, tap, flags, pitap_wire::codec::VERSION)
 }
 
+/// As the tap sends them: version 2's records deflated where smaller.
 fn encode_as(records: &[FlowRecord], tap: &str, flags: u8, version: u8) -> Vec<Vec<u8>> {
+    encode_with(records, tap, flags, version, BatchWriter::to_datagram)
+}
+
+/// As built, never deflated (to damage a record at a known place).
+fn encode_raw(records: &[FlowRecord], tap: &str, flags: u8) -> Vec<Vec<u8>> {
+    encode_with(records, tap, flags, pitap_wire::codec::VERSION, |w| {
+        w.as_bytes().to_vec()
+    })
+}
+
+fn encode_with(
+    records: &[FlowRecord],
+    tap: &str,
+    flags: u8,
+    version: u8,
+    out: fn(&BatchWriter) -> Vec<u8>,
+) -> Vec<Vec<u8>> {
     let mut batches = Vec::new();
     let mut writer = BatchWriter::with_version(version);
     let mut seq = 0;
@@ -123,7 +141,7 @@ fn encode_as(records: &[FlowRecord], tap: &str, flags: u8, version: u8) -> Vec<V
                         writer.record_count() > 0,
                         "one record must fit an empty batch"
                     );
-                    batches.push(writer.as_bytes().to_vec());
+                    batches.push(out(&writer));
                     writer.clear();
                     seq += 1;
                 }
@@ -132,7 +150,7 @@ fn encode_as(records: &[FlowRecord], tap: &str, flags: u8, version: u8) -> Vec<V
         }
     }
     if writer.is_started() {
-        batches.push(writer.as_bytes().to_vec());
+        batches.push(out(&writer));
     }
     batches
 }
@@ -247,7 +265,7 @@ fn damaged_batches_give_named_errors() {
         proto: 6,
         ..FlowRecord::default()
     };
-    let good = encode(&[rec], "tap", 0).remove(0);
+    let good = encode_raw(&[rec], "tap", 0).remove(0);
     assert_eq!(
         BatchReader::new(b"GET / HTTP/1.1").err(),
         Some(WireError::BadMagic)
@@ -263,13 +281,29 @@ fn damaged_batches_give_named_errors() {
     let cut = &good[..good.len() - 3];
     let results: Vec<_> = BatchReader::new(cut).unwrap().collect();
     assert_eq!(results, vec![Err(WireError::Truncated)]);
+    // Deflated records cut short, or inflating past a datagram: refused
+    // whole.
+    let many: Vec<FlowRecord> = (0..40)
+        .map(|i| FlowRecord {
+            start_ms: 1_000 + i,
+            ..rec
+        })
+        .collect();
+    let deflated = encode(&many, "tap", 0).remove(0);
+    assert!(
+        BatchReader::new(&deflated).unwrap().header.flags & pitap_wire::codec::FLAG_DEFLATED != 0
+    );
+    assert_eq!(
+        BatchReader::new(&deflated[..deflated.len() - 4]).err(),
+        Some(WireError::Malformed("deflated records"))
+    );
     // A conn_state no encoder writes.
     let mut bad_state = FlowRecord {
         conn_state: ConnState::OTH,
         ..rec
     };
     bad_state.history = History::from_text("");
-    let mut bytes = encode(&[bad_state], "tap", 0).remove(0);
+    let mut bytes = encode_raw(&[bad_state], "tap", 0).remove(0);
     // Version 2: the record's third byte is the state, conn_state in its
     // low nibble (15 is none).
     assert!(ConnState::ALL.len() < 16);

@@ -167,11 +167,13 @@ fn measure(
 }
 
 /// Nanoseconds per record the tap spends packing `records` into batches of
-/// `version` (best of 5 passes).
-fn encode_ns(records: &[pitap_wire::FlowRecord], version: u8) -> f64 {
+/// `version` and making each full batch its datagram (version 2 deflates
+/// it), best of 5 passes.
+fn encode_ns(records: &[pitap_wire::FlowRecord], version: u8, deflate: bool) -> f64 {
     use pitap_wire::{BatchHeader, BatchWriter, WireError};
     let mut best = f64::MAX;
     let mut w = BatchWriter::with_version(version);
+    w.set_deflate(deflate);
     for _ in 0..5 {
         let start = std::time::Instant::now();
         let mut bytes = 0usize;
@@ -185,7 +187,7 @@ fn encode_ns(records: &[pitap_wire::FlowRecord], version: u8) -> f64 {
                 let _ = w.start(&header);
             }
             if w.push(r) == Err(WireError::Full) {
-                bytes += w.as_bytes().len();
+                bytes += w.to_datagram().len();
                 let _ = w.start(&header);
                 let _ = w.push(r);
             }
@@ -218,8 +220,8 @@ fn main() {
         .unwrap_or_default();
     names.retain(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"));
     names.sort();
-    println!("| capture | flows | uplink v1 bytes/flow | uplink v2 bytes/flow | IPFIX bytes/flow | v2 / IPFIX |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| capture | flows | uplink v1 bytes/flow | v2, tables only | v2 deflated | IPFIX bytes/flow | v2 deflated / IPFIX |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     // The real captures one after the other in one file, replayed once:
     // a tap that runs on, not 40 that start and stop.
     let merged = dir.join("real.pcapng");
@@ -259,17 +261,21 @@ fn main() {
     .into_iter()
     .enumerate()
     {
-        let v1 = measure(&paths, &dir, 2 * i, pitap_wire::codec::VERSION_1, &extra);
-        let v2 = measure(&paths, &dir, 2 * i + 1, pitap_wire::codec::VERSION, &extra);
-        match (v1, v2) {
-            (Ok(v1), Ok(v2)) => {
-                let per = |b: u64, s: &Sizes| b as f64 / s.flows.max(1) as f64;
+        let v1 = measure(&paths, &dir, 3 * i, pitap_wire::codec::VERSION_1, &extra);
+        let mut plain = extra.clone();
+        plain.push("--no-deflate");
+        let tables = measure(&paths, &dir, 3 * i + 1, pitap_wire::codec::VERSION, &plain);
+        let v2 = measure(&paths, &dir, 3 * i + 2, pitap_wire::codec::VERSION, &extra);
+        match (v1, tables, v2) {
+            (Ok(v1), Ok(tables), Ok(v2)) => {
+                let per = |s: &Sizes| s.uplink_bytes as f64 / s.flows.max(1) as f64;
                 println!(
-                    "| {name} | {} | {:.1} | {:.1} | {:.1} | {:.2} |",
+                    "| {name} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |",
                     v2.flows,
-                    per(v1.uplink_bytes, &v1),
-                    per(v2.uplink_bytes, &v2),
-                    per(v2.ipfix_bytes, &v2),
+                    per(&v1),
+                    per(&tables),
+                    per(&v2),
+                    v2.ipfix_bytes as f64 / v2.flows.max(1) as f64,
                     v2.uplink_bytes as f64 / v2.ipfix_bytes.max(1) as f64
                 );
                 if v1.flows != v2.flows {
@@ -279,16 +285,17 @@ fn main() {
                     );
                 }
             }
-            (Err(e), _) | (_, Err(e)) => eprintln!("{name}: {e}"),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => eprintln!("{name}: {e}"),
         }
     }
     let records = pitapd::offline::records_of(&dir.join("bench.pcap")).expect("records");
     println!();
     println!(
-        "Packing the benchmark capture's {} records into batches on the tap (best of 5): version 1 {:.0} ns a record, version 2 {:.0} ns.",
+        "Packing the benchmark capture's {} records into datagrams on the tap (best of 5): version 1 {:.0} ns a record, version 2 with tables only {:.0} ns, deflated {:.0} ns.",
         records.len(),
-        encode_ns(&records, pitap_wire::codec::VERSION_1),
-        encode_ns(&records, pitap_wire::codec::VERSION)
+        encode_ns(&records, pitap_wire::codec::VERSION_1, false),
+        encode_ns(&records, pitap_wire::codec::VERSION, false),
+        encode_ns(&records, pitap_wire::codec::VERSION, true)
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

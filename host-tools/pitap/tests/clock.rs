@@ -72,6 +72,7 @@ impl World {
                 flush_interval: Duration::from_millis(10),
                 clock: ClockMode::Sync,
                 wire_version: pitap_wire::codec::VERSION,
+                deflate: true,
             },
             ten_years_behind,
         )

@@ -66,6 +66,8 @@ pub struct Uplink {
     pub health_interval: Duration,
     /// The batch encoding (`pitap_wire::codec::VERSION` or `VERSION_1`).
     pub wire_version: u8,
+    /// Version 2 batches deflated when smaller.
+    pub deflate: bool,
     pub stack: Option<Stack>,
 }
 
@@ -80,6 +82,7 @@ impl Default for Uplink {
             flush_interval: Duration::from_millis(d.flush_interval_ms),
             health_interval: Duration::from_secs(d.health_interval_s),
             wire_version: d.wire_version,
+            deflate: d.deflate,
             stack: None,
         }
     }
@@ -96,6 +99,7 @@ impl Uplink {
             flush_interval: self.flush_interval,
             clock,
             wire_version: self.wire_version,
+            deflate: self.deflate,
         })
     }
 }
@@ -384,6 +388,7 @@ fn uplink(u: &UplinkSection) -> Result<Uplink, ConfigError> {
         flush_interval: Duration::from_millis(u.flush_interval_ms),
         health_interval: Duration::from_secs(u.health_interval_s),
         wire_version: u.wire_version,
+        deflate: u.deflate,
         stack,
     })
 }
@@ -538,6 +543,7 @@ mod tests {
             "collector",
             "flush_interval_ms",
             "wire_version",
+            "deflate",
         ] {
             assert!(
                 EXAMPLE.lines().any(|l| l

@@ -83,6 +83,8 @@ pub struct UplinkSettings {
     pub clock: ClockMode,
     /// The batch encoding (see `pitap_wire::codec::VERSION`).
     pub wire_version: u8,
+    /// Version 2 batches deflated when smaller.
+    pub deflate: bool,
 }
 
 /// What the uplink has done so far.
@@ -252,7 +254,8 @@ impl Uplink {
     ) -> Result<Self, String> {
         pitap_wire::codec::check_tap_id(&settings.tap_id)?;
         let now = Instant::now();
-        let batch = BatchWriter::with_version(settings.wire_version);
+        let mut batch = BatchWriter::with_version(settings.wire_version);
+        batch.set_deflate(settings.deflate);
         Ok(Uplink {
             transport,
             settings,
@@ -526,7 +529,7 @@ impl Uplink {
         }
         self.queue.push_back(Pending {
             seq: self.seq,
-            bytes: self.batch.as_bytes().to_vec(),
+            bytes: self.batch.to_datagram(),
             clock: self.batch_clock,
             sent_at: None,
             transmissions: 0,
@@ -986,6 +989,7 @@ mod tests {
             flush_interval: Duration::from_secs(60),
             clock,
             wire_version: pitap_wire::codec::VERSION,
+            deflate: true,
         }
     }
 
