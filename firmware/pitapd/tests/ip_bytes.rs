@@ -31,20 +31,8 @@ fn theirs(file: &std::path::Path) -> Directed {
         "udp.dstport",
         "udp.length",
     ];
-    let mut args = vec![
-        "-r",
-        file.to_str().unwrap(),
-        "-T",
-        "fields",
-        "-E",
-        "separator=\t",
-    ];
-    for f in &fields {
-        args.extend(["-e", f]);
-    }
-    args.extend(["-Y", "tcp || udp"]);
     let mut out = Directed::new();
-    for line in tshark(&args).lines() {
+    for line in tshark_fields(file, &fields, "tcp || udp").lines() {
         let v: Vec<&str> = line.split('\t').collect();
         // One value per field: a second IP layer (a tunnel) or a second
         // transport header (ICMP quoting one) is left out.

@@ -81,21 +81,9 @@ fn theirs(file: &Path) -> BTreeMap<Conn, u64> {
         "tcp.flags.reset",
         "vlan.id",
     ];
-    let mut args = vec![
-        "-r",
-        file.to_str().unwrap(),
-        "-T",
-        "fields",
-        "-E",
-        "separator=\t",
-    ];
-    for f in &fields {
-        args.extend(["-e", f]);
-    }
-    args.extend(["-Y", "tcp"]);
     // tshark's stream numbers do not tell VLANs apart.
     let mut streams: BTreeMap<(u64, String, String, u64), (Conn, Segments)> = BTreeMap::new();
-    for line in tshark(&args).lines() {
+    for line in tshark_fields(file, &fields, "tcp").lines() {
         let v: Vec<&str> = line.split('\t').collect();
         // A second IP or TCP header (a tunnel, an ICMP quote): left out.
         if v.len() != fields.len() || v[..fields.len() - 1].iter().any(|x| x.contains(',')) {

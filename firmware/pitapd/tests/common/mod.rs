@@ -58,6 +58,24 @@ pub fn tshark(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("tshark output is UTF-8")
 }
 
+/// tshark's `fields` of the packets of `file` that match `filter`: one
+/// line a packet, the fields tab-separated in the order given.
+pub fn tshark_fields(file: &Path, fields: &[&str], filter: &str) -> String {
+    let mut args = vec![
+        "-r",
+        file.to_str().unwrap(),
+        "-T",
+        "fields",
+        "-E",
+        "separator=\t",
+    ];
+    for f in fields {
+        args.extend(["-e", f]);
+    }
+    args.extend(["-Y", filter]);
+    tshark(&args)
+}
+
 pub fn pitapd(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pitapd"))
         .args(args)
