@@ -22,9 +22,9 @@ if [ ${#need[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-cargo build -q --release --locked -p pitapd -p pitap-bench
+cargo build -q --release --locked -p pitapd -p pitap-bench -p pitap
 out=$(mktemp)
-target/release/pitap-bench --packets "$packets" --runs 3 | tee "$out"
+target/release/pitap-bench --packets "$packets" --runs 3 --collector target/release/pitap | tee "$out"
 # The packet ring's and file hashing's cost, with the digests' portable code
 # (what a Pi 4 runs) built beside.
 CARGO_TARGET_DIR=target/soft-hash cargo build -q --release --locked -p pitap-bench --features soft-hash
@@ -69,7 +69,9 @@ sed -n '/^## The flow store beside nfdump/,$p' BENCHMARKS.md 2>/dev/null |
 - **Whole programs**: `pitapd --read FILE --print` (flow lines to /dev/null),
   `softflowd -r -c none -d -n 127.0.0.1:9` with its default table and with
   ours (65,536), `argus -r -w FILE`, `nfpcapd -r -w DIR`, and `tcpdump -r -w
-  /dev/null` as the cost of libpcap reading alone.
+  /dev/null` as the cost of libpcap reading alone; under callgrind also
+  `pitapd --read FILE --uplink` sealed to `pitap collect` on loopback
+  (deflated, and `--no-deflate`), the collector outside callgrind.
 - **Peak RSS** from `wait4`; the file is warmed into the page cache by a
   child (`cat`), so no measured process inherits a large RSS from the runner.
   `pitapd --read` releases the pages of the map it has read (MADV_DONTNEED

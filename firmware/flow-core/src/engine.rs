@@ -279,7 +279,7 @@ impl FlowEngine {
         } else {
             List::Embryonic
         };
-        self.table.touch(slot, list);
+        self.table.touch_at(slot, list, now);
         self.stats.active_flows = self.table.len() as u64;
     }
 

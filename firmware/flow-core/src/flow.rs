@@ -93,11 +93,13 @@ impl Flow {
     }
 
     /// Whether a packet travelling in this direction comes from the initiator.
+    #[inline]
     pub fn from_initiator(&self, reversed: bool) -> bool {
         u8::from(reversed) == self.initiator_end
     }
 
     /// Accounts one packet to the flow.
+    #[inline]
     pub fn update(
         &mut self,
         pkt: &Packet<'_>,
@@ -150,6 +152,7 @@ impl Flow {
     }
 
     /// How the TCP connection ended, if it did.
+    #[inline]
     pub fn tcp_ended(&self) -> Option<EndReason> {
         if self.key.proto == proto::TCP {
             self.tcp.ended()

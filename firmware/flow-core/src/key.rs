@@ -73,6 +73,7 @@ fn icmp_query(proto: u8, icmp_type: u8) -> Option<(u8, bool)> {
 
 /// The key of a packet, and whether the packet travels from the key's
 /// second end to its first.
+#[inline]
 pub fn key_of(pkt: &Packet<'_>, ports: (u16, u16)) -> (FlowKey, bool) {
     let (mut sport, mut dport) = ports;
     let mut icmp_class = 0;
@@ -97,7 +98,12 @@ pub fn key_of(pkt: &Packet<'_>, ports: (u16, u16)) -> (FlowKey, bool) {
         }
     }
     // Canonical order: the smaller (address, port) first.
-    let reversed = match pkt.src_ip.cmp(&pkt.dst_ip) {
+    // As big-endian integers: the same order as the bytes', in two compares.
+    let (src, dst) = (
+        u128::from_be_bytes(pkt.src_ip),
+        u128::from_be_bytes(pkt.dst_ip),
+    );
+    let reversed = match src.cmp(&dst) {
         core::cmp::Ordering::Greater => true,
         core::cmp::Ordering::Less => false,
         core::cmp::Ordering::Equal => sport > dport,

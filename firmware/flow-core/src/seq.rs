@@ -35,6 +35,7 @@ pub struct SeqGaps {
 }
 
 /// `a` before `b` in sequence space (RFC 1982 arithmetic).
+#[inline]
 fn before(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) < 0
 }
@@ -55,6 +56,7 @@ impl SeqGaps {
     /// number, payload length and whether it carries SYN or FIN (each takes
     /// one sequence number). RSTs and bare ACKs carry no stream data and
     /// are not passed here.
+    #[inline]
     pub fn segment(&mut self, side: usize, seq: u32, len: u32, syn: bool, fin: bool) {
         let bit = 1u8 << side;
         let s = &mut self.sides[side];

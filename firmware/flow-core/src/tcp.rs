@@ -55,6 +55,7 @@ pub struct HistoryTracker {
 }
 
 impl HistoryTracker {
+    #[inline]
     fn note(&mut self, from_initiator: bool, letter: Letter) {
         let bit = 1u16 << (letter as u16 + if from_initiator { 0 } else { 8 });
         if self.seen & bit == 0 {
@@ -75,6 +76,7 @@ impl HistoryTracker {
     }
 
     /// Notes a non-TCP packet.
+    #[inline]
     pub fn note_datagram(&mut self, from_initiator: bool, payload_len: u32) {
         if payload_len > 0 {
             self.note(from_initiator, Letter::Data);
@@ -95,6 +97,7 @@ pub struct TcpTracker {
 
 impl TcpTracker {
     /// Updates the state machine with one segment and notes its history.
+    #[inline]
     pub fn update(
         &mut self,
         history: &mut HistoryTracker,
@@ -226,6 +229,7 @@ impl TcpTracker {
 
     /// Whether the connection is over, and how: both sides closed, or one
     /// reset.
+    #[inline]
     pub fn ended(&self) -> Option<EndReason> {
         if self.ends.contains(&Endpoint::Reset) {
             Some(EndReason::TcpReset)

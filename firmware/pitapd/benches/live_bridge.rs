@@ -40,6 +40,37 @@ fn tcpdump_count(report: &str, what: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system, all threads) process `pid` has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat (11 and 12 counted
+    // from the state after the name),
+    // in USER_HZ ticks: 100 a second on Linux (fixed by its ABI).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// This CPU's clock in MHz, as /proc/cpuinfo gives it.
+fn cpu_mhz() -> Option<f64> {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--blast") {
@@ -74,6 +105,7 @@ fn main() {
     topo.wait_for_stderr("tcpdump", "listening on", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
     let before = topo.status();
+    let cpu_before = cpu_seconds(topo.pid(pitapd));
     let blasters: usize = std::env::var("PITAP_BENCH_BLASTERS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -101,6 +133,7 @@ fn main() {
     }
     std::thread::sleep(Duration::from_millis(500));
     let after = topo.status();
+    let cpu = cpu_seconds(topo.pid(pitapd)) - cpu_before;
     topo.signal(tcpdump, "INT");
     assert!(topo.wait(tcpdump, Duration::from_secs(30)));
     topo.signal(pitapd, "TERM");
@@ -151,6 +184,18 @@ fn main() {
         println!(
             "  pitapd / tcpdump captured: {:.2}",
             ours as f64 / theirs as f64
+        );
+    }
+    // What one core tapped: frames over the CPU time pitapd used for them
+    // (its ring reader, engine and status loop together).
+    if cpu > 0.0 {
+        let per_core = ours as f64 / cpu;
+        println!(
+            "  pitapd CPU {cpu:.2} s for them: {per_core:.0} frames per second of one core{}",
+            cpu_mhz().map_or(String::new(), |mhz| format!(
+                " ({:.0} cycles a frame at {mhz:.0} MHz)",
+                mhz * 1e6 / per_core
+            ))
         );
     }
     let engine = &after["engine"];

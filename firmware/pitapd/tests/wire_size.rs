@@ -11,34 +11,50 @@ fn records_of(path: &std::path::Path) -> Vec<FlowRecord> {
 }
 
 /// Packs records into datagrams as the uplink does; returns the datagrams.
+/// Records a batch gives back (it deflated worse than the writer aimed)
+/// go first into the next one.
 fn batches(records: &[FlowRecord], version: u8, deflate: bool) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut w = BatchWriter::with_version(version);
     w.set_deflate(deflate);
     let mut seq = 0;
-    for r in records {
-        let header = |seq| BatchHeader {
-            tap_id: "rack3-tap1",
-            boot_id: 42,
-            seq,
-            base_ms: r.start_ms,
-            flags: 0,
-            dropped_batches: 0,
-            low_seq: seq,
-            attachments: &[],
+    let mut pending: std::collections::VecDeque<FlowRecord> = records.iter().copied().collect();
+    let header = |seq| BatchHeader {
+        tap_id: "rack3-tap1",
+        boot_id: 42,
+        seq,
+        base_ms: 0,
+        flags: 0,
+        dropped_batches: 0,
+        low_seq: seq,
+        attachments: &[],
+    };
+    loop {
+        let full = match pending.front() {
+            Some(r) => {
+                if !w.is_started() {
+                    w.start(&BatchHeader {
+                        base_ms: r.start_ms,
+                        ..header(seq)
+                    })
+                    .unwrap();
+                }
+                w.push(r) == Err(WireError::Full)
+            }
+            None if w.is_started() => true,
+            None => break,
         };
-        if !w.is_started() {
-            w.start(&header(seq)).unwrap();
+        if !full {
+            pending.pop_front();
+            continue;
         }
-        if w.push(r) == Err(WireError::Full) {
-            out.push(w.to_datagram());
-            seq += 1;
-            w.start(&header(seq)).unwrap();
-            w.push(r).unwrap();
+        let d = w.to_datagram();
+        out.push(d.bytes);
+        w.clear();
+        seq += 1;
+        for c in d.carried_over.into_iter().rev() {
+            pending.push_front(c);
         }
-    }
-    if w.is_started() {
-        out.push(w.to_datagram());
     }
     out
 }
@@ -56,6 +72,9 @@ fn bytes_per_flow_on_real_captures() {
         (pitap_wire::codec::VERSION, true),
     ] {
         let datagrams = batches(&all, version, deflate);
+        assert!(datagrams
+            .iter()
+            .all(|d| d.len() <= pitap_wire::codec::MAX_DATAGRAM));
         let total: usize = datagrams.iter().map(Vec::len).sum();
         let decoded: Vec<FlowRecord> = datagrams
             .iter()

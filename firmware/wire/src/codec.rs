@@ -37,6 +37,15 @@ pub const VERSION_1: u8 = 1;
 pub const MAX_DATAGRAM: usize = 1344;
 /// What a rewritten header may add to a full batch.
 pub const REWRITE_ROOM: usize = 16;
+/// How large a version 2 batch may be before its records are deflated:
+/// twice a datagram, so that a batch which deflates to a datagram carries
+/// half again as many records (fewer envelopes and headers a record, and
+/// more for deflate to find). The datagram itself stays within
+/// [`MAX_DATAGRAM`]; a collector refuses anything that inflates past this.
+pub const MAX_INFLATED: usize = 2 * MAX_DATAGRAM;
+/// Records one batch may hold (their ends are kept to cut a batch that
+/// deflates worse than expected).
+const MAX_BATCH_RECORDS: usize = 256;
 /// Longest tap id.
 pub const MAX_TAP_ID: usize = 32;
 
@@ -342,8 +351,13 @@ pub(crate) fn put_part(buf: &mut [u8], pos: &mut usize, part: &[u8]) -> Result<(
 /// Builds one datagram in a fixed buffer: no allocation, so the firmware can
 /// batch records on its hot path.
 pub struct BatchWriter {
-    buf: [u8; MAX_DATAGRAM],
+    buf: [u8; MAX_INFLATED],
     len: usize,
+    /// Where the batch may end before it is deflated: [`MAX_DATAGRAM`],
+    /// or more when deflating, after how well the batches before deflated.
+    limit: usize,
+    /// Where each record ends in `buf`.
+    ends: [u16; MAX_BATCH_RECORDS],
     base_ms: u64,
     records: usize,
     /// Bytes of the header part (after its length prefix at offset 5),
@@ -379,8 +393,10 @@ impl BatchWriter {
     /// older than version 2); any other is taken as [`VERSION`].
     pub fn with_version(version: u8) -> Self {
         BatchWriter {
-            buf: [0; MAX_DATAGRAM],
+            buf: [0; MAX_INFLATED],
             len: 0,
+            limit: MAX_DATAGRAM,
+            ends: [0; MAX_BATCH_RECORDS],
             base_ms: 0,
             records: 0,
             header_len: 0,
@@ -398,6 +414,14 @@ impl BatchWriter {
     /// Whether [`BatchWriter::to_datagram`] deflates (it does by default).
     pub fn set_deflate(&mut self, on: bool) {
         self.deflate = on;
+        self.limit = MAX_DATAGRAM;
+    }
+
+    /// Whether batches are deflated, and so may be built past a datagram
+    /// (only with `std`: the inflater is miniz_oxide's).
+    #[cfg(feature = "std")]
+    fn deflating(&self) -> bool {
+        self.deflate && self.version == VERSION
     }
 
     /// Starts a new batch, discarding what was there.
@@ -429,7 +453,8 @@ impl BatchWriter {
         let n = framed.len();
         let (old_vl, new_vl) = (varint_len(self.header_len), varint_len(self.header_len + n));
         let grow = n + new_vl - old_vl;
-        if self.len + grow > MAX_DATAGRAM {
+        // The header is never deflated: it must fit a datagram alone.
+        if self.len + grow > self.limit || 5 + new_vl + self.header_len + n > MAX_DATAGRAM {
             return Err(WireError::Full);
         }
         let header_start = 5 + old_vl;
@@ -445,6 +470,9 @@ impl BatchWriter {
         self.buf[at..at + n].copy_from_slice(framed);
         self.header_len += n;
         self.len += grow;
+        for end in &mut self.ends[..self.records] {
+            *end += grow as u16;
+        }
         self.files += 1;
         Ok(())
     }
@@ -467,9 +495,20 @@ impl BatchWriter {
             })
         };
         let mut pos = self.len;
-        match result.and_then(|n| put_part(&mut self.buf, &mut pos, &scratch[..n])) {
+        let fits = |n: usize| {
+            if self.len + varint_len(n) + n > self.limit || self.records == MAX_BATCH_RECORDS {
+                Err(WireError::Full)
+            } else {
+                Ok(n)
+            }
+        };
+        match result
+            .and_then(fits)
+            .and_then(|n| put_part(&mut self.buf, &mut pos, &scratch[..n]))
+        {
             Ok(()) => {
                 self.len = pos;
+                self.ends[self.records] = pos as u16;
                 self.records += 1;
                 Ok(())
             }
@@ -487,25 +526,82 @@ impl BatchWriter {
 
     /// The batch as it travels: a version 2 batch's records deflated (and
     /// [`FLAG_DEFLATED`] set) when that makes it smaller; else as built.
+    /// A deflating batch may have been built past a datagram: when its
+    /// records do not deflate into one, the last ones are cut off and come
+    /// back decoded in `carried_over`, for the next batch. The writer then
+    /// aims lower; after a batch that fitted, it aims at what that one's
+    /// deflate ratio allows, up to [`MAX_INFLATED`].
     #[cfg(feature = "std")]
-    pub fn to_datagram(&self) -> std::vec::Vec<u8> {
-        let raw = self.as_bytes();
+    pub fn to_datagram(&mut self) -> Datagram {
         let start = 5 + varint_len(self.header_len) + self.header_len;
-        if !self.deflate || self.version != VERSION || self.records == 0 || start >= raw.len() {
-            return raw.to_vec();
+        if !self.deflating() || self.records == 0 || start >= self.len {
+            return Datagram {
+                bytes: self.as_bytes().to_vec(),
+                carried_over: std::vec::Vec::new(),
+            };
         }
-        let Ok(mut out) = rewrite_header(&raw[..start], |h| h.flags |= FLAG_DEFLATED) else {
-            return raw.to_vec();
+        // The header a deflated datagram carries, made once for every try;
+        // and the raw size one try's ratio says deflates into a datagram
+        // (less a margin for records that deflate a little worse).
+        let deflated_header = rewrite_header(&self.buf[..start], |h| h.flags |= FLAG_DEFLATED).ok();
+        let aim =
+            |raw: usize, packed: usize| raw * (MAX_DATAGRAM - start) / packed.max(1) * 15 / 16;
+        let mut sent = self.records;
+        let bytes = loop {
+            let end = match sent {
+                0 => start,
+                n if n == self.records => self.len,
+                n => usize::from(self.ends[n - 1]),
+            };
+            // The fastest level: zlib's level 1 took nearly as much out of
+            // the real captures' version 2 datagrams as level 9 (20,822
+            // bytes to 15,444 against 15,270).
+            let packed = miniz_oxide::deflate::compress_to_vec(&self.buf[start..end], 1);
+            let deflated = deflated_header
+                .as_ref()
+                .filter(|_| packed.len() < end - start)
+                .map(|header| {
+                    let mut out = header.clone();
+                    out.extend_from_slice(&packed);
+                    out
+                })
+                .filter(|out| out.len() <= MAX_DATAGRAM);
+            if let Some(out) = deflated {
+                if sent == self.records {
+                    // Aim the next batch at this one's ratio.
+                    self.limit =
+                        (start + aim(end - start, packed.len())).clamp(MAX_DATAGRAM, MAX_INFLATED);
+                } else {
+                    self.limit = end.max(MAX_DATAGRAM);
+                }
+                break out;
+            }
+            if end <= MAX_DATAGRAM {
+                self.limit = MAX_DATAGRAM;
+                break self.buf[..end].to_vec();
+            }
+            // Fewer records: as many as the ratio says would fit (at least
+            // one fewer), and never below a batch that fits undeflated.
+            let want = aim(end - start, packed.len());
+            let before = &self.ends[..sent - 1];
+            let fewer = before
+                .iter()
+                .rposition(|&e| usize::from(e) <= start + want)
+                .or_else(|| before.iter().rposition(|&e| usize::from(e) <= MAX_DATAGRAM));
+            // Down to no record at all: the header alone always fits.
+            sent = fewer.map_or(sent - 1, |i| i + 1);
         };
-        // The fastest level: zlib's level 1 took nearly as much out of the
-        // real captures' version 2 datagrams as level 9 (20,822 bytes to
-        // 15,444 against 15,270).
-        let packed = miniz_oxide::deflate::compress_to_vec(&raw[start..], 1);
-        if packed.len() >= raw.len() - start {
-            return raw.to_vec();
+        let carried_over = if sent < self.records {
+            BatchReader::new(self.as_bytes())
+                .map(|r| r.skip(sent).filter_map(Result::ok).collect())
+                .unwrap_or_default()
+        } else {
+            std::vec::Vec::new()
+        };
+        Datagram {
+            bytes,
+            carried_over,
         }
-        out.extend_from_slice(&packed);
-        out
     }
 
     pub fn record_count(&self) -> usize {
@@ -522,6 +618,15 @@ impl BatchWriter {
         self.records = 0;
         self.files = 0;
     }
+}
+
+/// A finished batch as it travels, and the records cut off it.
+#[cfg(feature = "std")]
+#[derive(Debug)]
+pub struct Datagram {
+    pub bytes: std::vec::Vec<u8>,
+    /// Records that did not fit once deflated: they go in the next batch.
+    pub carried_over: std::vec::Vec<FlowRecord>,
 }
 
 /// Encodes the core fields of one record (without its length prefix).
@@ -580,17 +685,17 @@ fn put_extensions(
 ) -> Result<(), WireError> {
     let n = &r.names;
     for (tag, text) in [
-        (EXT_RESPONDER_NAME, n.responder_name.as_str()),
-        (EXT_CLIENT_HOSTNAME, n.client_hostname.as_str()),
-        (EXT_SERVER_HOSTNAME, n.server_hostname.as_str()),
-        (EXT_SNI, n.sni.as_str()),
-        (EXT_ALPN, n.alpn.as_str()),
-        (EXT_HTTP_HOST, n.http_host.as_str()),
-        (EXT_HTTP_REQUEST, n.http_request.as_str()),
+        (EXT_RESPONDER_NAME, n.responder_name.as_bytes()),
+        (EXT_CLIENT_HOSTNAME, n.client_hostname.as_bytes()),
+        (EXT_SERVER_HOSTNAME, n.server_hostname.as_bytes()),
+        (EXT_SNI, n.sni.as_bytes()),
+        (EXT_ALPN, n.alpn.as_bytes()),
+        (EXT_HTTP_HOST, n.http_host.as_bytes()),
+        (EXT_HTTP_REQUEST, n.http_request.as_bytes()),
     ] {
         if !text.is_empty() {
             put_varint(scratch, pos, tag)?;
-            put_part(scratch, pos, text.as_bytes())?;
+            put_part(scratch, pos, text)?;
         }
     }
     for (tag, count) in [
@@ -759,14 +864,16 @@ fn read_extensions(mut rest: &[u8]) -> Result<Extensions, WireError> {
 pub struct BatchReader<'a> {
     pub header: BatchHeader<'a>,
     bytes: &'a [u8],
-    /// Where the records start in `bytes` (as they travel).
+    /// Where the records start in `bytes` (as they travel); read by
+    /// `rewrite_header`, which needs std.
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
     records_at: usize,
     /// The next record in the records: `bytes`, or `inflated` when the
     /// batch came deflated.
     pos: usize,
     version: u8,
     tables: crate::compact::Tables,
-    inflated: Option<([u8; MAX_DATAGRAM], usize)>,
+    inflated: Option<([u8; MAX_INFLATED], usize)>,
 }
 
 /// Checks that `bytes` start with the PiTap magic and hold at least `min`
@@ -802,7 +909,7 @@ impl<'a> BatchReader<'a> {
             if version == VERSION_1 {
                 return Err(WireError::Malformed("deflated version 1 batch"));
             }
-            let mut out = [0u8; MAX_DATAGRAM];
+            let mut out = [0u8; MAX_INFLATED];
             let n = miniz_oxide::inflate::decompress_slice_iter_to_slice(
                 &mut out,
                 core::iter::once(&bytes[pos..]),
@@ -915,6 +1022,73 @@ mod tests {
     }
 
     use super::*;
+
+    /// A deflating writer builds past a datagram after batches that
+    /// deflated well; a batch that then deflates badly (names no table or
+    /// deflate can shorten) is cut to a datagram, and the records cut off
+    /// come back whole, in order, for the next batch.
+    #[test]
+    fn a_batch_that_deflates_badly_is_cut_and_gives_records_back() {
+        use crate::record::{Names, Text};
+        let mut w = BatchWriter::default();
+        let header = BatchHeader {
+            tap_id: "t",
+            ..BatchHeader::default()
+        };
+        let alike = FlowRecord {
+            start_ms: 1_000,
+            end_ms: 2_000,
+            proto: 17,
+            ..FlowRecord::default()
+        };
+        // Well-deflating batches raise the aim past a datagram.
+        for _ in 0..3 {
+            w.start(&header).unwrap();
+            while w.push(&alike).is_ok() {}
+            let d = w.to_datagram();
+            assert!(d.bytes.len() <= MAX_DATAGRAM && d.carried_over.is_empty());
+        }
+        w.start(&header).unwrap();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut noisy = Vec::new();
+        loop {
+            let mut name = [0u8; 100];
+            for b in &mut name {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *b = b'a' + (state % 26) as u8;
+            }
+            let r = FlowRecord {
+                names: Names {
+                    sni: Text::from_bytes(&name),
+                    ..Names::default()
+                },
+                ..alike
+            };
+            if w.push(&r).is_err() {
+                break;
+            }
+            noisy.push(r);
+        }
+        assert!(
+            w.as_bytes().len() > MAX_DATAGRAM,
+            "built past a datagram: {} bytes",
+            w.as_bytes().len()
+        );
+        let aimed = w.limit;
+        let d = w.to_datagram();
+        assert!(d.bytes.len() <= MAX_DATAGRAM, "{} bytes", d.bytes.len());
+        // The next batch aims lower.
+        assert!(w.limit < aimed, "{} then {}", aimed, w.limit);
+        let sent: Vec<FlowRecord> = BatchReader::new(&d.bytes)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(!d.carried_over.is_empty() && !sent.is_empty());
+        let back: Vec<FlowRecord> = sent.into_iter().chain(d.carried_over).collect();
+        assert_eq!(back, noisy);
+    }
 
     #[test]
     fn deflated_records_past_a_datagram_are_refused() {

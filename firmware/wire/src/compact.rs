@@ -56,7 +56,62 @@ pub(crate) struct Tables {
     macs: [[u8; 6]; MACS],
     ports: [u16; PORTS],
     histories: [History; HISTORIES],
+    /// The encoder's way into each table: a value's fingerprint picks an
+    /// entry holding its position + 1 (0: none), checked against the table,
+    /// so a stale or colliding entry only costs a literal. A linear scan of
+    /// the tables was most of the tap's cost per record.
+    index: Index,
     mark: Mark,
+}
+
+/// Direct-mapped indexes, four entries per table entry.
+#[derive(Clone)]
+struct Index {
+    addrs: [u8; ADDRS * 4],
+    macs: [u8; MACS * 4],
+    ports: [u8; PORTS * 4],
+    histories: [u8; HISTORIES * 4],
+}
+
+/// What picks a value's index entry.
+trait Fingerprint {
+    fn fingerprint(&self) -> u64;
+}
+
+impl Fingerprint for IpAddr {
+    fn fingerprint(&self) -> u64 {
+        match self {
+            IpAddr::V4(a) => u64::from(a.to_bits()),
+            IpAddr::V6(a) => {
+                let b = a.to_bits();
+                (b as u64) ^ ((b >> 64) as u64).rotate_left(17) ^ 1
+            }
+        }
+    }
+}
+
+impl Fingerprint for [u8; 6] {
+    fn fingerprint(&self) -> u64 {
+        let mut b = [0u8; 8];
+        b[..6].copy_from_slice(self);
+        u64::from_le_bytes(b)
+    }
+}
+
+impl Fingerprint for u16 {
+    fn fingerprint(&self) -> u64 {
+        u64::from(*self)
+    }
+}
+
+impl Fingerprint for History {
+    fn fingerprint(&self) -> u64 {
+        let mut b = [0u8; 8];
+        let h = self.as_bytes();
+        let n = h.len().min(8);
+        b[..n].copy_from_slice(&h[..n]);
+        u64::from_le_bytes(b) ^ (h.len() as u64) << 59
+    }
 }
 
 /// The tables' fill and the previous record's end.
@@ -76,6 +131,12 @@ impl Tables {
             macs: [[0; 6]; MACS],
             ports: [0; PORTS],
             histories: [History::default(); HISTORIES],
+            index: Index {
+                addrs: [0; ADDRS * 4],
+                macs: [0; MACS * 4],
+                ports: [0; PORTS * 4],
+                histories: [0; HISTORIES * 4],
+            },
             mark: Mark {
                 prev_end_ms: base_ms,
                 ..Mark::default()
@@ -195,16 +256,26 @@ impl In<'_> {
     }
 }
 
-/// Finds `v` among the first `n` of `table`, or appends it if there is
-/// room. `Ok(index)` if it was there.
-fn lookup<T: PartialEq + Copy>(table: &mut [T], n: &mut u8, v: T) -> Result<usize, ()> {
+/// Finds `v` among the first `n` of `table` through `index`, or appends it
+/// if there is room. `Ok(position)` if it was there. Stale entries (from a
+/// batch before, or a record undone) fail the check against the table.
+fn lookup<T: PartialEq + Copy + Fingerprint, const I: usize>(
+    table: &mut [T],
+    index: &mut [u8; I],
+    n: &mut u8,
+    v: T,
+) -> Result<usize, ()> {
+    const { assert!(I.is_power_of_two() && I <= 256 * 4) };
+    let slot = (v.fingerprint().wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as usize & (I - 1);
     let used = usize::from(*n);
-    if let Some(i) = table[..used].iter().position(|t| *t == v) {
-        return Ok(i);
+    let p = usize::from(index[slot]);
+    if p != 0 && p <= used && table[p - 1] == v {
+        return Ok(p - 1);
     }
     if used < table.len() {
         table[used] = v;
         *n += 1;
+        index[slot] = *n;
     }
     Err(())
 }
@@ -316,7 +387,7 @@ pub(crate) fn encode(r: &FlowRecord, t: &mut Tables, buf: &mut [u8]) -> Result<u
     out.var(r.end_ms.wrapping_sub(r.start_ms))?;
     t.mark.prev_end_ms = r.end_ms;
     for addr in [r.src.addr, r.dst.addr] {
-        match lookup(&mut t.addrs, &mut t.mark.addrs, addr) {
+        match lookup(&mut t.addrs, &mut t.index.addrs, &mut t.mark.addrs, addr) {
             Ok(i) => out.var(i as u64 + 2)?,
             Err(()) => match addr {
                 IpAddr::V4(a) => {
@@ -331,7 +402,7 @@ pub(crate) fn encode(r: &FlowRecord, t: &mut Tables, buf: &mut [u8]) -> Result<u
         }
     }
     for port in [r.src.port, r.dst.port] {
-        match lookup(&mut t.ports, &mut t.mark.ports, port) {
+        match lookup(&mut t.ports, &mut t.index.ports, &mut t.mark.ports, port) {
             Ok(i) => out.var(i as u64 + 1)?,
             Err(()) => {
                 // Ephemeral ports take 3 bytes as varints, 2 as they are.
@@ -341,7 +412,7 @@ pub(crate) fn encode(r: &FlowRecord, t: &mut Tables, buf: &mut [u8]) -> Result<u
         }
     }
     for mac in [r.src.mac, r.dst.mac] {
-        match lookup(&mut t.macs, &mut t.mark.macs, mac) {
+        match lookup(&mut t.macs, &mut t.index.macs, &mut t.mark.macs, mac) {
             Ok(i) => out.var(i as u64 + 1)?,
             Err(()) => {
                 out.u8(0)?;
@@ -359,10 +430,15 @@ pub(crate) fn encode(r: &FlowRecord, t: &mut Tables, buf: &mut [u8]) -> Result<u
             )?;
         }
     }
-    match lookup(&mut t.histories, &mut t.mark.histories, r.history) {
+    match lookup(
+        &mut t.histories,
+        &mut t.index.histories,
+        &mut t.mark.histories,
+        r.history,
+    ) {
         Ok(i) => out.var(i as u64 + 1)?,
         Err(()) => {
-            let h = r.history.as_str().as_bytes();
+            let h = r.history.as_bytes();
             out.u8(0)?;
             out.var(h.len() as u64)?;
             out.bytes(h)?;

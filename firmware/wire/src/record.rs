@@ -172,6 +172,11 @@ impl History {
         core::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
     }
 
+    /// The letters as bytes, without `as_str`'s UTF-8 check (encoders).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -225,6 +230,11 @@ impl<const N: usize> Text<N> {
     pub fn as_str(&self) -> &str {
         // Only printable ASCII is stored.
         core::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
+    }
+
+    /// The text as bytes, without `as_str`'s UTF-8 check (encoders).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
     }
 
     pub fn is_empty(&self) -> bool {

@@ -97,16 +97,16 @@ fn encode(records: &[FlowRecord], tap: &str, flags: u8) -> Vec<Vec<u8>> {
     encode_as(records, tap, flags, pitap_wire::codec::VERSION)
 }
 
-/// As the tap sends them: version 2's records deflated where smaller.
+/// As the tap sends them: version 2's records deflated where smaller (a
+/// batch that deflated worse than its writer aimed gives its last records
+/// back for the next one, as the uplink does).
 fn encode_as(records: &[FlowRecord], tap: &str, flags: u8, version: u8) -> Vec<Vec<u8>> {
-    encode_with(records, tap, flags, version, BatchWriter::to_datagram)
+    encode_with(records, tap, flags, version, true)
 }
 
 /// As built, never deflated (to damage a record at a known place).
 fn encode_raw(records: &[FlowRecord], tap: &str, flags: u8) -> Vec<Vec<u8>> {
-    encode_with(records, tap, flags, pitap_wire::codec::VERSION, |w| {
-        w.as_bytes().to_vec()
-    })
+    encode_with(records, tap, flags, pitap_wire::codec::VERSION, false)
 }
 
 fn encode_with(
@@ -114,43 +114,57 @@ fn encode_with(
     tap: &str,
     flags: u8,
     version: u8,
-    out: fn(&BatchWriter) -> Vec<u8>,
+    deflate: bool,
 ) -> Vec<Vec<u8>> {
     let mut batches = Vec::new();
     let mut writer = BatchWriter::with_version(version);
+    writer.set_deflate(deflate);
     let mut seq = 0;
-    for r in records {
-        loop {
-            if !writer.is_started() {
-                let header = BatchHeader {
-                    tap_id: tap,
-                    boot_id: 7,
-                    seq,
-                    base_ms: r.start_ms,
-                    flags,
-                    dropped_batches: 0,
-                    low_seq: seq,
-                    attachments: &[],
-                };
-                writer.start(&header).unwrap();
-            }
-            match writer.push(r) {
-                Ok(()) => break,
-                Err(WireError::Full) => {
-                    assert!(
-                        writer.record_count() > 0,
-                        "one record must fit an empty batch"
-                    );
-                    batches.push(out(&writer));
-                    writer.clear();
-                    seq += 1;
+    let mut pending: std::collections::VecDeque<FlowRecord> = records.iter().copied().collect();
+    loop {
+        // A batch goes when the next record does not fit, or at the end.
+        let full = match pending.front() {
+            Some(r) => {
+                if !writer.is_started() {
+                    let header = BatchHeader {
+                        tap_id: tap,
+                        boot_id: 7,
+                        seq,
+                        base_ms: r.start_ms,
+                        flags,
+                        dropped_batches: 0,
+                        low_seq: seq,
+                        attachments: &[],
+                    };
+                    writer.start(&header).unwrap();
                 }
-                Err(e) => panic!("{e}"),
+                match writer.push(r) {
+                    Ok(()) => false,
+                    Err(WireError::Full) => {
+                        assert!(
+                            writer.record_count() > 0,
+                            "one record must fit an empty batch"
+                        );
+                        true
+                    }
+                    Err(e) => panic!("{e}"),
+                }
             }
+            None if writer.is_started() => true,
+            None => break,
+        };
+        if !full {
+            pending.pop_front();
+            continue;
         }
-    }
-    if writer.is_started() {
-        batches.push(out(&writer));
+        let d = writer.to_datagram();
+        assert!(d.bytes.len() <= pitap_wire::codec::MAX_DATAGRAM);
+        batches.push(d.bytes);
+        for c in d.carried_over.into_iter().rev() {
+            pending.push_front(c);
+        }
+        writer.clear();
+        seq += 1;
     }
     batches
 }

@@ -1,6 +1,8 @@
 //! The benchmark runner (`scripts/bench.sh` runs it). See BENCHMARKS.md.
 //!
 //! pitap-bench [--capture FILE] [--packets N] [--runs N] [--no-peers] [--callgrind-packets N]
+//!     [--collector PITAP] (adds pitapd --read with the sealed uplink to
+//!     `PITAP collect` on loopback to the whole programs under callgrind)
 //! pitap-bench --inner read|engine [--limit N] [--files STREAMS] [--hash-budget MIB/s]
 //!     [--ring MIB] FILE
 //!     (what callgrind measures; by default the engine follows 64 HTTP
@@ -113,6 +115,86 @@ fn have(program: &str) -> bool {
         .args(["-c", &format!("command -v {program} >/dev/null")])
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// Instructions callgrind counts for `pitapd --read FILE` sending sealed
+/// batches to `pitap collect` on loopback (the collector runs outside
+/// callgrind, with a key `pitap keygen` made).
+fn sealed_uplink_instructions(
+    collector: &Path,
+    pitapd: &Path,
+    file: &str,
+    extra: &[&str],
+) -> Result<u64, String> {
+    use std::io::{BufRead, BufReader};
+    let dir = std::env::temp_dir().join(format!("pitap-bench-uplink-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let status = Command::new(collector)
+        .args(["keygen", "--tap-id", "bench", "--out-dir"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("{}: {e}", collector.display()))?;
+    if !status.success() {
+        return Err("pitap keygen failed".into());
+    }
+    let snippet = std::fs::read_to_string(dir.join("bench.collector.toml"))
+        .map_err(|e| format!("bench.collector.toml: {e}"))?;
+    let key = snippet
+        .split('"')
+        .find(|w| w.len() == 64 && w.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or("no key in bench.collector.toml")?
+        .to_string();
+    let mut child = Command::new(collector)
+        .args([
+            "collect",
+            "--listen",
+            "127.0.0.1:0",
+            "--idle-exit",
+            "120",
+            "--config",
+        ])
+        .arg(dir.join("bench.collector.toml"))
+        .arg("--store")
+        .arg(dir.join("flows.db"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", collector.display()))?;
+    let mut stderr = BufReader::new(child.stderr.take().ok_or("collector stderr")?);
+    let mut first = String::new();
+    let _ = stderr.read_line(&mut first);
+    // Drained so that the collector never blocks on a full pipe.
+    let drain = std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let result = match first.trim().strip_prefix("pitap: collecting on ") {
+        None => Err(format!("collector: {first}")),
+        Some(addr) => Command::new("valgrind")
+            .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+            .arg(pitapd)
+            .args([
+                "--read", file, "--uplink", addr, "--tap-id", "bench", "--key", &key,
+            ])
+            .args(["--ack-timeout", "60", "--quiet"])
+            .args(extra)
+            .output()
+            .map_err(|e| format!("valgrind: {e}"))
+            .and_then(|out| {
+                let text = String::from_utf8_lossy(&out.stderr);
+                if !out.status.success() {
+                    return Err(format!("pitapd --uplink: {text}"));
+                }
+                text.lines()
+                    .find_map(|l| l.split("Collected :").nth(1))
+                    .and_then(|n| n.trim().parse().ok())
+                    .ok_or_else(|| format!("no callgrind total in: {text}"))
+            }),
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = drain.join();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 /// A program to run: its label, how to make the command, a note.
@@ -335,6 +417,7 @@ fn bench(args: &[String]) -> Result<(), String> {
     // Whole programs under callgrind, on a capture of `callgrind_packets`
     // packets from the same generator: instructions per packet, exact.
     let mut whole = Vec::new();
+    let mut uplink_cost = None;
     if have("valgrind") {
         let small = PathBuf::from(format!("target/bench/bench-{callgrind_packets}.pcap"));
         if !small.exists() {
@@ -416,7 +499,47 @@ fn bench(args: &[String]) -> Result<(), String> {
                 .find_map(|l| l.split("Collected :").nth(1))
                 .and_then(|n| n.trim().parse::<u64>().ok())
             {
-                whole.push((name, n as f64 / callgrind_packets as f64));
+                whole.push((name.to_string(), n as f64 / callgrind_packets as f64));
+            }
+        }
+        if let Some(collector) = value("--collector") {
+            // The flow core alone on the same packets, in process: what the
+            // uplink adds is the difference.
+            let out = Command::new("valgrind")
+                .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+                .arg(std::env::current_exe().map_err(|e| e.to_string())?)
+                .args(["--inner", "engine", &f])
+                .output()
+                .map_err(|e| format!("valgrind: {e}"))?;
+            let text = String::from_utf8_lossy(&out.stderr);
+            let core: u64 = text
+                .lines()
+                .find_map(|l| l.split("Collected :").nth(1))
+                .and_then(|n| n.trim().parse().ok())
+                .ok_or_else(|| format!("no callgrind total in: {text}"))?;
+            let (_, records) = inner(&small, true, u64::MAX)?;
+            let mut sealed = Vec::new();
+            for (name, extra) in [
+                ("pitapd --read --uplink (sealed, deflated)", &[][..]),
+                (
+                    "pitapd --read --uplink (sealed, --no-deflate)",
+                    &["--no-deflate"][..],
+                ),
+            ] {
+                let n = sealed_uplink_instructions(Path::new(&collector), &pitapd, &f, extra)?;
+                whole.push((
+                    format!("{name}, to pitap collect on loopback"),
+                    n as f64 / callgrind_packets as f64,
+                ));
+                sealed.push(n);
+            }
+            if let [deflated, plain] = sealed[..] {
+                let per_flow = |n: u64| n as f64 / records.max(1) as f64;
+                uplink_cost = Some((
+                    per_flow(plain.saturating_sub(core)),
+                    per_flow(deflated.saturating_sub(plain)),
+                    records,
+                ));
             }
         }
     }
@@ -462,6 +585,10 @@ fn bench(args: &[String]) -> Result<(), String> {
             let ratio = ours.map(|o| format!("{:.2}×", ipp / o)).unwrap_or_default();
             println!("| {name} | {ipp:.0} | {ratio} |");
         }
+    }
+    if let Some((tables, deflate, records)) = uplink_cost {
+        println!();
+        println!("What the sealed uplink adds to the flow core on the tap, per flow ({records} records of the {callgrind_packets} packets; callgrind, whole process against `pitap-bench --inner engine` on the same file): {tables:.0} instructions for version 2's tables, the batches, sealing and sending, and deflating them {deflate:.0} more.");
     }
     Ok(())
 }

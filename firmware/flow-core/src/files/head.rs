@@ -51,10 +51,7 @@ pub struct Head<'a> {
 /// Where a head ends in `data` (just past its empty line), if it does.
 pub fn head_end(data: &[u8], from: usize) -> Option<usize> {
     let mut i = from.saturating_sub(3);
-    while let Some(p) = data
-        .get(i..)
-        .and_then(|d| d.iter().position(|&b| b == b'\n'))
-    {
+    while let Some(p) = data.get(i..).and_then(|d| memchr::memchr(b'\n', d)) {
         let nl = i + p;
         match data.get(nl + 1) {
             Some(b'\n') => return Some(nl + 2),
@@ -68,7 +65,7 @@ pub fn head_end(data: &[u8], from: usize) -> Option<usize> {
 /// Where an HTTP/0.9 request ends: its one line, a method and a target
 /// without a version, is all of it.
 pub fn http09_end(data: &[u8]) -> Option<usize> {
-    let nl = data.iter().position(|&b| b == b'\n')?;
+    let nl = memchr::memchr(b'\n', data)?;
     let line = data[..nl].strip_suffix(b"\r").unwrap_or(&data[..nl]);
     (looks_like_request(line) && line.split(|&b| b == b' ').filter(|p| !p.is_empty()).count() == 2)
         .then_some(nl + 1)

@@ -527,19 +527,26 @@ impl Uplink {
         if self.queue.len() >= self.settings.buffer_batches.max(1) {
             self.drop_oldest();
         }
+        let datagram = self.batch.to_datagram();
         self.queue.push_back(Pending {
             seq: self.seq,
-            bytes: self.batch.to_datagram(),
+            bytes: datagram.bytes,
             clock: self.batch_clock,
             sent_at: None,
             transmissions: 0,
         });
+        let carried = datagram.carried_over;
         self.counters.batches += 1;
-        self.counters.records += self.batch_records;
+        self.counters.records += self.batch_records - carried.len() as u64;
         self.seq += 1;
         self.batch.clear();
         self.batch_started = None;
         self.pump(Instant::now());
+        // Records cut off a batch that deflated worse than the writer
+        // aimed for (rare): they open the next one.
+        for record in &carried {
+            self.emit(record);
+        }
     }
 
     fn drop_oldest(&mut self) {
@@ -888,7 +895,11 @@ impl Uplink {
     /// Queues what is left and a last batch flagged final; then call
     /// `tick` until `unacknowledged` is 0.
     pub fn finish(&mut self, now_ms: u64) {
-        self.close_batch();
+        // Records a closed batch gives back open another: close until none
+        // is left (each close sends at least one record).
+        while self.batch.is_started() {
+            self.close_batch();
+        }
         // On the uplink's own clock: a replay that made no record has no
         // record's clock to go by, and its final batch must still leave.
         self.batch_clock = self.clock_state();
@@ -903,7 +914,7 @@ impl FlowSink for Uplink {
     /// clock state it was stamped in.
     fn file(&mut self, file: &FileRecord) {
         let clock = self.clock_state();
-        if self.batch.is_started() && self.batch_clock != clock {
+        while self.batch.is_started() && self.batch_clock != clock {
             self.close_batch();
         }
         self.batch_clock = clock;
@@ -924,7 +935,9 @@ impl FlowSink for Uplink {
 
     /// Takes a record as `stamp` made it.
     fn emit(&mut self, record: &FlowRecord) {
-        if self.batch.is_started() && self.batch_clock != record.clock {
+        // Until no batch of the other clock state is open (one closed may
+        // give records back, which open another of its state).
+        while self.batch.is_started() && self.batch_clock != record.clock {
             self.close_batch();
         }
         self.batch_clock = record.clock;
@@ -991,6 +1004,66 @@ mod tests {
             wire_version: pitap_wire::codec::VERSION,
             deflate: true,
         }
+    }
+
+    /// Records a deflated batch gives back (it deflated worse than its
+    /// writer aimed) go out in the next batch, also when the batch was the
+    /// last before the final one: every record once, in order.
+    #[test]
+    fn records_a_batch_gives_back_are_all_sent() {
+        let sent = Rc::new(RefCell::new(Vec::new()));
+        let mut uplink = Uplink::new(
+            Box::new(Void { sent: sent.clone() }),
+            UplinkSettings {
+                buffer_batches: 10_000,
+                ..settings(ClockMode::Capture)
+            },
+        )
+        .unwrap();
+        let mut all = Vec::new();
+        // Alike records deflate well and raise the writer's aim; then
+        // records with names nothing shortens.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut finished = false;
+        for i in 0..3_000u64 {
+            let mut r = record(i);
+            if i >= 2_000 {
+                let name: Vec<u8> = (0..100)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        b'!' + (state % 94) as u8
+                    })
+                    .collect();
+                r.names.sni = pitap_wire::Text::from_bytes(&name);
+            }
+            uplink.emit(&r);
+            all.push(r);
+            // The end of a replay while the open batch is past a datagram
+            // with records that will not deflate into one.
+            if i >= 2_000
+                && !finished
+                && uplink.batch.as_bytes().len() > codec::MAX_DATAGRAM + 1_000
+            {
+                uplink.finish(0);
+                finished = true;
+            }
+        }
+        assert!(finished, "the case did not come up");
+        uplink.finish(0);
+        let mut got = Vec::new();
+        let mut seqs = Vec::new();
+        for p in &uplink.queue {
+            let reader = BatchReader::new(&p.bytes).unwrap();
+            assert!(p.bytes.len() <= pitap_wire::codec::MAX_DATAGRAM);
+            seqs.push(reader.header.seq);
+            got.extend(reader.map(Result::unwrap));
+        }
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+        assert_eq!(got.len(), all.len());
+        assert_eq!(got, all);
+        assert_eq!(uplink.counters().records, all.len() as u64);
     }
 
     #[test]
