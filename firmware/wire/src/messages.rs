@@ -89,6 +89,10 @@ pub struct PacketChunk {
 pub const MAX_ANSWER: usize = 32 << 20;
 /// Bytes of answer per chunk datagram.
 pub const CHUNK_BYTES: usize = 1200;
+/// A tap probes an unacknowledged batch again at least this often (its
+/// backed-off timeout stops here). The collector's `--until-final` waits
+/// several of these for a finished tap that never said goodbye.
+pub const MAX_PROBE_MS: u64 = 4000;
 
 impl Reply {
     /// Whether batch `seq` is stored.

@@ -77,10 +77,13 @@ const IDLE_FLUSH: Duration = Duration::from_millis(10);
 const MIN_GROUP_GAP: Duration = Duration::from_millis(20);
 /// The taps' health goes into the store at most this often.
 const HEALTH_EVERY: Duration = Duration::from_secs(1);
-/// `--until-final`: a finished tap quiet this long (past its longest probe
-/// timeout) is done even without a goodbye; nobody is kept longer than
-/// FINAL_LINGER after the final batch.
-const FINAL_QUIET: Duration = Duration::from_secs(5);
+/// `--until-final`: a finished tap quiet this long is done even without a
+/// goodbye; nobody is kept longer than FINAL_LINGER after the final batch.
+/// Five of its longest probe timeouts: the reply to its final batch can be
+/// lost, and then its probes too, several in a row on a lossy path (one
+/// timeout was too short at 30 % loss each way: the collector left while
+/// the tap still waited).
+const FINAL_QUIET: Duration = Duration::from_millis(5 * pitap_wire::messages::MAX_PROBE_MS);
 const FINAL_LINGER: Duration = Duration::from_secs(60);
 
 /// Hellos and refused datagrams are answered at once, but a flood of them

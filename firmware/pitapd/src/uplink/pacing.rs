@@ -17,7 +17,7 @@ const FIRST_RTO: Duration = Duration::from_secs(1);
 const MIN_RTO: Duration = Duration::from_millis(50);
 /// Backed-off timeouts stop here: a collector that comes back is probed
 /// again within this long.
-const MAX_RTO: Duration = Duration::from_secs(4);
+const MAX_RTO: Duration = Duration::from_millis(pitap_wire::messages::MAX_PROBE_MS);
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Rtt {
