@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod forensics;
+pub mod health;
 pub mod links;
 pub mod live;
 pub mod offline;

@@ -6,8 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, Mode};
-use crate::sys::netlink::Rtnl;
+use crate::config::Config;
 use crate::sys::watchdog::WatchdogDevice;
 
 /// Feeds happen this often at most.
@@ -15,8 +14,6 @@ const FEED_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Watchdog {
     device: WatchdogDevice,
-    rtnl: Rtnl,
-    bridge: Option<(String, Vec<String>)>,
     last_feed: Option<Instant>,
     pub feeds: u64,
     pub healthy: bool,
@@ -38,39 +35,21 @@ impl Watchdog {
         if let Some(e) = note {
             eprintln!("pitapd: watchdog {path}: timeout not set ({e}); feeding it anyway");
         }
-        let rtnl = Rtnl::open().ok()?;
-        let bridge = (config.tap.mode == Mode::Inline)
-            .then(|| (config.tap.bridge.clone(), config.tap.ports()));
         eprintln!("pitapd: feeding the watchdog {path} while healthy");
         Some(Watchdog {
             device,
-            rtnl,
-            bridge,
             last_feed: None,
             feeds: 0,
             healthy: true,
         })
     }
 
-    /// Whether the bridge is there with every port in it.
-    fn bridge_ok(&mut self) -> bool {
-        let Some((bridge, ports)) = &self.bridge else {
-            return true;
-        };
-        let Ok(Some(br)) = self.rtnl.link(bridge) else {
-            return false;
-        };
-        ports
-            .iter()
-            .all(|p| matches!(self.rtnl.link(p), Ok(Some(l)) if l.master == Some(br.index)))
-    }
-
-    /// Called from the main loop: feeds when due and healthy.
-    pub fn tick(&mut self) {
+    /// Called from the main loop with the bridge's health
+    /// (`health::BridgeCheck`): feeds when due and healthy.
+    pub fn tick(&mut self, healthy: bool) {
         if self.last_feed.is_some_and(|t| t.elapsed() < FEED_EVERY) {
             return;
         }
-        let healthy = self.bridge_ok();
         if healthy != self.healthy {
             eprintln!(
                 "pitapd: {}",

@@ -67,6 +67,8 @@ fn tap_state(frames_a: u64, frames_b: u64) -> Snapshot {
             ("192.0.2.33".into(), 310_000),
         ],
         config_error: false,
+        // With the bypass board, inline.
+        bypass: Some(pitapd::status::bypass::State::Inline { since_ms: 0 }),
     }
 }
 

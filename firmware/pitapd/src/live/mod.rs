@@ -17,11 +17,14 @@ use pitap_wire::messages::Health;
 use pitap_wire::TapPort;
 
 use crate::config::{self, Config, Mode};
+use crate::health::BridgeCheck;
 use crate::links::LinkMonitor;
 use crate::ports::{self, TapPorts};
 use crate::sinks::Sinks;
 use crate::source::ring::RingSource;
 use crate::stack::StackUdp;
+use crate::status::bypass::{Bypass, State as BypassState};
+use crate::status::bypass_drive::Driver;
 use crate::status::{self, StatusPanel};
 use crate::sys::ring::wait_readable;
 use crate::uplink::{kernel_clock_us, ClockMode, KernelUdp, Transport, Uplink};
@@ -66,10 +69,90 @@ struct Tap {
     board: String,
     last_decay: Instant,
     watchdog: Option<Watchdog>,
+    bridge: BridgeCheck,
+    bypass: Option<BypassBoard>,
     /// The counters as last read (`refresh_counters`).
     counters: Health,
     /// Ring drops already told to the engine.
     drops_noted: u64,
+}
+
+/// The bypass board: when to hold its relays, and the edges that do.
+struct BypassBoard {
+    machine: Bypass,
+    driver: Driver,
+}
+
+impl BypassBoard {
+    fn open(config: &Config) -> Option<BypassBoard> {
+        let s = &config.status;
+        let section = s.pinmap.as_ref().ok()?.bypass.clone()?;
+        match status::open_bypass(&s.backend, &s.pinmap)? {
+            Ok(line) => {
+                let driver = Driver::start(line, section.hold_ms);
+                eprintln!(
+                    "pitapd: bypass: {}, inline after {} ms healthy; the relays stay released until then",
+                    driver.describe(),
+                    section.arm_ms
+                );
+                Some(BypassBoard {
+                    machine: Bypass::new(section.arm_ms),
+                    driver,
+                })
+            }
+            Err(e) => {
+                eprintln!("pitapd: bypass board: {e}; its relays stay released (the cable joined around the tap)");
+                None
+            }
+        }
+    }
+
+    /// One look: the state machine decides, the driver holds or lets go.
+    fn look(&mut self, now_ms: u64, healthy: bool) {
+        let (state, changed) = self.machine.update(now_ms, healthy);
+        self.driver.hold(state.energized());
+        if changed {
+            eprintln!(
+                "pitapd: bypass: {}",
+                describe(state, self.machine.arm_wait_ms())
+            );
+        }
+    }
+
+    fn stop(&mut self) {
+        self.machine.stop();
+        self.driver.release_and_wait();
+        eprintln!("pitapd: bypass: {}", describe(BypassState::Stopped, 0));
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let state = self.machine.state();
+        let fault = match state {
+            BypassState::Released { fault, .. } => Some(fault.name()),
+            _ => None,
+        };
+        serde_json::json!({
+            "state": state.name(),
+            "energized": state.energized(),
+            "fault": fault,
+            "arm_wait_ms": self.machine.arm_wait_ms(),
+        })
+    }
+}
+
+fn describe(state: BypassState, arm_wait_ms: u64) -> String {
+    match state {
+        BypassState::Starting => "starting: relays released, waiting for the bridge".into(),
+        BypassState::Arming { .. } => {
+            format!("arming: healthy, inline in {arm_wait_ms} ms if it stays so")
+        }
+        BypassState::Inline { .. } => "inline: relays energized, the tap is in the cable".into(),
+        BypassState::Released { fault, .. } => format!(
+            "released ({}): the cable is joined around the tap; next try after {arm_wait_ms} ms healthy",
+            fault.name()
+        ),
+        BypassState::Stopped => "stopped: relays released, the cable is joined around the tap".into(),
+    }
 }
 
 pub fn run(
@@ -239,6 +322,8 @@ impl Tap {
         );
         let panel = open_panel(&config)?;
         let watchdog = Watchdog::open(&config);
+        let bridge = BridgeCheck::new(&config);
+        let bypass = BypassBoard::open(&config);
         let mut tap = Tap {
             config,
             ports,
@@ -254,6 +339,8 @@ impl Tap {
             board: board_name(),
             last_decay: Instant::now(),
             watchdog,
+            bridge,
+            bypass,
             counters: Health::default(),
             drops_noted: 0,
         };
@@ -379,10 +466,18 @@ impl Tap {
             self.sinks.talkers.decay();
             self.last_decay = Instant::now();
         }
-        self.write_status();
-        if let Some(w) = &mut self.watchdog {
-            w.tick();
+        // The bridge is looked at only for those who act on it.
+        if self.watchdog.is_some() || self.bypass.is_some() {
+            let whole = self.bridge.whole();
+            if let Some(w) = &mut self.watchdog {
+                w.tick(whole);
+            }
+            let now_ms = self.started.elapsed().as_millis() as u64;
+            if let Some(b) = &mut self.bypass {
+                b.look(now_ms, whole);
+            }
         }
+        self.write_status();
     }
 
     /// LEDs, button and display.
@@ -439,6 +534,10 @@ impl Tap {
             .finish(kernel_clock_us() / 1000, Some(SHUTDOWN_ACK_WAIT))
         {
             eprintln!("pitapd: {e}");
+        }
+        // The cable is joined around the tap before its bridge goes.
+        if let Some(b) = &mut self.bypass {
+            b.stop();
         }
         self.links.restore();
         if let Some(w) = &mut self.watchdog {

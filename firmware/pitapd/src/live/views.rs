@@ -112,6 +112,7 @@ impl Tap {
             mac,
             talkers: self.sinks.talkers.top(5),
             config_error: self.config_errors.is_some(),
+            bypass: self.bypass.as_ref().map(|b| b.machine.state()),
         }
     }
 
@@ -155,6 +156,7 @@ impl Tap {
             "own_traffic_frames": h.own_traffic_frames,
             "link_propagation_events": h.link_propagation_events,
             "watchdog": self.watchdog.as_ref().map(|w| json!({ "feeds": w.feeds, "healthy": w.healthy })),
+            "bypass": self.bypass.as_ref().map(|b| b.status()),
             "clock": h.clock,
             "engine": {
                 "frames": h.frames,

@@ -132,7 +132,10 @@ impl StatusModel {
             },
             alert: if recent(self.last_loss_ms) {
                 LedPattern::Blink { period_ms: 250 }
-            } else if recent(self.last_warning_ms) || snap.config_error {
+            } else if recent(self.last_warning_ms)
+                || snap.config_error
+                || matches!(snap.bypass, Some(super::bypass::State::Released { .. }))
+            {
                 LedPattern::On
             } else {
                 LedPattern::Off
@@ -283,6 +286,51 @@ mod tests {
         s.flows_active = 950;
         let v = m.update(13_000, &s, 1000);
         assert_eq!(v.leds.alert, LedPattern::On);
+    }
+
+    #[test]
+    fn a_released_bypass_lights_the_alert_and_the_overview_says_so() {
+        use super::super::bypass::{Fault, State};
+        let mut m = StatusModel::default();
+        let mut s = snap(port("a", true, 0), port("b", true, 0), acked(0));
+        let v = m.update(0, &s, 1000);
+        assert_eq!(v.lines.text[0], "A:1G B:1G", "no board, no word");
+        for (state, word, alert) in [
+            (State::Starting, "A:1G B:1G bypass", LedPattern::Off),
+            (
+                State::Arming { since_ms: 0 },
+                "A:1G B:1G arming",
+                LedPattern::Off,
+            ),
+            (
+                State::Inline { since_ms: 0 },
+                "A:1G B:1G inline",
+                LedPattern::Off,
+            ),
+            (
+                State::Released {
+                    at_ms: 0,
+                    fault: Fault::BridgeLost,
+                },
+                "A:1G B:1G BYPASS",
+                LedPattern::On,
+            ),
+            (State::Stopped, "A:1G B:1G bypass", LedPattern::Off),
+        ] {
+            s.bypass = Some(state);
+            let v = m.update(0, &s, 1000);
+            assert_eq!(v.lines.text[0], word);
+            assert_eq!(v.leds.alert, alert, "{state:?}");
+        }
+        // The longest first row still fits the display's 21 columns.
+        s.ports[0].carrier = false;
+        s.ports[1].carrier = false;
+        let v = m.update(0, &s, 1000);
+        assert!(
+            v.lines.text[0].len() <= super::super::pages::COLUMNS,
+            "{:?}",
+            v.lines.text[0]
+        );
     }
 
     #[test]

@@ -5,11 +5,15 @@
 //! - [`pages`]: the display pages as text; [`render`]: drawn with
 //!   embedded-graphics on any 128x64 target.
 //! - [`button`]: debouncing, short and long presses.
+//! - [`bypass`]: when the bypass board may put the tap inline (pure);
+//!   [`bypass_drive`]: the edges that hold its relays.
 //! - [`hw`]: the hardware trait; [`rpi`] the Pi's GPIO and I2C, [`sim`] the
 //!   simulator (PNG frames, LED log).
 //! - [`pinmap`]: `hardware/pinmap.toml`; [`talkers`]: top talkers.
 
 pub mod button;
+pub mod bypass;
+pub mod bypass_drive;
 pub mod hw;
 pub mod logic;
 pub mod pages;
@@ -68,6 +72,25 @@ pub fn open(
                 }
             }
         }
+    }
+}
+
+/// The bypass board's trigger line, if the pin map has a `[bypass]`
+/// section and the backend drives hardware (the simulator writes the
+/// edges to `bypass-drive.json`): None without a board.
+pub fn open_bypass(
+    backend: &Backend,
+    pinmap: &Result<pinmap::PinMap, String>,
+) -> Option<Result<Box<dyn bypass_drive::BypassLine>, String>> {
+    let map = pinmap.as_ref().ok()?;
+    let section = map.bypass.as_ref()?;
+    match backend {
+        Backend::None => None,
+        Backend::Simulator(dir) => Some(Ok(Box::new(sim::SimBypassLine::new(dir.clone())))),
+        Backend::Hardware | Backend::Auto => Some(
+            rpi::GpioBypassLine::open(map, section.line)
+                .map(|l| Box::new(l) as Box<dyn bypass_drive::BypassLine>),
+        ),
     }
 }
 

@@ -115,6 +115,19 @@ fn link_word(s: &Snapshot, i: usize, label: char) -> String {
     }
 }
 
+/// The bypass board's state after the links: nothing without a board,
+/// capitals when a fault released it.
+fn bypass_word(state: Option<super::bypass::State>) -> &'static str {
+    use super::bypass::State;
+    match state {
+        None => "",
+        Some(State::Inline { .. }) => " inline",
+        Some(State::Arming { .. }) => " arming",
+        Some(State::Released { .. }) => " BYPASS",
+        Some(State::Starting | State::Stopped) => " bypass",
+    }
+}
+
 pub fn lines(page: Page, s: &Snapshot, rates: &[PortRate], leds: &Leds) -> PageLines {
     let rate = |i: usize| rates.get(i).copied().unwrap_or_default();
     let text: [String; ROWS] = match page {
@@ -131,7 +144,12 @@ pub fn lines(page: Page, s: &Snapshot, rates: &[PortRate], leds: &Leds) -> PageL
                 (Some(u), _) => format!("uplink retry {}", u.pending),
             };
             [
-                format!("{} {}", link_word(s, 0, 'A'), link_word(s, 1, 'B')),
+                format!(
+                    "{} {}{}",
+                    link_word(s, 0, 'A'),
+                    link_word(s, 1, 'B'),
+                    bypass_word(s.bypass)
+                ),
                 format!(
                     "A>B {:>5} pps {:>5}",
                     si(rate(0).pps),

@@ -70,6 +70,17 @@ pub struct DisplaySection {
     pub address: u16,
 }
 
+/// The bypass board (hardware/bypass/): the GPIO to its monostable's
+/// trigger, how long the board holds the relays after an edge, and how
+/// long the tap must be healthy before it goes inline.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BypassSection {
+    pub line: u32,
+    pub hold_ms: u64,
+    pub arm_ms: u64,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PinMap {
@@ -77,6 +88,9 @@ pub struct PinMap {
     pub leds: LedsSection,
     pub button: ButtonSection,
     pub display: DisplaySection,
+    /// Only with a bypass board.
+    #[serde(default)]
+    pub bypass: Option<BypassSection>,
 }
 
 impl PinMap {
@@ -84,9 +98,20 @@ impl PinMap {
         let map: PinMap = toml::from_str(text).map_err(|e| e.to_string())?;
         let mut lines: Vec<u32> = map.leds.pins().iter().map(|p| p.line).collect();
         lines.push(map.button.line);
+        if let Some(b) = &map.bypass {
+            lines.push(b.line);
+            // The edges come every fifth of the hold: under 50 ms they
+            // would cost the loop, over 2 s a hung tap cuts the cable long.
+            if !(50..=2000).contains(&b.hold_ms) {
+                return Err(format!(
+                    "bypass.hold_ms: the board's hold time, 50 to 2000 ms, not {}",
+                    b.hold_ms
+                ));
+            }
+        }
         for (i, l) in lines.iter().enumerate() {
             if lines[..i].contains(l) {
-                return Err(format!("line {l} is used twice in leds/button"));
+                return Err(format!("line {l} is used twice in leds/button/bypass"));
             }
         }
         if let BusSetting::Name(n) = &map.display.i2c_bus {
@@ -177,6 +202,17 @@ mod tests {
         assert!(PinMap::parse(&dup)
             .unwrap_err()
             .contains("line 17 is used twice"));
+        assert!(PinMap::parse(DEFAULT).unwrap().bypass.is_none());
+        let board = format!("{DEFAULT}\n[bypass]\nline = 6\nhold_ms = 250\narm_ms = 3000\n");
+        assert_eq!(PinMap::parse(&board).unwrap().bypass.unwrap().line, 6);
+        let clash = board.replace("line = 6", "line = 25");
+        assert!(PinMap::parse(&clash)
+            .unwrap_err()
+            .contains("line 25 is used twice"));
+        let slow = board.replace("hold_ms = 250", "hold_ms = 9000");
+        assert!(PinMap::parse(&slow)
+            .unwrap_err()
+            .starts_with("bypass.hold_ms"));
         let bus = DEFAULT.replace("i2c_bus = \"auto\"", "i2c_bus = \"left\"");
         assert!(PinMap::parse(&bus)
             .unwrap_err()

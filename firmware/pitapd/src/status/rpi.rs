@@ -142,3 +142,37 @@ impl StatusHardware for PiHardware {
         s
     }
 }
+
+/// The bypass board's trigger on its own line request, so that the edge
+/// thread owns it (`bypass_drive`).
+pub struct GpioBypassLine {
+    req: Request,
+    line: u32,
+}
+
+impl GpioBypassLine {
+    pub fn open(map: &PinMap, line: u32) -> Result<GpioBypassLine, String> {
+        let chip = find_gpio_chip(&map.gpio.chip)?;
+        let req = Request::builder()
+            .on_chip(&chip)
+            .with_consumer("pitapd-bypass")
+            .with_line(line)
+            .as_output(Value::Inactive)
+            .request()
+            .map_err(|e| format!("bypass line {line} on {}: {e}", chip.display()))?;
+        Ok(GpioBypassLine { req, line })
+    }
+}
+
+impl super::bypass_drive::BypassLine for GpioBypassLine {
+    fn set(&mut self, high: bool) {
+        let _ = self.req.set_value(
+            self.line,
+            if high { Value::Active } else { Value::Inactive },
+        );
+    }
+
+    fn describe(&self) -> String {
+        format!("bypass board on GPIO {}", self.line)
+    }
+}

@@ -6,6 +6,11 @@
 //! - `display.png`: the current page (4x scale); `frame-NNNNN.png`: every
 //!   new frame (the first thousand); `page.json`: the current page as text.
 //! - `button`: write `down` to hold the button, anything else to release.
+//! - `bypass-drive.json`: the bypass board's trigger line, rewritten at each
+//!   rising edge (the board's monostable triggers on those):
+//!   `{"rises", "unix_ms"}`, the wall-clock time of the last one, so that a
+//!   test can tell the board's hold ran out after pitapd died: the relays
+//!   are energized while `unix_ms` is within the hold.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -99,5 +104,41 @@ impl StatusHardware for Simulator {
 
     fn describe(&self) -> String {
         format!("status simulator in {}", self.dir.display())
+    }
+}
+
+/// The bypass board's trigger line as a file.
+pub struct SimBypassLine {
+    path: PathBuf,
+    rises: u64,
+}
+
+impl SimBypassLine {
+    pub fn new(dir: PathBuf) -> SimBypassLine {
+        let _ = std::fs::create_dir_all(&dir);
+        SimBypassLine {
+            path: dir.join("bypass-drive.json"),
+            rises: 0,
+        }
+    }
+}
+
+impl super::bypass_drive::BypassLine for SimBypassLine {
+    fn set(&mut self, high: bool) {
+        if !high {
+            return;
+        }
+        self.rises += 1;
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let text = json!({ "rises": self.rises, "unix_ms": unix_ms }).to_string();
+        let tmp = self.path.with_extension("tmp");
+        // Like the LED log: a simulator that cannot write is no reason to stop.
+        let _ = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.path));
+    }
+
+    fn describe(&self) -> String {
+        format!("bypass simulator {}", self.path.display())
     }
 }

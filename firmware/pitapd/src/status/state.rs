@@ -93,6 +93,8 @@ pub struct Snapshot {
     pub talkers: Vec<(String, u64)>,
     /// The configuration on the card has errors; a fallback runs.
     pub config_error: bool,
+    /// The bypass board's state, if one is fitted.
+    pub bypass: Option<super::bypass::State>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -107,3 +107,33 @@ pub fn temp_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create temp dir");
     dir
 }
+
+/// The shipped pin map (hardware/pinmap.toml).
+pub fn shipped_pinmap() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../hardware/pinmap.toml"
+    ))
+    .expect("hardware/pinmap.toml")
+}
+
+/// The shipped pin map's `[bypass]` section, which it carries commented
+/// out (a board without the bypass board has none), uncommented: what a
+/// builder of the board puts on the card.
+pub fn shipped_bypass_section() -> String {
+    let map = shipped_pinmap();
+    let mut lines = map.lines().skip_while(|l| l.trim() != "# [bypass]");
+    let mut out = String::new();
+    for l in lines.by_ref() {
+        let Some(text) = l.strip_prefix("# ") else {
+            break;
+        };
+        out.push_str(text);
+        out.push('\n');
+    }
+    assert!(
+        out.starts_with("[bypass]"),
+        "no commented [bypass] in pinmap.toml"
+    );
+    out
+}
