@@ -4,59 +4,27 @@
 mod common;
 
 use common::*;
-use pitap_wire::{BatchHeader, BatchReader, BatchWriter, FlowRecord, WireError};
+use pitap_wire::{BatchHeader, BatchReader, BatchWriter, FlowRecord};
 
 fn records_of(path: &std::path::Path) -> Vec<FlowRecord> {
     pitapd::offline::records_of(path).unwrap()
 }
 
 /// Packs records into datagrams as the uplink does; returns the datagrams.
-/// Records a batch gives back (it deflated worse than the writer aimed)
-/// go first into the next one.
 fn batches(records: &[FlowRecord], version: u8, deflate: bool) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
     let mut w = BatchWriter::with_version(version);
     w.set_deflate(deflate);
-    let mut seq = 0;
-    let mut pending: std::collections::VecDeque<FlowRecord> = records.iter().copied().collect();
-    let header = |seq| BatchHeader {
+    pitap_wire::codec::pack_all(&mut w, records, 0, |seq, r| BatchHeader {
         tap_id: "rack3-tap1",
         boot_id: 42,
         seq,
-        base_ms: 0,
+        base_ms: r.start_ms,
         flags: 0,
         dropped_batches: 0,
         low_seq: seq,
         attachments: &[],
-    };
-    loop {
-        let full = match pending.front() {
-            Some(r) => {
-                if !w.is_started() {
-                    w.start(&BatchHeader {
-                        base_ms: r.start_ms,
-                        ..header(seq)
-                    })
-                    .unwrap();
-                }
-                w.push(r) == Err(WireError::Full)
-            }
-            None if w.is_started() => true,
-            None => break,
-        };
-        if !full {
-            pending.pop_front();
-            continue;
-        }
-        let d = w.to_datagram();
-        out.push(d.bytes);
-        w.clear();
-        seq += 1;
-        for c in d.carried_over.into_iter().rev() {
-            pending.push_front(c);
-        }
-    }
-    out
+    })
+    .unwrap()
 }
 
 #[test]

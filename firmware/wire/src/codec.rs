@@ -629,6 +629,55 @@ pub struct Datagram {
     pub carried_over: std::vec::Vec<FlowRecord>,
 }
 
+/// Packs `records` into datagrams in order, as the tap's uplink does: a
+/// batch opens with `header(seq, first record)`, goes when the next record
+/// does not fit (or at the end), and the records a deflated batch gives
+/// back open the next one. For tests and benchmarks that need the tap's
+/// packing without its uplink; `seq` counts from `first_seq`.
+#[cfg(feature = "std")]
+pub fn pack_all<'h>(
+    writer: &mut BatchWriter,
+    records: &[FlowRecord],
+    first_seq: u64,
+    mut header: impl FnMut(u64, &FlowRecord) -> BatchHeader<'h>,
+) -> Result<std::vec::Vec<std::vec::Vec<u8>>, WireError> {
+    let mut out = std::vec::Vec::new();
+    let mut seq = first_seq;
+    let mut pending: std::collections::VecDeque<FlowRecord> = records.iter().copied().collect();
+    loop {
+        let full = match pending.front() {
+            Some(r) => {
+                if !writer.is_started() {
+                    writer.start(&header(seq, r))?;
+                }
+                match writer.push(r) {
+                    Ok(()) => false,
+                    // A record that fits no empty batch would loop forever.
+                    Err(WireError::Full) if writer.record_count() == 0 => {
+                        return Err(WireError::Full)
+                    }
+                    Err(WireError::Full) => true,
+                    Err(e) => return Err(e),
+                }
+            }
+            None if writer.is_started() => true,
+            None => break,
+        };
+        if !full {
+            pending.pop_front();
+            continue;
+        }
+        let d = writer.to_datagram();
+        out.push(d.bytes);
+        for c in d.carried_over.into_iter().rev() {
+            pending.push_front(c);
+        }
+        writer.clear();
+        seq += 1;
+    }
+    Ok(out)
+}
+
 /// Encodes the core fields of one record (without its length prefix).
 fn encode_record<'b>(
     r: &FlowRecord,

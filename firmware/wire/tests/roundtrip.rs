@@ -116,55 +116,21 @@ fn encode_with(
     version: u8,
     deflate: bool,
 ) -> Vec<Vec<u8>> {
-    let mut batches = Vec::new();
     let mut writer = BatchWriter::with_version(version);
     writer.set_deflate(deflate);
-    let mut seq = 0;
-    let mut pending: std::collections::VecDeque<FlowRecord> = records.iter().copied().collect();
-    loop {
-        // A batch goes when the next record does not fit, or at the end.
-        let full = match pending.front() {
-            Some(r) => {
-                if !writer.is_started() {
-                    let header = BatchHeader {
-                        tap_id: tap,
-                        boot_id: 7,
-                        seq,
-                        base_ms: r.start_ms,
-                        flags,
-                        dropped_batches: 0,
-                        low_seq: seq,
-                        attachments: &[],
-                    };
-                    writer.start(&header).unwrap();
-                }
-                match writer.push(r) {
-                    Ok(()) => false,
-                    Err(WireError::Full) => {
-                        assert!(
-                            writer.record_count() > 0,
-                            "one record must fit an empty batch"
-                        );
-                        true
-                    }
-                    Err(e) => panic!("{e}"),
-                }
-            }
-            None if writer.is_started() => true,
-            None => break,
-        };
-        if !full {
-            pending.pop_front();
-            continue;
-        }
-        let d = writer.to_datagram();
-        assert!(d.bytes.len() <= pitap_wire::codec::MAX_DATAGRAM);
-        batches.push(d.bytes);
-        for c in d.carried_over.into_iter().rev() {
-            pending.push_front(c);
-        }
-        writer.clear();
-        seq += 1;
+    let batches = pitap_wire::codec::pack_all(&mut writer, records, 0, |seq, r| BatchHeader {
+        tap_id: tap,
+        boot_id: 7,
+        seq,
+        base_ms: r.start_ms,
+        flags,
+        dropped_batches: 0,
+        low_seq: seq,
+        attachments: &[],
+    })
+    .unwrap();
+    for b in &batches {
+        assert!(b.len() <= pitap_wire::codec::MAX_DATAGRAM);
     }
     batches
 }
