@@ -15,5 +15,6 @@ pub mod stack;
 pub mod status;
 pub mod summary;
 pub mod sys;
+pub mod update;
 pub mod uplink;
 pub mod watchdog;

@@ -80,16 +80,7 @@ impl Key {
 
     /// Parses 64 hex digits.
     pub fn from_hex(text: &str) -> Result<Key, &'static str> {
-        let text = text.trim();
-        // from_str_radix would take "+f" as a byte: digits only.
-        if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err("a key is 64 hex digits (32 bytes)");
-        }
-        let mut key = [0u8; 32];
-        for (i, byte) in key.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2).ok_or("not hex")?, 16)
-                .map_err(|_| "a key is 64 hex digits (32 bytes)")?;
-        }
+        let key = hex32(text).ok_or("a key is 64 hex digits (32 bytes)")?;
         if key == [0; 32] {
             return Err("an all-zero key is no secret (pitap keygen makes one)");
         }
@@ -99,6 +90,20 @@ impl Key {
     pub fn to_hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
+}
+
+/// 32 bytes from 64 hex digits (surrounding white space allowed).
+pub(crate) fn hex32(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    // from_str_radix would take "+f" as a byte: digits only.
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(bytes)
 }
 
 /// The clear header of a datagram.

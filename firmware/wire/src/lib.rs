@@ -10,6 +10,8 @@
 //! - [`envelope`] (with `std`): sealing (XChaCha20-Poly1305) of every datagram.
 //! - [`messages`] (with `std`): acknowledgements and health reports.
 //! - [`replay_window`]: the replay window over message counters.
+//! - [`update`] (with `std`): signed update manifests (Ed25519 over the
+//!   image's SHA-256) and the check of an image as it arrives.
 //! - [`FlowSink`]: where records go, whatever the place.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(feature = "std"), no_std)]
@@ -33,6 +35,8 @@ mod names;
 pub mod pcapng;
 pub mod record;
 pub mod replay_window;
+#[cfg(feature = "std")]
+pub mod update;
 #[cfg(feature = "std")]
 pub mod zeek;
 

@@ -69,6 +69,67 @@ pub fn run(
     Ok(())
 }
 
+/// `pitap keygen --update`: the key that signs update images, separate
+/// from every uplink key. `update.key` holds its secret half (only its
+/// owner reads it); the public half is what taps trust.
+pub fn run_update(out_dir: Option<&Path>, force: bool) -> Result<(), String> {
+    let key = pitap_wire::update::signing_key(random_bytes::<32>()?);
+    let text = update_key_text(&key);
+    match out_dir {
+        None => print!("{text}"),
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let path = dir.join("update.key");
+            if path.exists() && !force {
+                return Err(format!(
+                    "{} exists (it signs updates taps trust?): --force replaces it",
+                    path.display()
+                ));
+            }
+            write_private(&path, &text, force)?;
+            println!("wrote {}", path.display());
+            println!(
+                "public key: {}",
+                pitap_wire::update::verifying_key_hex(&key)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn update_key_text(key: &ed25519_dalek::SigningKey) -> String {
+    let secret: String = key.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "# PiTap update signing key (keep it secret): it signs the images taps boot.\n\
+         secret = \"{secret}\"\n\
+         # What taps trust.\n\
+         public = \"{}\"\n",
+        pitap_wire::update::verifying_key_hex(key)
+    )
+}
+
+/// Reads `update.key`: its secret half, checked against the public half
+/// written beside it (a damaged file is refused, not used to sign).
+pub fn load_update_key(path: &Path) -> Result<ed25519_dalek::SigningKey, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        secret: String,
+        public: String,
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let f: File = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let key = pitap_wire::update::signing_key_from_hex(&f.secret)
+        .map_err(|e| format!("{}: secret: {e}", path.display()))?;
+    if pitap_wire::update::verifying_key_hex(&key) != f.public.trim() {
+        return Err(format!(
+            "{}: the public key is not the secret's (a damaged file?)",
+            path.display()
+        ));
+    }
+    Ok(key)
+}
+
 /// Writes a new file only its owner can read (it holds a key); `replace`
 /// removes one that is there first, so its permissions go with it.
 fn write_private(path: &Path, text: &str, replace: bool) -> Result<(), String> {
@@ -104,6 +165,53 @@ mod tests {
         assert_eq!(collector.keys().unwrap()["rack3"], key);
         assert!(s.tap.contains(&format!("key = \"{}\"", key.to_hex())));
         assert!(s.tap.contains("collector = \"192.0.2.10:4739\""));
+    }
+
+    #[test]
+    fn an_update_key_is_written_private_read_back_and_checked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("pitap-updkey-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        run_update(Some(&dir), false).unwrap();
+        let path = dir.join("update.key");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let key = load_update_key(&path).unwrap();
+        // It signs manifests the public half verifies.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let public = text
+            .lines()
+            .find_map(|l| l.strip_prefix("public = \""))
+            .and_then(|l| l.strip_suffix('"'))
+            .unwrap();
+        let m = pitap_wire::update::Manifest::of("0.2.0", b"image").unwrap();
+        let vk = pitap_wire::update::verifying_key_from_hex(public).unwrap();
+        assert_eq!(
+            pitap_wire::update::Manifest::verify(&m.sign(&key), &vk).unwrap(),
+            m
+        );
+        assert!(run_update(Some(&dir), false)
+            .unwrap_err()
+            .contains("--force"));
+        // A public half that is not the secret's is refused.
+        let other = update_key_text(&pitap_wire::update::signing_key([5; 32]));
+        let other_public = other.lines().find(|l| l.starts_with("public")).unwrap();
+        let mixed: String = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("public") {
+                    other_public
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&path, mixed).unwrap();
+        assert!(load_update_key(&path)
+            .unwrap_err()
+            .contains("not the secret's"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

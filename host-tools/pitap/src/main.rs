@@ -145,8 +145,12 @@ enum Command {
     },
     /// Make a key for a tap: a snippet for its pitap.toml and one for collector.toml.
     Keygen {
-        #[arg(long)]
-        tap_id: String,
+        #[arg(long, required_unless_present = "update")]
+        tap_id: Option<String>,
+        /// Make the key that signs update images (update.key) instead of a
+        /// tap's uplink key.
+        #[arg(long, conflicts_with = "tap_id")]
+        update: bool,
         /// The collector's address as the tap will reach it.
         #[arg(long, default_value = "192.0.2.10:4739")]
         collector: String,
@@ -484,10 +488,14 @@ fn main() -> ExitCode {
         }),
         Command::Keygen {
             tap_id,
+            update,
             collector,
             out_dir,
             force,
-        } => keygen::run(&tap_id, &collector, out_dir.as_deref(), force),
+        } => match tap_id {
+            Some(tap_id) if !update => keygen::run(&tap_id, &collector, out_dir.as_deref(), force),
+            _ => keygen::run_update(out_dir.as_deref(), force),
+        },
         Command::Serve {
             config,
             store,

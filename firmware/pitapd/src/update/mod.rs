@@ -1,0 +1,7 @@
+//! A/B updates on the Raspberry Pi firmware's `tryboot`: which boot
+//! partition is active and which is on trial ([`autoboot`], the card's
+//! `autoboot.txt`), and an image written to the inactive partition and
+//! checked against its signed manifest ([`writer`]).
+
+pub mod autoboot;
+pub mod writer;
