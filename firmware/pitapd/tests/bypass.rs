@@ -17,28 +17,30 @@ use serde_json::Value;
 
 const ARM_MS: u64 = 1000;
 
-/// The board's section as the shipped pin map has it, armed faster: the
-/// hold is the board's (its R2 x C1).
-fn section() -> (String, u64) {
+/// The hold the test's board has: longer than the shipped board's 240 ms,
+/// because here the edges come from a thread a loaded CI machine may hold
+/// up; how long the hold is is the board's business (R2 x C1), what the
+/// test checks is that the edges come and stop when they should.
+const HOLD_MS: u64 = 500;
+
+/// The board's section as the shipped pin map has it, with the test's
+/// hold and a faster arm time.
+fn section() -> String {
     let shipped = common::shipped_bypass_section();
-    let hold = shipped
-        .lines()
-        .find_map(|l| l.strip_prefix("hold_ms = "))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("bypass.hold_ms");
-    let text = shipped
+    assert!(shipped.contains("hold_ms = "), "{shipped}");
+    shipped
         .lines()
         .map(|l| {
             if l.starts_with("arm_ms") {
                 format!("arm_ms = {ARM_MS}")
+            } else if l.starts_with("hold_ms") {
+                format!("hold_ms = {HOLD_MS}")
             } else {
                 l.to_string()
             }
         })
         .collect::<Vec<_>>()
-        .join("\n");
-    (text, hold)
+        .join("\n")
 }
 
 /// The shipped pin map with the board's section.
@@ -46,7 +48,7 @@ fn pinmap(dir: &Path) -> PathBuf {
     let path = dir.join("pinmap.toml");
     std::fs::write(
         &path,
-        format!("{}\n{}\n", common::shipped_pinmap(), section().0),
+        format!("{}\n{}\n", common::shipped_pinmap(), section()),
     )
     .unwrap();
     path
@@ -83,8 +85,7 @@ fn last_rise(sim: &Path) -> Option<(u64, u64)> {
 
 /// The board's monostable: energized within the hold of the last rise.
 fn energized(sim: &Path) -> bool {
-    let hold = section().1;
-    last_rise(sim).is_some_and(|(_, at)| unix_ms().saturating_sub(at) < hold)
+    last_rise(sim).is_some_and(|(_, at)| unix_ms().saturating_sub(at) < HOLD_MS)
 }
 
 /// Samples the relays every 50 ms for `ms`: how many samples were energized
@@ -105,7 +106,7 @@ fn wait_energized(sim: &Path) {
     let start = Instant::now();
     while !energized(sim) {
         assert!(
-            start.elapsed() < Duration::from_millis(section().1),
+            start.elapsed() < Duration::from_millis(HOLD_MS),
             "no edge within the hold of going inline"
         );
         std::thread::sleep(Duration::from_millis(5));
@@ -164,7 +165,7 @@ fn relays_follow_the_bridge_from_start_up_to_a_clean_stop() {
         1,
         Duration::from_secs(3),
     );
-    std::thread::sleep(Duration::from_millis(section().1 + 100));
+    std::thread::sleep(Duration::from_millis(HOLD_MS + 100));
     let (on, _) = sample(&sim, 1500);
     assert_eq!(on, 0, "relays held without a bridge");
     assert_eq!(topo.status()["bypass"]["fault"], "bridge lost");
@@ -214,7 +215,7 @@ fn a_killed_pitapd_releases_the_relays() {
         "killed, not exited"
     );
     // Nothing makes edges any more: the board's hold runs out.
-    std::thread::sleep(Duration::from_millis(section().1 + 100));
+    std::thread::sleep(Duration::from_millis(HOLD_MS + 100));
     let after = last_rise(&sim).unwrap();
     assert!(after.0 >= before.0);
     let (on, _) = sample(&sim, 1000);
