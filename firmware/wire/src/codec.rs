@@ -369,6 +369,9 @@ pub struct BatchWriter {
     tables: crate::compact::Tables,
     /// Version 2: records deflated when that is smaller.
     deflate: bool,
+    /// Its tables, made at the first batch that deflates and kept.
+    #[cfg(feature = "std")]
+    deflater: Option<std::boxed::Box<crate::deflate::Deflater>>,
 }
 
 impl Default for BatchWriter {
@@ -408,6 +411,8 @@ impl BatchWriter {
             },
             tables: crate::compact::Tables::new(0),
             deflate: true,
+            #[cfg(feature = "std")]
+            deflater: None,
         }
     }
 
@@ -553,16 +558,21 @@ impl BatchWriter {
                 n if n == self.records => self.len,
                 n => usize::from(self.ends[n - 1]),
             };
-            // The fastest level: zlib's level 1 took nearly as much out of
-            // the real captures' version 2 datagrams as level 9 (20,822
-            // bytes to 15,444 against 15,270).
-            let packed = miniz_oxide::deflate::compress_to_vec(&self.buf[start..end], 1);
+            // One block sized for a batch (crate::deflate), in tables kept
+            // from batch to batch.
+            let deflater = self.deflater.get_or_insert_with(std::boxed::Box::default);
+            let packed = deflater.deflate_here(&self.buf[start..end]).unwrap_or(&[]);
+            let packed_len = if packed.is_empty() {
+                usize::MAX
+            } else {
+                packed.len()
+            };
             let deflated = deflated_header
                 .as_ref()
-                .filter(|_| packed.len() < end - start)
+                .filter(|_| packed_len < end - start)
                 .map(|header| {
                     let mut out = header.clone();
-                    out.extend_from_slice(&packed);
+                    out.extend_from_slice(packed);
                     out
                 })
                 .filter(|out| out.len() <= MAX_DATAGRAM);
@@ -570,7 +580,7 @@ impl BatchWriter {
                 if sent == self.records {
                     // Aim the next batch at this one's ratio.
                     self.limit =
-                        (start + aim(end - start, packed.len())).clamp(MAX_DATAGRAM, MAX_INFLATED);
+                        (start + aim(end - start, packed_len)).clamp(MAX_DATAGRAM, MAX_INFLATED);
                 } else {
                     self.limit = end.max(MAX_DATAGRAM);
                 }
@@ -582,7 +592,7 @@ impl BatchWriter {
             }
             // Fewer records: as many as the ratio says would fit (at least
             // one fewer), and never below a batch that fits undeflated.
-            let want = aim(end - start, packed.len());
+            let want = aim(end - start, packed_len.min(2 * MAX_INFLATED));
             let before = &self.ends[..sent - 1];
             let fewer = before
                 .iter()
@@ -643,9 +653,12 @@ pub fn pack_all<'h>(
 ) -> Result<std::vec::Vec<std::vec::Vec<u8>>, WireError> {
     let mut out = std::vec::Vec::new();
     let mut seq = first_seq;
-    let mut pending: std::collections::VecDeque<FlowRecord> = records.iter().copied().collect();
+    // Records are taken in place; only those a batch gives back are kept
+    // aside (a copy of every record would cost more than packing them).
+    let mut next = 0;
+    let mut carried: std::collections::VecDeque<FlowRecord> = std::collections::VecDeque::new();
     loop {
-        let full = match pending.front() {
+        let full = match carried.front().or(records.get(next)) {
             Some(r) => {
                 if !writer.is_started() {
                     writer.start(&header(seq, r))?;
@@ -664,13 +677,15 @@ pub fn pack_all<'h>(
             None => break,
         };
         if !full {
-            pending.pop_front();
+            if carried.pop_front().is_none() {
+                next += 1;
+            }
             continue;
         }
         let d = writer.to_datagram();
         out.push(d.bytes);
         for c in d.carried_over.into_iter().rev() {
-            pending.push_front(c);
+            carried.push_front(c);
         }
         writer.clear();
         seq += 1;

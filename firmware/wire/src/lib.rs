@@ -20,6 +20,7 @@ mod attach;
 pub mod codec;
 pub mod community_id;
 mod compact;
+pub mod deflate;
 #[cfg(feature = "std")]
 pub mod ecs;
 #[cfg(feature = "std")]

@@ -1,0 +1,674 @@
+//! Raw DEFLATE (RFC 1951) for one batch: at most [`MAX_INPUT`] bytes in,
+//! one block out (dynamic Huffman codes, or the fixed ones when those come
+//! out smaller). Any inflater reads it; the collector's is miniz_oxide's.
+//!
+//! Why not miniz_oxide's compressor, which the tap used before: it is
+//! built for streams, and each call set up about 290 KB of tables
+//! (dictionary, hash chains, code buffer) for a batch of under 3 KB, which
+//! was more than half of what deflating cost the tap. Here the tables are
+//! sized for one batch: a 4,096-entry hash head and a chain link per input
+//! byte, all on the stack, no allocation.
+
+/// The largest input: a batch built for deflating ([`crate::codec::MAX_INFLATED`]).
+pub const MAX_INPUT: usize = crate::codec::MAX_INFLATED;
+
+const HASH_BITS: u32 = 12;
+const HASH_SIZE: usize = 1 << HASH_BITS;
+/// Candidates looked at per position: more finds little in a batch.
+const MAX_PROBES: usize = 4;
+/// A match this long is taken without looking further.
+const NICE_MATCH: usize = 32;
+const MIN_MATCH: usize = 3;
+const MAX_MATCH: usize = 258;
+
+/// Base lengths of codes 257..=285 and their extra bits.
+const LEN_BASE: [u16; 29] = [
+    3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131,
+    163, 195, 227, 258,
+];
+const LEN_EXTRA: [u8; 29] = [
+    0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
+];
+/// Base distances of codes 0..=29 and their extra bits.
+const DIST_BASE: [u16; 30] = [
+    1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537,
+    2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577,
+];
+const DIST_EXTRA: [u8; 30] = [
+    0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13,
+    13,
+];
+/// The order code length code lengths are sent in (RFC 1951 3.2.7).
+const CL_ORDER: [usize; 19] = [
+    16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15,
+];
+
+/// 288 as in the fixed code (RFC 1951 3.2.6), whose canonical codes count
+/// the two symbols no block uses; a dynamic code gives them none.
+const LITLEN_SYMBOLS: usize = 288;
+const DIST_SYMBOLS: usize = 30;
+
+/// A literal (`dist == 0`) or a match.
+#[derive(Clone, Copy, Default)]
+struct Token {
+    len_or_lit: u16,
+    dist: u16,
+}
+
+/// The fixed literal/length code lengths (RFC 1951 3.2.6).
+const FIXED_LIT: [u8; LITLEN_SYMBOLS] = {
+    let mut t = [8u8; LITLEN_SYMBOLS];
+    let mut i = 144;
+    while i < 256 {
+        t[i] = 9;
+        i += 1;
+    }
+    while i < 280 {
+        t[i] = 7;
+        i += 1;
+    }
+    t
+};
+
+/// The length code (0..=28, i.e. symbol - 257) of every match length.
+const LEN_CODE: [u8; MAX_MATCH + 1] = {
+    let mut t = [0u8; MAX_MATCH + 1];
+    let mut code = 0;
+    let mut len = MIN_MATCH;
+    while len <= MAX_MATCH {
+        while code + 1 < LEN_BASE.len() && LEN_BASE[code + 1] as usize <= len {
+            code += 1;
+        }
+        t[len] = code as u8;
+        len += 1;
+    }
+    t
+};
+
+/// The distance code of every distance a batch can have.
+const DIST_CODE: [u8; MAX_INPUT + 1] = {
+    let mut t = [0u8; MAX_INPUT + 1];
+    let mut code = 0;
+    let mut dist = 1;
+    while dist <= MAX_INPUT {
+        while code + 1 < DIST_BASE.len() && DIST_BASE[code + 1] as usize <= dist {
+            code += 1;
+        }
+        t[dist] = code as u8;
+        dist += 1;
+    }
+    t
+};
+
+fn len_code(len: usize) -> usize {
+    usize::from(LEN_CODE[len])
+}
+
+fn dist_code(dist: usize) -> usize {
+    usize::from(DIST_CODE[dist])
+}
+
+/// LSB-first bits into a bounded buffer; `None` once it overflows.
+struct Bits<'a> {
+    out: &'a mut [u8],
+    len: usize,
+    acc: u64,
+    count: u32,
+    overflow: bool,
+}
+
+impl Bits<'_> {
+    fn put(&mut self, value: u32, bits: u32) {
+        self.acc |= u64::from(value) << self.count;
+        self.count += bits;
+        while self.count >= 8 {
+            match self.out.get_mut(self.len) {
+                Some(b) => *b = self.acc as u8,
+                None => self.overflow = true,
+            }
+            self.len += 1;
+            self.acc >>= 8;
+            self.count -= 8;
+        }
+    }
+
+    /// A Huffman code goes most significant bit first.
+    fn code(&mut self, code: u16, len: u8) {
+        debug_assert!((1..=15).contains(&len), "a used symbol has a code");
+        let reversed = u32::from(code.reverse_bits() >> (16 - u32::from(len)));
+        self.put(reversed, u32::from(len));
+    }
+
+    fn finish(mut self) -> Option<usize> {
+        if self.count > 0 {
+            self.put(0, 8 - self.count);
+        }
+        (!self.overflow).then_some(self.len)
+    }
+}
+
+/// Code lengths of at most `limit` bits for `freqs` (a zero frequency gets
+/// no code); at least two symbols get one, so every code is complete.
+fn code_lengths<const N: usize>(freqs: &[u32; N], limit: u8, h: &mut Huff) -> [u8; N] {
+    let mut freqs = *freqs;
+    // Complete codes only: one symbol alone, or none, gets a partner.
+    for i in 0..N {
+        if freqs.iter().filter(|&&f| f > 0).count() >= 2 {
+            break;
+        }
+        if freqs[i] == 0 {
+            freqs[i] = 1;
+        }
+    }
+    loop {
+        let lengths = huffman_lengths(&freqs, h);
+        if lengths.iter().all(|&l| l <= limit) {
+            return lengths;
+        }
+        // Too deep: flatten the frequencies and build again (rare here).
+        for f in freqs.iter_mut().filter(|f| **f > 0) {
+            *f = (*f >> 1) | 1;
+        }
+    }
+}
+
+/// The Huffman builder's work space, kept with the deflater: every entry
+/// is written before it is read, so nothing is cleared between builds.
+struct Huff {
+    leaves: [(u32, u16); LITLEN_SYMBOLS],
+    weight: [u64; 2 * LITLEN_SYMBOLS],
+    parent: [u16; 2 * LITLEN_SYMBOLS],
+    depth: [u8; 2 * LITLEN_SYMBOLS],
+}
+
+impl Default for Huff {
+    fn default() -> Self {
+        Huff {
+            leaves: [(0, 0); LITLEN_SYMBOLS],
+            weight: [0; 2 * LITLEN_SYMBOLS],
+            parent: [0; 2 * LITLEN_SYMBOLS],
+            depth: [0; 2 * LITLEN_SYMBOLS],
+        }
+    }
+}
+
+/// Plain Huffman code lengths: leaves sorted by weight, then the two
+/// lightest of the leaves' queue and the joined trees' queue joined until
+/// one tree is left (joined trees come out in weight order, so two queues
+/// stand in for a heap).
+fn huffman_lengths<const N: usize>(freqs: &[u32; N], h: &mut Huff) -> [u8; N] {
+    let Huff {
+        leaves,
+        weight,
+        parent,
+        depth,
+    } = h;
+    let mut n_leaves = 0;
+    for (i, &f) in freqs.iter().enumerate() {
+        if f > 0 {
+            leaves[n_leaves] = (f, i as u16);
+            n_leaves += 1;
+        }
+    }
+    let leaves = &mut leaves[..n_leaves];
+    leaves.sort_unstable();
+    // Nodes 0..n_leaves are the sorted leaves, joined trees follow.
+    for (k, &(f, _)) in leaves.iter().enumerate() {
+        weight[k] = u64::from(f);
+    }
+    let (mut next_leaf, mut next_tree, mut nodes) = (0, n_leaves, n_leaves);
+    let take = |next_leaf: &mut usize, next_tree: &mut usize, nodes: usize, weight: &[u64]| {
+        let leaf_ok = *next_leaf < n_leaves;
+        let tree_ok = *next_tree < nodes;
+        if leaf_ok && (!tree_ok || weight[*next_leaf] <= weight[*next_tree]) {
+            *next_leaf += 1;
+            *next_leaf - 1
+        } else {
+            *next_tree += 1;
+            *next_tree - 1
+        }
+    };
+    while nodes - next_tree + n_leaves - next_leaf >= 2 {
+        let a = take(&mut next_leaf, &mut next_tree, nodes, &weight[..]);
+        let b = take(&mut next_leaf, &mut next_tree, nodes, &weight[..]);
+        weight[nodes] = weight[a] + weight[b];
+        parent[a] = nodes as u16;
+        parent[b] = nodes as u16;
+        nodes += 1;
+    }
+    // Depths from the root (the last tree) down: parents come after
+    // their children.
+    if let Some(root) = nodes.checked_sub(1) {
+        depth[root] = 0;
+    }
+    for k in (0..nodes.saturating_sub(1)).rev() {
+        depth[k] = depth[usize::from(parent[k])].saturating_add(1);
+    }
+    let mut lengths = [0u8; N];
+    for (k, &(_, symbol)) in leaves.iter().enumerate() {
+        lengths[usize::from(symbol)] = depth[k];
+    }
+    lengths
+}
+
+/// Canonical codes for `lengths` (RFC 1951 3.2.2).
+fn canonical<const N: usize>(lengths: &[u8; N]) -> [u16; N] {
+    let mut count = [0u16; 16];
+    for &l in lengths.iter() {
+        count[usize::from(l)] += 1;
+    }
+    count[0] = 0;
+    let mut next = [0u16; 16];
+    let mut code = 0u16;
+    for bits in 1..16 {
+        code = (code + count[bits - 1]) << 1;
+        next[bits] = code;
+    }
+    let mut codes = [0u16; N];
+    for (i, &l) in lengths.iter().enumerate() {
+        if l > 0 {
+            codes[i] = next[usize::from(l)];
+            next[usize::from(l)] += 1;
+        }
+    }
+    codes
+}
+
+fn hash3(input: &[u8], i: usize) -> usize {
+    let v = u32::from(input[i]) | u32::from(input[i + 1]) << 8 | u32::from(input[i + 2]) << 16;
+    (v.wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)) as usize
+}
+
+/// How many leading bytes `a` and `b` share (at most `b.len()`), eight at
+/// a time.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let mut n = 0;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let (x, y) = (
+            u64::from_le_bytes(x.try_into().unwrap_or([0; 8])),
+            u64::from_le_bytes(y.try_into().unwrap_or([0; 8])),
+        );
+        if x != y {
+            return n + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    n + a[n..]
+        .iter()
+        .zip(&b[n..])
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
+/// Chains of earlier positions by the hash of their first three bytes;
+/// heads and links hold position + 1 (0: none).
+struct Chains {
+    head: [u16; HASH_SIZE],
+    prev: [u16; MAX_INPUT],
+}
+
+impl Chains {
+    fn insert(&mut self, input: &[u8], i: usize) {
+        if i + MIN_MATCH <= input.len() {
+            let h = hash3(input, i);
+            self.prev[i] = self.head[h];
+            self.head[h] = (i + 1) as u16;
+        }
+    }
+
+    /// The longest earlier match at `i`: (length, distance).
+    fn longest(&self, input: &[u8], i: usize) -> (usize, usize) {
+        let mut best = (0, 0);
+        if i + MIN_MATCH > input.len() {
+            return best;
+        }
+        let max = (input.len() - i).min(MAX_MATCH);
+        let mut cand = self.head[hash3(input, i)];
+        for _ in 0..MAX_PROBES {
+            if cand == 0 {
+                break;
+            }
+            let j = usize::from(cand) - 1;
+            let len = common_prefix(&input[j..], &input[i..i + max]);
+            if len > best.0 {
+                best = (len, i - j);
+                if len >= NICE_MATCH.min(max) {
+                    break;
+                }
+            }
+            cand = self.prev[j];
+        }
+        best
+    }
+}
+
+/// The tables one deflate works in (about 24 KB), kept by a writer from
+/// batch to batch: only the hash heads are cleared for a new input, the
+/// rest is written before it is read.
+pub struct Deflater {
+    toks: [Token; MAX_INPUT],
+    chains: Chains,
+    /// Fixed Huffman codes take at most 9 bits a byte: twice the input
+    /// always holds a block.
+    out: [u8; 2 * MAX_INPUT],
+    huff: Huff,
+}
+
+impl Default for Deflater {
+    fn default() -> Self {
+        Deflater {
+            toks: [Token::default(); MAX_INPUT],
+            chains: Chains {
+                head: [0; HASH_SIZE],
+                prev: [0; MAX_INPUT],
+            },
+            out: [0; 2 * MAX_INPUT],
+            huff: Huff::default(),
+        }
+    }
+}
+
+impl Deflater {
+    /// The LZ77 pass: greedy, over the whole input.
+    fn tokens(&mut self, input: &[u8]) -> usize {
+        let chains = &mut self.chains;
+        chains.head.fill(0);
+        let (mut n, mut i) = (0, 0);
+        while i < input.len() {
+            let (len, dist) = chains.longest(input, i);
+            if len >= MIN_MATCH {
+                self.toks[n] = Token {
+                    len_or_lit: len as u16,
+                    dist: dist as u16,
+                };
+                for k in i..i + len {
+                    chains.insert(input, k);
+                }
+                i += len;
+            } else {
+                self.toks[n] = Token {
+                    len_or_lit: u16::from(input[i]),
+                    dist: 0,
+                };
+                chains.insert(input, i);
+                i += 1;
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Deflates `input` (at most [`MAX_INPUT`] bytes) into `out`: the
+    /// length written, or None if it does not fit `out` (or the input is
+    /// too long).
+    pub fn deflate(&mut self, input: &[u8], out: &mut [u8]) -> Option<usize> {
+        if input.len() > MAX_INPUT {
+            return None;
+        }
+        let n = self.tokens(input);
+        encode(&self.toks[..n], out, &mut self.huff)
+    }
+
+    /// [`Deflater::deflate`] into the deflater's own buffer; always fits.
+    pub fn deflate_here(&mut self, input: &[u8]) -> Option<&[u8]> {
+        if input.len() > MAX_INPUT {
+            return None;
+        }
+        let n = self.tokens(input);
+        let len = encode(&self.toks[..n], &mut self.out, &mut self.huff)?;
+        Some(&self.out[..len])
+    }
+}
+
+/// [`Deflater::deflate`] with tables of its own (on the stack).
+pub fn deflate(input: &[u8], out: &mut [u8]) -> Option<usize> {
+    Deflater::default().deflate(input, out)
+}
+
+/// One block of `toks`, with whichever codes come out smaller.
+fn encode(toks: &[Token], out: &mut [u8], h: &mut Huff) -> Option<usize> {
+    let mut lit_freq = [0u32; LITLEN_SYMBOLS];
+    let mut dist_freq = [0u32; DIST_SYMBOLS];
+    for t in toks {
+        if t.dist == 0 {
+            lit_freq[usize::from(t.len_or_lit)] += 1;
+        } else {
+            lit_freq[257 + len_code(usize::from(t.len_or_lit))] += 1;
+            dist_freq[dist_code(usize::from(t.dist))] += 1;
+        }
+    }
+    lit_freq[256] = 1;
+    let lit_len = code_lengths(&lit_freq, 15, h);
+    let dist_len = code_lengths(&dist_freq, 15, h);
+    // The fixed codes (RFC 1951 3.2.6), for when they come out smaller.
+    let fixed_lit = FIXED_LIT;
+    let fixed_dist = [5u8; DIST_SYMBOLS];
+    let cost = |lit: &[u8; LITLEN_SYMBOLS], dist: &[u8; DIST_SYMBOLS]| -> u64 {
+        let mut bits = 0u64;
+        for (s, &f) in lit_freq.iter().enumerate() {
+            bits += u64::from(f) * u64::from(lit[s]);
+            if let Some(&extra) = s.checked_sub(257).and_then(|c| LEN_EXTRA.get(c)) {
+                bits += u64::from(f) * u64::from(extra);
+            }
+        }
+        for (s, &f) in dist_freq.iter().enumerate() {
+            bits += u64::from(f) * u64::from(dist[s] + DIST_EXTRA[s]);
+        }
+        bits
+    };
+    let header = DynamicHeader::new(&lit_len, &dist_len, h);
+    let dynamic_bits = cost(&lit_len, &dist_len) + header.bits();
+    let fixed_bits = cost(&fixed_lit, &fixed_dist);
+    let mut bits = Bits {
+        out,
+        len: 0,
+        acc: 0,
+        count: 0,
+        overflow: false,
+    };
+    // BFINAL, then BTYPE.
+    bits.put(1, 1);
+    let (lit, dist) = if dynamic_bits < fixed_bits {
+        bits.put(2, 2);
+        header.write(&mut bits);
+        (lit_len, dist_len)
+    } else {
+        bits.put(1, 2);
+        (fixed_lit, fixed_dist)
+    };
+    let lit_codes = canonical(&lit);
+    let dist_codes = canonical(&dist);
+    for t in toks {
+        if t.dist == 0 {
+            let s = usize::from(t.len_or_lit);
+            bits.code(lit_codes[s], lit[s]);
+        } else {
+            let len = usize::from(t.len_or_lit);
+            let lc = len_code(len);
+            bits.code(lit_codes[257 + lc], lit[257 + lc]);
+            bits.put(
+                (len - usize::from(LEN_BASE[lc])) as u32,
+                u32::from(LEN_EXTRA[lc]),
+            );
+            let d = usize::from(t.dist);
+            let dc = dist_code(d);
+            bits.code(dist_codes[dc], dist[dc]);
+            bits.put(
+                (d - usize::from(DIST_BASE[dc])) as u32,
+                u32::from(DIST_EXTRA[dc]),
+            );
+        }
+    }
+    bits.code(lit_codes[256], lit[256]);
+    bits.finish()
+}
+
+/// A dynamic block's header: the code lengths, run-length coded with
+/// their own Huffman code (RFC 1951 3.2.7).
+struct DynamicHeader {
+    hlit: usize,
+    hdist: usize,
+    /// (symbol 0..=18, extra bits value)
+    runs: [(u8, u8); LITLEN_SYMBOLS + DIST_SYMBOLS],
+    n_runs: usize,
+    cl_len: [u8; 19],
+    hclen: usize,
+}
+
+impl DynamicHeader {
+    fn new(lit: &[u8; LITLEN_SYMBOLS], dist: &[u8; DIST_SYMBOLS], h: &mut Huff) -> DynamicHeader {
+        let hlit = 257.max(LITLEN_SYMBOLS - lit.iter().rev().take_while(|&&l| l == 0).count());
+        let hdist = 1.max(DIST_SYMBOLS - dist.iter().rev().take_while(|&&l| l == 0).count());
+        let mut all = [0u8; LITLEN_SYMBOLS + DIST_SYMBOLS];
+        all[..hlit].copy_from_slice(&lit[..hlit]);
+        all[hlit..hlit + hdist].copy_from_slice(&dist[..hdist]);
+        let all = &all[..hlit + hdist];
+        let mut runs = [(0u8, 0u8); LITLEN_SYMBOLS + DIST_SYMBOLS];
+        let mut n_runs = 0;
+        let mut i = 0;
+        while i < all.len() {
+            let l = all[i];
+            let run = all[i..].iter().take_while(|&&x| x == l).count();
+            if l == 0 && run >= 11 {
+                let r = run.min(138);
+                runs[n_runs] = (18, (r - 11) as u8);
+                i += r;
+            } else if l == 0 && run >= 3 {
+                runs[n_runs] = (17, (run - 3) as u8);
+                i += run;
+            } else if l != 0 && run >= 4 {
+                // The length once, then repeats of it.
+                runs[n_runs] = (l, 0);
+                n_runs += 1;
+                let r = (run - 1).min(6);
+                runs[n_runs] = (16, (r - 3) as u8);
+                i += 1 + r;
+            } else {
+                runs[n_runs] = (l, 0);
+                i += 1;
+            }
+            n_runs += 1;
+        }
+        let mut freq = [0u32; 19];
+        for &(s, _) in &runs[..n_runs] {
+            freq[usize::from(s)] += 1;
+        }
+        let cl_len = code_lengths(&freq, 7, h);
+        let hclen = 4.max(
+            19 - CL_ORDER
+                .iter()
+                .rev()
+                .take_while(|&&s| cl_len[s] == 0)
+                .count(),
+        );
+        DynamicHeader {
+            hlit,
+            hdist,
+            runs,
+            n_runs,
+            cl_len,
+            hclen,
+        }
+    }
+
+    fn bits(&self) -> u64 {
+        let mut b = 5 + 5 + 4 + 3 * self.hclen as u64;
+        for &(s, _) in &self.runs[..self.n_runs] {
+            b += u64::from(self.cl_len[usize::from(s)]);
+            b += match s {
+                16 => 2,
+                17 => 3,
+                18 => 7,
+                _ => 0,
+            };
+        }
+        b
+    }
+
+    fn write(&self, bits: &mut Bits<'_>) {
+        bits.put((self.hlit - 257) as u32, 5);
+        bits.put((self.hdist - 1) as u32, 5);
+        bits.put((self.hclen - 4) as u32, 4);
+        for &s in &CL_ORDER[..self.hclen] {
+            bits.put(u32::from(self.cl_len[s]), 3);
+        }
+        let codes = canonical(&self.cl_len);
+        for &(s, extra) in &self.runs[..self.n_runs] {
+            let s = usize::from(s);
+            bits.code(codes[s], self.cl_len[s]);
+            match s {
+                16 => bits.put(u32::from(extra), 2),
+                17 => bits.put(u32::from(extra), 3),
+                18 => bits.put(u32::from(extra), 7),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+
+    fn inflate(packed: &[u8]) -> Vec<u8> {
+        miniz_oxide::inflate::decompress_to_vec(packed).expect("inflates")
+    }
+
+    fn roundtrip(input: &[u8]) -> usize {
+        let mut out = [0u8; 2 * MAX_INPUT + 64];
+        let n = deflate(input, &mut out).expect("fits");
+        assert_eq!(inflate(&out[..n]), input, "{} bytes", input.len());
+        n
+    }
+
+    #[test]
+    fn shapes_round_trip_through_miniz() {
+        roundtrip(b"");
+        roundtrip(b"a");
+        roundtrip(b"ab");
+        roundtrip(&[7u8; MAX_INPUT]);
+        roundtrip(&(0..MAX_INPUT).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+        roundtrip(b"abcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabc");
+        // Runs longer than one match.
+        roundtrip(&[b"x".repeat(300), b"y".repeat(600), b"xy".repeat(200)].concat());
+    }
+
+    #[test]
+    fn random_inputs_round_trip() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..400 {
+            let len = (next() % MAX_INPUT as u64) as usize;
+            // From noise to a few symbols with repeats: every block shape.
+            let alphabet = 1 + next() % 256;
+            let mut v = Vec::with_capacity(len);
+            while v.len() < len {
+                if next() % 4 == 0 && v.len() > 8 {
+                    let back = 1 + (next() as usize % v.len().min(300));
+                    let n = 3 + (next() as usize % 40);
+                    for _ in 0..n {
+                        let b = v[v.len() - back];
+                        v.push(b);
+                    }
+                } else {
+                    v.push((next() % alphabet) as u8);
+                }
+            }
+            v.truncate(len);
+            roundtrip(&v);
+        }
+    }
+
+    #[test]
+    fn too_long_or_too_small_a_buffer_is_none() {
+        let mut out = [0u8; 8];
+        assert!(deflate(&(0..=255).collect::<Vec<u8>>(), &mut out).is_none());
+        let mut big = [0u8; 4 * MAX_INPUT];
+        assert!(deflate(&vec![0u8; MAX_INPUT + 1], &mut big).is_none());
+    }
+}
