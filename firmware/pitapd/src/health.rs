@@ -21,6 +21,12 @@ impl BridgeCheck {
         }
     }
 
+    /// Whether it can tell at all (span mode needs no netlink; inline mode
+    /// does, and without it the bridge never looks whole).
+    pub fn can_look(&self) -> bool {
+        self.bridge.is_none() || self.rtnl.is_some()
+    }
+
     /// Span mode has no bridge to lose: whole. A netlink socket that could
     /// not be opened cannot tell: not whole.
     pub fn whole(&mut self) -> bool {

@@ -44,10 +44,15 @@ impl Watchdog {
         })
     }
 
+    /// Whether a feed is due (the bridge need be looked at only then).
+    pub fn due(&self) -> bool {
+        self.last_feed.is_none_or(|t| t.elapsed() >= FEED_EVERY)
+    }
+
     /// Called from the main loop with the bridge's health
     /// (`health::BridgeCheck`): feeds when due and healthy.
     pub fn tick(&mut self, healthy: bool) {
-        if self.last_feed.is_some_and(|t| t.elapsed() < FEED_EVERY) {
+        if !self.due() {
             return;
         }
         if healthy != self.healthy {

@@ -86,8 +86,9 @@ struct BypassBoard {
 impl BypassBoard {
     fn open(config: &Config) -> Option<BypassBoard> {
         let s = &config.status;
-        let section = s.pinmap.as_ref().ok()?.bypass.clone()?;
-        match status::open_bypass(&s.backend, &s.pinmap)? {
+        let map = s.pinmap.as_ref().ok()?;
+        let section = map.bypass.as_ref()?;
+        match status::open_bypass(&s.backend, map, section)? {
             Ok(line) => {
                 let driver = Driver::start(line, section.hold_ms);
                 eprintln!(
@@ -321,8 +322,17 @@ impl Tap {
             }
         );
         let panel = open_panel(&config)?;
-        let watchdog = Watchdog::open(&config);
         let bridge = BridgeCheck::new(&config);
+        // A watchdog fed only while a bridge nobody can see is whole would
+        // reset the board for good: none then, as before the check moved.
+        let watchdog = if bridge.can_look() {
+            Watchdog::open(&config)
+        } else {
+            eprintln!(
+                "pitapd: no netlink socket to watch the bridge: running without the watchdog"
+            );
+            None
+        };
         let bypass = BypassBoard::open(&config);
         let mut tap = Tap {
             config,
@@ -466,8 +476,9 @@ impl Tap {
             self.sinks.talkers.decay();
             self.last_decay = Instant::now();
         }
-        // The bridge is looked at only for those who act on it.
-        if self.watchdog.is_some() || self.bypass.is_some() {
+        // The bridge is looked at only for those who act on it, when they
+        // do: the bypass at every tick, the watchdog once a second.
+        if self.bypass.is_some() || self.watchdog.as_ref().is_some_and(Watchdog::due) {
             let whole = self.bridge.whole();
             if let Some(w) = &mut self.watchdog {
                 w.tick(whole);

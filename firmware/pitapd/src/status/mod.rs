@@ -75,15 +75,14 @@ pub fn open(
     }
 }
 
-/// The bypass board's trigger line, if the pin map has a `[bypass]`
-/// section and the backend drives hardware (the simulator writes the
-/// edges to `bypass-drive.json`): None without a board.
+/// The bypass board's trigger line (`section` is the pin map's
+/// `[bypass]`) on the backend: the Pi's GPIO, or `bypass-drive.json` in the
+/// simulator's directory; None for the backend without hardware.
 pub fn open_bypass(
     backend: &Backend,
-    pinmap: &Result<pinmap::PinMap, String>,
+    map: &pinmap::PinMap,
+    section: &pinmap::BypassSection,
 ) -> Option<Result<Box<dyn bypass_drive::BypassLine>, String>> {
-    let map = pinmap.as_ref().ok()?;
-    let section = map.bypass.as_ref()?;
     match backend {
         Backend::None => None,
         Backend::Simulator(dir) => Some(Ok(Box::new(sim::SimBypassLine::new(dir.clone())))),
