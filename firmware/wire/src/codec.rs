@@ -561,16 +561,12 @@ impl BatchWriter {
             // One block sized for a batch (crate::deflate), in tables kept
             // from batch to batch.
             let deflater = self.deflater.get_or_insert_with(std::boxed::Box::default);
-            let packed = deflater.deflate_here(&self.buf[start..end]).unwrap_or(&[]);
-            let packed_len = if packed.is_empty() {
-                usize::MAX
-            } else {
-                packed.len()
-            };
+            let packed = deflater.deflate_here(&self.buf[start..end]);
+            let packed_len = packed.map_or(usize::MAX, <[u8]>::len);
             let deflated = deflated_header
                 .as_ref()
-                .filter(|_| packed_len < end - start)
-                .map(|header| {
+                .zip(packed.filter(|p| p.len() < end - start))
+                .map(|(header, packed)| {
                     let mut out = header.clone();
                     out.extend_from_slice(packed);
                     out

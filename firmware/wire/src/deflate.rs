@@ -398,18 +398,8 @@ impl Deflater {
         n
     }
 
-    /// Deflates `input` (at most [`MAX_INPUT`] bytes) into `out`: the
-    /// length written, or None if it does not fit `out` (or the input is
-    /// too long).
-    pub fn deflate(&mut self, input: &[u8], out: &mut [u8]) -> Option<usize> {
-        if input.len() > MAX_INPUT {
-            return None;
-        }
-        let n = self.tokens(input);
-        encode(&self.toks[..n], out, &mut self.huff)
-    }
-
-    /// [`Deflater::deflate`] into the deflater's own buffer; always fits.
+    /// Deflates `input` into the deflater's own buffer, which always holds
+    /// the block; None if the input is longer than [`MAX_INPUT`].
     pub fn deflate_here(&mut self, input: &[u8]) -> Option<&[u8]> {
         if input.len() > MAX_INPUT {
             return None;
@@ -420,9 +410,14 @@ impl Deflater {
     }
 }
 
-/// [`Deflater::deflate`] with tables of its own (on the stack).
+/// Deflates `input` (at most [`MAX_INPUT`] bytes) into `out` with tables
+/// of its own (on the stack): the length written, or None if it does not
+/// fit `out` (or the input is too long).
 pub fn deflate(input: &[u8], out: &mut [u8]) -> Option<usize> {
-    Deflater::default().deflate(input, out)
+    let mut d = Deflater::default();
+    let packed = d.deflate_here(input)?;
+    out.get_mut(..packed.len())?.copy_from_slice(packed);
+    Some(packed.len())
 }
 
 /// One block of `toks`, with whichever codes come out smaller.
