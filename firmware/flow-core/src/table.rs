@@ -168,8 +168,7 @@ impl FlowTable {
             return;
         }
         if self.lists[list as usize].head != slot || link.list != list as u8 {
-            self.unlink(slot);
-            self.link_head(slot, list);
+            self.touch(slot, list);
         }
         self.links[slot as usize].at_ms = now_ms;
     }

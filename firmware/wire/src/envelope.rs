@@ -88,8 +88,13 @@ impl Key {
     }
 
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex(&self.0)
     }
+}
+
+/// Bytes as lower-case hex digits, the way keys are written.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// 32 bytes from 64 hex digits (surrounding white space allowed).

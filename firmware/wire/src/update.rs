@@ -247,11 +247,12 @@ pub fn signing_key(seed: [u8; 32]) -> SigningKey {
 
 /// Hex of a key's public half, for the tap's configuration.
 pub fn verifying_key_hex(key: &SigningKey) -> String {
-    key.verifying_key()
-        .to_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::envelope::hex(&key.verifying_key().to_bytes())
+}
+
+/// Hex of a key's secret half, as `update.key` keeps it.
+pub fn signing_key_hex(key: &SigningKey) -> String {
+    crate::envelope::hex(&key.to_bytes())
 }
 
 #[cfg(test)]

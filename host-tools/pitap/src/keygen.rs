@@ -98,7 +98,7 @@ pub fn run_update(out_dir: Option<&Path>, force: bool) -> Result<(), String> {
 }
 
 fn update_key_text(key: &ed25519_dalek::SigningKey) -> String {
-    let secret: String = key.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let secret = pitap_wire::update::signing_key_hex(key);
     format!(
         "# PiTap update signing key (keep it secret): it signs the images taps boot.\n\
          secret = \"{secret}\"\n\
