@@ -60,6 +60,12 @@ crate::named_enum! {
         Goodbye = 5 => "goodbye",
         /// A piece of the answer to a packet request (tap to collector).
         Packets = 6 => "packets",
+        /// Where a tap stands with updates, and the image bytes it wants
+        /// next (tap to collector; answered with `UpdateData`).
+        UpdateStatus = 7 => "update status",
+        /// The update the collector offers and a piece of its image
+        /// (collector to tap).
+        UpdateData = 8 => "update data",
     }
 }
 
@@ -93,7 +99,7 @@ impl Key {
 }
 
 /// Bytes as lower-case hex digits, the way keys are written.
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -94,6 +94,90 @@ pub const CHUNK_BYTES: usize = 1200;
 /// several of these for a finished tap that never said goodbye.
 pub const MAX_PROBE_MS: u64 = 4000;
 
+/// Where a tap stands with updates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UpdateState {
+    /// Nothing offered.
+    #[default]
+    Idle,
+    /// The offered image is the one running (its partition holds it).
+    Current,
+    /// Receiving the offered image into the inactive partition.
+    Receiving,
+    /// The offer or its image was refused (`UpdateStatus::detail` says why);
+    /// the partitions are as they were.
+    Refused,
+    /// Written and checked; rebooting into it for a trial.
+    Written,
+    /// Running a trial boot of it, waiting to be healthy and acknowledged.
+    Trial,
+    /// The trial went well: it boots from now on.
+    Committed,
+    /// The trial did not go well in time: rebooting into the old one.
+    RollingBack,
+}
+
+impl UpdateState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateState::Idle => "idle",
+            UpdateState::Current => "current",
+            UpdateState::Receiving => "receiving",
+            UpdateState::Refused => "refused",
+            UpdateState::Written => "written",
+            UpdateState::Trial => "trial",
+            UpdateState::Committed => "committed",
+            UpdateState::RollingBack => "rolling back",
+        }
+    }
+}
+
+/// A tap's update status (tap to collector): sent every few seconds by a
+/// tap that takes updates, and with each request for image bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateStatus {
+    /// The version running.
+    pub running: String,
+    /// The boot partition it runs from (0: not known).
+    pub partition: u8,
+    pub state: UpdateState,
+    /// The offer this is about: the SHA-256 of its signed manifest as the
+    /// collector sent it (zero: none), and the version it names (empty
+    /// when the manifest was refused unread).
+    pub offer: [u8; 32],
+    pub version: String,
+    /// Bytes of it written, and its size.
+    pub have: u64,
+    pub total: u64,
+    /// Offsets of the image chunks wanted now (`UPDATE_CHUNK` bytes each).
+    pub want: Vec<u64>,
+    /// Why it was refused or rolled back.
+    pub detail: String,
+}
+
+/// The collector's answer to an `UpdateStatus`: one per wanted chunk (or
+/// one without data when none is wanted).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateData {
+    /// The boot of the tap this is for.
+    pub tap_boot: [u8; 16],
+    /// The update offered to this tap: a signed manifest (empty: none).
+    pub manifest: Vec<u8>,
+    /// The version and state the collector has stored for this tap from
+    /// its last status: a trial boot commits only once the collector has
+    /// seen it run.
+    pub seen_running: String,
+    pub seen_state: UpdateState,
+    /// A piece of the image the manifest names.
+    pub offset: u64,
+    pub data: Vec<u8>,
+}
+
+/// Image bytes per `UpdateData` datagram.
+pub const UPDATE_CHUNK: usize = 1024;
+/// Chunks one `UpdateStatus` may ask for.
+pub const MAX_WANT: usize = 32;
+
 impl Reply {
     /// Whether batch `seq` is stored.
     pub fn acks(&self, seq: u64) -> bool {

@@ -14,7 +14,9 @@
 //! | u64 size (big-endian) | 32 bytes SHA-256 | 64 bytes signature over
 //! everything before it.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, Signer};
+/// The key types, for those who keep one.
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 const MAGIC: &[u8; 6] = b"PTUPD1";
@@ -224,6 +226,12 @@ impl ImageCheck {
         }
         Ok(self.manifest)
     }
+}
+
+/// How a tap and its collector name an offer: the SHA-256 of the signed
+/// manifest's bytes as sent (whether or not it verifies).
+pub fn offer_id(signed_manifest: &[u8]) -> [u8; 32] {
+    Sha256::digest(signed_manifest).into()
 }
 
 /// An update key's public half as configuration carries it (hex).

@@ -27,6 +27,7 @@ use crate::flow::StoredFlow;
 use crate::networks::Networks;
 use crate::store::{Retention, Store, StoredFile};
 use crate::taps::TapState;
+use crate::updating::Updating;
 
 pub struct Options {
     pub listen: SocketAddr,
@@ -196,6 +197,8 @@ struct Loop {
     pending_files: Vec<StoredFile>,
     /// Packet fetches waiting for taps' answers.
     fetching: Fetching,
+    /// Updates offered to taps, and the taps' update status.
+    updating: Updating,
     networks: Networks,
     store: Option<Store>,
     retention: Retention,
@@ -226,6 +229,10 @@ impl Loop {
         self.save_state(self.group > 0 || !self.pending.is_empty())?;
         self.flows_committed += self.pending.len() as u64;
         if let Some(store) = &self.store {
+            self.updating.load(store)?;
+            if self.updating.dirty() {
+                self.updating.save(store.conn(), crate::search::now_ms())?;
+            }
             self.fetching.load(store)?;
             let mut requests = self.fetching.requests();
             let taps: Vec<String> = self.collector.requesting().map(str::to_string).collect();
@@ -567,6 +574,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         pending: Vec::new(),
         pending_files: Vec::new(),
         fetching: Fetching::default(),
+        updating: Updating::default(),
         networks: opts.networks.clone(),
         store,
         retention: opts.retention,
@@ -649,6 +657,18 @@ pub fn run(opts: Options) -> Result<(), String> {
                 Outcome::Packets { tap, boot, chunk } => {
                     if state.fetching.chunk(&tap, &boot, chunk) {
                         state.group += 1;
+                    }
+                }
+                Outcome::UpdateStatus {
+                    tap,
+                    boot,
+                    from,
+                    status,
+                } => {
+                    for data in state.updating.answer(&tap, boot, status) {
+                        if let Some(datagram) = state.collector.seal_update(&tap, &data) {
+                            let _ = state.socket.send_to(&datagram, from);
+                        }
                     }
                 }
                 Outcome::Health { .. } | Outcome::Hello { .. } | Outcome::Goodbye { .. } => {}

@@ -8,7 +8,9 @@ use std::time::{Instant, SystemTime};
 
 use pitap_wire::codec::FLAG_FINAL;
 use pitap_wire::envelope::{self, DatagramKind, Header, Key};
-use pitap_wire::messages::{self, Health, PacketChunk, PacketRequest, Reply};
+use pitap_wire::messages::{
+    self, Health, PacketChunk, PacketRequest, Reply, UpdateData, UpdateStatus,
+};
 use pitap_wire::{BatchReader, FileRecord, FlowRecord, WireError};
 
 use crate::taps::{Admission, TapState};
@@ -85,6 +87,14 @@ pub enum Outcome {
         tap: String,
         boot: [u8; 16],
         chunk: PacketChunk,
+    },
+    /// A tap's update status, which asks for image chunks: answered at
+    /// once (`Collector::seal_update`), not with the group's reply.
+    UpdateStatus {
+        tap: String,
+        boot: [u8; 16],
+        from: SocketAddr,
+        status: UpdateStatus,
     },
     Hello {
         tap: String,
@@ -251,7 +261,7 @@ impl Collector {
         };
         // Authentic from here on: the boot, counter and challenge can be
         // trusted to be the tap's (not that they are recent).
-        if header.kind == DatagramKind::Reply {
+        if matches!(header.kind, DatagramKind::Reply | DatagramKind::UpdateData) {
             return self.reject(Reject::UnexpectedKind);
         }
         let secret = self.secret.clone();
@@ -293,6 +303,19 @@ impl Collector {
             tap.said_goodbye = true;
             return Outcome::Goodbye { tap: tap_id };
         }
+        if header.kind == DatagramKind::UpdateStatus {
+            // Answered with update data, which says everything a reply
+            // would not: no reply owed.
+            return match messages::decode::<UpdateStatus>(&payload) {
+                Ok(status) => Outcome::UpdateStatus {
+                    tap: tap_id,
+                    boot: header.boot,
+                    from,
+                    status,
+                },
+                Err(_) => self.reject(Reject::MalformedContent),
+            };
+        }
         self.owe(&tap_id, header.boot, from, header.counter, false);
         match header.kind {
             DatagramKind::Batch => self.batch(&tap_id, &payload),
@@ -313,9 +336,11 @@ impl Collector {
                 },
                 Err(_) => self.reject(Reject::MalformedContent),
             },
-            DatagramKind::Hello | DatagramKind::Reply | DatagramKind::Goodbye => {
-                self.reject(Reject::UnexpectedKind)
-            }
+            DatagramKind::Hello
+            | DatagramKind::Reply
+            | DatagramKind::Goodbye
+            | DatagramKind::UpdateStatus
+            | DatagramKind::UpdateData => self.reject(Reject::UnexpectedKind),
         }
     }
 
@@ -391,18 +416,38 @@ impl Collector {
     }
 
     fn seal_reply(&mut self, tap_id: &str, reply: &Reply, key: Option<&Key>) -> Option<Vec<u8>> {
+        self.seal(
+            DatagramKind::Reply,
+            tap_id,
+            &messages::encode(reply).ok()?,
+            key,
+        )
+    }
+
+    /// Update data for a tap, sealed under its key.
+    pub fn seal_update(&mut self, tap_id: &str, data: &UpdateData) -> Option<Vec<u8>> {
+        let key = self.taps.get(tap_id)?.key.clone();
+        let payload = messages::encode(data).ok()?;
+        self.seal(DatagramKind::UpdateData, tap_id, &payload, key.as_ref())
+    }
+
+    fn seal(
+        &mut self,
+        kind: DatagramKind,
+        tap_id: &str,
+        payload: &[u8],
+        key: Option<&Key>,
+    ) -> Option<Vec<u8>> {
         let header = Header {
             sealed: key.is_some(),
-            kind: DatagramKind::Reply,
+            kind,
             tap_id,
             boot: self.boot,
             counter: self.counter,
             challenge: [0; envelope::CHALLENGE_LEN],
         };
         self.counter += 1;
-        messages::encode(reply)
-            .and_then(|payload| envelope::seal(&header, key, &payload))
-            .ok()
+        envelope::seal(&header, key, payload).ok()
     }
 
     /// Whether a tap has finished: its final batch (the end of a replay or

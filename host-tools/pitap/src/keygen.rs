@@ -89,7 +89,7 @@ pub fn run_update(out_dir: Option<&Path>, force: bool) -> Result<(), String> {
             write_private(&path, &text, force)?;
             println!("wrote {}", path.display());
             println!(
-                "public key: {}",
+                "for each tap's pitap.toml (the key it trusts):\n[update]\nkey = \"{}\"",
                 pitap_wire::update::verifying_key_hex(&key)
             );
         }

@@ -39,5 +39,7 @@ pub mod report;
 pub mod search;
 pub mod store;
 pub mod taps;
+pub mod update_cmd;
+pub mod updating;
 pub mod web;
 pub mod webhook;

@@ -143,6 +143,39 @@ enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
+    /// Offer a tap a new boot partition image (signed with update.key)
+    /// through the running collector, list each tap's version and update
+    /// state, or withdraw an offer.
+    Update {
+        /// The tap to update (or, with --cancel, whose offer to withdraw).
+        #[arg(long, required_unless_present = "list")]
+        tap: Option<String>,
+        /// The boot partition image (image/build.sh --boot-partition makes one).
+        #[arg(required_unless_present_any = ["list", "cancel"])]
+        image: Option<PathBuf>,
+        /// The version the image runs (pitapd --version on it).
+        #[arg(long, required_unless_present_any = ["list", "cancel"])]
+        version: Option<String>,
+        /// The update key's file (pitap keygen --update).
+        #[arg(long, default_value = "update.key")]
+        key: PathBuf,
+        /// collector.toml, for store.path.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The flow store the collector runs with; default store.path from
+        /// --config, or pitap-flows.db.
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// Wait up to this many seconds for the tap to run it (or refuse it).
+        #[arg(long)]
+        wait: Option<f64>,
+        /// Each tap's version and update state, and every offer.
+        #[arg(long, conflicts_with_all = ["image", "cancel"])]
+        list: bool,
+        /// Withdraw the tap's offer (a transfer under way stops).
+        #[arg(long, conflicts_with = "image")]
+        cancel: bool,
+    },
     /// Make a key for a tap: a snippet for its pitap.toml and one for collector.toml.
     Keygen {
         #[arg(long, required_unless_present = "update")]
@@ -257,6 +290,69 @@ struct Window {
     /// ...and before this (default: now).
     #[arg(long)]
     until: Option<String>,
+}
+
+struct UpdateArgs {
+    tap: Option<String>,
+    image: Option<PathBuf>,
+    version: Option<String>,
+    key: PathBuf,
+    config: Option<PathBuf>,
+    store: Option<PathBuf>,
+    wait: Option<f64>,
+    list: bool,
+    cancel: bool,
+}
+
+/// `pitap update`: offer, list or cancel.
+fn update_command(a: UpdateArgs) -> Result<(), String> {
+    let UpdateArgs {
+        tap,
+        image,
+        version,
+        key,
+        config,
+        store,
+        wait,
+        list,
+        cancel,
+    } = a;
+    let store = match (store, config) {
+        (Some(s), _) => s,
+        (None, Some(c)) => CollectorConfig::load(&c)?
+            .store
+            .path
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE)),
+        (None, None) => PathBuf::from(DEFAULT_STORE),
+    };
+    let mut out = std::io::stdout().lock();
+    match (list, cancel, tap, image, version) {
+        (true, ..) => pitap::update_cmd::list(&store, &mut out),
+        (_, true, Some(tap), ..) => pitap::update_cmd::cancel(&store, &tap).map(|n| {
+            println!("{n} offer(s) to tap {tap} withdrawn");
+        }),
+        (_, _, Some(tap), Some(image), Some(version)) => {
+            let wait = match wait {
+                Some(w) if w > 0.0 && w.is_finite() => Some(std::time::Duration::from_secs_f64(w)),
+                Some(w) => return Err(format!("--wait: expected seconds, got {w}")),
+                None => None,
+            };
+            pitap::update_cmd::offer(
+                &pitap::update_cmd::Offer {
+                    store,
+                    tap,
+                    image,
+                    version,
+                    key,
+                    wait,
+                },
+                &mut out,
+            )
+            .map(|_| ())
+        }
+        _ => Err("--tap, IMAGE and --version are needed (or --list)".into()),
+    }
 }
 
 const DEFAULT_STORE: &str = "pitap-flows.db";
@@ -485,6 +581,27 @@ fn main() -> ExitCode {
             key,
             extra,
             yes,
+        }),
+        Command::Update {
+            tap,
+            image,
+            version,
+            key,
+            config,
+            store,
+            wait,
+            list,
+            cancel,
+        } => update_command(UpdateArgs {
+            tap,
+            image,
+            version,
+            key,
+            config,
+            store,
+            wait,
+            list,
+            cancel,
         }),
         Command::Keygen {
             tap_id,

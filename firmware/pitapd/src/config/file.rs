@@ -229,6 +229,43 @@ impl Default for WatchdogSection {
     }
 }
 
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSection {
+    pub key: String,
+    #[serde(default = "default_autoboot")]
+    pub autoboot: String,
+    #[serde(default = "default_remount")]
+    pub remount: String,
+    #[serde(default = "default_partitions")]
+    pub partitions: String,
+    #[serde(default = "default_trial_s")]
+    pub trial_s: u32,
+    #[serde(default = "default_bootloader")]
+    pub bootloader: String,
+    #[serde(default = "default_cmdline")]
+    pub cmdline: String,
+}
+
+fn default_autoboot() -> String {
+    "/boot/autoboot.txt".into()
+}
+fn default_remount() -> String {
+    "/boot".into()
+}
+fn default_partitions() -> String {
+    "/dev/mmcblk0p{n}".into()
+}
+fn default_trial_s() -> u32 {
+    120
+}
+fn default_bootloader() -> String {
+    "/proc/device-tree/chosen/bootloader".into()
+}
+fn default_cmdline() -> String {
+    "/proc/cmdline".into()
+}
+
 /// `pitap.toml` as written.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -246,6 +283,8 @@ pub struct ConfigFile {
     pub status: StatusSection,
     #[serde(default)]
     pub watchdog: WatchdogSection,
+    #[serde(default)]
+    pub update: Option<UpdateSection>,
 }
 
 fn default_tap_id() -> String {

@@ -130,6 +130,8 @@ pub struct Config {
     pub uplink: Uplink,
     pub status: Status,
     pub watchdog: Option<Watchdog>,
+    /// Signed A/B updates from the collector, with an `[update]` section.
+    pub update: Option<crate::update::UpdateSettings>,
 }
 
 /// A configuration error: the key and what is wrong with it.
@@ -214,6 +216,13 @@ impl Config {
             file.uplink.flush_interval_ms,
             10..=60_000,
         )?;
+        let update = file.update.as_ref().map(update).transpose()?;
+        if update.is_some() && uplink.collector.is_none() {
+            return Err(bad(
+                "update.key",
+                "updates come from the collector: [uplink] collector is needed",
+            ));
+        }
         Ok(Config {
             tap,
             ring,
@@ -221,6 +230,7 @@ impl Config {
             uplink,
             status,
             watchdog,
+            update,
         })
     }
 }
@@ -475,6 +485,36 @@ fn status(file: &ConfigFile) -> Result<Status, ConfigError> {
     })
 }
 
+fn update(u: &file::UpdateSection) -> Result<crate::update::UpdateSettings, ConfigError> {
+    let key = pitap_wire::update::verifying_key_from_hex(u.key.trim())
+        .map_err(|e| bad("update.key", e))?;
+    if !u.partitions.contains("{n}") {
+        return Err(bad(
+            "update.partitions",
+            "must say where the partition number goes ({n})",
+        ));
+    }
+    for (name, value) in [
+        ("update.autoboot", &u.autoboot),
+        ("update.bootloader", &u.bootloader),
+        ("update.cmdline", &u.cmdline),
+    ] {
+        if !value.starts_with('/') {
+            return Err(bad(name, "must be an absolute path"));
+        }
+    }
+    let trial_s = in_range("update.trial_s", u.trial_s, 10..=3600)?;
+    Ok(crate::update::UpdateSettings {
+        key,
+        autoboot: PathBuf::from(&u.autoboot),
+        remount: (!u.remount.is_empty()).then(|| PathBuf::from(&u.remount)),
+        partitions: u.partitions.clone(),
+        trial: std::time::Duration::from_secs(u64::from(trial_s)),
+        bootloader: PathBuf::from(&u.bootloader),
+        cmdline: PathBuf::from(&u.cmdline),
+    })
+}
+
 fn watchdog_timeout(t: u32) -> Result<u32, ConfigError> {
     if !(1..=15).contains(&t) {
         return Err(bad(
@@ -544,6 +584,12 @@ mod tests {
             "flush_interval_ms",
             "wire_version",
             "deflate",
+            "autoboot",
+            "remount",
+            "partitions",
+            "trial_s",
+            "bootloader",
+            "cmdline",
         ] {
             assert!(
                 EXAMPLE.lines().any(|l| l
@@ -557,6 +603,34 @@ mod tests {
 
     fn error_of(text: &str) -> String {
         Config::parse(text).unwrap_err().0
+    }
+
+    #[test]
+    fn update_errors_name_the_key() {
+        let base = "[tap]\nid = \"t\"\n[uplink]\ncollector = \"192.0.2.1:4739\"\ninsecure_plaintext = true\n";
+        let key = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+        let ok = Config::parse(&format!("{base}[update]\nkey = \"{key}\"\n")).unwrap();
+        let u = ok.update.unwrap();
+        assert_eq!(u.partition(3), PathBuf::from("/dev/mmcblk0p3"));
+        assert_eq!(u.trial, Duration::from_secs(120));
+        assert!(error_of(&format!("{base}[update]\nkey = \"12\"\n")).starts_with("update.key:"));
+        assert!(error_of(&format!(
+            "{base}[update]\nkey = \"{key}\"\npartitions = \"/dev/sda\"\n"
+        ))
+        .starts_with("update.partitions:"));
+        assert!(
+            error_of(&format!("{base}[update]\nkey = \"{key}\"\ntrial_s = 5\n"))
+                .starts_with("update.trial_s:")
+        );
+        assert!(error_of(&format!(
+            "{base}[update]\nkey = \"{key}\"\ncmdline = \"proc\"\n"
+        ))
+        .starts_with("update.cmdline:"));
+        assert!(
+            error_of(&format!("{base}[update]\nkey = \"{key}\"\nbogus = 1\n")).contains("bogus")
+        );
+        let alone = format!("[tap]\nid = \"t\"\n[update]\nkey = \"{key}\"\n");
+        assert!(error_of(&alone).starts_with("update.key: updates come from the collector"));
     }
 
     #[test]

@@ -27,8 +27,10 @@ use crate::status::bypass::{Bypass, State as BypassState};
 use crate::status::bypass_drive::Driver;
 use crate::status::{self, StatusPanel};
 use crate::sys::ring::wait_readable;
+use crate::update::{Action, Updater};
 use crate::uplink::{kernel_clock_us, ClockMode, KernelUdp, Transport, Uplink};
 use crate::watchdog::Watchdog;
+use pitap_wire::messages::UpdateState;
 
 /// Frames handled before the loop looks at its timers again.
 const BUDGET: usize = 65_536;
@@ -43,6 +45,8 @@ const HOLD_MARGIN_US: u64 = 20_000;
 /// How often flows are expired, batches sent, counters, links and the
 /// status file refreshed.
 const TICK: Duration = Duration::from_millis(250);
+/// The longest wait of a turn while an update image arrives.
+const UPDATE_TURN: Duration = Duration::from_millis(5);
 
 /// Frames to or from the tap's own MACs (its uplink, the replies to it) are
 /// the tap's traffic, not the network's: never counted as a user flow.
@@ -75,6 +79,13 @@ struct Tap {
     counters: Health,
     /// Ring drops already told to the engine.
     drops_noted: u64,
+    /// Signed updates from the collector, with an `[update]` section.
+    updater: Option<Updater>,
+    /// Whether the tap was healthy at the last look (for a trial boot).
+    healthy: bool,
+    /// Set when the updater asks for a reboot: the loop ends, the tap
+    /// stops cleanly, and then the machine restarts.
+    reboot: Option<Action>,
 }
 
 /// The bypass board: when to hold its relays, and the edges that do.
@@ -167,7 +178,18 @@ pub fn run(
     let stop = stop_on_signals()?;
     let mut tap = Tap::open(config, print, config_errors)?;
     tap.turn_until(&stop)?;
-    tap.stop()
+    let reboot = tap.reboot;
+    tap.stop()?;
+    if let Some(Action::Reboot { tryboot }) = reboot {
+        let command = tryboot.then_some(crate::sys::power::TRYBOOT);
+        eprintln!(
+            "pitapd: rebooting{}",
+            command.map_or(String::new(), |c| format!(" with {c:?}"))
+        );
+        let e = crate::sys::power::restart(command);
+        return Err(format!("reboot: {e}"));
+    }
+    Ok(())
 }
 
 /// Set when SIGTERM or SIGINT comes.
@@ -334,6 +356,22 @@ impl Tap {
             None
         };
         let bypass = BypassBoard::open(&config);
+        let updater = config.update.clone().map(|settings| {
+            let u = Updater::new(settings, env!("CARGO_PKG_VERSION"), Instant::now());
+            let boot = u.boot();
+            eprintln!(
+                "pitapd: updates: {} (boot partition {}{}){}",
+                u.state().as_str(),
+                boot.partition,
+                if boot.tryboot { ", trial boot" } else { "" },
+                if u.detail().is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", u.detail())
+                }
+            );
+            u
+        });
         let mut tap = Tap {
             config,
             ports,
@@ -353,6 +391,9 @@ impl Tap {
             bypass,
             counters: Health::default(),
             drops_noted: 0,
+            updater,
+            healthy: false,
+            reboot: None,
         };
         tap.refresh_counters();
         tap.write_status();
@@ -363,9 +404,23 @@ impl Tap {
     fn turn_until(&mut self, stop: &AtomicBool) -> Result<(), String> {
         let mut timers = Timers::start();
         let mut held: Option<Duration> = None;
-        while !stop.load(Ordering::Relaxed) {
-            self.wait(held, timers.until_next())?;
+        while !stop.load(Ordering::Relaxed) && self.reboot.is_none() {
+            // An image arriving is served at every turn, not every tick.
+            let receiving = self.receiving_update();
+            let until = timers.until_next();
+            self.wait(
+                held,
+                if receiving {
+                    until.min(UPDATE_TURN)
+                } else {
+                    until
+                },
+            )?;
             held = self.drain(false)?;
+            if receiving {
+                self.sinks.tick();
+                self.update();
+            }
             if timers.tick_due() {
                 self.expire();
                 self.flush();
@@ -446,11 +501,40 @@ impl Tap {
     }
 
     /// Replies in, batches, printed lines and answers to packet requests
-    /// out.
+    /// out; the updater's turn.
     fn flush(&mut self) {
         self.sinks.tick();
         if let Some(u) = &mut self.sinks.uplink {
             crate::forensics::serve(&mut self.engine, u);
+        }
+        self.update();
+    }
+
+    fn receiving_update(&self) -> bool {
+        self.updater
+            .as_ref()
+            .is_some_and(|u| u.state() == UpdateState::Receiving)
+    }
+
+    /// What the collector sent for the updater, its status out, and a
+    /// reboot when it asks for one.
+    fn update(&mut self) {
+        let (Some(updater), Some(uplink)) = (&mut self.updater, &mut self.sinks.uplink) else {
+            return;
+        };
+        let now = Instant::now();
+        for data in uplink.take_update_data() {
+            updater.take(&data, now);
+        }
+        // Healthy for a trial: the bridge whole at the last look, and the
+        // collector answering.
+        let healthy = self.healthy && uplink.has_challenge();
+        let (status, action) = updater.poll(now, healthy);
+        if let Some(status) = status {
+            uplink.send_update_status(&status);
+        }
+        if action.is_some() {
+            self.reboot = action;
         }
     }
 
@@ -478,8 +562,13 @@ impl Tap {
         }
         // The bridge is looked at only for those who act on it, when they
         // do: the bypass at every tick, the watchdog once a second.
-        if self.bypass.is_some() || self.watchdog.as_ref().is_some_and(Watchdog::due) {
+        let on_trial = self
+            .updater
+            .as_ref()
+            .is_some_and(|u| u.state() == UpdateState::Trial);
+        if self.bypass.is_some() || on_trial || self.watchdog.as_ref().is_some_and(Watchdog::due) {
             let whole = self.bridge.whole();
+            self.healthy = whole;
             if let Some(w) = &mut self.watchdog {
                 w.tick(whole);
             }

@@ -157,6 +157,7 @@ impl Tap {
             "link_propagation_events": h.link_propagation_events,
             "watchdog": self.watchdog.as_ref().map(|w| json!({ "feeds": w.feeds, "healthy": w.healthy })),
             "bypass": self.bypass.as_ref().map(|b| b.status()),
+            "update": self.updater.as_ref().map(|u| u.status_json()),
             "clock": h.clock,
             "engine": {
                 "frames": h.frames,

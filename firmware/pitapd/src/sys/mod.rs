@@ -7,12 +7,14 @@
 //! - [`ethtool`]: the `SIOCETHTOOL` ioctl (GRO off).
 //! - [`netlink`]: rtnetlink requests (links, bridges, ports, up/down).
 //! - [`watchdog`]: the hardware watchdog device.
+//! - [`power`]: reboot (tryboot included) and remounting the boot partition.
 // The one module of pitapd where unsafe code is allowed (the crate denies it).
 #![allow(unsafe_code)]
 
 pub mod ethtool;
 pub mod mapped_file;
 pub mod netlink;
+pub mod power;
 pub mod ring;
 pub mod watchdog;
 

@@ -82,22 +82,31 @@ impl PartitionWriter {
         let manifest = self.check.finish()?;
         let io = |e: std::io::Error| WriteError::Io(format!("read-back: {e}"));
         self.file.sync_all().map_err(io)?;
-        self.file.seek(SeekFrom::Start(0)).map_err(io)?;
-        let mut hasher = Sha256::new();
-        let mut left = manifest.size;
-        let mut buf = vec![0u8; 1 << 16];
-        while left > 0 {
-            let n = buf.len().min(left as usize);
-            self.file.read_exact(&mut buf[..n]).map_err(io)?;
-            hasher.update(&buf[..n]);
-            left -= n as u64;
-        }
-        let digest: [u8; 32] = hasher.finalize().into();
-        if digest != manifest.sha256 {
+        if digest_of(&mut self.file, manifest.size).map_err(io)? != manifest.sha256 {
             return Err(WriteError::ReadBack);
         }
         Ok(manifest)
     }
+}
+
+/// SHA-256 of the first `size` bytes of a partition: whether it holds an
+/// image already (the one running, or one written before).
+pub fn partition_digest(partition: &Path, size: u64) -> std::io::Result<[u8; 32]> {
+    digest_of(&mut File::open(partition)?, size)
+}
+
+fn digest_of(file: &mut File, size: u64) -> std::io::Result<[u8; 32]> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut hasher = Sha256::new();
+    let mut left = size;
+    let mut buf = vec![0u8; 1 << 16];
+    while left > 0 {
+        let n = buf.len().min(left as usize);
+        file.read_exact(&mut buf[..n])?;
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(hasher.finalize().into())
 }
 
 #[cfg(test)]

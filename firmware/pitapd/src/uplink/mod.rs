@@ -39,7 +39,9 @@ use answers::Answers;
 use pacing::{Rtt, Window};
 use pitap_wire::codec::{self, FLAG_CAPTURE_TIME, FLAG_CLOCK_SYNCED, FLAG_FINAL};
 use pitap_wire::envelope::{self, Challenge, DatagramKind, Header, Key};
-use pitap_wire::messages::{self, ClockHealth, Health, Hello, PacketRequest, Reply, UplinkHealth};
+use pitap_wire::messages::{
+    self, ClockHealth, Health, Hello, PacketRequest, Reply, UpdateData, UpdateStatus, UplinkHealth,
+};
 use pitap_wire::{
     BatchHeader, BatchWriter, ClockState, FileRecord, FlowRecord, FlowSink, WireError,
 };
@@ -238,7 +240,13 @@ pub struct Uplink {
     recv_buf: Vec<u8>,
     /// Answers to the collector's packet requests.
     answers: Answers,
+    /// Update data from the collector, for the updater (`take_update_data`).
+    update_data: Vec<UpdateData>,
 }
+
+/// Update datagrams kept between two looks of the updater: a window of
+/// chunks and some to spare (more are dropped; the updater asks again).
+const MAX_UPDATE_DATA: usize = 2 * messages::MAX_WANT;
 
 impl Uplink {
     pub fn new(transport: Box<dyn Transport>, settings: UplinkSettings) -> Result<Self, String> {
@@ -291,6 +299,7 @@ impl Uplink {
             first_error: None,
             recv_buf: vec![0; 65_536],
             answers: Answers::default(),
+            update_data: Vec::new(),
         })
     }
 
@@ -357,6 +366,33 @@ impl Uplink {
     pub fn answer(&mut self, id: u64, answer: crate::forensics::Answer) {
         self.answers.start(id, answer, Instant::now());
         self.send_answers(Instant::now());
+    }
+
+    /// Whether the collector has answered this boot (it gave a challenge).
+    pub fn has_challenge(&self) -> bool {
+        self.challenge.is_some()
+    }
+
+    /// Update data the collector sent since the last call, oldest first.
+    pub fn take_update_data(&mut self) -> Vec<UpdateData> {
+        std::mem::take(&mut self.update_data)
+    }
+
+    /// Sends an update status (answered with `UpdateData`). Without a
+    /// challenge yet the collector would refuse it: none goes.
+    pub fn send_update_status(&mut self, status: &UpdateStatus) -> bool {
+        if self.challenge.is_none() {
+            return false;
+        }
+        match messages::encode(status) {
+            Ok(payload) => self
+                .seal_and_send(DatagramKind::UpdateStatus, &payload, Instant::now())
+                .is_ok(),
+            Err(_) => {
+                self.counters.send_errors += 1;
+                false
+            }
+        }
     }
 
     pub fn answer_counters(&self) -> AnswerCounters {
@@ -648,17 +684,33 @@ impl Uplink {
                 self.settings.sealing.key(),
                 matches!(self.settings.sealing, Sealing::Plaintext),
             );
-            let payload = match opened {
+            let (kind, payload) = match opened {
                 Ok((h, payload))
-                    if h.kind == DatagramKind::Reply && h.tap_id == self.settings.tap_id =>
+                    if matches!(h.kind, DatagramKind::Reply | DatagramKind::UpdateData)
+                        && h.tap_id == self.settings.tap_id =>
                 {
-                    payload
+                    (h.kind, payload)
                 }
                 _ => {
                     self.refuse(Refusal::Forged);
                     continue;
                 }
             };
+            if kind == DatagramKind::UpdateData {
+                // Authentic, for this boot; a replayed piece of the image
+                // is the same bytes at the same place, and the image is
+                // checked whole against its signed digest anyway.
+                match messages::decode::<UpdateData>(&payload) {
+                    Ok(d) if d.tap_boot == self.boot => {
+                        if self.update_data.len() < MAX_UPDATE_DATA {
+                            self.update_data.push(d);
+                        }
+                    }
+                    Ok(_) => self.refuse(Refusal::OtherBoot),
+                    Err(_) => self.refuse(Refusal::Malformed),
+                }
+                continue;
+            }
             match messages::decode::<Reply>(&payload) {
                 Ok(reply) if reply.tap_boot == self.boot => self.on_reply(&reply, Instant::now()),
                 Ok(_) => self.refuse(Refusal::OtherBoot),

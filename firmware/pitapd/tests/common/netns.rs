@@ -205,6 +205,21 @@ impl Topology {
         }
     }
 
+    /// Waits for a process to end, at most `limit`; how it ended.
+    pub fn wait_exit(&mut self, child: usize, limit: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.children[child].try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "process {child} still running after {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn output(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.join(format!("{name}.out"))).unwrap_or_default()
     }

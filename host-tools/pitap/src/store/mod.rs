@@ -19,6 +19,7 @@ pub mod fetches;
 pub mod files;
 mod legacy;
 pub mod segment;
+pub mod updates;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -34,8 +35,9 @@ use crate::fields::{Field, FieldType};
 use crate::flow::StoredFlow;
 use crate::networks::Networks;
 
-/// 5: the files table, packet fetches, device hostnames over time.
-pub const SCHEMA_VERSION: i64 = 5;
+/// 5: the files table, packet fetches, device hostnames over time;
+/// 6: updates offered to taps and the taps' update status.
+pub const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS segments (
@@ -106,7 +108,7 @@ pub(crate) fn sql_int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn sql_u64(v: i64) -> u64 {
+pub(crate) fn sql_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
@@ -348,6 +350,7 @@ impl Store {
             tx.execute_batch(SCHEMA).map_err(err(&ctx))?;
             tx.execute_batch(files::SCHEMA).map_err(err(&ctx))?;
             tx.execute_batch(fetches::SCHEMA).map_err(err(&ctx))?;
+            tx.execute_batch(updates::SCHEMA).map_err(err(&ctx))?;
             if (1..=3).contains(&version) {
                 let moved = legacy::migrate(&tx, version)?;
                 eprintln!(

@@ -1,0 +1,205 @@
+//! The collector's side of updates: the offers of the store (`pitap
+//! update`) put in the answers to each tap's update status, the image
+//! chunks it asks for sent back, the taps' statuses stored, and an offer
+//! ended once its tap runs the version (done) or refused it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use pitap_wire::messages::{UpdateData, UpdateState, UpdateStatus, MAX_WANT, UPDATE_CHUNK};
+use rusqlite::Connection;
+
+use crate::store::updates::{self, Update};
+use crate::store::Store;
+
+/// How often the store is read for new offers.
+const LOAD_EVERY: Duration = Duration::from_millis(500);
+
+struct Offer {
+    update: Update,
+    /// SHA-256 of the signed manifest: how a tap's status names the offer.
+    id: [u8; 32],
+    image: Vec<u8>,
+    /// The boot of the tap that wrote it and rebooted to try it: a later
+    /// boot that neither tries nor runs it came back on the old partition.
+    tried_by: Option<[u8; 16]>,
+}
+
+#[derive(Default)]
+pub struct Updating {
+    /// The offer to each tap.
+    offers: BTreeMap<String, Offer>,
+    last_load: Option<Instant>,
+    /// Each tap's last status, and the taps whose status changed since the
+    /// last save.
+    statuses: BTreeMap<String, UpdateStatus>,
+    changed: BTreeSet<String>,
+    /// Offers ended, for the next save: (id, state, detail).
+    ended: Vec<(u64, &'static str, String)>,
+    pub chunks: u64,
+}
+
+impl Updating {
+    /// Takes up the store's offers (every half second at most); an offer
+    /// no longer offered there (cancelled, replaced) is withdrawn.
+    pub fn load(&mut self, store: &Store) -> Result<(), String> {
+        if self.last_load.is_some_and(|t| t.elapsed() < LOAD_EVERY) {
+            return Ok(());
+        }
+        self.last_load = Some(Instant::now());
+        let offered = updates::offered(store.conn())?;
+        self.offers
+            .retain(|tap, o| offered.iter().any(|u| u.id == o.update.id && &u.tap == tap));
+        for u in offered {
+            if self.offers.get(&u.tap).is_some_and(|o| o.update.id == u.id) {
+                continue;
+            }
+            let image = updates::image(store.conn(), u.id)?;
+            eprintln!(
+                "pitap: offering update {} ({} bytes) to tap {}",
+                u.version,
+                image.len(),
+                u.tap
+            );
+            let id = pitap_wire::update::offer_id(&u.manifest);
+            self.offers.insert(
+                u.tap.clone(),
+                Offer {
+                    update: u,
+                    id,
+                    image,
+                    tried_by: None,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The answers to a tap's status: one per chunk it wants that the
+    /// offer has (one without data if none), each with the offer and what
+    /// the collector saw.
+    pub fn answer(&mut self, tap: &str, boot: [u8; 16], status: UpdateStatus) -> Vec<UpdateData> {
+        let before = self.statuses.get(tap);
+        // Saved when it says something new (at the next flush: one row).
+        if before.is_none_or(|b| {
+            UpdateStatus {
+                want: Vec::new(),
+                ..b.clone()
+            } != UpdateStatus {
+                want: Vec::new(),
+                ..status.clone()
+            }
+        }) {
+            if before.is_none_or(|b| b.state != status.state || b.running != status.running) {
+                eprintln!(
+                    "pitap: tap {tap} runs {} (partition {}): update {}{}{}",
+                    status.running,
+                    status.partition,
+                    status.state.as_str(),
+                    if status.version.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {}", status.version)
+                    },
+                    if status.detail.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", status.detail)
+                    }
+                );
+            }
+            self.changed.insert(tap.to_string());
+        }
+        self.end_if_over(tap, boot, &status);
+        let offer = self.offers.get(tap);
+        let template = UpdateData {
+            tap_boot: boot,
+            manifest: offer.map(|o| o.update.manifest.clone()).unwrap_or_default(),
+            seen_running: status.running.clone(),
+            seen_state: status.state,
+            offset: 0,
+            data: Vec::new(),
+        };
+        let mut out = Vec::new();
+        if let Some(o) = offer.filter(|o| o.id == status.offer) {
+            for &at in status.want.iter().take(MAX_WANT) {
+                let Ok(from) = usize::try_from(at) else {
+                    continue;
+                };
+                if from % UPDATE_CHUNK != 0 || from >= o.image.len() {
+                    continue;
+                }
+                let to = (from + UPDATE_CHUNK).min(o.image.len());
+                out.push(UpdateData {
+                    offset: at,
+                    data: o.image[from..to].to_vec(),
+                    ..template.clone()
+                });
+            }
+        }
+        self.chunks += out.len() as u64;
+        if out.is_empty() {
+            out.push(template);
+        }
+        self.statuses.insert(tap.to_string(), status);
+        out
+    }
+
+    /// The offer to `tap` is over when the tap runs its image (committed,
+    /// or found it running), refused it, or came back from its trial on
+    /// the old partition.
+    fn end_if_over(&mut self, tap: &str, boot: [u8; 16], status: &UpdateStatus) {
+        let Some(o) = self.offers.get_mut(tap) else {
+            return;
+        };
+        let about_it = status.offer == o.id;
+        if about_it && status.state == UpdateState::Written {
+            o.tried_by = Some(boot);
+        }
+        let came_back = o.tried_by.is_some_and(|b| b != boot)
+            && !matches!(
+                status.state,
+                UpdateState::Trial | UpdateState::Committed | UpdateState::Current
+            );
+        let (state, detail) = match status.state {
+            UpdateState::Current | UpdateState::Committed if about_it => ("done", String::new()),
+            UpdateState::Refused if about_it => ("refused", status.detail.clone()),
+            UpdateState::RollingBack => ("rolled back", status.detail.clone()),
+            _ if came_back => (
+                "rolled back",
+                "the trial boot did not commit: the tap came back on its old partition".into(),
+            ),
+            _ => return,
+        };
+        self.ended.push((o.update.id, state, detail.clone()));
+        eprintln!(
+            "pitap: update {} for tap {tap}: {state}{}",
+            o.update.version,
+            if detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({detail})")
+            }
+        );
+        self.offers.remove(tap);
+    }
+
+    /// Statuses that changed and offers that ended, into the store (inside
+    /// the collector's commit or on their own).
+    pub fn save(&mut self, conn: &Connection, now_ms: u64) -> Result<(), String> {
+        for tap in std::mem::take(&mut self.changed) {
+            if let Some(s) = self.statuses.get(&tap) {
+                updates::save_status(conn, &tap, s, now_ms)?;
+            }
+        }
+        for (id, state, detail) in std::mem::take(&mut self.ended) {
+            updates::end(conn, id, state, &detail, now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Whether anything waits to be saved.
+    pub fn dirty(&self) -> bool {
+        !self.changed.is_empty() || !self.ended.is_empty()
+    }
+}
