@@ -33,7 +33,7 @@ step=0
 say() { step=$((step + 1)); printf '\033[1m[%d/%d]\033[0m %s\n' "$step" "$steps" "$*"; }
 
 PATH=$PATH:/usr/sbin:/sbin # depmod, sfdisk, mkfs.vfat for a non-root user
-for tool in apt-get dpkg-deb depmod cpio gzip sfdisk mkfs.vfat mcopy mdir xz; do
+for tool in apt-get dpkg-deb depmod cpio gzip sfdisk mkfs.vfat mcopy mdir xz python3; do
     command -v "$tool" >/dev/null || { echo "build.sh: $tool is missing (scripts/setup.sh installs it)"; exit 1; }
 done
 mkdir -p "$out" "$cache/debs"
@@ -146,37 +146,67 @@ for b in bcm2711-rpi-4-b bcm2711-rpi-400 bcm2711-rpi-cm4-io bcm2837-rpi-3-b bcm2
     [ -e "$dtbs/$b.dtb" ] && cp "$dtbs/$b.dtb" "$boot/"
 done
 fw=$work/pkg/usr/lib/raspi-firmware
-# Pi 4/400/CM4 (start4/fixup4) and Pi 3/Zero 2 W (bootcode, start, fixup).
-for f in bootcode.bin start.elf fixup.dat start4.elf fixup4.dat; do cp "$fw/$f" "$boot/"; done
-cp image/config.txt image/cmdline.txt image/pitap.toml "$boot/"
-cp firmware/pitapd/pitap.example.toml "$boot/pitap.example.toml"
+# Pi 4/400/CM4 (start4/fixup4) and Pi 3/Zero 2 W (start, fixup; their ROM
+# reads bootcode.bin from the first partition, below).
+for f in start.elf fixup.dat start4.elf fixup4.dat; do cp "$fw/$f" "$boot/"; done
+cp image/config.txt image/cmdline.txt "$boot/"
 {
     echo "PiTap $version ($revision)"
     echo "Linux $kver"
     grep -v '^#' "$lock"
 } > "$boot/versions.txt"
-find "$boot" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+# The first partition: what the boot ROM and bootloader read first
+# (bootcode.bin, autoboot.txt) and the user's configuration, which an
+# update of the boot partitions leaves alone.
+cfg=$work/cfg
+mkdir -p "$cfg"
+cp "$fw/bootcode.bin" image/autoboot.txt image/pitap.toml "$cfg/"
+cp firmware/pitapd/pitap.example.toml "$cfg/pitap.example.toml"
+find "$boot" "$cfg" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 content=$(du -sk "$boot" | cut -f1)
 
-say "image: MBR, FAT32 boot partition ($((content / 1024)) MiB of files)"
-part_mib=128
+say "image: MBR; FAT16 config partition, FAT32 boot partitions A and B ($((content / 1024)) MiB of boot files)"
+cfg_mib=16 part_mib=128
+cfg_start=2048
+a_start=$((cfg_start + cfg_mib * 2048))
+b_start=$((a_start + part_mib * 2048))
 rm -f "$img"
-truncate -s $(((part_mib + 1) * 1024 * 1024)) "$img"
-printf 'label: dos\nlabel-id: 0x50546170\nstart=2048, size=%d, type=c, bootable\n' $((part_mib * 2048)) \
+truncate -s $(((1 + cfg_mib + 2 * part_mib) * 1024 * 1024)) "$img"
+printf 'label: dos\nlabel-id: 0x50546170\nstart=%d, size=%d, type=e, bootable\nstart=%d, size=%d, type=c\nstart=%d, size=%d, type=c\n' \
+    $cfg_start $((cfg_mib * 2048)) $a_start $((part_mib * 2048)) $b_start $((part_mib * 2048)) \
     | sfdisk -q --no-reread --no-tell-kernel "$img"
-mkfs.vfat -F 32 -n PITAPBOOT -i 50546170 --invariant --offset 2048 "$img" $((part_mib * 1024)) >/dev/null
-for f in $(cd "$boot" && ls | sort); do
-    mcopy -m -i "$img@@1M" "$boot/$f" "::$f"
+# (It warns that the file is larger than the partition: it is meant to be.)
+mkfs.vfat -F 16 -n PITAPCFG -i 50546171 --invariant --offset $cfg_start "$img" $((cfg_mib * 1024)) \
+    >/dev/null 2>"$work/mkfs.err" || { cat "$work/mkfs.err"; exit 1; }
+for f in $(cd "$cfg" && ls | sort); do
+    mcopy -m -i "$img@@$((cfg_start * 512))" "$cfg/$f" "::$f"
 done
+# Boot partition A, made as a file of its own: it is also the update image
+# (pitap update), cut after its last byte that is not zero (the rest of a
+# partition is free space the FAT does not read). B stays empty until an
+# update writes it.
+bootfs=$work/boot.fat
+rm -f "$bootfs"
+mkfs.vfat -C -F 32 -n PITAPBOOT -i 50546170 --invariant "$bootfs" $((part_mib * 1024)) >/dev/null
+for f in $(cd "$boot" && ls | sort); do
+    mcopy -m -i "$bootfs" "$boot/$f" "::$f"
+done
+dd if="$bootfs" of="$img" bs=1M seek=$((a_start / 2048)) conv=notrunc status=none
+python3 - "$bootfs" "$out/pitap-$version-boot.img" <<'PY'
+import sys
+data = open(sys.argv[1], "rb").read()
+open(sys.argv[2], "wb").write(data[: len(data.rstrip(b"\0"))])
+PY
 
 say "compress and checksum"
 xz -T1 -9 -c "$img" > "$img.xz"
-(cd "$out" && sha256sum "$(basename "$img")" "$(basename "$img").xz" > "$(basename "$img").sha256")
+(cd "$out" && sha256sum "$(basename "$img")" "$(basename "$img").xz" "pitap-$version-boot.img" > "$(basename "$img").sha256")
 # The pieces the emulator system test boots directly.
 cp "$boot/vmlinuz" "$boot/initrd.img" "$out/"
 
 say "done"
-printf '  %s: %d MiB, boot files %d MiB, initramfs %d KiB, xz %d MiB\n' \
+printf '  %s: %d MiB, boot files %d MiB, initramfs %d KiB, xz %d MiB; update image %d MiB\n' \
     "$(basename "$img")" $(( $(stat -c %s "$img") / 1048576 )) $((content / 1024)) \
-    $(( $(stat -c %s "$boot/initrd.img") / 1024 )) $(( $(stat -c %s "$img.xz") / 1048576 ))
+    $(( $(stat -c %s "$boot/initrd.img") / 1024 )) $(( $(stat -c %s "$img.xz") / 1048576 )) \
+    $(( $(stat -c %s "$out/pitap-$version-boot.img") / 1048576 ))
 cat "$out/$(basename "$img").sha256"

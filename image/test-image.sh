@@ -38,28 +38,49 @@ as_nobody env PITAP_IMAGE_OUT="$s/out" PITAP_IMAGE_CACHE="$s/cache" PITAPD_BIN="
     bash "$s/src/image/build.sh" >"$s/build2.log" 2>&1 || { cat "$s/build2.log"; fail "the build as nobody failed"; }
 cmp "$img" "$s/out/$name" || fail "the two builds differ"
 cmp "$img.xz" "$s/out/$name.xz" || fail "the two compressed images differ"
+cmp image/out/pitap-*-boot.img "$s/out/"pitap-*-boot.img || fail "the two update images differ"
 ok "two builds are byte-identical ($(sha256sum < "$img" | cut -c1-16)...), the second without root"
 
 echo "== partition table"
 dump=$(sfdisk --dump "$img")
 echo "$dump" | grep -q '^label: dos$' || fail "not an MBR (dos) label: $dump"
 parts=$(echo "$dump" | grep -c '^/\|img[0-9]* :' || true)
-[ "$parts" = 1 ] || fail "expected one partition: $dump"
-echo "$dump" | grep -Eq 'start= *2048, size= *262144, type=c, bootable' \
-    || fail "partition 1 is not a bootable FAT32 LBA at 1 MiB: $dump"
-ok "MBR, one bootable FAT32 (type c) partition at 1 MiB"
+[ "$parts" = 3 ] || fail "expected three partitions: $dump"
+echo "$dump" | grep -Eq 'img1 : start= *2048, size= *32768, type=e, bootable' \
+    || fail "partition 1 is not a bootable FAT16 LBA of 16 MiB at 1 MiB: $dump"
+echo "$dump" | grep -Eq 'img2 : start= *34816, size= *262144, type=c$' \
+    || fail "partition 2 is not a FAT32 LBA of 128 MiB at 17 MiB: $dump"
+echo "$dump" | grep -Eq 'img3 : start= *296960, size= *262144, type=c$' \
+    || fail "partition 3 is not a FAT32 LBA of 128 MiB at 145 MiB: $dump"
+ok "MBR: FAT16 config partition at 1 MiB, boot partitions A (17 MiB) and B (145 MiB) of 128 MiB"
 
-echo "== boot files"
-fat="$img@@1M"
-minfo -i "$fat" :: | grep -q 'disk type="FAT32' || fail "the partition is not FAT32"
+echo "== the config partition: what the boot ROM and bootloader read first, and pitap.toml"
+cfg="$img@@1M"
+minfo -i "$cfg" :: | grep -q 'disk type="FAT16' || fail "partition 1 is not FAT16"
+for f in autoboot.txt bootcode.bin pitap.toml pitap.example.toml; do
+    mdir -b -i "$cfg" :: | grep -qx "::/$f" || fail "$f is missing from partition 1"
+done
+[ "$(mtype -i "$cfg" ::autoboot.txt)" = "$(printf '[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3')" ] \
+    || fail "autoboot.txt: $(mtype -i "$cfg" ::autoboot.txt)"
+ok "autoboot.txt (A/B: partition 2, trial partition 3), bootcode.bin, pitap.toml, pitap.example.toml"
+
+echo "== boot files (partition 2; the update image is the same file system)"
+fat="$img@@17M"
+minfo -i "$fat" :: | grep -q 'disk type="FAT32' || fail "partition 2 is not FAT32"
 listing=$(mdir -b -i "$fat" ::)
-for f in config.txt cmdline.txt vmlinuz initrd.img pitap.toml pitap.example.toml versions.txt \
-         bootcode.bin start.elf fixup.dat start4.elf fixup4.dat \
+for f in config.txt cmdline.txt vmlinuz initrd.img versions.txt \
+         start.elf fixup.dat start4.elf fixup4.dat \
          bcm2711-rpi-4-b.dtb bcm2711-rpi-400.dtb bcm2711-rpi-cm4-io.dtb \
          bcm2837-rpi-3-b.dtb bcm2837-rpi-3-b-plus.dtb bcm2837-rpi-zero-2-w.dtb; do
     echo "$listing" | grep -qx "::/$f" || fail "$f is missing from the boot partition"
 done
-ok "kernel, initramfs, config, GPU firmware and the Pi 3/4/400/CM4/Zero 2 W device trees"
+boot_img=$(ls image/out/pitap-*-boot.img | head -1)
+cmp <(head -c "$(stat -c %s "$boot_img")" <(tail -c +$((17 * 1048576 + 1)) "$img")) "$boot_img" \
+    || fail "the update image is not partition 2's file system"
+[ "$(tail -c 1 "$boot_img" | od -An -tu1 | tr -d ' ')" != 0 ] || fail "the update image ends in a zero byte"
+dd if="$img" bs=1M skip=145 count=128 status=none | cmp -s - <(head -c $((128 * 1048576)) /dev/zero) \
+    || fail "partition 3 is not empty"
+ok "kernel, initramfs, config, GPU firmware and the Pi 3/4/400/CM4/Zero 2 W device trees; the update image ($(( $(stat -c %s "$boot_img") / 1048576 )) MiB) is partition 2 up to its last byte that is not zero; partition 3 empty"
 config=$(mtype -i "$fat" ::config.txt)
 for line in arm_64bit=1 upstream_kernel=1 kernel=vmlinuz "initramfs initrd.img followkernel" enable_uart=1; do
     echo "$config" | grep -qx "$line" || fail "config.txt lacks '$line'"
@@ -101,7 +122,7 @@ echo "$written" | grep -qx 'id = "rack-7"' || fail "pitap.toml lacks the tap id:
 echo "$written" | grep -qx 'collector = "192.0.2.50:47800"' || fail "pitap.toml lacks the collector"
 echo "$written" | grep -qx "key = \"$key\"" || fail "pitap.toml lacks the key"
 # Everything but pitap.toml is the image as built.
-cmp <(mtype -i "$s/card.img@@1M" ::initrd.img) <(mtype -i "$fat" ::initrd.img) || fail "initrd changed"
+cmp <(mtype -i "$s/card.img@@17M" ::initrd.img) <(mtype -i "$fat" ::initrd.img) || fail "initrd changed"
 if as_nobody "$s/pitap" image write --image "$s/in.img" --target "$s/bad.img" --tap-id x \
     --collector 192.0.2.50:47800 --key nothex >/dev/null 2>&1; then
     fail "a bad key was accepted"

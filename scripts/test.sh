@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it: setup, formatting, lints, the tests on
 # this machine, the firmware cross-built for the Pi, and the flow core's and
 # wire format's tests run as aarch64 binaries under qemu, the SD card image
-# (built twice, inspected) and its system test in qemu-system-aarch64, and
+# (built twice, inspected), its system test and its A/B update test in
+# qemu-system-aarch64, and
 # the host tools' Debian package installed with apt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +39,9 @@ image/test-image.sh
 
 echo "== SD card image booted in qemu-system-aarch64, traffic across the emulated tap"
 image/system-test.sh
+
+echo "== A/B updates of the SD card image in qemu-system-aarch64, through a boot harness"
+image/update-test.sh
 
 echo "== Debian package of the host tools: built, installed with apt, run"
 packaging/test-deb.sh

@@ -94,6 +94,21 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// An image that deflates to about a third, as a kernel does: the collector
+/// sends it deflated.
+fn compressible(len: usize, seed: u64) -> Vec<u8> {
+    let noise = pattern(len, seed);
+    (0..len)
+        .map(|i| {
+            if i % 4096 < 1024 {
+                noise[i]
+            } else {
+                b"kernel image "[i % 13]
+            }
+        })
+        .collect()
+}
+
 fn pitap(args: &[&str]) -> std::process::Output {
     std::process::Command::new(sibling_binary("pitap"))
         .args(args)
@@ -280,7 +295,7 @@ fn a_good_update_is_pulled_through_loss_and_a_collector_restart_tried_and_commit
     let mut topo = Topology::new("upd");
     let card = Card::new(&topo.dir);
     let (key, public) = update_key(&topo.dir);
-    let image = pattern(IMAGE_BYTES, 3);
+    let image = compressible(IMAGE_BYTES, 3);
     let image_path = topo.dir.join("new.img");
     std::fs::write(&image_path, &image).unwrap();
     let old = std::fs::read(card.part(2)).unwrap();
@@ -306,6 +321,12 @@ fn a_good_update_is_pulled_through_loss_and_a_collector_restart_tried_and_commit
     wait_reboot(&mut topo, tap, "pitapd", Duration::from_secs(90));
     let said = topo.errors("pitapd");
     assert!(said.contains("rebooting with \"0 tryboot\""), "{said}");
+    assert!(
+        topo.errors("collector2")
+            .contains(" to send deflated) to tap nstap"),
+        "{}",
+        topo.errors("collector2")
+    );
     assert!(said.contains("written and read back"), "{said}");
     assert!(card.holds(3, &image), "partition 3 does not hold the image");
     assert_eq!(
@@ -448,7 +469,7 @@ fn a_forged_manifest_a_damaged_image_and_a_short_transfer_never_reboot() {
         let mut damaged = image.clone();
         damaged[IMAGE_BYTES / 8] ^= 0x40;
         conn.execute(
-            "UPDATE updates SET image = ?1 WHERE version = '9.9.9-damaged'",
+            "UPDATE updates SET stream = ?1 WHERE version = '9.9.9-damaged'",
             [&damaged],
         )
         .unwrap();
@@ -461,28 +482,48 @@ fn a_forged_manifest_a_damaged_image_and_a_short_transfer_never_reboot() {
         |(o, _)| o.starts_with("refused:image: SHA-256 differs"),
     );
 
-    // Cut short (the store holds less than the manifest says): the tap
-    // waits for the rest and never reboots into a part; withdrawn, it stops.
+    // Cut short (the store holds less than the manifest says): the stream
+    // ends before the image does, refused.
     topo.signal(coll, "TERM");
     topo.wait_exit(coll, Duration::from_secs(20));
     offer(&topo, &key, &image_path, "9.9.9-short");
     {
         let conn = rusqlite::Connection::open(topo.store_path()).unwrap();
         conn.execute(
-            "UPDATE updates SET image = ?1 WHERE version = '9.9.9-short'",
+            "UPDATE updates SET stream = ?1 WHERE version = '9.9.9-short'",
             [&image[..image.len() / 2]],
         )
         .unwrap();
     }
     let coll = collector(&mut topo, "collector3");
-    let stuck = format!("receiving:{}/{}", image.len() / 2, image.len());
+    let ended = format!(
+        "refused:image: the transfer ended after {} of {} bytes",
+        image.len() / 2,
+        image.len()
+    );
+    wait_store(&topo, "short refused", Duration::from_secs(30), |(o, _)| {
+        *o == ended
+    });
+
+    // Stuck (every datagram with image bytes lost on the way): the tap
+    // waits and asks again; withdrawn, it stops.
+    let port = LISTEN.rsplit(':').next().unwrap();
+    let rules = format!(
+        "table inet big {{\n chain out {{\n  type filter hook output priority 0;\n  \
+         udp sport {port} meta length > 600 drop\n }}\n}}\n"
+    );
+    let file = topo.dir.join("big.nft");
+    std::fs::write(&file, rules).unwrap();
+    topo.run(&topo.tap.clone(), &["nft", "-f", file.to_str().unwrap()]);
+    offer(&topo, &key, &image_path, "9.9.9-stuck");
     wait_store(
         &topo,
-        "short transfer stuck",
-        Duration::from_secs(30),
-        |(_, t)| *t == stuck,
+        "stuck receiving",
+        Duration::from_secs(20),
+        |(_, t)| t.starts_with("receiving:0/"),
     );
     std::thread::sleep(Duration::from_secs(2));
+    assert!(store_state(&topo).1.starts_with("receiving:0/"));
     let out = pitap(&[
         "update",
         "--cancel",

@@ -229,10 +229,12 @@ impl Loop {
         self.save_state(self.group > 0 || !self.pending.is_empty())?;
         self.flows_committed += self.pending.len() as u64;
         if let Some(store) = &self.store {
-            self.updating.load(store)?;
+            // Saved before the next load: an offer ended here is not
+            // taken up again from its row.
             if self.updating.dirty() {
                 self.updating.save(store.conn(), crate::search::now_ms())?;
             }
+            self.updating.load(store)?;
             self.fetching.load(store)?;
             let mut requests = self.fetching.requests();
             let taps: Vec<String> = self.collector.requesting().map(str::to_string).collect();

@@ -34,6 +34,8 @@ pub fn offer(o: &Offer, out: &mut dyn Write) -> Result<bool, String> {
     }
     let manifest = Manifest::of(&o.version, &image).map_err(|e| format!("--version: {e}"))?;
     let signed = manifest.sign(&key);
+    // Deflated here, once: the collector only serves it.
+    let stream = updates::Stream::of(&image);
     let store = Store::open_existing(&o.store)?;
     let id = updates::offer(
         store.conn(),
@@ -41,7 +43,8 @@ pub fn offer(o: &Offer, out: &mut dyn Write) -> Result<bool, String> {
         &o.version,
         &signed,
         &manifest.sha256,
-        &image,
+        manifest.size,
+        &stream,
         crate::search::now_ms(),
     )?;
     let say =
@@ -49,10 +52,16 @@ pub fn offer(o: &Offer, out: &mut dyn Write) -> Result<bool, String> {
     say(
         out,
         format!(
-            "update {} ({} bytes, SHA-256 {}) offered to tap {} (offer {id}); the collector sends it when the tap next asks",
+            "update {} ({} bytes, SHA-256 {}; {} bytes to send{}) offered to tap {} (offer {id}); the collector sends it when the tap next asks",
             o.version,
             image.len(),
             pitap_wire::envelope::hex(&manifest.sha256),
+            stream.bytes.len(),
+            if stream.encoding == pitap_wire::messages::ImageEncoding::Deflate {
+                ", deflated"
+            } else {
+                ""
+            },
             o.tap
         ),
     )?;
@@ -105,32 +114,7 @@ pub fn offer(o: &Offer, out: &mut dyn Write) -> Result<bool, String> {
 }
 
 fn describe(t: &updates::TapUpdate) -> String {
-    let progress = if t.total > 0 && t.state == "receiving" {
-        format!(
-            " {} {}/{} bytes ({:.0} %)",
-            t.version,
-            t.have,
-            t.total,
-            100.0 * t.have as f64 / t.total as f64
-        )
-    } else if t.version.is_empty() {
-        String::new()
-    } else {
-        format!(" {}", t.version)
-    };
-    format!(
-        "tap {} runs {} from partition {}: {}{}{}",
-        t.tap,
-        t.running,
-        t.partition,
-        t.state,
-        progress,
-        if t.detail.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", t.detail)
-        }
-    )
+    format!("tap {} {}", t.tap, t.summary())
 }
 
 /// Each tap's version and update state, and the offers.

@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use pitap_wire::messages::{UpdateData, UpdateState, UpdateStatus, MAX_WANT, UPDATE_CHUNK};
+use pitap_wire::messages::{
+    ImageEncoding, UpdateData, UpdateState, UpdateStatus, MAX_WANT, UPDATE_CHUNK,
+};
 use rusqlite::Connection;
 
 use crate::store::updates::{self, Update};
@@ -19,7 +21,9 @@ struct Offer {
     update: Update,
     /// SHA-256 of the signed manifest: how a tap's status names the offer.
     id: [u8; 32],
-    image: Vec<u8>,
+    /// What travels (`pitap update` deflated the image when that was smaller).
+    encoding: ImageEncoding,
+    stream: Vec<u8>,
     /// The boot of the tap that wrote it and rebooted to try it: a later
     /// boot that neither tries nor runs it came back on the old partition.
     tried_by: Option<[u8; 16]>,
@@ -54,11 +58,20 @@ impl Updating {
             if self.offers.get(&u.tap).is_some_and(|o| o.update.id == u.id) {
                 continue;
             }
-            let image = updates::image(store.conn(), u.id)?;
+            let updates::Stream {
+                encoding,
+                bytes: stream,
+            } = updates::stream(store.conn(), u.id)?;
             eprintln!(
-                "pitap: offering update {} ({} bytes) to tap {}",
+                "pitap: offering update {} ({} bytes, {} to send{}) to tap {}",
                 u.version,
-                image.len(),
+                u.size,
+                stream.len(),
+                if encoding == ImageEncoding::Deflate {
+                    " deflated"
+                } else {
+                    ""
+                },
                 u.tap
             );
             let id = pitap_wire::update::offer_id(&u.manifest);
@@ -67,7 +80,8 @@ impl Updating {
                 Offer {
                     update: u,
                     id,
-                    image,
+                    encoding,
+                    stream,
                     tried_by: None,
                 },
             );
@@ -117,6 +131,8 @@ impl Updating {
             manifest: offer.map(|o| o.update.manifest.clone()).unwrap_or_default(),
             seen_running: status.running.clone(),
             seen_state: status.state,
+            encoding: offer.map_or(ImageEncoding::Raw, |o| o.encoding),
+            stream_len: offer.map_or(0, |o| o.stream.len() as u64),
             offset: 0,
             data: Vec::new(),
         };
@@ -126,13 +142,13 @@ impl Updating {
                 let Ok(from) = usize::try_from(at) else {
                     continue;
                 };
-                if from % UPDATE_CHUNK != 0 || from >= o.image.len() {
+                if from % UPDATE_CHUNK != 0 || from >= o.stream.len() {
                     continue;
                 }
-                let to = (from + UPDATE_CHUNK).min(o.image.len());
+                let to = (from + UPDATE_CHUNK).min(o.stream.len());
                 out.push(UpdateData {
                     offset: at,
-                    data: o.image[from..to].to_vec(),
+                    data: o.stream[from..to].to_vec(),
                     ..template.clone()
                 });
             }

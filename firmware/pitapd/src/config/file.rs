@@ -254,7 +254,7 @@ fn default_remount() -> String {
     "/boot".into()
 }
 fn default_partitions() -> String {
-    "/dev/mmcblk0p{n}".into()
+    crate::update::updater::AUTO.into()
 }
 fn default_trial_s() -> u32 {
     120

@@ -488,10 +488,10 @@ fn status(file: &ConfigFile) -> Result<Status, ConfigError> {
 fn update(u: &file::UpdateSection) -> Result<crate::update::UpdateSettings, ConfigError> {
     let key = pitap_wire::update::verifying_key_from_hex(u.key.trim())
         .map_err(|e| bad("update.key", e))?;
-    if !u.partitions.contains("{n}") {
+    if u.partitions != crate::update::updater::AUTO && !u.partitions.contains("{n}") {
         return Err(bad(
             "update.partitions",
-            "must say where the partition number goes ({n})",
+            "must say where the partition number goes ({n}), or be \"auto\"",
         ));
     }
     for (name, value) in [
@@ -611,7 +611,7 @@ mod tests {
         let key = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
         let ok = Config::parse(&format!("{base}[update]\nkey = \"{key}\"\n")).unwrap();
         let u = ok.update.unwrap();
-        assert_eq!(u.partition(3), PathBuf::from("/dev/mmcblk0p3"));
+        assert_eq!(u.partitions, "auto");
         assert_eq!(u.trial, Duration::from_secs(120));
         assert!(error_of(&format!("{base}[update]\nkey = \"12\"\n")).starts_with("update.key:"));
         assert!(error_of(&format!(

@@ -50,6 +50,20 @@ impl BootInfo {
     }
 }
 
+/// The partition pattern (`{n}` for the number) of the disk whose partition
+/// is mounted at `mount_point`, by `mounts` (/proc/mounts): `/dev/vda1` on
+/// /boot gives `/dev/vda{n}`, `/dev/mmcblk0p1` gives `/dev/mmcblk0p{n}`.
+pub fn partitions_beside(mounts: &str, mount_point: &Path) -> Option<String> {
+    let target = mount_point.to_str()?;
+    let device = mounts.lines().rev().find_map(|l| {
+        let mut f = l.split_whitespace();
+        let (dev, at) = (f.next()?, f.next()?);
+        (at == target).then_some(dev)
+    })?;
+    let base = device.trim_end_matches(|c: char| c.is_ascii_digit());
+    (base.len() < device.len() && base.starts_with("/dev/")).then(|| format!("{base}{{n}}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

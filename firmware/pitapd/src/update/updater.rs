@@ -20,7 +20,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use pitap_wire::messages::{UpdateData, UpdateState, UpdateStatus, MAX_WANT, UPDATE_CHUNK};
+use pitap_wire::messages::{
+    ImageEncoding, UpdateData, UpdateState, UpdateStatus, MAX_WANT, UPDATE_CHUNK,
+};
 use pitap_wire::update::{Manifest, VerifyingKey};
 
 use super::autoboot::AutoBoot;
@@ -45,6 +47,9 @@ pub struct UpdateSettings {
     pub bootloader: PathBuf,
     pub cmdline: PathBuf,
 }
+
+/// `update.partitions` that means: the disk autoboot.txt's partition is on.
+pub const AUTO: &str = "auto";
 
 impl UpdateSettings {
     pub fn partition(&self, n: u8) -> PathBuf {
@@ -79,12 +84,71 @@ struct Transfer {
     offer: [u8; 32],
     manifest: Manifest,
     writer: PartitionWriter,
+    /// The stream as it travels (the image, or a deflate stream of it), its
+    /// length, and the next byte of it wanted.
+    stream_len: u64,
+    pos: u64,
+    inflater: Option<flate2::Decompress>,
+    inflated: Vec<u8>,
     /// Chunks past the next wanted byte, until the gap before them fills.
     ahead: BTreeMap<u64, Vec<u8>>,
     /// Asked for up to here, when.
     asked_until: u64,
     asked_at: Option<Instant>,
     moved: Instant,
+}
+
+impl Transfer {
+    /// The stream's bytes at `pos`, into the partition (inflated first
+    /// when deflated).
+    fn take(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let at = self.writer.received();
+        match self.inflater.as_mut() {
+            None => self.writer.take(at, bytes).map_err(|e| e.to_string())?,
+            Some(z) => {
+                let mut input = bytes;
+                loop {
+                    let (read, wrote) = (z.total_in(), z.total_out());
+                    let status = z
+                        .decompress(input, &mut self.inflated, flate2::FlushDecompress::None)
+                        .map_err(|e| format!("not a deflate stream: {e}"))?;
+                    let used = (z.total_in() - read) as usize;
+                    let made = (z.total_out() - wrote) as usize;
+                    input = &input[used..];
+                    if made > 0 {
+                        let at = self.writer.received();
+                        self.writer
+                            .take(at, &self.inflated[..made])
+                            .map_err(|e| e.to_string())?;
+                    }
+                    if status == flate2::Status::StreamEnd {
+                        if !input.is_empty() {
+                            return Err("bytes after the deflate stream".into());
+                        }
+                        break;
+                    }
+                    // Done with this piece once it is all taken and nothing
+                    // more came out; a call may give pending output without
+                    // taking input (then it goes on).
+                    if input.is_empty() && made < self.inflated.len() {
+                        break;
+                    }
+                    if used == 0 && made == 0 {
+                        return Err("the deflate stream stalled".into());
+                    }
+                }
+            }
+        }
+        self.pos += bytes.len() as u64;
+        if self.pos >= self.stream_len && !self.writer.is_complete() {
+            return Err(format!(
+                "the transfer ended after {} of {} bytes",
+                self.writer.received(),
+                self.manifest.size
+            ));
+        }
+        Ok(())
+    }
 }
 
 pub struct Updater {
@@ -112,8 +176,19 @@ fn read_autoboot(path: &Path) -> Result<AutoBoot, String> {
 }
 
 impl Updater {
-    pub fn new(settings: UpdateSettings, running: &str, now: Instant) -> Updater {
+    pub fn new(mut settings: UpdateSettings, running: &str, now: Instant) -> Updater {
         let boot = BootInfo::read(&settings.bootloader, &settings.cmdline);
+        if settings.partitions == AUTO {
+            // Beside the partition autoboot.txt is on.
+            let mount = settings
+                .remount
+                .clone()
+                .or_else(|| settings.autoboot.parent().map(Path::to_path_buf))
+                .unwrap_or_default();
+            let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+            settings.partitions =
+                super::boot::partitions_beside(&mounts, &mount).unwrap_or_default();
+        }
         let autoboot = read_autoboot(&settings.autoboot);
         let mut u = Updater {
             running: running.to_string(),
@@ -195,13 +270,14 @@ impl Updater {
         }
         let offer = pitap_wire::update::offer_id(&data.manifest);
         if self.offer != Some(offer) {
-            self.offer(&data.manifest, offer, now);
+            self.offer(data, offer, now);
         }
         self.chunk(data, offer, now);
     }
 
     /// A new offer: checked, and the transfer begun if it is one to take.
-    fn offer(&mut self, manifest: &[u8], offer: [u8; 32], now: Instant) {
+    fn offer(&mut self, data: &UpdateData, offer: [u8; 32], now: Instant) {
+        let manifest = &data.manifest[..];
         if self.refused.contains(&offer) {
             return;
         }
@@ -233,6 +309,13 @@ impl Updater {
             self.last_status = None;
             return;
         }
+        if !self.settings.partitions.contains("{n}") {
+            return self.refuse(
+                offer,
+                "no partition device known (update.partitions = \"auto\" found no disk mounted there)"
+                    .into(),
+            );
+        }
         let target = match &self.autoboot {
             Ok(a) if self.boot.partition == 0 || self.boot.partition == a.active => a.trial,
             Ok(a) => {
@@ -257,10 +340,19 @@ impl Updater {
                 );
                 self.state = UpdateState::Receiving;
                 self.detail.clear();
+                let raw = data.encoding == ImageEncoding::Raw;
                 self.transfer = Some(Transfer {
                     offer,
+                    stream_len: if data.stream_len > 0 {
+                        data.stream_len
+                    } else {
+                        manifest.size
+                    },
                     manifest,
                     writer,
+                    pos: 0,
+                    inflater: (!raw).then(|| flate2::Decompress::new(false)),
+                    inflated: if raw { Vec::new() } else { vec![0; 1 << 16] },
                     ahead: BTreeMap::new(),
                     asked_until: 0,
                     asked_at: None,
@@ -279,7 +371,7 @@ impl Updater {
         if data.data.is_empty() {
             return;
         }
-        let next = t.writer.received();
+        let next = t.pos;
         let window_end = next + (MAX_WANT * UPDATE_CHUNK) as u64;
         if data.offset > next && data.offset < window_end {
             t.ahead
@@ -290,15 +382,15 @@ impl Updater {
         if data.offset != next {
             return; // Already written, or far ahead: asked again later.
         }
-        let mut result = t.writer.take(data.offset, &data.data);
-        while result.is_ok() {
-            let at = t.writer.received();
+        let mut result = t.take(&data.data);
+        while result.is_ok() && !t.writer.is_complete() {
+            let at = t.pos;
             // Pieces that overlap what is written start too early: dropped.
             t.ahead.retain(|&o, _| o >= at);
             let Some(bytes) = t.ahead.remove(&at) else {
                 break;
             };
-            result = t.writer.take(at, &bytes);
+            result = t.take(&bytes);
         }
         t.moved = now;
         if let Err(e) = result {
@@ -380,13 +472,15 @@ impl Updater {
                 self.last_status = None;
             } else if self.trial_until.is_some_and(|t| now >= t) {
                 self.state = UpdateState::RollingBack;
+                let missing = match (healthy, self.acknowledged) {
+                    (false, false) => {
+                        "neither healthy (the bridge whole) nor acknowledged by the collector"
+                    }
+                    (false, true) => "not healthy (the bridge whole)",
+                    _ => "not acknowledged by the collector",
+                };
                 self.detail = format!(
-                    "not {} within {} s of the trial boot",
-                    if healthy {
-                        "acknowledged by the collector"
-                    } else {
-                        "healthy"
-                    },
+                    "{missing} within {} s of the trial boot",
                     self.settings.trial.as_secs()
                 );
                 self.last_status = None;
@@ -414,7 +508,7 @@ impl Updater {
         };
         let mut want = Vec::new();
         if let Some(t) = self.transfer.as_mut() {
-            let next = t.writer.received();
+            let next = t.pos;
             let half = (MAX_WANT * UPDATE_CHUNK / 2) as u64;
             // Bytes past a gap show a loss at once: the gap is asked for
             // again after a short while, not a whole stall.
@@ -425,7 +519,7 @@ impl Updater {
             if t.asked_at.is_none() || next + half >= t.asked_until || stalled {
                 let chunk = UPDATE_CHUNK as u64;
                 let mut at = next;
-                while want.len() < MAX_WANT && at < t.manifest.size {
+                while want.len() < MAX_WANT && at < t.stream_len {
                     if !t.ahead.contains_key(&at) {
                         want.push(at);
                     }
@@ -497,8 +591,8 @@ mod tests {
             let dir = std::env::temp_dir().join(format!("pitap-upd-{tag}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(dir.join("p2"), vec![2u8; 1 << 16]).unwrap();
-            std::fs::write(dir.join("p3"), vec![0u8; 1 << 16]).unwrap();
+            std::fs::write(dir.join("p2"), vec![2u8; 1 << 21]).unwrap();
+            std::fs::write(dir.join("p3"), vec![0u8; 1 << 21]).unwrap();
             std::fs::write(
                 dir.join("autoboot.txt"),
                 AutoBoot {
@@ -592,6 +686,92 @@ mod tests {
             u.poll(now + REBOOT_DELAY, true).1,
             Some(Action::Reboot { tryboot: true })
         );
+    }
+
+    fn deflated(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(6));
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn a_deflated_image_is_inflated_into_the_partition_and_a_short_stream_refused() {
+        let card = Card::new("deflate", "pitap.boot_partition=2");
+        let t0 = Instant::now();
+        let mut u = Updater::new(card.settings(), "1.0", t0);
+        // Compressible and not: text-like runs and noise.
+        // With a run of zeros, as a file system has: one piece of the stream
+        // then gives more than the inflater's buffer, and the rest comes out
+        // of calls that take no input.
+        let image: Vec<u8> = (0..1_500_000u32)
+            .map(|i| {
+                if (400_000..900_000).contains(&i) {
+                    0
+                } else if i % 3000 < 2000 {
+                    b"kernel "[i as usize % 7]
+                } else {
+                    (i.wrapping_mul(2_654_435_761) >> 24) as u8
+                }
+            })
+            .collect();
+        let signed = Manifest::of("2.0", &image)
+            .unwrap()
+            .sign(&signing_key([9; 32]));
+        let stream = deflated(&image);
+        assert!(stream.len() < image.len() / 2, "{}", stream.len());
+        let piece = |at: u64| UpdateData {
+            manifest: signed.clone(),
+            encoding: ImageEncoding::Deflate,
+            stream_len: stream.len() as u64,
+            offset: at,
+            data: stream[at as usize..(at as usize + UPDATE_CHUNK).min(stream.len())].to_vec(),
+            ..UpdateData::default()
+        };
+        u.take(
+            &UpdateData {
+                data: Vec::new(),
+                ..piece(0)
+            },
+            t0,
+        );
+        let mut now = t0;
+        while u.state() == UpdateState::Receiving {
+            now += STALL;
+            let want = u.poll(now, true).0.map(|s| s.want).unwrap_or_default();
+            assert!(want.iter().all(|&w| w < stream.len() as u64));
+            for at in want.into_iter().rev() {
+                u.take(&piece(at), now);
+            }
+        }
+        assert_eq!(u.state(), UpdateState::Written, "{}", u.detail());
+        let p3 = std::fs::read(card.dir.join("p3")).unwrap();
+        assert_eq!(&p3[..image.len()], &image[..]);
+
+        // A stream that ends before the image does: refused, no reboot.
+        let card = Card::new("deflate-short", "pitap.boot_partition=2");
+        let mut u = Updater::new(card.settings(), "1.0", t0);
+        let short = deflated(&image[..image.len() / 2]);
+        let piece = |at: u64| UpdateData {
+            manifest: signed.clone(),
+            encoding: ImageEncoding::Deflate,
+            stream_len: short.len() as u64,
+            offset: at,
+            data: short[at as usize..(at as usize + UPDATE_CHUNK).min(short.len())].to_vec(),
+            ..UpdateData::default()
+        };
+        let mut at = 0;
+        while at < short.len() as u64 {
+            u.take(&piece(at), t0);
+            at += UPDATE_CHUNK as u64;
+        }
+        assert_eq!(u.state(), UpdateState::Refused);
+        assert!(
+            u.detail().contains("ended after 750000 of 1500000"),
+            "{}",
+            u.detail()
+        );
+        assert_eq!(u.poll(t0 + Duration::from_secs(9), true).1, None);
     }
 
     #[test]

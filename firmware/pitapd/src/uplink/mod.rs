@@ -368,11 +368,6 @@ impl Uplink {
         self.send_answers(Instant::now());
     }
 
-    /// Whether the collector has answered this boot (it gave a challenge).
-    pub fn has_challenge(&self) -> bool {
-        self.challenge.is_some()
-    }
-
     /// Update data the collector sent since the last call, oldest first.
     pub fn take_update_data(&mut self) -> Vec<UpdateData> {
         std::mem::take(&mut self.update_data)

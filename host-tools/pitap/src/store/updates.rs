@@ -1,9 +1,10 @@
 //! Updates: what `pitap update` offers a tap (a row with the signed
-//! manifest and the image, picked up by the running collector), and what
+//! manifest and the image as it will travel, deflated when that is smaller,
+//! picked up by the running collector), and what
 //! each tap last said of its updates (its version, the state, how far an
 //! image has come), for `pitap update --list` and the web UI.
 
-use pitap_wire::messages::UpdateStatus;
+use pitap_wire::messages::{ImageEncoding, UpdateStatus};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{err, sql_int, sql_u64};
@@ -16,7 +17,9 @@ CREATE TABLE IF NOT EXISTS updates (
     manifest   BLOB NOT NULL,
     sha256     BLOB NOT NULL,
     size       INTEGER NOT NULL,
-    image      BLOB NOT NULL,
+    -- the image as it travels: raw, or deflate (one RFC 1951 stream)
+    encoding   TEXT NOT NULL,
+    stream     BLOB NOT NULL,
     -- offered, done, refused, rolled back, replaced, cancelled
     state      TEXT NOT NULL,
     detail     TEXT NOT NULL,
@@ -50,14 +53,49 @@ pub struct Update {
     pub created_ms: u64,
 }
 
-/// Offers an update to `tap`; an offer to it not taken yet is replaced.
+/// The image as it travels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stream {
+    pub encoding: ImageEncoding,
+    pub bytes: Vec<u8>,
+}
+
+impl Stream {
+    /// The image deflated when that is smaller, else as it is.
+    pub fn of(image: &[u8]) -> Stream {
+        let deflated = miniz_oxide::deflate::compress_to_vec(image, 6);
+        if deflated.len() < image.len() {
+            Stream {
+                encoding: ImageEncoding::Deflate,
+                bytes: deflated,
+            }
+        } else {
+            Stream {
+                encoding: ImageEncoding::Raw,
+                bytes: image.to_vec(),
+            }
+        }
+    }
+}
+
+fn encoding_name(e: ImageEncoding) -> &'static str {
+    match e {
+        ImageEncoding::Raw => "raw",
+        ImageEncoding::Deflate => "deflate",
+    }
+}
+
+/// Offers an update to `tap` (`size`: the image's, as the manifest says);
+/// an offer to it not taken yet is replaced.
+#[allow(clippy::too_many_arguments)]
 pub fn offer(
     conn: &Connection,
     tap: &str,
     version: &str,
     manifest: &[u8],
     sha256: &[u8; 32],
-    image: &[u8],
+    size: u64,
+    stream: &Stream,
     now_ms: u64,
 ) -> Result<u64, String> {
     let tx = conn.unchecked_transaction().map_err(err("store: update"))?;
@@ -68,15 +106,16 @@ pub fn offer(
     )
     .map_err(err("store: update"))?;
     tx.execute(
-        "INSERT INTO updates (tap, version, manifest, sha256, size, image, state, detail, created_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'offered', '', ?7)",
+        "INSERT INTO updates (tap, version, manifest, sha256, size, encoding, stream, state, detail, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'offered', '', ?8)",
         params![
             tap,
             version,
             manifest,
             &sha256[..],
-            sql_int(image.len() as u64),
-            image,
+            sql_int(size),
+            encoding_name(stream.encoding),
+            stream.bytes,
             sql_int(now_ms)
         ],
     )
@@ -137,13 +176,20 @@ pub fn all(conn: &Connection) -> Result<Vec<Update>, String> {
     rows.collect::<Result<_, _>>().map_err(err("store: update"))
 }
 
-pub fn image(conn: &Connection, id: u64) -> Result<Vec<u8>, String> {
-    conn.query_row(
-        "SELECT image FROM updates WHERE id = ?1",
-        params![id as i64],
-        |r| r.get(0),
-    )
-    .map_err(err("store: update image"))
+pub fn stream(conn: &Connection, id: u64) -> Result<Stream, String> {
+    let (encoding, bytes): (String, Vec<u8>) = conn
+        .query_row(
+            "SELECT encoding, stream FROM updates WHERE id = ?1",
+            params![id as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(err("store: update image"))?;
+    let encoding = match encoding.as_str() {
+        "raw" => ImageEncoding::Raw,
+        "deflate" => ImageEncoding::Deflate,
+        other => return Err(format!("store: update {id}: unknown encoding {other:?}")),
+    };
+    Ok(Stream { encoding, bytes })
 }
 
 /// An offer ended: `done` (the tap runs it), `refused` (the tap said why).
@@ -175,6 +221,37 @@ pub struct TapUpdate {
     pub total: u64,
     pub detail: String,
     pub seen_ms: u64,
+}
+
+impl TapUpdate {
+    /// "runs V from partition N: STATE [VERSION [have/total bytes (P %)]] [(detail)]"
+    pub fn summary(&self) -> String {
+        let progress = if self.total > 0 && self.state == "receiving" {
+            format!(
+                " {} {}/{} bytes ({:.0} %)",
+                self.version,
+                self.have,
+                self.total,
+                100.0 * self.have as f64 / self.total as f64
+            )
+        } else if self.version.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", self.version)
+        };
+        format!(
+            "runs {} from partition {}: {}{}{}",
+            self.running,
+            self.partition,
+            self.state,
+            progress,
+            if self.detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", self.detail)
+            }
+        )
+    }
 }
 
 pub fn save_status(

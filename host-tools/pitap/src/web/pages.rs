@@ -462,8 +462,9 @@ fn taps_section(store: &Store, flows: &Tally, w: &Window, p: &Params) -> Result<
     let mut b = String::from(
         "<section><h2>Taps</h2><table class=\"taps\"><thead><tr><th>tap</th><th>flows here</th>\
          <th>batches</th><th>records</th><th>last seen</th><th>links</th><th>ring drops</th>\
-         <th>flow table</th><th>clock</th><th>uplink</th><th>LEDs</th></tr></thead><tbody>",
+         <th>flow table</th><th>clock</th><th>uplink</th><th>version and updates</th><th>LEDs</th></tr></thead><tbody>",
     );
+    let updates = crate::store::updates::statuses(store.conn())?;
     // Every tap known: by its delivery state, its health, or its flows.
     let mut ids: Vec<String> = state
         .as_object()
@@ -554,12 +555,17 @@ fn taps_section(store: &Store, flows: &Tally, w: &Window, p: &Params) -> Result<
                 })
                 .unwrap_or_default(),
         );
+        // What the tap said of its updates, else the version its health says.
+        let version = match updates.iter().find(|u| u.tap == id) {
+            Some(u) => u.summary(),
+            None => hh["version"].as_str().unwrap_or("-").to_string(),
+        };
         let mut pairs = vec![("tap", id.clone())];
         pairs.extend(w.pairs(p));
         let _ = write!(
             b,
             "<tr><td><a href=\"{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{leds}</td></tr>",
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{leds}</td></tr>",
             esc(&link("/", &pairs)),
             esc(&id),
             count(here),
@@ -571,6 +577,7 @@ fn taps_section(store: &Store, flows: &Tally, w: &Window, p: &Params) -> Result<
             esc(&table),
             esc(&clock),
             esc(&uplink),
+            esc(&version),
         );
     }
     b.push_str("</tbody></table></section>");
@@ -1187,6 +1194,17 @@ mod tests {
         };
         let saved = serde_json::json!({ "edge": { "last_seen_ms": 1_700_000_000_000u64, "health": health } });
         store.save_health(&saved.to_string()).unwrap();
+        // Its update status, with a version string from the wire.
+        let status = pitap_wire::messages::UpdateStatus {
+            running: "0.1.0".into(),
+            partition: 3,
+            state: pitap_wire::messages::UpdateState::Receiving,
+            version: "0.2<script>".into(),
+            have: 512,
+            total: 2048,
+            ..Default::default()
+        };
+        crate::store::updates::save_status(store.conn(), "edge", &status, 1).unwrap();
         let html = taps_section(
             &store,
             &Tally::default(),
@@ -1208,6 +1226,7 @@ mod tests {
             "class=\"led heartbeat\"><title>power: heartbeat</title>",
             "class=\"led blink-fast\"><title>link_a: blink100</title>",
             "class=\"led off\"><title>alert: off</title>",
+            "runs 0.1.0 from partition 3: receiving 0.2&lt;script&gt; 512/2048 bytes (25 %)",
         ] {
             assert!(html.contains(want), "{want} not in {html}");
         }
