@@ -16,9 +16,11 @@
 #     partition boots, untouched, and autoboot.txt is as it was;
 #  3. the same update taken again from the start, written, tried, committed
 #     (autoboot.txt swapped), and the next boot runs it;
-#  4. an update whose trial never reaches the collector: not acknowledged
-#     within trial_s, it reboots by itself into the old partition, and the
-#     collector ends the offer as rolled back.
+#  4. an update whose pitapd never becomes healthy (its initramfs lacks the
+#     bridge driver): /init's trial timer reboots, the old partition boots,
+#     and the collector ends the offer as rolled back. (A trial that is
+#     healthy but never acknowledged rolls back by pitapd's own timer:
+#     firmware/pitapd/tests/update.rs.)
 # Needs root (TAP devices, namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -264,28 +266,34 @@ sent=$(sed -n "s/.*offering update 0.2.0-b ($b_size bytes, \([0-9]*\) to send de
 [ -n "$sent" ] || fail "the image was not sent deflated: $(grep offering "$t/collector.err")"
 ok "taken in $took s ($((b_size / 1048576)) MiB, $((sent / 1048576)) MiB deflated on the uplink), tried on partition 3, committed; the next boot runs it"
 
-say "4. a trial never acknowledged rolls back by itself"
+say "4. an update whose pitapd never becomes healthy rolls back by itself"
+# Image c is broken the way a bad build is: its initramfs lacks the bridge
+# driver, so pitapd cannot set up the tap, exits, and /init starts it again
+# and again; nothing commits, and /init's trial timer reboots.
+mkdir -p "$t/ird"
+mtype -i "$c" ::initrd.img | gzip -dc | (cd "$t/ird" && cpio -idm --quiet 2>/dev/null)
+find "$t/ird" -name 'bridge.ko*' -delete
+sed -i '/^bridge$/d' "$t/ird/etc/pitap/modules.load"
+(cd "$t/ird" && find . | sort | cpio -o -H newc --quiet | gzip -1) > "$t/initrd-c.img"
+mcopy -o -i "$c" "$t/initrd-c.img" ::initrd.img
 offer "$c" 0.3.0-c "$t/keys/update.key"
 wait_reboot 600
 [ "$tryboot" = 1 ] || fail "the reboot was not a tryboot"
-# The trial boot's uplink is cut at the collector's side.
-printf 'table inet cut {\n chain uplink {\n  type filter hook input priority 0;\n  udp dport 47800 drop\n }\n}\n' > "$t/cut.nft"
-ip netns exec $nsm nft -f "$t/cut.nft"
 firmware_boot
-wait_console "pitapd: tapping" 150
 booted 2 c
-wait_reboot 120
+wait_console "trial boot of partition 2" 60
+wait_reboot 200
 [ "$tryboot" = 0 ] || fail "the roll-back reboot set tryboot"
-grep -q "rebooting into the old partition" "$console" || fail "pitapd did not roll back"
-grep -q "healthy and acknowledged: committed" "$console" && fail "the trial committed"
-grep -q "not acknowledged by the collector within 20 s" "$console" || fail "no reason given for the roll-back"
-ip netns exec $nsm nft delete table inet cut
+grep -q "pitapd: tapping" "$console" && fail "the broken image tapped"
+grep -q "pitapd exited" "$console" || fail "pitapd did not fail on the broken image"
+grep -q "trial of partition 2 not committed in time: rebooting into partition 3" "$console" \
+    || fail "init's trial timer did not reboot"
 firmware_boot
 wait_console "pitapd: tapping" 150
 booted 3 b
 [ "$(autoboot_partition all)" = 3 ] || fail "autoboot.txt changed: $(autoboot)"
-wait_list "0.3.0-c for tap qemu-tap, .* rolled back" 60
+wait_list "0.3.0-c for tap qemu-tap, .* rolled back: the trial boot did not commit" 60
 power_cut
-ok "trial of partition 2 not acknowledged within 20 s: back on partition 3 (image b); the offer rolled back"
+ok "image c (no bridge driver) never tapped; /init's timer rebooted after trial_s + 60 s: back on partition 3 (image b); the offer rolled back"
 
-echo "update-test: passed: $boots boots; forged and short refused without a reboot; a power cut mid-write left partition 2 booting; $((b_size / 1048576)) MiB ($((sent / 1048576)) MiB deflated) taken in $took s, committed and booted; an unacknowledged trial rolled back"
+echo "update-test: passed: $boots boots; forged and short refused without a reboot; a power cut mid-write left partition 2 booting; $((b_size / 1048576)) MiB ($((sent / 1048576)) MiB deflated) taken in $took s, committed and booted; a broken image rolled back by itself"
