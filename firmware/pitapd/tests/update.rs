@@ -198,19 +198,23 @@ fn stop_tap(topo: &mut Topology, child: usize) -> std::process::ExitStatus {
     topo.wait_exit(child, Duration::from_secs(20))
 }
 
+/// `pitap update`; an empty `version` leaves the name to pitap.
 fn offer(topo: &Topology, key: &Path, image: &Path, version: &str) {
-    let out = pitap(&[
+    let store = topo.store_path();
+    let mut args = vec![
         "update",
         "--store",
-        topo.store_path().to_str().unwrap(),
+        store.to_str().unwrap(),
         "--tap",
         "nstap",
-        "--version",
-        version,
         "--key",
         key.to_str().unwrap(),
         image.to_str().unwrap(),
-    ]);
+    ];
+    if !version.is_empty() {
+        args.extend(["--version", version]);
+    }
+    let out = pitap(&args);
     assert!(
         out.status.success(),
         "pitap update: {}",
@@ -389,7 +393,26 @@ fn a_trial_never_acknowledged_reboots_into_the_old_partition() {
     let coll = collector(&mut topo, "collector");
     let config = tap_config(&topo, &card, &public, 10);
     let tap = boot_tap(&mut topo, &config, "pitapd");
-    offer(&topo, &key, &image_path, "9.9.9-bad");
+    // Named by its digest.
+    offer(&topo, &key, &image_path, "");
+    let list = pitap(&[
+        "update",
+        "--list",
+        "--store",
+        topo.store_path().to_str().unwrap(),
+    ]);
+    let digest: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&image)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let name = format!("sha256-{}", &digest[..12]);
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains(&format!("{name} for tap nstap")),
+        "{list:?}"
+    );
     wait_reboot(&mut topo, tap, "pitapd", Duration::from_secs(60));
     assert!(card.holds(3, &image));
 

@@ -153,8 +153,10 @@ enum Command {
         /// The boot partition image (image/build.sh --boot-partition makes one).
         #[arg(required_unless_present_any = ["list", "cancel"])]
         image: Option<PathBuf>,
-        /// The version the image runs (pitapd --version on it).
-        #[arg(long, required_unless_present_any = ["list", "cancel"])]
+        /// A name for the image in listings (default: "sha256-" and the
+        /// first 12 hex digits of its SHA-256; a tap knows an image by its
+        /// bytes, not by this name).
+        #[arg(long)]
         version: Option<String>,
         /// The update key's file (pitap keygen --update).
         #[arg(long, default_value = "update.key")]
@@ -332,7 +334,7 @@ fn update_command(a: UpdateArgs) -> Result<(), String> {
         (_, true, Some(tap), ..) => pitap::update_cmd::cancel(&store, &tap).map(|n| {
             println!("{n} offer(s) to tap {tap} withdrawn");
         }),
-        (_, _, Some(tap), Some(image), Some(version)) => {
+        (_, _, Some(tap), Some(image), version) => {
             let wait = match wait {
                 Some(w) if w > 0.0 && w.is_finite() => Some(std::time::Duration::from_secs_f64(w)),
                 Some(w) => return Err(format!("--wait: expected seconds, got {w}")),
@@ -351,7 +353,7 @@ fn update_command(a: UpdateArgs) -> Result<(), String> {
             )
             .map(|_| ())
         }
-        _ => Err("--tap, IMAGE and --version are needed (or --list)".into()),
+        _ => Err("--tap and IMAGE are needed (or --list, or --cancel --tap)".into()),
     }
 }
 

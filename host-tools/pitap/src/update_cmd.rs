@@ -16,7 +16,8 @@ pub struct Offer {
     pub store: PathBuf,
     pub tap: String,
     pub image: PathBuf,
-    pub version: String,
+    /// The image's name in listings; none: from its digest.
+    pub version: Option<String>,
     pub key: PathBuf,
     /// Wait this long for the tap to run it (or refuse it); none: return
     /// once it is offered.
@@ -32,7 +33,11 @@ pub fn offer(o: &Offer, out: &mut dyn Write) -> Result<bool, String> {
     if image.is_empty() {
         return Err(format!("{}: empty image", o.image.display()));
     }
-    let manifest = Manifest::of(&o.version, &image).map_err(|e| format!("--version: {e}"))?;
+    let version = match &o.version {
+        Some(v) => v.clone(),
+        None => default_version(&image)?,
+    };
+    let manifest = Manifest::of(&version, &image).map_err(|e| format!("--version: {e}"))?;
     let signed = manifest.sign(&key);
     // Deflated here, once: the collector only serves it.
     let stream = updates::Stream::of(&image);
@@ -40,7 +45,7 @@ pub fn offer(o: &Offer, out: &mut dyn Write) -> Result<bool, String> {
     let id = updates::offer(
         store.conn(),
         &o.tap,
-        &o.version,
+        &version,
         &signed,
         &manifest.sha256,
         manifest.size,
@@ -53,7 +58,7 @@ pub fn offer(o: &Offer, out: &mut dyn Write) -> Result<bool, String> {
         out,
         format!(
             "update {} ({} bytes, SHA-256 {}; {} bytes to send{}) offered to tap {} (offer {id}); the collector sends it when the tap next asks",
-            o.version,
+            version,
             image.len(),
             pitap_wire::envelope::hex(&manifest.sha256),
             stream.bytes.len(),
@@ -84,14 +89,13 @@ pub fn offer(o: &Offer, out: &mut dyn Write) -> Result<bool, String> {
         }
         match u.state.as_str() {
             "done" => {
-                say(out, format!("tap {} runs {}", o.tap, o.version))?;
+                say(out, format!("tap {} runs {version}", o.tap))?;
                 return Ok(true);
             }
             "offered" => {}
             other => {
                 return Err(format!(
-                    "update {} for tap {}: {other}{}",
-                    o.version,
+                    "update {version} for tap {}: {other}{}",
                     o.tap,
                     if u.detail.is_empty() {
                         String::new()
@@ -103,14 +107,24 @@ pub fn offer(o: &Offer, out: &mut dyn Write) -> Result<bool, String> {
         }
         if start.elapsed() >= wait {
             return Err(format!(
-                "tap {} does not run {} after {} s (still offered; pitap update --list follows it)",
+                "tap {} does not run {version} after {} s (still offered; pitap update --list follows it)",
                 o.tap,
-                o.version,
                 wait.as_secs()
             ));
         }
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// An image's name from its bytes: what identifies it anyway.
+fn default_version(image: &[u8]) -> Result<String, String> {
+    let digest = Manifest::of("image", image)
+        .map_err(|e| e.to_string())?
+        .sha256;
+    Ok(format!(
+        "sha256-{}",
+        &pitap_wire::envelope::hex(&digest)[..12]
+    ))
 }
 
 fn describe(t: &updates::TapUpdate) -> String {
