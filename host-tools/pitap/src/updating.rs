@@ -4,6 +4,7 @@
 //! ended once its tap runs the version (done) or refused it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pitap_wire::messages::{
@@ -23,7 +24,8 @@ struct Offer {
     id: [u8; 32],
     /// What travels (`pitap update` deflated the image when that was smaller).
     encoding: ImageEncoding,
-    stream: Vec<u8>,
+    /// Shared by the offers of the same image to many taps: one copy.
+    stream: Arc<Vec<u8>>,
     /// The boot of the tap that wrote it and rebooted to try it: a later
     /// boot that neither tries nor runs it came back on the old partition.
     tried_by: Option<[u8; 16]>,
@@ -74,6 +76,15 @@ impl Updating {
                 },
                 u.tap
             );
+            // A fleet offered one image holds it once.
+            let stream = match self
+                .offers
+                .values()
+                .find(|o| o.encoding == encoding && *o.stream == stream)
+            {
+                Some(same) => Arc::clone(&same.stream),
+                None => Arc::new(stream),
+            };
             let id = pitap_wire::update::offer_id(&u.manifest);
             self.offers.insert(
                 u.tap.clone(),
@@ -217,5 +228,77 @@ impl Updating {
     /// Whether anything waits to be saved.
     pub fn dirty(&self) -> bool {
         !self.changed.is_empty() || !self.ended.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offers_of_one_image_to_many_taps_share_it_and_chunks_come_from_it() {
+        let dir = std::env::temp_dir().join(format!("pitap-updating-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("s.db")).unwrap();
+        let key = pitap_wire::update::signing_key([3; 32]);
+        // Noise, then zeros: it deflates, to more than two chunks.
+        let made = |seed: u32| -> Vec<u8> {
+            let mut x = seed;
+            (0..50_000u32)
+                .map(|i| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    if i < 20_000 {
+                        x as u8
+                    } else {
+                        0
+                    }
+                })
+                .collect()
+        };
+        let (image, other) = (made(7), made(9));
+        for (tap, img) in [("a", &image), ("b", &image), ("c", &other)] {
+            let m = pitap_wire::update::Manifest::of("v", img).unwrap();
+            let stream = updates::Stream::of(img);
+            assert_eq!(stream.encoding, ImageEncoding::Deflate);
+            updates::offer(
+                store.conn(),
+                tap,
+                "v",
+                &m.sign(&key),
+                &m.sha256,
+                m.size,
+                &stream,
+                1,
+            )
+            .unwrap();
+        }
+        let mut u = Updating::default();
+        u.load(&store).unwrap();
+        assert!(Arc::ptr_eq(&u.offers["a"].stream, &u.offers["b"].stream));
+        assert!(!Arc::ptr_eq(&u.offers["a"].stream, &u.offers["c"].stream));
+        // Chunks are the stream's, and only what a status about the offer asks.
+        let offer = u.offers["a"].id;
+        let status = UpdateStatus {
+            offer,
+            want: vec![0, UPDATE_CHUNK as u64, 7, 1 << 40],
+            ..UpdateStatus::default()
+        };
+        let out = u.answer("a", [1; 16], status.clone());
+        assert_eq!(
+            out.len(),
+            2,
+            "the unaligned and the past-the-end offsets are not served"
+        );
+        let stream = &u.offers["a"].stream;
+        assert_eq!(out[0].data, stream[..UPDATE_CHUNK]);
+        assert_eq!(out[0].encoding, ImageEncoding::Deflate);
+        assert_eq!(out[0].stream_len, stream.len() as u64);
+        let elsewhere = u.answer("c", [1; 16], status);
+        assert_eq!(elsewhere.len(), 1, "another tap's offer: no chunks");
+        assert!(elsewhere[0].data.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
