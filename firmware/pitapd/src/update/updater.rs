@@ -368,7 +368,12 @@ impl Updater {
         let Some(t) = self.transfer.as_mut().filter(|t| t.offer == offer) else {
             return;
         };
-        if data.data.is_empty() {
+        // Pieces as the pulls ask for them, and no others: what waits past
+        // a gap stays within a window of 1 KiB chunks.
+        if data.data.is_empty()
+            || data.data.len() > UPDATE_CHUNK
+            || !data.offset.is_multiple_of(UPDATE_CHUNK as u64)
+        {
             return;
         }
         let next = t.pos;
@@ -657,6 +662,14 @@ mod tests {
                 &image[from..(from + UPDATE_CHUNK).min(image.len())],
             )
         };
+        // Pieces not on a chunk boundary, or larger than a chunk, are not
+        // taken (nor kept).
+        u.take(&data(&signed, 1, &image[1..UPDATE_CHUNK + 1]), t0);
+        u.take(&data(&signed, 0, &image[..2 * UPDATE_CHUNK]), t0);
+        assert_eq!(
+            u.transfer.as_ref().map(|t| (t.pos, t.ahead.len())),
+            Some((0, 0))
+        );
         // Chunk 0 is lost; the others arrive backwards.
         for &at in want[1..].iter().rev() {
             u.take(&chunk(at), t0);
