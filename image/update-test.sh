@@ -164,6 +164,8 @@ power_cut() {
     qemu_pid=
 }
 booted() { # PARTITION IMAGE-MARKER: what the console says booted
+    # The kernel prints its command line early, but not at once: wait for it.
+    wait_console "Kernel command line:" 60
     grep -q "Kernel command line:.*pitap.boot_partition=$1 " "$console" || fail "not partition $1: $(grep -m1 'Kernel command line' "$console")"
     if [ "$2" = a ]; then
         grep -q "Kernel command line:.*pitap.image=" "$console" && fail "not the image as built"
