@@ -19,6 +19,8 @@ const MAX_PROBES: usize = 4;
 /// A match this long is taken without looking further.
 const NICE_MATCH: usize = 32;
 const MIN_MATCH: usize = 3;
+/// The shortest match the matcher looks for (it reads four bytes at once).
+const MIN_FOUND: usize = 4;
 const MAX_MATCH: usize = 258;
 
 /// Base lengths of codes 257..=285 and their extra bits.
@@ -118,32 +120,39 @@ struct Bits<'a> {
 }
 
 impl Bits<'_> {
+    /// At most 32 bits wait in the accumulator; they go out four bytes at
+    /// a time (a byte at a time was a loop for every code).
     fn put(&mut self, value: u32, bits: u32) {
         self.acc |= u64::from(value) << self.count;
         self.count += bits;
-        while self.count >= 8 {
-            match self.out.get_mut(self.len) {
-                Some(b) => *b = self.acc as u8,
+        if self.count >= 32 {
+            match self.out.get_mut(self.len..self.len + 4) {
+                Some(b) => b.copy_from_slice(&(self.acc as u32).to_le_bytes()),
                 None => self.overflow = true,
             }
-            self.len += 1;
-            self.acc >>= 8;
-            self.count -= 8;
+            self.len += 4;
+            self.acc >>= 32;
+            self.count -= 32;
         }
     }
 
-    /// A Huffman code goes most significant bit first.
+    /// A Huffman code, as [`canonical`] gives it (already bit-reversed).
     fn code(&mut self, code: u16, len: u8) {
         debug_assert!((1..=15).contains(&len), "a used symbol has a code");
-        let reversed = u32::from(code.reverse_bits() >> (16 - u32::from(len)));
-        self.put(reversed, u32::from(len));
+        self.put(u32::from(code), u32::from(len));
     }
 
-    fn finish(mut self) -> Option<usize> {
-        if self.count > 0 {
-            self.put(0, 8 - self.count);
+    fn finish(self) -> Option<usize> {
+        let tail = self.count.div_ceil(8) as usize;
+        let bytes = self.acc.to_le_bytes();
+        let end = self.len + tail;
+        match self.out.get_mut(self.len..end) {
+            Some(b) if !self.overflow => {
+                b.copy_from_slice(&bytes[..tail]);
+                Some(end)
+            }
+            _ => None,
         }
-        (!self.overflow).then_some(self.len)
     }
 }
 
@@ -176,6 +185,7 @@ fn code_lengths<const N: usize>(freqs: &[u32; N], limit: u8, h: &mut Huff) -> [u
 /// is written before it is read, so nothing is cleared between builds.
 struct Huff {
     leaves: [(u32, u16); LITLEN_SYMBOLS],
+    spare: [(u32, u16); LITLEN_SYMBOLS],
     weight: [u64; 2 * LITLEN_SYMBOLS],
     parent: [u16; 2 * LITLEN_SYMBOLS],
     depth: [u8; 2 * LITLEN_SYMBOLS],
@@ -185,6 +195,7 @@ impl Default for Huff {
     fn default() -> Self {
         Huff {
             leaves: [(0, 0); LITLEN_SYMBOLS],
+            spare: [(0, 0); LITLEN_SYMBOLS],
             weight: [0; 2 * LITLEN_SYMBOLS],
             parent: [0; 2 * LITLEN_SYMBOLS],
             depth: [0; 2 * LITLEN_SYMBOLS],
@@ -199,6 +210,7 @@ impl Default for Huff {
 fn huffman_lengths<const N: usize>(freqs: &[u32; N], h: &mut Huff) -> [u8; N] {
     let Huff {
         leaves,
+        spare,
         weight,
         parent,
         depth,
@@ -211,7 +223,7 @@ fn huffman_lengths<const N: usize>(freqs: &[u32; N], h: &mut Huff) -> [u8; N] {
         }
     }
     let leaves = &mut leaves[..n_leaves];
-    leaves.sort_unstable();
+    sort_by_weight(leaves, spare);
     // Nodes 0..n_leaves are the sorted leaves, joined trees follow.
     for (k, &(f, _)) in leaves.iter().enumerate() {
         weight[k] = u64::from(f);
@@ -251,7 +263,37 @@ fn huffman_lengths<const N: usize>(freqs: &[u32; N], h: &mut Huff) -> [u8; N] {
     lengths
 }
 
-/// Canonical codes for `lengths` (RFC 1951 3.2.2).
+/// Sorts leaves (in symbol order) by weight, ties kept in symbol order:
+/// what `sort_unstable` on (weight, symbol) gives, by two stable passes of
+/// a 64-bucket counting sort, since a batch's weights are under 4,096. A
+/// general sort of the leaves was a third of what deflating cost.
+fn sort_by_weight(leaves: &mut [(u32, u16)], spare: &mut [(u32, u16)]) {
+    const BITS: u32 = 6;
+    const BUCKETS: usize = 1 << BITS;
+    if leaves.iter().any(|&(f, _)| f >= 1 << (2 * BITS)) {
+        leaves.sort_unstable();
+        return;
+    }
+    let spare = &mut spare[..leaves.len()];
+    for shift in [0, BITS] {
+        let bucket = |f: u32| ((f >> shift) as usize) & (BUCKETS - 1);
+        let mut start = [0usize; BUCKETS + 1];
+        for &(f, _) in leaves.iter() {
+            start[bucket(f) + 1] += 1;
+        }
+        for b in 0..BUCKETS {
+            start[b + 1] += start[b];
+        }
+        for &leaf in leaves.iter() {
+            let b = bucket(leaf.0);
+            spare[start[b]] = leaf;
+            start[b] += 1;
+        }
+        leaves.copy_from_slice(spare);
+    }
+}
+
+/// Canonical codes for `lengths` (RFC 1951 3.2.2), bit-reversed for [`Bits`].
 fn canonical<const N: usize>(lengths: &[u8; N]) -> [u16; N] {
     let mut count = [0u16; 16];
     for &l in lengths.iter() {
@@ -267,15 +309,23 @@ fn canonical<const N: usize>(lengths: &[u8; N]) -> [u16; N] {
     let mut codes = [0u16; N];
     for (i, &l) in lengths.iter().enumerate() {
         if l > 0 {
-            codes[i] = next[usize::from(l)];
+            // Sent most significant bit first: reversed once here rather
+            // than at every use.
+            codes[i] = next[usize::from(l)].reverse_bits() >> (16 - u32::from(l));
             next[usize::from(l)] += 1;
         }
     }
     codes
 }
 
-fn hash3(input: &[u8], i: usize) -> usize {
-    let v = u32::from(input[i]) | u32::from(input[i + 1]) << 8 | u32::from(input[i + 2]) << 16;
+/// The first four bytes at `i` (the caller keeps `i + 4 <= input.len()`).
+fn first4(input: &[u8], i: usize) -> u32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&input[i..i + 4]);
+    u32::from_le_bytes(b)
+}
+
+fn hash4(v: u32) -> usize {
     (v.wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)) as usize
 }
 
@@ -300,7 +350,7 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
         .count()
 }
 
-/// Chains of earlier positions by the hash of their first three bytes;
+/// Chains of earlier positions by the hash of their first four bytes;
 /// heads and links hold position + 1 (0: none).
 struct Chains {
     head: [u16; HASH_SIZE],
@@ -308,32 +358,32 @@ struct Chains {
 }
 
 impl Chains {
-    fn insert(&mut self, input: &[u8], i: usize) {
-        if i + MIN_MATCH <= input.len() {
-            let h = hash3(input, i);
-            self.prev[i] = self.head[h];
-            self.head[h] = (i + 1) as u16;
-        }
+    /// Links position `i`, whose first four bytes are `v`.
+    fn insert(&mut self, v: u32, i: usize) {
+        let h = hash4(v);
+        self.prev[i] = self.head[h];
+        self.head[h] = (i + 1) as u16;
     }
 
-    /// The longest earlier match at `i`: (length, distance).
-    fn longest(&self, input: &[u8], i: usize) -> (usize, usize) {
+    /// The longest earlier match at `i` (first four bytes `v`), as
+    /// (length, distance), before `i` is linked. A candidate whose first
+    /// four bytes differ is passed over without a byte compared.
+    fn longest(&self, input: &[u8], i: usize, v: u32) -> (usize, usize) {
         let mut best = (0, 0);
-        if i + MIN_MATCH > input.len() {
-            return best;
-        }
         let max = (input.len() - i).min(MAX_MATCH);
-        let mut cand = self.head[hash3(input, i)];
+        let mut cand = self.head[hash4(v)];
         for _ in 0..MAX_PROBES {
             if cand == 0 {
                 break;
             }
             let j = usize::from(cand) - 1;
-            let len = common_prefix(&input[j..], &input[i..i + max]);
-            if len > best.0 {
-                best = (len, i - j);
-                if len >= NICE_MATCH.min(max) {
-                    break;
+            if first4(input, j) == v {
+                let len = 4 + common_prefix(&input[j + 4..], &input[i + 4..i + max]);
+                if len > best.0 {
+                    best = (len, i - j);
+                    if len >= NICE_MATCH.min(max) {
+                        break;
+                    }
                 }
             }
             cand = self.prev[j];
@@ -369,20 +419,25 @@ impl Default for Deflater {
 }
 
 impl Deflater {
-    /// The LZ77 pass: greedy, over the whole input.
+    /// The LZ77 pass: greedy, over the whole input, matches of four bytes
+    /// or more (a three-byte match rarely codes shorter than its literals).
     fn tokens(&mut self, input: &[u8]) -> usize {
         let chains = &mut self.chains;
         chains.head.fill(0);
         let (mut n, mut i) = (0, 0);
-        while i < input.len() {
-            let (len, dist) = chains.longest(input, i);
-            if len >= MIN_MATCH {
+        while i + MIN_FOUND <= input.len() {
+            let v = first4(input, i);
+            let (len, dist) = chains.longest(input, i, v);
+            chains.insert(v, i);
+            if len >= MIN_FOUND {
                 self.toks[n] = Token {
                     len_or_lit: len as u16,
                     dist: dist as u16,
                 };
-                for k in i..i + len {
-                    chains.insert(input, k);
+                // Linked inside the match too, as far as four bytes reach.
+                let end = (i + len).min(input.len() + 1 - MIN_FOUND);
+                for k in i + 1..end {
+                    chains.insert(first4(input, k), k);
                 }
                 i += len;
             } else {
@@ -390,9 +445,15 @@ impl Deflater {
                     len_or_lit: u16::from(input[i]),
                     dist: 0,
                 };
-                chains.insert(input, i);
                 i += 1;
             }
+            n += 1;
+        }
+        for &b in &input[i..] {
+            self.toks[n] = Token {
+                len_or_lit: u16::from(b),
+                dist: 0,
+            };
             n += 1;
         }
         n
@@ -656,6 +717,33 @@ mod tests {
             }
             v.truncate(len);
             roundtrip(&v);
+        }
+    }
+
+    #[test]
+    fn weights_sort_as_a_general_sort_does() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut spare = [(0u32, 0u16); LITLEN_SYMBOLS];
+        for round in 0..300 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = (x % LITLEN_SYMBOLS as u64) as usize + 1;
+            // Small weights with many ties, large ones, and some past the
+            // counting sort's reach (the general sort's path).
+            let top = [4u64, 300, 4095, 70_000][round % 4];
+            let mut leaves: Vec<(u32, u16)> = (0..n)
+                .map(|s| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    ((x % top) as u32 + 1, s as u16)
+                })
+                .collect();
+            let mut want = leaves.clone();
+            want.sort_unstable();
+            sort_by_weight(&mut leaves, &mut spare);
+            assert_eq!(leaves, want, "round {round}");
         }
     }
 
