@@ -489,31 +489,19 @@ impl BatchWriter {
 
     /// Appends a record. `Err(WireError::Full)` leaves the batch as it was.
     pub fn push(&mut self, record: &FlowRecord) -> Result<(), WireError> {
-        let mut scratch = [0u8; MAX_RECORD];
+        if self.records == MAX_BATCH_RECORDS {
+            return Err(WireError::Full);
+        }
         let mark = self.tables.mark();
         let result = if self.version == VERSION_1 {
-            encode_record(record, self.base_ms, &mut scratch).map(|e| e.len())
+            self.push_v1(record)
         } else {
-            crate::compact::encode(record, &mut self.tables, &mut scratch).and_then(|mut n| {
-                put_extensions(record, false, &mut scratch, &mut n)?;
-                Ok(n)
-            })
+            self.push_compact(record)
         };
-        let mut pos = self.len;
-        let fits = |n: usize| {
-            if self.len + varint_len(n) + n > self.limit || self.records == MAX_BATCH_RECORDS {
-                Err(WireError::Full)
-            } else {
-                Ok(n)
-            }
-        };
-        match result
-            .and_then(fits)
-            .and_then(|n| put_part(&mut self.buf, &mut pos, &scratch[..n]))
-        {
-            Ok(()) => {
-                self.len = pos;
-                self.ends[self.records] = pos as u16;
+        match result {
+            Ok(end) => {
+                self.len = end;
+                self.ends[self.records] = end as u16;
                 self.records += 1;
                 Ok(())
             }
@@ -522,6 +510,39 @@ impl BatchWriter {
                 Err(e)
             }
         }
+    }
+
+    /// A version 1 record after the batch: where it ends.
+    fn push_v1(&mut self, record: &FlowRecord) -> Result<usize, WireError> {
+        let mut scratch = [0u8; MAX_RECORD];
+        let n = encode_record(record, self.base_ms, &mut scratch)?.len();
+        if self.len + varint_len(n) + n > self.limit {
+            return Err(WireError::Full);
+        }
+        let mut pos = self.len;
+        put_part(&mut self.buf, &mut pos, &scratch[..n])?;
+        Ok(pos)
+    }
+
+    /// A version 2 record after the batch, encoded in place behind a
+    /// one-byte length (moved up by one in the rare record of 128 bytes or
+    /// more): where it ends. Going through a scratch record, cleared and
+    /// copied, cost more than encoding it.
+    fn push_compact(&mut self, record: &FlowRecord) -> Result<usize, WireError> {
+        let body = self.len + 1;
+        let room = self.limit.min(body + MAX_RECORD);
+        let window = self.buf.get_mut(body..room).ok_or(WireError::Full)?;
+        let mut n = crate::compact::encode(record, &mut self.tables, window)?;
+        put_extensions(record, false, window, &mut n)?;
+        if self.len + varint_len(n) + n > self.limit {
+            return Err(WireError::Full);
+        }
+        if varint_len(n) > 1 {
+            self.buf.copy_within(body..body + n, self.len + varint_len(n));
+        }
+        let mut pos = self.len;
+        put_varint(&mut self.buf, &mut pos, n as u32)?;
+        Ok(pos + n)
     }
 
     /// The batch as built, records not deflated.
