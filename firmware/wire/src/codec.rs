@@ -538,7 +538,8 @@ impl BatchWriter {
             return Err(WireError::Full);
         }
         if varint_len(n) > 1 {
-            self.buf.copy_within(body..body + n, self.len + varint_len(n));
+            self.buf
+                .copy_within(body..body + n, self.len + varint_len(n));
         }
         let mut pos = self.len;
         put_varint(&mut self.buf, &mut pos, n as u32)?;

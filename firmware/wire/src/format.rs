@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use serde_json::Value;
 
+use crate::digits::{push_2, push_3, push_ipv4, push_ipv6, push_u64};
 use crate::fields::RECORD_FIELDS;
 use crate::file::{hex, FileRecord};
 use crate::record::{has_ports, proto_name, ClockState, FlowRecord};
@@ -145,10 +146,10 @@ pub fn push_text_line(buf: &mut Vec<u8>, r: &FlowRecord, tap: &str) {
     buf.extend_from_slice(b" dur=");
     push_u64(buf, r.duration_ms() / 1000);
     buf.push(b'.');
-    push_padded(buf, r.duration_ms() % 1000, 3);
+    push_3(buf, r.duration_ms() % 1000);
     if !r.history.is_empty() {
         buf.extend_from_slice(b" hist=");
-        buf.extend_from_slice(r.history.as_str().as_bytes());
+        buf.extend_from_slice(r.history.as_bytes());
     }
     if let Some((t, c)) = r.icmp {
         buf.extend_from_slice(b" icmp=");
@@ -188,49 +189,25 @@ pub fn push_text_line(buf: &mut Vec<u8>, r: &FlowRecord, tap: &str) {
     }
     for (key, text) in text_names(&r.names) {
         buf.extend_from_slice(key.as_bytes());
-        buf.extend_from_slice(text.as_bytes());
+        buf.extend_from_slice(text);
     }
 }
 
 /// The names a text line carries after the tap id (no spaces in any of
 /// them; the HTTP request line is in the JSON only).
-fn text_names(n: &crate::record::Names) -> impl Iterator<Item = (&'static str, &str)> {
+/// Bytes, not `&str`: `Text` holds printable ASCII only, and its UTF-8
+/// check was a seventh of what a line cost.
+fn text_names(n: &crate::record::Names) -> impl Iterator<Item = (&'static str, &[u8])> {
     [
-        (" dst_name=", n.responder_name.as_str()),
-        (" src_hostname=", n.client_hostname.as_str()),
-        (" dst_hostname=", n.server_hostname.as_str()),
-        (" sni=", n.sni.as_str()),
-        (" alpn=", n.alpn.as_str()),
-        (" http_host=", n.http_host.as_str()),
+        (" dst_name=", n.responder_name.as_bytes()),
+        (" src_hostname=", n.client_hostname.as_bytes()),
+        (" dst_hostname=", n.server_hostname.as_bytes()),
+        (" sni=", n.sni.as_bytes()),
+        (" alpn=", n.alpn.as_bytes()),
+        (" http_host=", n.http_host.as_bytes()),
     ]
     .into_iter()
-    .filter(|(_, t)| !t.is_empty() && !t.contains(' '))
-}
-
-fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    buf.extend_from_slice(&digits[i..]);
-}
-
-fn push_padded(buf: &mut Vec<u8>, n: u64, width: usize) {
-    let mut digits = [b'0'; 20];
-    let mut i = digits.len();
-    let mut n = n;
-    while n > 0 || digits.len() - i < width {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
-    buf.extend_from_slice(&digits[i..]);
+    .filter(|(_, t)| !t.is_empty() && !t.contains(&b' '))
 }
 
 fn push_time(buf: &mut Vec<u8>, ms: u64, sep: u8) {
@@ -238,47 +215,39 @@ fn push_time(buf: &mut Vec<u8>, ms: u64, sep: u8) {
     let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400) as u64;
     if (0..=9999).contains(&y) {
-        push_padded(buf, y as u64, 4);
+        push_2(buf, y as u64 / 100);
+        push_2(buf, y as u64);
     } else {
         // Outside four digits: what `{:04}` prints.
         buf.extend_from_slice(format!("{y:04}").as_bytes());
     }
     buf.push(b'-');
-    push_padded(buf, mo.into(), 2);
+    push_2(buf, mo.into());
     buf.push(b'-');
-    push_padded(buf, d.into(), 2);
+    push_2(buf, d.into());
     buf.push(sep);
-    push_padded(buf, sod / 3600, 2);
+    push_2(buf, sod / 3600);
     buf.push(b':');
-    push_padded(buf, sod / 60 % 60, 2);
+    push_2(buf, sod / 60 % 60);
     buf.push(b':');
-    push_padded(buf, sod % 60, 2);
+    push_2(buf, sod % 60);
     buf.push(b'.');
-    push_padded(buf, ms % 1000, 3);
+    push_3(buf, ms % 1000);
 }
 
 fn push_end(buf: &mut Vec<u8>, addr: IpAddr, port: Option<u16>) {
-    match addr {
-        IpAddr::V4(a) => {
-            for (i, octet) in a.octets().into_iter().enumerate() {
-                if i > 0 {
-                    buf.push(b'.');
-                }
-                push_u64(buf, octet.into());
-            }
-            if let Some(p) = port {
-                buf.push(b':');
-                push_u64(buf, p.into());
-            }
+    match (addr, port) {
+        (IpAddr::V4(a), _) => push_ipv4(buf, a),
+        (IpAddr::V6(a), Some(_)) => {
+            buf.push(b'[');
+            push_ipv6(buf, a);
+            buf.push(b']');
         }
-        IpAddr::V6(a) => {
-            // IPv6 text (zero compression) is rare enough for `fmt`.
-            if let Some(p) = port {
-                buf.extend_from_slice(format!("[{a}]:{p}").as_bytes());
-            } else {
-                buf.extend_from_slice(a.to_string().as_bytes());
-            }
-        }
+        (IpAddr::V6(a), None) => push_ipv6(buf, a),
+    }
+    if let Some(p) = port {
+        buf.push(b':');
+        push_u64(buf, p.into());
     }
 }
 
@@ -646,6 +615,7 @@ mod tests {
             write!(line, " tap={tap}")?;
         }
         for (key, text) in text_names(&r.names) {
+            let text = std::str::from_utf8(text).map_err(|_| fmt::Error)?;
             write!(line, "{key}{text}")?;
         }
         Ok(())

@@ -22,6 +22,8 @@ pub mod community_id;
 mod compact;
 pub mod deflate;
 #[cfg(feature = "std")]
+mod digits;
+#[cfg(feature = "std")]
 pub mod ecs;
 #[cfg(feature = "std")]
 pub mod envelope;
