@@ -183,7 +183,7 @@ mod tests {
                     _ => xorshift(&mut x) as u16,
                 };
             }
-            if xorshift(&mut x) % 8 == 0 {
+            if xorshift(&mut x).is_multiple_of(8) {
                 groups[..5].fill(0);
                 groups[5] = 0xffff;
             }
