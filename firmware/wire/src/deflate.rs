@@ -183,9 +183,8 @@ fn code_lengths<const N: usize>(freqs: &[u32; N], limit: u8, h: &mut Huff) -> [u
 struct Huff {
     leaves: [(u32, u16); LITLEN_SYMBOLS],
     spare: [(u32, u16); LITLEN_SYMBOLS],
-    weight: [u64; 2 * LITLEN_SYMBOLS],
-    parent: [u16; 2 * LITLEN_SYMBOLS],
-    depth: [u8; 2 * LITLEN_SYMBOLS],
+    /// Moffat and Katajainen's array: weights, then parents, then depths.
+    a: [u32; LITLEN_SYMBOLS],
 }
 
 impl Default for Huff {
@@ -193,69 +192,85 @@ impl Default for Huff {
         Huff {
             leaves: [(0, 0); LITLEN_SYMBOLS],
             spare: [(0, 0); LITLEN_SYMBOLS],
-            weight: [0; 2 * LITLEN_SYMBOLS],
-            parent: [0; 2 * LITLEN_SYMBOLS],
-            depth: [0; 2 * LITLEN_SYMBOLS],
+            a: [0; LITLEN_SYMBOLS],
         }
     }
 }
 
-/// Plain Huffman code lengths: leaves sorted by weight, then the two
-/// lightest of the leaves' queue and the joined trees' queue joined until
-/// one tree is left (joined trees come out in weight order, so two queues
-/// stand in for a heap).
+/// Plain Huffman code lengths: leaves sorted by weight, then Moffat and
+/// Katajainen's in-place method ("In-place calculation of minimum-
+/// redundancy codes", 1995), which turns the sorted weights into lengths
+/// in three passes over one array, without a tree of nodes.
 fn huffman_lengths<const N: usize>(freqs: &[u32; N], h: &mut Huff) -> [u8; N] {
-    let Huff {
-        leaves,
-        spare,
-        weight,
-        parent,
-        depth,
-    } = h;
-    let mut n_leaves = 0;
+    let Huff { leaves, spare, a } = h;
+    let mut n = 0;
     for (i, &f) in freqs.iter().enumerate() {
         if f > 0 {
-            leaves[n_leaves] = (f, i as u16);
-            n_leaves += 1;
+            leaves[n] = (f, i as u16);
+            n += 1;
         }
     }
-    let leaves = &mut leaves[..n_leaves];
+    let leaves = &mut leaves[..n];
     sort_by_weight(leaves, spare);
-    // Nodes 0..n_leaves are the sorted leaves, joined trees follow.
-    for (k, &(f, _)) in leaves.iter().enumerate() {
-        weight[k] = u64::from(f);
-    }
-    let (mut next_leaf, mut next_tree, mut nodes) = (0, n_leaves, n_leaves);
-    let take = |next_leaf: &mut usize, next_tree: &mut usize, nodes: usize, weight: &[u64]| {
-        let leaf_ok = *next_leaf < n_leaves;
-        let tree_ok = *next_tree < nodes;
-        if leaf_ok && (!tree_ok || weight[*next_leaf] <= weight[*next_tree]) {
-            *next_leaf += 1;
-            *next_leaf - 1
-        } else {
-            *next_tree += 1;
-            *next_tree - 1
-        }
-    };
-    while nodes - next_tree + n_leaves - next_leaf >= 2 {
-        let a = take(&mut next_leaf, &mut next_tree, nodes, &weight[..]);
-        let b = take(&mut next_leaf, &mut next_tree, nodes, &weight[..]);
-        weight[nodes] = weight[a] + weight[b];
-        parent[a] = nodes as u16;
-        parent[b] = nodes as u16;
-        nodes += 1;
-    }
-    // Depths from the root (the last tree) down: parents come after
-    // their children.
-    if let Some(root) = nodes.checked_sub(1) {
-        depth[root] = 0;
-    }
-    for k in (0..nodes.saturating_sub(1)).rev() {
-        depth[k] = depth[usize::from(parent[k])].saturating_add(1);
+    let a = &mut a[..n];
+    for (x, &(f, _)) in a.iter_mut().zip(leaves.iter()) {
+        *x = f;
     }
     let mut lengths = [0u8; N];
-    for (k, &(_, symbol)) in leaves.iter().enumerate() {
-        lengths[usize::from(symbol)] = depth[k];
+    if n < 2 {
+        // One symbol alone: one bit (code_lengths gives it a partner).
+        if let Some(&(_, symbol)) = leaves.first() {
+            lengths[usize::from(symbol)] = 1;
+        }
+        return lengths;
+    }
+    // Pass 1: each internal node's weight, and then its parent's index,
+    // in the array's front (leaves are read from `leaf`, nodes from `root`).
+    a[0] += a[1];
+    let (mut root, mut leaf) = (0, 2);
+    for next in 1..n - 1 {
+        if leaf >= n || a[root] < a[leaf] {
+            a[next] = a[root];
+            a[root] = next as u32;
+            root += 1;
+        } else {
+            a[next] = a[leaf];
+            leaf += 1;
+        }
+        if leaf >= n || (root < next && a[root] < a[leaf]) {
+            a[next] += a[root];
+            a[root] = next as u32;
+            root += 1;
+        } else {
+            a[next] += a[leaf];
+            leaf += 1;
+        }
+    }
+    // Pass 2: internal nodes' depths, from the root down.
+    a[n - 2] = 0;
+    for next in (0..n - 2).rev() {
+        a[next] = a[a[next] as usize] + 1;
+    }
+    // Pass 3: leaves' depths, deepest (the lightest leaves) first.
+    let (mut avail, mut depth) = (1usize, 0u32);
+    let mut root = n as isize - 2;
+    let mut next = n as isize - 1;
+    while avail > 0 {
+        let mut used = 0;
+        while root >= 0 && a[root as usize] == depth {
+            used += 1;
+            root -= 1;
+        }
+        while avail > used {
+            a[next as usize] = depth;
+            next -= 1;
+            avail -= 1;
+        }
+        avail = 2 * used;
+        depth += 1;
+    }
+    for (&len, &(_, symbol)) in a.iter().zip(leaves.iter()) {
+        lengths[usize::from(symbol)] = len.min(255) as u8;
     }
     lengths
 }
@@ -488,11 +503,11 @@ fn encode(toks: &[Token], out: &mut [u8], h: &mut Huff) -> Option<usize> {
     let fixed_dist = [5u8; DIST_SYMBOLS];
     let cost = |lit: &[u8; LITLEN_SYMBOLS], dist: &[u8; DIST_SYMBOLS]| -> u64 {
         let mut bits = 0u64;
-        for (s, &f) in lit_freq.iter().enumerate() {
-            bits += u64::from(f) * u64::from(lit[s]);
-            if let Some(&extra) = s.checked_sub(257).and_then(|c| LEN_EXTRA.get(c)) {
-                bits += u64::from(f) * u64::from(extra);
-            }
+        for (&f, &l) in lit_freq.iter().zip(lit.iter()) {
+            bits += u64::from(f) * u64::from(l);
+        }
+        for (&f, &extra) in lit_freq[257..].iter().zip(LEN_EXTRA.iter()) {
+            bits += u64::from(f) * u64::from(extra);
         }
         for (s, &f) in dist_freq.iter().enumerate() {
             bits += u64::from(f) * u64::from(dist[s] + DIST_EXTRA[s]);
@@ -731,6 +746,70 @@ mod tests {
             want.sort_unstable();
             sort_by_weight(&mut leaves, &mut spare);
             assert_eq!(leaves, want, "round {round}");
+        }
+    }
+
+    /// Σ weight × depth of a Huffman code built with a heap, the textbook
+    /// way: the cost any optimal code has.
+    fn optimal_cost(freqs: &[u32]) -> u64 {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        let mut heap: BinaryHeap<Reverse<u64>> = freqs
+            .iter()
+            .filter(|&&f| f > 0)
+            .map(|&f| Reverse(u64::from(f)))
+            .collect();
+        let mut cost = 0;
+        while heap.len() > 1 {
+            let (Reverse(a), Reverse(b)) = (heap.pop().unwrap(), heap.pop().unwrap());
+            cost += a + b;
+            heap.push(Reverse(a + b));
+        }
+        cost
+    }
+
+    #[test]
+    fn lengths_are_optimal_and_complete() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut h = Huff::default();
+        for round in 0..2_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let used = 2 + (x % (LITLEN_SYMBOLS as u64 - 1)) as usize;
+            let top = [3u64, 50, 3000, 100_000][round % 4];
+            let mut freqs = [0u32; LITLEN_SYMBOLS];
+            for f in freqs.iter_mut().take(used) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Some symbols unused, the rest skewed (x % top of x % top).
+                *f = if x % 5 == 0 {
+                    0
+                } else {
+                    ((x >> 8) % ((x >> 40) % top + 1)) as u32 + 1
+                };
+            }
+            if freqs.iter().filter(|&&f| f > 0).count() < 2 {
+                continue;
+            }
+            let lengths = huffman_lengths(&freqs, &mut h);
+            let cost: u64 = freqs
+                .iter()
+                .zip(&lengths)
+                .map(|(&f, &l)| u64::from(f) * u64::from(l))
+                .sum();
+            assert_eq!(cost, optimal_cost(&freqs), "round {round}");
+            // Kraft: a complete code, and only used symbols have one.
+            let kraft: u128 = lengths
+                .iter()
+                .filter(|&&l| l > 0)
+                .map(|&l| 1u128 << (64 - u32::from(l)))
+                .sum();
+            assert_eq!(kraft, 1u128 << 64, "round {round}");
+            for (f, l) in freqs.iter().zip(&lengths) {
+                assert_eq!(*f > 0, *l > 0);
+            }
         }
     }
 
