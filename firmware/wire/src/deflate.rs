@@ -784,7 +784,7 @@ mod tests {
                 x ^= x >> 7;
                 x ^= x << 17;
                 // Some symbols unused, the rest skewed (x % top of x % top).
-                *f = if x % 5 == 0 {
+                *f = if x.is_multiple_of(5) {
                     0
                 } else {
                     ((x >> 8) % ((x >> 40) % top + 1)) as u32 + 1
