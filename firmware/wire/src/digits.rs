@@ -1,9 +1,9 @@
 //! Numbers and addresses as text, appended to a byte buffer: the digits of
 //! the text line ([`crate::format`]), which `pitapd --print` writes for
-//! every flow. Two digits at a time from a table, and IPv6 compressed by
-//! hand: the loops of one division a digit and `core::fmt` for IPv6 were
-//! most of what a line cost. The tests hold every function to what `fmt`
-//! prints.
+//! every flow. Decimal by `itoa`; zero-padded fields two digits at a time
+//! from a table, and IPv6 compressed by hand: a loop of one division a
+//! digit and `core::fmt` for IPv6 were most of what a line cost. The tests
+//! hold every function to what `fmt` prints.
 
 use core::net::{Ipv4Addr, Ipv6Addr};
 use std::vec::Vec;
@@ -22,26 +22,8 @@ fn pair(n: u64) -> [u8; 2] {
 }
 
 /// `n` in decimal, as `{n}` prints it.
-pub fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
-    if n < 10 {
-        buf.push(b'0' + n as u8);
-        return;
-    }
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    while n >= 100 {
-        i -= 2;
-        digits[i..i + 2].copy_from_slice(&pair(n));
-        n /= 100;
-    }
-    if n >= 10 {
-        i -= 2;
-        digits[i..i + 2].copy_from_slice(&pair(n));
-    } else {
-        i -= 1;
-        digits[i] = b'0' + n as u8;
-    }
-    buf.extend_from_slice(&digits[i..]);
+pub fn push_u64(buf: &mut Vec<u8>, n: u64) {
+    buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// `n % 100` in two digits, as `{:02}` prints it.
