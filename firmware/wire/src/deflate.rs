@@ -47,6 +47,12 @@ const CL_ORDER: [usize; 19] = [
 const LITLEN_SYMBOLS: usize = 288;
 const DIST_SYMBOLS: usize = 30;
 
+/// How often each symbol of the two alphabets occurs in a block's tokens.
+struct Freqs {
+    lit: [u32; LITLEN_SYMBOLS],
+    dist: [u32; DIST_SYMBOLS],
+}
+
 /// A literal (`dist == 0`) or a match.
 #[derive(Clone, Copy, Default)]
 struct Token {
@@ -423,7 +429,9 @@ impl Default for Deflater {
 impl Deflater {
     /// The LZ77 pass: greedy, over the whole input, matches of four bytes
     /// or more (a three-byte match rarely codes shorter than its literals).
-    fn tokens(&mut self, input: &[u8]) -> usize {
+    /// Counts the symbols into `freqs` on the way (a pass over the tokens
+    /// the less).
+    fn tokens(&mut self, input: &[u8], freqs: &mut Freqs) -> usize {
         let latest = &mut self.latest;
         latest.head.fill(0);
         let (mut n, mut i) = (0, 0);
@@ -436,6 +444,8 @@ impl Deflater {
                     len_or_lit: len as u16,
                     dist: dist as u16,
                 };
+                freqs.lit[257 + len_code(len)] += 1;
+                freqs.dist[dist_code(dist)] += 1;
                 // The match's last positions are remembered too.
                 let end = (i + len).min(input.len() + 1 - MIN_FOUND);
                 for k in (i + 1).max(end.saturating_sub(2))..end {
@@ -447,6 +457,7 @@ impl Deflater {
                     len_or_lit: u16::from(input[i]),
                     dist: 0,
                 };
+                freqs.lit[usize::from(input[i])] += 1;
                 i += 1;
             }
             n += 1;
@@ -456,6 +467,7 @@ impl Deflater {
                 len_or_lit: u16::from(b),
                 dist: 0,
             };
+            freqs.lit[usize::from(b)] += 1;
             n += 1;
         }
         n
@@ -467,8 +479,12 @@ impl Deflater {
         if input.len() > MAX_INPUT {
             return None;
         }
-        let n = self.tokens(input);
-        let len = encode(&self.toks[..n], &mut self.out, &mut self.huff)?;
+        let mut freqs = Freqs {
+            lit: [0; LITLEN_SYMBOLS],
+            dist: [0; DIST_SYMBOLS],
+        };
+        let n = self.tokens(input, &mut freqs);
+        let len = encode(&self.toks[..n], freqs, &mut self.out, &mut self.huff)?;
         Some(&self.out[..len])
     }
 }
@@ -484,17 +500,11 @@ pub fn deflate(input: &[u8], out: &mut [u8]) -> Option<usize> {
 }
 
 /// One block of `toks`, with whichever codes come out smaller.
-fn encode(toks: &[Token], out: &mut [u8], h: &mut Huff) -> Option<usize> {
-    let mut lit_freq = [0u32; LITLEN_SYMBOLS];
-    let mut dist_freq = [0u32; DIST_SYMBOLS];
-    for t in toks {
-        if t.dist == 0 {
-            lit_freq[usize::from(t.len_or_lit)] += 1;
-        } else {
-            lit_freq[257 + len_code(usize::from(t.len_or_lit))] += 1;
-            dist_freq[dist_code(usize::from(t.dist))] += 1;
-        }
-    }
+fn encode(toks: &[Token], freqs: Freqs, out: &mut [u8], h: &mut Huff) -> Option<usize> {
+    let Freqs {
+        lit: mut lit_freq,
+        dist: dist_freq,
+    } = freqs;
     lit_freq[256] = 1;
     let lit_len = code_lengths(&lit_freq, 15, h);
     let dist_len = code_lengths(&dist_freq, 15, h);
