@@ -97,8 +97,7 @@ pub struct FlowEngine {
     /// The latest packet time seen; time never runs backwards for timeouts.
     clock_us: u64,
     /// Timeouts are checked when packet time passes this (every millisecond
-    /// of packet time, not every packet; with `relink_ms`, a flow ends at
-    /// most a 64th of its timeout and a millisecond late).
+    /// of packet time, not every packet: a flow ends at most 1 ms late).
     next_expiry_us: u64,
     /// Frames the capture dropped so far (wrapping): each flow keeps the
     /// value at its start, so a record says how many were dropped while its
