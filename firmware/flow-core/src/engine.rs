@@ -103,26 +103,13 @@ pub struct FlowEngine {
     /// value at its start, so a record says how many were dropped while its
     /// flow was open without the engine visiting every flow on a drop.
     ring_drops: u32,
-    /// How old a flow's place on each list may grow before a packet moves
-    /// it to the front: a 64th of the list's timeout (at least 1 ms), so a
-    /// timeout fires at most that much late, and a flow relinks about once
-    /// in that time rather than on every packet.
-    relink_ms: [u32; 3],
 }
 
 /// How often packet time checks the timeouts.
 const EXPIRY_STEP_US: u64 = 1_000;
 
-/// The share of a timeout by which its list may be out of order.
-const RELINK_SHARE: u64 = 64;
-
 impl FlowEngine {
     pub fn new(config: EngineConfig) -> Self {
-        let relink = |timeout_us: u64| (timeout_us / RELINK_SHARE / 1000).clamp(1, 1 << 30) as u32;
-        let mut relink_ms = [0; 3];
-        relink_ms[List::Open as usize] = relink(config.idle_timeout_us);
-        relink_ms[List::Embryonic as usize] = relink(config.idle_timeout_us);
-        relink_ms[List::Ended as usize] = relink(config.tcp_linger_us);
         FlowEngine {
             table: FlowTable::new(config.capacity, config.hash_seed),
             learned: Learned::new(
@@ -139,7 +126,6 @@ impl FlowEngine {
             clock_us: 0,
             next_expiry_us: 0,
             ring_drops: 0,
-            relink_ms,
         }
     }
 
@@ -293,8 +279,7 @@ impl FlowEngine {
         } else {
             List::Embryonic
         };
-        self.table
-            .touch_at(slot, list, now, self.relink_ms[list as usize]);
+        self.table.touch_at(slot, list, now);
         self.stats.active_flows = self.table.len() as u64;
     }
 

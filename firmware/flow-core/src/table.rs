@@ -156,15 +156,15 @@ impl FlowTable {
     }
 
     /// Marks a flow used at `now_us` on `list`, moving it only when its
-    /// list changes or its place is `every_ms` old or more: a flow that
-    /// sends many packets within `every_ms` relinks once. The list is then
-    /// in order to within `every_ms`, so its timeout fires at most that
-    /// much later and eviction picks among flows `every_ms` apart.
+    /// list changes or its place is a millisecond old or more: a flow that
+    /// sends many packets a millisecond relinks once. The lists are then
+    /// in order to within a millisecond, so a timeout fires at most that
+    /// much later and eviction picks among flows a millisecond apart.
     #[inline]
-    pub fn touch_at(&mut self, slot: u32, list: List, now_us: u64, every_ms: u32) {
+    pub fn touch_at(&mut self, slot: u32, list: List, now_us: u64) {
         let now_ms = (now_us / 1000) as u32;
         let link = self.links[slot as usize];
-        if link.list == list as u8 && now_ms.wrapping_sub(link.at_ms) < every_ms {
+        if link.list == list as u8 && link.at_ms == now_ms {
             return;
         }
         if self.lists[list as usize].head != slot || link.list != list as u8 {
@@ -262,29 +262,25 @@ mod tests {
     }
 
     #[test]
-    fn touches_within_the_step_keep_the_place() {
+    fn touches_within_a_millisecond_keep_the_place() {
         let mut t = FlowTable::new(4, 7);
         let slots: Vec<u32> = (0..3)
             .map(|n| t.insert(t.hash(&key(n)), flow(n), List::Open).unwrap())
             .collect();
-        // Slot 0 was linked at 0 ms (its last_us): touches within the step
-        // (here 3 ms) leave it oldest.
-        t.touch_at(slots[0], List::Open, 999, 1);
-        t.touch_at(slots[0], List::Open, 2_999, 3);
+        // Slot 0 was linked at 0 ms (its last_us): touches in that
+        // millisecond leave it oldest.
+        t.touch_at(slots[0], List::Open, 999);
         assert_eq!(t.oldest(List::Open), Some(slots[0]));
-        // A step on it moves.
-        t.touch_at(slots[0], List::Open, 3_000, 3);
+        // A millisecond on it moves.
+        t.touch_at(slots[0], List::Open, 1_000);
         assert_eq!(t.oldest(List::Open), Some(slots[1]));
         // A list change moves at once, whatever the time.
-        t.touch_at(slots[1], List::Ended, 3_000, 3);
+        t.touch_at(slots[1], List::Ended, 1_000);
         assert_eq!(t.oldest(List::Ended), Some(slots[1]));
         assert_eq!(t.oldest(List::Open), Some(slots[2]));
-        // Packet time that wrapped the millisecond counter still moves it.
-        t.touch_at(slots[2], List::Open, u64::from(u32::MAX) * 1000 + 9_000, 3);
-        assert_eq!(t.oldest(List::Open), Some(slots[0]));
         // The head touched again stays the head, and the list stays whole.
-        t.touch_at(slots[0], List::Open, 5_000, 1);
-        t.touch_at(slots[2], List::Open, 5_000, 1);
+        t.touch_at(slots[0], List::Open, 5_000);
+        t.touch_at(slots[2], List::Open, 5_000);
         assert_eq!(t.oldest(List::Open), Some(slots[0]));
         t.remove(slots[0]);
         assert_eq!(t.oldest(List::Open), Some(slots[2]));
