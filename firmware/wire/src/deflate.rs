@@ -172,16 +172,7 @@ fn code_lengths<const N: usize>(freqs: &[u32; N], limit: u8, h: &mut Huff) -> [u
             freqs[i] = 1;
         }
     }
-    loop {
-        let lengths = huffman_lengths(&freqs, h);
-        if lengths.iter().all(|&l| l <= limit) {
-            return lengths;
-        }
-        // Too deep: flatten the frequencies and build again (rare here).
-        for f in freqs.iter_mut().filter(|f| **f > 0) {
-            *f = (*f >> 1) | 1;
-        }
-    }
+    huffman_lengths(&freqs, limit, h)
 }
 
 /// The Huffman builder's work space, kept with the deflater: every entry
@@ -203,11 +194,14 @@ impl Default for Huff {
     }
 }
 
-/// Plain Huffman code lengths: leaves sorted by weight, then Moffat and
-/// Katajainen's in-place method ("In-place calculation of minimum-
-/// redundancy codes", 1995), which turns the sorted weights into lengths
-/// in three passes over one array, without a tree of nodes.
-fn huffman_lengths<const N: usize>(freqs: &[u32; N], h: &mut Huff) -> [u8; N] {
+/// Huffman code lengths of at most `limit` bits: leaves sorted by weight,
+/// then Moffat and Katajainen's in-place method ("In-place calculation of
+/// minimum-redundancy codes", 1995), which turns the sorted weights into
+/// lengths in three passes over one array, without a tree of nodes; a code
+/// too deep is then flattened as JPEG does it (ITU T.81 K.3), moving
+/// leaves up in pairs, which keeps it complete. (Building again from
+/// halved weights, as before, took a second build in one batch of four.)
+fn huffman_lengths<const N: usize>(freqs: &[u32; N], limit: u8, h: &mut Huff) -> [u8; N] {
     let Huff { leaves, spare, a } = h;
     let mut n = 0;
     for (i, &f) in freqs.iter().enumerate() {
@@ -275,10 +269,51 @@ fn huffman_lengths<const N: usize>(freqs: &[u32; N], h: &mut Huff) -> [u8; N] {
         avail = 2 * used;
         depth += 1;
     }
+    // a[0] is the lightest leaf, so the deepest.
+    if a[0] > u32::from(limit) {
+        limit_depth(a, limit);
+    }
     for (&len, &(_, symbol)) in a.iter().zip(leaves.iter()) {
-        lengths[usize::from(symbol)] = len.min(255) as u8;
+        lengths[usize::from(symbol)] = len as u8;
     }
     lengths
+}
+
+/// Rewrites `depths` (non-increasing, a complete code) into a complete code
+/// of at most `limit` bits whose deepest leaves are still the first ones.
+fn limit_depth(depths: &mut [u32], limit: u8) {
+    let limit = usize::from(limit);
+    // Leaves at each depth; a code of n leaves is at most n - 1 deep.
+    let mut count = [0u32; LITLEN_SYMBOLS + 1];
+    for &d in depths.iter() {
+        count[(d as usize).min(LITLEN_SYMBOLS)] += 1;
+    }
+    for i in (limit + 1..=LITLEN_SYMBOLS).rev() {
+        while count[i] > 0 {
+            // Two leaves at depth i go: one moves up to i - 1 (taking
+            // their parent's place), and a leaf at j < i - 1 becomes a
+            // node over the other and itself at j + 1.
+            // One exists while 2^limit >= the leaves (15 bits for 288
+            // symbols, 7 for 19).
+            let Some(j) = (1..i - 1).rev().find(|&j| count[j] > 0) else {
+                return;
+            };
+            count[i] -= 2;
+            count[i - 1] += 1;
+            count[j + 1] += 2;
+            count[j] -= 1;
+        }
+    }
+    // Deepest first, to the lightest leaves.
+    let mut k = 0;
+    for d in (1..=limit).rev() {
+        for _ in 0..count[d] {
+            if let Some(slot) = depths.get_mut(k) {
+                *slot = d as u32;
+            }
+            k += 1;
+        }
+    }
 }
 
 /// Sorts leaves (in symbol order) by weight, ties kept in symbol order:
@@ -804,7 +839,7 @@ mod tests {
             if freqs.iter().filter(|&&f| f > 0).count() < 2 {
                 continue;
             }
-            let lengths = huffman_lengths(&freqs, &mut h);
+            let lengths = huffman_lengths(&freqs, 255, &mut h);
             let cost: u64 = freqs
                 .iter()
                 .zip(&lengths)
@@ -840,6 +875,47 @@ mod tests {
                 .collect();
             let packed = d.deflate_here(&input).expect("fits").to_vec();
             assert_eq!(inflate(&packed), input, "input {k}");
+        }
+    }
+
+    #[test]
+    fn limited_lengths_are_complete_and_within_the_limit() {
+        let mut h = Huff::default();
+        // Fibonacci weights: the deepest code there is for n symbols.
+        for (n, limit) in [(19usize, 7u8), (40, 15), (288, 15), (30, 15), (25, 5)] {
+            let mut freqs = [0u32; LITLEN_SYMBOLS];
+            let (mut a, mut b) = (1u32, 1u32);
+            for f in freqs.iter_mut().take(n) {
+                *f = a;
+                (a, b) = (b, a.saturating_add(b).min(1 << 30));
+            }
+            let lengths = huffman_lengths(&freqs, limit, &mut h);
+            assert!(lengths.iter().all(|&l| l <= limit), "{n} symbols");
+            let kraft: u64 = lengths
+                .iter()
+                .filter(|&&l| l > 0)
+                .map(|&l| 1u64 << (32 - u32::from(l)))
+                .sum();
+            assert_eq!(kraft, 1 << 32, "{n} symbols, limit {limit}");
+            // Heavier symbols never get longer codes.
+            for w in lengths[..n].windows(2) {
+                assert!(w[0] >= w[1], "{n} symbols: {:?}", &lengths[..n]);
+            }
+        }
+        // Random skewed weights through the deflater's own limits.
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..500 {
+            let mut freqs = [0u32; 19];
+            for f in freqs.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *f = 1 << (x % 20);
+            }
+            let lengths = code_lengths(&freqs, 7, &mut h);
+            assert!(lengths.iter().all(|&l| (1..=7).contains(&l)));
+            let kraft: u64 = lengths.iter().map(|&l| 1u64 << (32 - u32::from(l))).sum();
+            assert_eq!(kraft, 1 << 32);
         }
     }
 
