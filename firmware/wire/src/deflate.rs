@@ -180,8 +180,9 @@ fn code_lengths<const N: usize>(freqs: &[u32; N], limit: u8, h: &mut Huff) -> [u
 struct Huff {
     leaves: [(u32, u16); LITLEN_SYMBOLS],
     spare: [(u32, u16); LITLEN_SYMBOLS],
-    /// Moffat and Katajainen's array: weights, then parents, then depths.
-    a: [u32; LITLEN_SYMBOLS],
+    /// Moffat and Katajainen's array: weights (sums of up to 288 `u32`
+    /// weights need 64 bits), then parents, then depths.
+    a: [u64; LITLEN_SYMBOLS],
 }
 
 impl Default for Huff {
@@ -214,7 +215,7 @@ fn huffman_lengths<const N: usize>(freqs: &[u32; N], limit: u8, h: &mut Huff) ->
     sort_by_weight(leaves, spare);
     let a = &mut a[..n];
     for (x, &(f, _)) in a.iter_mut().zip(leaves.iter()) {
-        *x = f;
+        *x = u64::from(f);
     }
     let mut lengths = [0u8; N];
     if n < 2 {
@@ -231,7 +232,7 @@ fn huffman_lengths<const N: usize>(freqs: &[u32; N], limit: u8, h: &mut Huff) ->
     for next in 1..n - 1 {
         if leaf >= n || a[root] < a[leaf] {
             a[next] = a[root];
-            a[root] = next as u32;
+            a[root] = next as u64;
             root += 1;
         } else {
             a[next] = a[leaf];
@@ -239,7 +240,7 @@ fn huffman_lengths<const N: usize>(freqs: &[u32; N], limit: u8, h: &mut Huff) ->
         }
         if leaf >= n || (root < next && a[root] < a[leaf]) {
             a[next] += a[root];
-            a[root] = next as u32;
+            a[root] = next as u64;
             root += 1;
         } else {
             a[next] += a[leaf];
@@ -252,7 +253,7 @@ fn huffman_lengths<const N: usize>(freqs: &[u32; N], limit: u8, h: &mut Huff) ->
         a[next] = a[a[next] as usize] + 1;
     }
     // Pass 3: leaves' depths, deepest (the lightest leaves) first.
-    let (mut avail, mut depth) = (1usize, 0u32);
+    let (mut avail, mut depth) = (1usize, 0u64);
     let mut root = n as isize - 2;
     let mut next = n as isize - 1;
     while avail > 0 {
@@ -270,7 +271,7 @@ fn huffman_lengths<const N: usize>(freqs: &[u32; N], limit: u8, h: &mut Huff) ->
         depth += 1;
     }
     // a[0] is the lightest leaf, so the deepest.
-    if a[0] > u32::from(limit) {
+    if a[0] > u64::from(limit) {
         limit_depth(a, limit);
     }
     for (&len, &(_, symbol)) in a.iter().zip(leaves.iter()) {
@@ -281,7 +282,7 @@ fn huffman_lengths<const N: usize>(freqs: &[u32; N], limit: u8, h: &mut Huff) ->
 
 /// Rewrites `depths` (non-increasing, a complete code) into a complete code
 /// of at most `limit` bits whose deepest leaves are still the first ones.
-fn limit_depth(depths: &mut [u32], limit: u8) {
+fn limit_depth(depths: &mut [u64], limit: u8) {
     let limit = usize::from(limit);
     // Leaves at each depth; a code of n leaves is at most n - 1 deep.
     let mut count = [0u32; LITLEN_SYMBOLS + 1];
@@ -309,7 +310,7 @@ fn limit_depth(depths: &mut [u32], limit: u8) {
     for d in (1..=limit).rev() {
         for _ in 0..count[d] {
             if let Some(slot) = depths.get_mut(k) {
-                *slot = d as u32;
+                *slot = d as u64;
             }
             k += 1;
         }
