@@ -6,7 +6,7 @@
 //! built for streams, and each call set up about 290 KB of tables
 //! (dictionary, hash chains, code buffer) for a batch of under 3 KB, which
 //! was more than half of what deflating cost the tap. Here the tables are
-//! sized for one batch (about 35 KB: the latest position of each of 4,096
+//! sized for one batch (about 31 KB: the latest position of each of 4,096
 //! hashes, the tokens, the output, the Huffman builder's space) and kept
 //! by the writer from batch to batch, so deflating allocates nothing.
 
@@ -440,7 +440,7 @@ impl Latest {
     }
 }
 
-/// The tables one deflate works in (about 35 KB), kept by a writer from
+/// The tables one deflate works in (about 31 KB), kept by a writer from
 /// batch to batch: nothing is cleared for a new input (see [`Latest`]).
 pub struct Deflater {
     toks: [Token; MAX_INPUT],
