@@ -714,6 +714,7 @@ impl DynamicHeader {
 #[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
+    use crate::test_rng::xorshift;
 
     fn inflate(packed: &[u8]) -> Vec<u8> {
         miniz_oxide::inflate::decompress_to_vec(packed).expect("inflates")
@@ -741,12 +742,7 @@ mod tests {
     #[test]
     fn random_inputs_round_trip() {
         let mut x = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = || xorshift(&mut x);
         for _ in 0..400 {
             let len = (next() % MAX_INPUT as u64) as usize;
             // From noise to a few symbols with repeats: every block shape.
@@ -774,18 +770,14 @@ mod tests {
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         let mut spare = [(0u32, 0u16); LITLEN_SYMBOLS];
         for round in 0..300 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            xorshift(&mut x);
             let n = (x % LITLEN_SYMBOLS as u64) as usize + 1;
             // Small weights with many ties, large ones, and some past the
             // counting sort's reach (the general sort's path).
             let top = [4u64, 300, 4095, 70_000][round % 4];
             let mut leaves: Vec<(u32, u16)> = (0..n)
                 .map(|s| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
+                    xorshift(&mut x);
                     ((x % top) as u32 + 1, s as u16)
                 })
                 .collect();
@@ -794,6 +786,17 @@ mod tests {
             sort_by_weight(&mut leaves, &mut spare);
             assert_eq!(leaves, want, "round {round}");
         }
+    }
+
+    /// Whether the codes of `lengths` (0: no code) fill the code space
+    /// exactly (Kraft's sum is 1): a complete prefix code.
+    fn complete(lengths: &[u8]) -> bool {
+        let kraft: u128 = lengths
+            .iter()
+            .filter(|&&l| l > 0)
+            .map(|&l| 1u128 << (96 - u32::from(l)))
+            .sum();
+        kraft == 1 << 96
     }
 
     /// Σ weight × depth of a Huffman code built with a heap, the textbook
@@ -820,16 +823,12 @@ mod tests {
         let mut x = 0x2545_F491_4F6C_DD1Du64;
         let mut h = Huff::default();
         for round in 0..2_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            xorshift(&mut x);
             let used = 2 + (x % (LITLEN_SYMBOLS as u64 - 1)) as usize;
             let top = [3u64, 50, 3000, 100_000][round % 4];
             let mut freqs = [0u32; LITLEN_SYMBOLS];
             for f in freqs.iter_mut().take(used) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                xorshift(&mut x);
                 // Some symbols unused, the rest skewed (x % top of x % top).
                 *f = if x.is_multiple_of(5) {
                     0
@@ -847,13 +846,8 @@ mod tests {
                 .map(|(&f, &l)| u64::from(f) * u64::from(l))
                 .sum();
             assert_eq!(cost, optimal_cost(&freqs), "round {round}");
-            // Kraft: a complete code, and only used symbols have one.
-            let kraft: u128 = lengths
-                .iter()
-                .filter(|&&l| l > 0)
-                .map(|&l| 1u128 << (64 - u32::from(l)))
-                .sum();
-            assert_eq!(kraft, 1u128 << 64, "round {round}");
+            // A complete code, and only used symbols have one.
+            assert!(complete(&lengths), "round {round}");
             for (f, l) in freqs.iter().zip(&lengths) {
                 assert_eq!(*f > 0, *l > 0);
             }
@@ -867,9 +861,7 @@ mod tests {
         let mut d = Deflater::default();
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         for k in 0..60usize {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            xorshift(&mut x);
             let len = [MAX_INPUT, 40, (x % MAX_INPUT as u64) as usize, 5][k % 4];
             let input: Vec<u8> = (0..len)
                 .map(|i| (i % (7 + k % 5) + (x as usize >> (k % 40)) % 9) as u8)
@@ -892,12 +884,7 @@ mod tests {
             }
             let lengths = huffman_lengths(&freqs, limit, &mut h);
             assert!(lengths.iter().all(|&l| l <= limit), "{n} symbols");
-            let kraft: u64 = lengths
-                .iter()
-                .filter(|&&l| l > 0)
-                .map(|&l| 1u64 << (32 - u32::from(l)))
-                .sum();
-            assert_eq!(kraft, 1 << 32, "{n} symbols, limit {limit}");
+            assert!(complete(&lengths), "{n} symbols, limit {limit}");
             // Heavier symbols never get longer codes.
             for w in lengths[..n].windows(2) {
                 assert!(w[0] >= w[1], "{n} symbols: {:?}", &lengths[..n]);
@@ -908,15 +895,12 @@ mod tests {
         for _ in 0..500 {
             let mut freqs = [0u32; 19];
             for f in freqs.iter_mut() {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                xorshift(&mut x);
                 *f = 1 << (x % 20);
             }
             let lengths = code_lengths(&freqs, 7, &mut h);
             assert!(lengths.iter().all(|&l| (1..=7).contains(&l)));
-            let kraft: u64 = lengths.iter().map(|&l| 1u64 << (32 - u32::from(l))).sum();
-            assert_eq!(kraft, 1 << 32);
+            assert!(complete(&lengths));
         }
     }
 

@@ -113,6 +113,7 @@ pub fn push_ipv6(buf: &mut Vec<u8>, a: Ipv6Addr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::xorshift;
     use std::format;
     use std::string::ToString;
 
@@ -120,13 +121,6 @@ mod tests {
         let mut buf = Vec::new();
         f(&mut buf);
         std::string::String::from_utf8(buf).unwrap()
-    }
-
-    fn xorshift(x: &mut u64) -> u64 {
-        *x ^= *x << 13;
-        *x ^= *x >> 7;
-        *x ^= *x << 17;
-        *x
     }
 
     #[test]

@@ -624,12 +624,7 @@ mod tests {
     #[test]
     fn hand_written_line_matches_fmt() {
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = move || crate::test_rng::xorshift(&mut seed);
         for i in 0..20_000u64 {
             let n = next();
             let addr = |x: u64| -> IpAddr {

@@ -38,6 +38,8 @@ mod names;
 pub mod pcapng;
 pub mod record;
 pub mod replay_window;
+#[cfg(test)]
+mod test_rng;
 #[cfg(feature = "std")]
 pub mod update;
 #[cfg(feature = "std")]

@@ -89,10 +89,7 @@ mod tests {
         let mut top = 0u64;
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         for _ in 0..20_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let c = 5000 + (x % 6000);
+            let c = 5000 + (crate::test_rng::xorshift(&mut x) % 6000);
             let expected = !seen.contains(&c) && (seen.is_empty() || c > top || top - c < WINDOW);
             assert_eq!(w.accept(c), expected, "counter {c}");
             if expected {
