@@ -512,13 +512,19 @@ impl BatchWriter {
         }
     }
 
+    /// Whether a record of `n` bytes, behind its length, fits the batch.
+    fn room_for(&self, n: usize) -> Result<(), WireError> {
+        if self.len + varint_len(n) + n > self.limit {
+            return Err(WireError::Full);
+        }
+        Ok(())
+    }
+
     /// A version 1 record after the batch: where it ends.
     fn push_v1(&mut self, record: &FlowRecord) -> Result<usize, WireError> {
         let mut scratch = [0u8; MAX_RECORD];
         let n = encode_record(record, self.base_ms, &mut scratch)?.len();
-        if self.len + varint_len(n) + n > self.limit {
-            return Err(WireError::Full);
-        }
+        self.room_for(n)?;
         let mut pos = self.len;
         put_part(&mut self.buf, &mut pos, &scratch[..n])?;
         Ok(pos)
@@ -534,9 +540,7 @@ impl BatchWriter {
         let window = self.buf.get_mut(body..room).ok_or(WireError::Full)?;
         let mut n = crate::compact::encode(record, &mut self.tables, window)?;
         put_extensions(record, false, window, &mut n)?;
-        if self.len + varint_len(n) + n > self.limit {
-            return Err(WireError::Full);
-        }
+        self.room_for(n)?;
         if varint_len(n) > 1 {
             self.buf
                 .copy_within(body..body + n, self.len + varint_len(n));
